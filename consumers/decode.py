@@ -1,0 +1,123 @@
+"""Turn an incoming AMQP message into a task a handler can run, or say why it is invalid."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from contracts import topology as names
+from contracts.messages import TaskBody
+from contracts.payloads import Payload
+from contracts.registry import TaskSpec
+
+_DERIVED_ID_NAMESPACE = uuid.UUID("8c5b8e0e-6a5f-4d43-9d0e-3b8f2f6c9a11")
+
+
+class InvalidTask(Exception):
+    """The message cannot be run: not JSON, wrong schema, wrong type or unknown version."""
+
+    def __init__(self, reason: str, task_id: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.task_id = task_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceivedTask:
+    task_id: str
+    spec: TaskSpec
+    payload: Payload
+    attempt: int
+    run: int
+    max_attempts: int
+    timeout_s: float
+    not_before: datetime | None
+    source: str
+    idempotency_key: str | None
+
+
+def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
+    """Validate `message` as a task of type `spec`; raise InvalidTask with the reason if not."""
+    known_id = message.message_id
+    try:
+        raw = json.loads(message.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidTask(f"body is not JSON: {error}", known_id) from error
+    if isinstance(raw, dict) and isinstance(raw.get("task_id"), str):
+        known_id = raw["task_id"]
+    try:
+        body = TaskBody.model_validate(raw)
+    except ValidationError as error:
+        reason = f"body does not match the task schema: {_brief(error)}"
+        raise InvalidTask(reason, known_id) from error
+    task_id = body.task_id or message.message_id or derived_task_id(message)
+    if body.task_type is not None and body.task_type != spec.name:
+        raise InvalidTask(f"task_type {body.task_type!r} published to {spec.name!r}", task_id)
+    try:
+        payload = spec.payload.model_validate(body.payload)
+    except ValidationError as error:
+        reason = f"payload is not a valid {spec.name}: {_brief(error)}"
+        raise InvalidTask(reason, task_id) from error
+    headers = message.headers or {}
+    return ReceivedTask(
+        task_id=task_id,
+        spec=spec,
+        payload=payload,
+        attempt=_positive_int(headers.get(names.HEADER_ATTEMPT)),
+        run=_positive_int(headers.get(names.HEADER_RUN)),
+        max_attempts=body.max_attempts or spec.max_attempts,
+        timeout_s=body.timeout_s or spec.timeout_s,
+        not_before=body.not_before,
+        source="http" if headers.get(names.HEADER_SOURCE) == "http" else "amqp",
+        idempotency_key=body.idempotency_key,
+    )
+
+
+def derived_task_id(message: AbstractIncomingMessage) -> str:
+    """A stable id for a message published without one: every copy and redelivery of the same
+    message gets the same id (so the projector and the consumer agree on it)."""
+    digest = hashlib.sha256(message.body)
+    for part in (message.timestamp, message.correlation_id, message.app_id):
+        digest.update(repr(part).encode())
+    return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, digest.hexdigest()))
+
+
+def _positive_int(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 1 else 1
+
+
+def _brief(error: ValidationError) -> str:
+    """Field paths and messages only: input values may hold secrets and must not be echoed."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or '(body)'}: {item['msg']}"
+        for item in error.errors()[:10]
+    )
+
+
+def submission_task_id(message: AbstractIncomingMessage) -> str | None:
+    """The id a consumer will give this task message, or None if it is not even JSON."""
+    try:
+        raw = json.loads(message.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(raw, dict) and isinstance(raw.get("task_id"), str) and raw["task_id"]:
+        return str(raw["task_id"])
+    return message.message_id or derived_task_id(message)
+
+
+def header_int(message: AbstractIncomingMessage, name: str) -> int:
+    return _positive_int((message.headers or {}).get(name))
+
+
+def header_str(message: AbstractIncomingMessage, name: str) -> str | None:
+    value = (message.headers or {}).get(name)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value if isinstance(value, str) else None

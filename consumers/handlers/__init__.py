@@ -1,0 +1,1 @@
+"""One module per task type. A handler is `async def name(payload, ctx) -> JSON-able result`."""

@@ -1,0 +1,213 @@
+"""The worker runtime: consume one task queue, run the handler, record the outcome, then ack.
+
+Every outcome (status event, retry message, dead letter) is confirmed by RabbitMQ before the
+task message is acked, so a crash at any point means a redelivery, never a lost task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import AMQPError
+
+from consumers.context import TaskContext
+from consumers.decode import InvalidTask, ReceivedTask, decode
+from consumers.errors import PermanentFailure, Retry
+from contracts import topology as names
+from contracts.messages import ErrorInfo, StatusEvent
+from contracts.registry import TaskSpec
+from contracts.statuses import Status
+from infra.broker import Broker, PublishError, persistent_message
+from infra.publishing import publish_event, quarantine
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, TaskContext], Awaitable[Any]]
+ContextFactory = Callable[[ReceivedTask], TaskContext]
+
+
+class Worker:
+    def __init__(
+        self, spec: TaskSpec, handler: Handler, broker: Broker, *,
+        worker_name: str, make_context: ContextFactory, shutdown_grace_s: float,
+    ) -> None:
+        self._spec = spec
+        self._handler = handler
+        self._broker = broker
+        self._worker_name = worker_name
+        self._make_context = make_context
+        self._grace_s = shutdown_grace_s
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then drain: finish or requeue what is in flight."""
+        channel = await self._broker.channel()
+        queue = await channel.get_queue(names.task_queue(self._spec.name), ensure=False)
+        tag = await queue.consume(self._on_message)
+        log.info("consuming %s (prefetch %d)", queue.name, self._spec.prefetch)
+        await stop.wait()
+        await queue.cancel(tag)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        if not self._in_flight:
+            return
+        log.info("stopping: %d task(s) in flight, %.0fs grace", len(self._in_flight), self._grace_s)
+        _, unfinished = await asyncio.wait(self._in_flight, timeout=self._grace_s or None)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        if unfinished:
+            log.warning("requeued %d unfinished task(s)", len(unfinished))
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # Each message runs on its own task; prefetch bounds how many run at once.
+        task = asyncio.create_task(self._process(message))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            try:
+                task = decode(message, self._spec)
+            except InvalidTask as invalid:
+                await self._quarantine(message, invalid)
+            else:
+                await self._run(message, task)
+            await message.ack()
+        except asyncio.CancelledError:
+            # Shutdown: back to the queue, never to the dead-letter queue.
+            await _requeue(message)
+            raise
+        except PublishError as error:
+            log.error("task %s: outcome not confirmed (%s); it will be redelivered",
+                      message.message_id, error)
+            await _requeue(message)
+        except AMQPError as error:
+            log.error("task %s: ack failed (%r); RabbitMQ will redeliver it",
+                      message.message_id, error)
+
+    async def _run(self, message: AbstractIncomingMessage, task: ReceivedTask) -> None:
+        if task.not_before is not None and task.not_before > datetime.now(UTC):
+            delay = (task.not_before - datetime.now(UTC)).total_seconds()
+            await self._delay(message, task, task.attempt, delay)
+            return
+        await self._emit(task, Status.RUNNING)
+        try:
+            async with asyncio.timeout(task.timeout_s):
+                result = await self._handler(task.payload, self._make_context(task))
+        except PermanentFailure as error:
+            await self._fail(message, task, _error_info(error), reason="permanent_failure")
+        except TimeoutError:
+            limit = f"ran past its {task.timeout_s:g}s limit"
+            timed_out = ErrorInfo(type="TimeoutError", message=limit)
+            await self._retry_or_fail(message, task, timed_out, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the handler's failure is this attempt's outcome
+            retry_after = error.delay_s if isinstance(error, Retry) else None
+            if not isinstance(error, Retry | OSError):
+                log.warning("task %s attempt %d: %s", task.task_id, task.attempt, error,
+                            exc_info=error)
+            await self._retry_or_fail(message, task, _error_info(error), retry_after)
+        else:
+            await self._emit(task, Status.SUCCEEDED, result=result)
+            log.info("task %s succeeded (attempt %d)", task.task_id, task.attempt)
+
+    async def _retry_or_fail(
+        self, message: AbstractIncomingMessage, task: ReceivedTask, error: ErrorInfo,
+        delay_s: float | None,
+    ) -> None:
+        if task.attempt >= task.max_attempts:
+            await self._fail(message, task, error, reason="max_attempts_exhausted")
+            return
+        if delay_s is None:
+            delay_s = self._spec.retry_delay_s(task.attempt)
+        tier = await self._delay(message, task, task.attempt + 1, delay_s)
+        next_at = datetime.now(UTC) + timedelta(seconds=tier)
+        await self._emit(task, Status.RETRYING, error=error, next_attempt_at=next_at)
+        log.info("task %s attempt %d failed (%s: %s); retry in %ds",
+                 task.task_id, task.attempt, error.type, error.message, tier)
+
+    async def _delay(
+        self, message: AbstractIncomingMessage, task: ReceivedTask, attempt: int, delay_s: float
+    ) -> int:
+        """Park a copy in the delay queue of the tier that covers `delay_s`; return the tier."""
+        tier = names.retry_tier(delay_s)
+        copy = _copy(message, task, {names.HEADER_ATTEMPT: attempt})
+        await self._broker.publish("", names.retry_queue(self._spec.name, tier), copy)
+        return tier
+
+    async def _fail(
+        self, message: AbstractIncomingMessage, task: ReceivedTask, error: ErrorInfo, reason: str
+    ) -> None:
+        """Keep the message in `tasks.<type>.dead` for replay, then report `failed`."""
+        copy = _copy(message, task, {
+            names.HEADER_DEAD_REASON: reason,
+            names.HEADER_LAST_ERROR: f"{error.type}: {error.message}"[:1000],
+        })
+        await self._broker.publish(names.dead_exchange(self._spec.name), "", copy)
+        await self._emit(task, Status.FAILED, error=error)
+        log.warning("task %s failed for good after attempt %d: %s: %s",
+                    task.task_id, task.attempt, error.type, error.message)
+
+    async def _quarantine(self, message: AbstractIncomingMessage, invalid: InvalidTask) -> None:
+        queue = names.task_queue(self._spec.name)
+        await quarantine(self._broker, message, invalid.reason, queue)
+        if invalid.task_id is not None:
+            await publish_event(self._broker, StatusEvent(
+                task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
+                attempt=0, worker=self._worker_name,
+                error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
+            ))
+
+    async def _emit(self, task: ReceivedTask, status: Status, **fields: Any) -> None:
+        await publish_event(self._broker, StatusEvent(
+            task_id=task.task_id, task_type=self._spec.name, status=status,
+            attempt=task.attempt, run=task.run, worker=self._worker_name,
+            idempotency_key=task.idempotency_key, **fields,
+        ))
+
+
+def _copy(
+    message: AbstractIncomingMessage, task: ReceivedTask, headers: dict[str, Any]
+) -> Any:
+    return persistent_message(
+        message.body,
+        message_id=task.task_id,
+        type=task.spec.name,
+        app_id=message.app_id,
+        timestamp=message.timestamp,
+        correlation_id=message.correlation_id or task.task_id,
+        headers={
+            **_own_headers(message),
+            names.HEADER_ATTEMPT: task.attempt,
+            names.HEADER_RUN: task.run,
+            **headers,
+        },
+    )
+
+
+def _own_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """The publisher's headers, without the broker's bookkeeping (x-death, delivery count)."""
+    return {
+        key: value for key, value in (message.headers or {}).items()
+        if key not in ("x-death", "x-delivery-count", "x-first-death-exchange",
+                       "x-first-death-queue", "x-first-death-reason")
+    }
+
+
+def _error_info(error: BaseException) -> ErrorInfo:
+    return ErrorInfo(type=type(error).__name__, message=(str(error) or repr(error))[:2000])
+
+
+async def _requeue(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.nack(requeue=True)
+    except Exception as error:
+        log.debug("nack failed (%r); the broker requeues unacked messages on close", error)

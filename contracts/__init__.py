@@ -1,0 +1,1 @@
+"""Message contracts: pure pydantic models, topology names and the projection. No IO."""

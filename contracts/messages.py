@@ -1,0 +1,81 @@
+"""The task envelope and the status event: the two messages that cross process boundaries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts.statuses import Status
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskBody(BaseModel):
+    """A task message body as any publisher may send it: only `payload` is required.
+
+    The exchange names the task type and AMQP `message_id` the task id, so another service can
+    publish the bare minimum `{"payload": {...}}`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: dict[str, Any]
+    task_id: str | None = Field(default=None, min_length=1, max_length=200)
+    task_type: str | None = None
+    submitted_at: AwareDatetime | None = None
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    not_before: AwareDatetime | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class TaskEnvelope(BaseModel):
+    """A task as the gateway publishes it: every field filled in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1, max_length=200)
+    task_type: str
+    payload: dict[str, Any]
+    submitted_at: AwareDatetime
+    idempotency_key: str | None = None
+    not_before: AwareDatetime | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong, for people: the exception type and message, never a stack trace."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    message: str = Field(max_length=2000)
+
+
+class StatusEvent(BaseModel):
+    """One change of a task's state, published to exchange `task-events` as `<type>.<status>`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_id: str
+    task_type: str
+    status: Status
+    attempt: int = Field(ge=0)
+    run: int = Field(default=1, ge=1)
+    at: AwareDatetime = Field(default_factory=utcnow)
+    worker: str
+    source: Literal["http", "amqp"] | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    progress: float | None = Field(default=None, ge=0, le=1)
+    next_attempt_at: AwareDatetime | None = None
+    idempotency_key: str | None = None

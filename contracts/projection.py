@@ -1,0 +1,102 @@
+"""The projection: one pure function folds status events into a task's read-model state.
+
+Applying an event twice changes nothing; an older event never overwrites a newer one; a terminal
+status never regresses within its run. The store writes the result with a guard on `position`,
+so concurrent writers cannot interleave.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from contracts.messages import ErrorInfo, StatusEvent
+from contracts.statuses import Status, position
+
+HISTORY_LIMIT = 50
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Status
+    attempt: int
+    at: AwareDatetime
+    worker: str
+    error: ErrorInfo | None = None
+
+
+class TaskState(BaseModel):
+    """A task as the read model holds it and `GET /tasks/{id}` shows it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_id: str
+    task_type: str
+    status: Status
+    attempt: int
+    run: int
+    position: int
+    source: Literal["http", "amqp"] | None = None
+    idempotency_key: str | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    next_attempt_at: AwareDatetime | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    progress: float | None = None
+    history: tuple[HistoryEntry, ...] = ()
+
+
+def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
+    """The state after `event`; `state` itself (the same object) when the event is not newer."""
+    event_position = position(event.run, event.attempt, event.status)
+    if state is not None and event_position <= state.position:
+        return state
+    entry = HistoryEntry(
+        status=event.status, attempt=event.attempt, at=event.at, worker=event.worker,
+        error=event.error,
+    )
+    if state is None:
+        return TaskState(
+            task_id=event.task_id, task_type=event.task_type, status=event.status,
+            attempt=event.attempt, run=event.run, position=event_position, source=event.source,
+            idempotency_key=event.idempotency_key, created_at=event.at, updated_at=event.at,
+            started_at=_started_at(None, event), finished_at=_finished_at(event),
+            next_attempt_at=event.next_attempt_at, result=event.result, error=event.error,
+            progress=event.progress, history=(entry,),
+        )
+    new_run = event.run != state.run
+    return state.model_copy(
+        update={
+            "status": event.status,
+            "attempt": event.attempt,
+            "run": event.run,
+            "position": event_position,
+            "source": state.source or event.source,
+            "idempotency_key": state.idempotency_key or event.idempotency_key,
+            "created_at": min(state.created_at, event.at),
+            "updated_at": max(state.updated_at, event.at),
+            "started_at": _started_at(None if new_run else state.started_at, event),
+            "finished_at": _finished_at(event),
+            "next_attempt_at": event.next_attempt_at,
+            "result": event.result,
+            "error": event.error,
+            "progress": event.progress,
+            "history": (*state.history, entry)[-HISTORY_LIMIT:],
+        }
+    )
+
+
+def _started_at(previous: datetime | None, event: StatusEvent) -> datetime | None:
+    if previous is not None:
+        return previous
+    return event.at if event.status is Status.RUNNING else None
+
+
+def _finished_at(event: StatusEvent) -> datetime | None:
+    return event.at if event.status.is_terminal else None

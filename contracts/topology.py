@@ -1,0 +1,54 @@
+"""Names of every exchange, queue and header, as ops see them in the RabbitMQ console."""
+
+from __future__ import annotations
+
+EVENTS_EXCHANGE = "task-events"
+QUARANTINE_QUEUE = "tasks.quarantine"
+PROJECTOR_EVENTS_QUEUE = "projector.events"
+PROJECTOR_SUBMISSIONS_QUEUE = "projector.submissions"
+PROJECTOR_DEAD_QUEUE = "projector.dead"
+
+# Delay tiers for retries, in seconds. One delay queue per tier and type, so a short retry never
+# waits behind a long one; a wanted delay is rounded up to the next tier.
+RETRY_TIERS_S: tuple[int, ...] = (1, 5, 30, 120, 600)
+
+# Headers this service writes. `x-` keeps them apart from the AMQP properties.
+HEADER_ATTEMPT = "x-attempt"
+HEADER_RUN = "x-run"
+HEADER_SOURCE = "x-source"
+HEADER_DEAD_REASON = "x-dead-reason"
+HEADER_LAST_ERROR = "x-last-error"
+HEADER_QUARANTINE_REASON = "x-quarantine-reason"
+HEADER_ORIGINAL_QUEUE = "x-original-queue"
+
+
+def task_exchange(task_type: str) -> str:
+    return f"tasks.{task_type}"
+
+
+def task_queue(task_type: str) -> str:
+    return f"tasks.{task_type}"
+
+
+def dead_exchange(task_type: str) -> str:
+    return f"tasks.{task_type}.dead"
+
+
+def dead_queue(task_type: str) -> str:
+    return f"tasks.{task_type}.dead"
+
+
+def retry_queue(task_type: str, tier_s: int) -> str:
+    return f"tasks.{task_type}.retry.{tier_s}s"
+
+
+def event_routing_key(task_type: str, status: str) -> str:
+    return f"{task_type}.{status}"
+
+
+def retry_tier(delay_s: float) -> int:
+    """The smallest tier that waits at least `delay_s` (the longest tier caps it)."""
+    for tier in RETRY_TIERS_S:
+        if tier >= delay_s:
+            return tier
+    return RETRY_TIERS_S[-1]

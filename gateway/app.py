@@ -1,0 +1,61 @@
+"""The FastAPI application and its composition root."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from contracts.registry import TASK_TYPES
+from gateway.deps import Services
+from gateway.errors import install_error_handlers
+from gateway.routes import router
+from infra.broker import Broker, BrokerUnavailable
+from infra.settings import Settings
+from infra.store import StoreUnavailable, TaskStore, mongo_client
+from infra.topology import build_topology
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway. Clients are opened in the lifespan, never at import."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+                        timeout_s=settings.publish_timeout_s, name="gateway")
+        client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+        store = TaskStore(client, settings.mongodb_database)
+        app.state.services = Services(settings=settings, broker=broker, store=store)
+        await _warm_up(broker, store, settings)
+        try:
+            yield
+        finally:
+            await broker.close()
+            await client.close()
+
+    app = FastAPI(
+        title="Task processor",
+        summary="Queue background tasks over RabbitMQ and follow their status.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    install_error_handlers(app)
+    return app
+
+
+async def _warm_up(broker: Broker, store: TaskStore, settings: Settings) -> None:
+    """Connect early so the first request is fast; a dependency that is down is not fatal."""
+    try:
+        await broker.channel()
+    except BrokerUnavailable as error:
+        log.warning("starting without RabbitMQ (requests answer 503 until it is back): %s", error)
+    try:
+        await store.ensure_indexes(settings.retention)
+    except StoreUnavailable as error:
+        log.warning("starting without MongoDB (status reads answer 503): %s", error)

@@ -1,0 +1,64 @@
+"""The one place that maps errors to HTTP answers. No answer ever carries a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from infra.broker import PublishError
+from infra.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = "5"
+
+
+class TaskNotFound(LookupError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task {task_id!r}")
+
+
+def _validation_errors(errors: Any) -> list[dict[str, Any]]:
+    # Only where and what: pydantic's `input` and `ctx` would echo the body, secrets included.
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in errors]
+
+
+async def _on_validation(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(status_code=422,
+                        content=jsonable_encoder({"detail": _validation_errors(error.errors())}))
+
+
+async def _on_not_found(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(error)})
+
+
+async def _on_broker(request: Request, error: Exception) -> JSONResponse:
+    log.warning("%s %s: 503, %s", request.method, request.url.path, error)
+    return JSONResponse(status_code=503, headers={"Retry-After": RETRY_AFTER_S},
+                        content={"detail": "message broker unavailable; nothing was queued"})
+
+
+async def _on_store(request: Request, error: Exception) -> JSONResponse:
+    log.warning("%s %s: 503, %s", request.method, request.url.path, error)
+    return JSONResponse(status_code=503, headers={"Retry-After": RETRY_AFTER_S},
+                        content={"detail": "status store unavailable"})
+
+
+async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    return JSONResponse(status_code=500, content={"detail": "internal error"})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(TaskNotFound, _on_not_found)
+    app.add_exception_handler(PublishError, _on_broker)
+    app.add_exception_handler(StoreUnavailable, _on_store)
+    app.add_exception_handler(Exception, _on_unexpected)

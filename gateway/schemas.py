@@ -1,0 +1,98 @@
+"""The HTTP API's own models. Request bodies are generated from the registry, one per type, so
+the OpenAPI docs show every payload schema and an unknown `task_type` is a 422."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+
+from contracts.messages import ErrorInfo
+from contracts.payloads import Payload
+from contracts.projection import TaskState
+from contracts.registry import TASK_TYPES, TaskSpec
+from contracts.statuses import Status
+
+
+class TaskRequestBase(BaseModel):
+    """Fields every submission may carry besides its type and payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: str
+    payload: Payload
+    max_attempts: int | None = Field(default=None, ge=1, le=100,
+                                     description="Overrides the type's default attempts.")
+    timeout_s: float | None = Field(default=None, gt=0, le=3600,
+                                    description="Overrides the type's time limit per attempt.")
+    not_before: AwareDatetime | None = Field(default=None,
+                                             description="Do not start before this time.")
+
+
+def _request_model(spec: TaskSpec) -> type[TaskRequestBase]:
+    title = "".join(part.title() for part in spec.name.split("_")) + "Task"
+    model: type[TaskRequestBase] = create_model(
+        title,
+        __base__=TaskRequestBase,
+        task_type=(Literal[spec.name], ...),  # type: ignore[arg-type]
+        payload=(spec.payload, ...),
+    )
+    return model
+
+
+_REQUEST_MODELS = tuple(_request_model(spec) for spec in TASK_TYPES)
+
+if TYPE_CHECKING:
+    TaskRequest = TaskRequestBase
+else:
+    TaskRequest = Annotated[Union[_REQUEST_MODELS], Field(discriminator="task_type")]  # noqa: UP007
+
+
+class TaskAccepted(BaseModel):
+    task_id: str
+    status: Literal["queued"] = "queued"
+
+
+class HistoryView(BaseModel):
+    status: Status
+    attempt: int
+    at: datetime
+    error: ErrorInfo | None = None
+
+
+class TaskView(BaseModel):
+    """A task's status as the read model knows it."""
+
+    task_id: str
+    task_type: str
+    status: Status
+    attempt: int
+    source: Literal["http", "amqp"] | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    next_attempt_at: datetime | None
+    result: Any
+    error: ErrorInfo | None
+    progress: float | None
+    history: list[HistoryView]
+
+    @classmethod
+    def of(cls, state: TaskState) -> TaskView:
+        return cls(
+            **state.model_dump(include=set(cls.model_fields) - {"history"}),
+            history=[HistoryView(**entry.model_dump(exclude={"worker"}))
+                     for entry in state.history],
+        )
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    rabbitmq: str
+    mongodb: str

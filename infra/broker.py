@@ -1,0 +1,131 @@
+"""One robust RabbitMQ connection with a confirming channel, and the confirmed publish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractMessage,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, DeliveryError
+
+from infra.topology import Topology, declare_topology
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """A message was not confirmed by RabbitMQ; the caller must treat it as not sent."""
+
+
+class BrokerUnavailable(PublishError):
+    """RabbitMQ did not answer or confirm within the deadline."""
+
+
+class Unroutable(PublishError):
+    """RabbitMQ returned or refused the message: no queue would have held it."""
+
+
+class Broker:
+    """A lazily opened, self-healing link to RabbitMQ.
+
+    The first connection is opened on first use, so a process started while the broker is down
+    still starts and recovers; after that aio-pika's robust connection reconnects by itself.
+    """
+
+    def __init__(
+        self, url: str, topology: Topology, *, timeout_s: float, name: str, prefetch: int = 0
+    ) -> None:
+        self._url = url
+        self._topology = topology
+        self._timeout_s = timeout_s
+        self._name = name
+        self._prefetch = prefetch
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed and (
+            self._channel is not None and not self._channel.is_closed
+        )
+
+    async def channel(self) -> AbstractChannel:
+        """The confirming channel, connecting (and declaring the topology) on first use."""
+        if self._channel is not None:
+            return self._channel
+        async with self._lock:
+            if self._channel is None:
+                try:
+                    async with asyncio.timeout(self._timeout_s):
+                        await self._open()
+                except (TimeoutError, OSError, AMQPError) as error:
+                    await self._discard()
+                    raise BrokerUnavailable(f"RabbitMQ unreachable: {error!r}") from error
+            assert self._channel is not None
+            return self._channel
+
+    async def _open(self) -> None:
+        connection = await aio_pika.connect_robust(
+            self._url, client_properties={"connection_name": self._name}
+        )
+        self._connection = connection
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        if self._prefetch:
+            await channel.set_qos(prefetch_count=self._prefetch)
+        await declare_topology(channel, self._topology)
+        self._channel = channel
+        log.info("connected to RabbitMQ as %r", self._name)
+
+    async def _discard(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        self._exchanges.clear()
+        if connection is not None:
+            await connection.close()
+
+    async def publish(self, exchange: str, routing_key: str, message: AbstractMessage) -> None:
+        """Publish persistently and mandatorily; return only once RabbitMQ has confirmed it.
+
+        Raises Unroutable when no queue is bound for it and BrokerUnavailable when no
+        confirmation arrived in time (a robust connection would otherwise wait forever).
+        """
+        if message.delivery_mode != aio_pika.DeliveryMode.PERSISTENT:
+            raise ValueError("task and event messages must be persistent")
+        channel = await self.channel()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                target = await self._exchange(channel, exchange)
+                await target.publish(message, routing_key, mandatory=True)
+        except DeliveryError as error:
+            raise Unroutable(f"{exchange!r} {routing_key!r} refused or returned it") from error
+        except (TimeoutError, OSError, AMQPError, RuntimeError) as error:
+            raise BrokerUnavailable(f"publish to {exchange!r} not confirmed: {error!r}") from error
+
+    async def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
+        if name == "":
+            return channel.default_exchange
+        if name not in self._exchanges:
+            self._exchanges[name] = await channel.get_exchange(name, ensure=False)
+        return self._exchanges[name]
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._discard()
+
+
+def persistent_message(body: bytes, **properties: Any) -> aio_pika.Message:
+    """A JSON message that survives a broker restart."""
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        **properties,
+    )

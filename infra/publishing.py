@@ -1,0 +1,66 @@
+"""The two kinds of message this service publishes: tasks and status events."""
+
+from __future__ import annotations
+
+import logging
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts import topology as names
+from contracts.messages import StatusEvent, TaskEnvelope
+from infra.broker import Broker, persistent_message
+
+log = logging.getLogger(__name__)
+
+
+async def publish_task(
+    broker: Broker, envelope: TaskEnvelope, *, app_id: str, source: str,
+    attempt: int = 1, run: int = 1,
+) -> None:
+    """Publish a task to its typed exchange and wait for RabbitMQ's confirmation."""
+    message = persistent_message(
+        envelope.model_dump_json(exclude_none=True).encode(),
+        message_id=envelope.task_id,
+        type=envelope.task_type,
+        timestamp=envelope.submitted_at,
+        app_id=app_id,
+        correlation_id=envelope.task_id,
+        headers={names.HEADER_ATTEMPT: attempt, names.HEADER_RUN: run, names.HEADER_SOURCE: source},
+    )
+    await broker.publish(names.task_exchange(envelope.task_type), envelope.task_type, message)
+
+
+async def publish_event(broker: Broker, event: StatusEvent) -> None:
+    """Publish a status event to `task-events` as `<type>.<status>`, confirmed."""
+    message = persistent_message(
+        event.model_dump_json(exclude_none=True).encode(),
+        message_id=f"{event.task_id}/{event.run}/{event.attempt}/{event.status}",
+        type="status_event",
+        timestamp=event.at,
+        app_id=event.worker,
+        correlation_id=event.task_id,
+    )
+    routing_key = names.event_routing_key(event.task_type, event.status.value)
+    await broker.publish(names.EVENTS_EXCHANGE, routing_key, message)
+
+
+async def quarantine(
+    broker: Broker, message: AbstractIncomingMessage, reason: str, original_queue: str
+) -> None:
+    """Keep an invalid message in `tasks.quarantine` with the reason in a header, confirmed."""
+    copy = persistent_message(
+        message.body,
+        message_id=message.message_id,
+        type=message.type,
+        app_id=message.app_id,
+        timestamp=message.timestamp,
+        correlation_id=message.correlation_id,
+        headers={
+            **(message.headers or {}),
+            names.HEADER_QUARANTINE_REASON: reason[:1000],
+            names.HEADER_ORIGINAL_QUEUE: original_queue,
+        },
+    )
+    await broker.publish("", names.QUARANTINE_QUEUE, copy)
+    log.warning("quarantined a message from %s (id %s): %s",
+                original_queue, message.message_id or "none", reason)

@@ -1,0 +1,49 @@
+"""All configuration, from environment variables. One settings object, passed in explicitly."""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    mongodb_url: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    mongodb_database: str = "taskproc"
+
+    # Seconds to wait for RabbitMQ to confirm a publish before the gateway answers 503.
+    publish_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Seconds to wait for MongoDB before a read answers 503.
+    mongodb_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    # Seconds a consumer gives in-flight work after SIGTERM before requeueing it.
+    shutdown_grace_s: float = Field(default=20.0, ge=0, le=600)
+    # Days a finished task stays in the read model.
+    retention_days: int = Field(default=30, ge=1)
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_start_tls: bool = False
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    mail_from: str = "taskproc@localhost"
+
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_response_limit: int = Field(default=2048, ge=0, le=1_000_000)
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    worker_name: str = Field(default_factory=socket.gethostname)
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.retention_days)

@@ -1,0 +1,137 @@
+"""The RabbitMQ topology as data, declared idempotently, and exportable as a definitions file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, ExchangeType
+
+from contracts import topology as names
+from contracts.registry import TaskSpec
+
+_QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+# Quorum queues dead-letter at-least-once only with this pair; the default loses messages if the
+# target is briefly unavailable.
+_SAFE_DEAD_LETTERING: dict[str, Any] = {
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+_PROJECTOR_DELIVERY_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: ExchangeType
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Binding:
+    exchange: str
+    queue: str
+    routing_key: str = "#"
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchanges: tuple[Exchange, ...]
+    queues: tuple[Queue, ...]
+    bindings: tuple[Binding, ...]
+
+
+def build_topology(specs: tuple[TaskSpec, ...]) -> Topology:
+    """Every exchange, queue and binding the service needs for these task types."""
+    exchanges = [Exchange(names.EVENTS_EXCHANGE, ExchangeType.TOPIC)]
+    to_quarantine = {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": names.QUARANTINE_QUEUE,
+        "x-delivery-limit": _PROJECTOR_DELIVERY_LIMIT,
+    }
+    queues = [
+        Queue(names.QUARANTINE_QUEUE, {**_QUORUM}),
+        Queue(names.PROJECTOR_EVENTS_QUEUE, {**_QUORUM, **to_quarantine}),
+        Queue(names.PROJECTOR_SUBMISSIONS_QUEUE, {**_QUORUM, **to_quarantine}),
+        Queue(names.PROJECTOR_DEAD_QUEUE, {**_QUORUM, **to_quarantine}),
+    ]
+    bindings = [Binding(names.EVENTS_EXCHANGE, names.PROJECTOR_EVENTS_QUEUE)]
+    for spec in specs:
+        exchanges += [
+            Exchange(names.task_exchange(spec.name), ExchangeType.TOPIC),
+            Exchange(names.dead_exchange(spec.name), ExchangeType.FANOUT),
+        ]
+        queues += [
+            Queue(names.task_queue(spec.name), {
+                **_QUORUM, **_SAFE_DEAD_LETTERING,
+                "x-delivery-limit": spec.delivery_limit,
+                "x-dead-letter-exchange": names.dead_exchange(spec.name),
+            }),
+            Queue(names.dead_queue(spec.name), {**_QUORUM}),
+        ]
+        queues += [
+            Queue(names.retry_queue(spec.name, tier), {
+                **_QUORUM, **_SAFE_DEAD_LETTERING,
+                "x-message-ttl": tier * 1000,
+                # Straight back to the task queue, not through the exchange: the projector's
+                # submission queue must not see a retry as a new task.
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": names.task_queue(spec.name),
+            })
+            for tier in names.RETRY_TIERS_S
+        ]
+        bindings += [
+            Binding(names.task_exchange(spec.name), names.task_queue(spec.name)),
+            Binding(names.task_exchange(spec.name), names.PROJECTOR_SUBMISSIONS_QUEUE),
+            Binding(names.dead_exchange(spec.name), names.dead_queue(spec.name), ""),
+            Binding(names.dead_exchange(spec.name), names.PROJECTOR_DEAD_QUEUE, ""),
+        ]
+    return Topology(tuple(exchanges), tuple(queues), tuple(bindings))
+
+
+async def declare_topology(channel: AbstractChannel, topology: Topology) -> None:
+    """Declare everything; safe to run from every process at every start."""
+    exchanges = {
+        exchange.name: await channel.declare_exchange(exchange.name, exchange.type, durable=True)
+        for exchange in topology.exchanges
+    }
+    queues = {
+        queue.name: await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+        for queue in topology.queues
+    }
+    for binding in topology.bindings:
+        await queues[binding.queue].bind(exchanges[binding.exchange], binding.routing_key)
+
+
+def definitions(topology: Topology, vhost: str = "/") -> dict[str, Any]:
+    """The topology as a RabbitMQ definitions document (`rabbitmqctl import_definitions`)."""
+    return {
+        "exchanges": [
+            {"name": e.name, "vhost": vhost, "type": e.type.value, "durable": True,
+             "auto_delete": False, "internal": False, "arguments": {}}
+            for e in topology.exchanges
+        ],
+        "queues": [
+            {"name": q.name, "vhost": vhost, "durable": True, "auto_delete": False,
+             "arguments": q.arguments}
+            for q in topology.queues
+        ],
+        "bindings": [
+            {"source": b.exchange, "vhost": vhost, "destination": b.queue,
+             "destination_type": "queue", "routing_key": b.routing_key, "arguments": {}}
+            for b in topology.bindings
+        ],
+    }
+
+
+async def declare_on(url: str, topology: Topology) -> None:
+    """Open a short-lived connection and declare the topology (for the CLI)."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        await declare_topology(await connection.channel(), topology)
