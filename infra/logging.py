@@ -37,3 +37,4 @@ def configure_logging(settings: Settings, process: str) -> None:
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
     logging.getLogger("pymongo").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)

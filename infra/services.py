@@ -1,0 +1,111 @@
+"""Start the local services the system needs when they are not already running.
+
+RabbitMQ comes from Debian's package, the MongoDB-protocol server is `nx-27017` from PyPI and
+SMTP is aiosmtpd. Each `ensure_*` returns what it started, so the caller stops only that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RUN_DIR = Path(os.environ.get("TASKPROC_RUN_DIR", ".run")).resolve()
+
+
+class ServiceError(Exception):
+    """A required local service could not be started."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """A service this process started, with the command that stops it."""
+
+    name: str
+    stop: tuple[str, ...]
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, *, what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not port_open(host, port):
+        if time.monotonic() > deadline:
+            raise ServiceError(f"{what} did not open {host}:{port} within {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
+def _run(*command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+
+def ensure_rabbitmq() -> Started | None:
+    """RabbitMQ on 127.0.0.1:5672 with the management console on 15672."""
+    started = None
+    if not port_open("127.0.0.1", 5672):
+        if shutil.which("rabbitmq-server") is None:
+            _install_rabbitmq()
+        log.info("starting RabbitMQ")
+        result = _run("rabbitmq-server", "-detached")
+        if result.returncode != 0:
+            raise ServiceError(f"rabbitmq-server -detached failed: {result.stderr.strip()}")
+        _run("rabbitmqctl", "await_startup", timeout_s=120)
+        wait_for_port("127.0.0.1", 5672, what="RabbitMQ", timeout_s=60)
+        started = Started("rabbitmq", ("rabbitmqctl", "stop"))
+    if not port_open("127.0.0.1", 15672) and shutil.which("rabbitmq-plugins"):
+        result = _run("rabbitmq-plugins", "enable", "rabbitmq_management")
+        if result.returncode != 0:
+            log.warning("could not enable the management console: %s", result.stderr.strip())
+        else:
+            wait_for_port("127.0.0.1", 15672, what="RabbitMQ management", timeout_s=60)
+    return started
+
+
+def _install_rabbitmq() -> None:
+    if os.geteuid() != 0:
+        raise ServiceError("RabbitMQ is not installed: apt-get install rabbitmq-server (as root)")
+    log.info("installing rabbitmq-server from Debian's packages")
+    for command in (("apt-get", "update", "-q"),
+                    ("apt-get", "install", "-y", "-q", "rabbitmq-server")):
+        result = _run(*command, timeout_s=600)
+        if result.returncode != 0:
+            raise ServiceError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+
+
+def ensure_mongodb(port: int = 27017) -> Started | None:
+    """The MongoDB-protocol server `nx-27017`, data under .run/mongodb, as a daemon."""
+    if port_open("127.0.0.1", port):
+        return None
+    executable = shutil.which("nx-27017") or str(Path(sys.executable).with_name("nx-27017"))
+    data_dir = RUN_DIR / "mongodb"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = RUN_DIR / "nx-27017.pid"
+    log.info("starting nx-27017 on 127.0.0.1:%d (data in %s)", port, data_dir)
+    result = _run(executable, "-d", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                  "-p", str(port), "--pid-file", str(pid_file),
+                  "--log-file", str(RUN_DIR / "nx-27017.log"))
+    if result.returncode != 0:
+        raise ServiceError(f"nx-27017 failed to start: {result.stderr.strip()[-500:]}")
+    wait_for_port("127.0.0.1", port, what="nx-27017", timeout_s=30)
+    return Started("nx-27017", (executable, "--stop", "--pid-file", str(pid_file)))
+
+
+def stop(started: Started) -> None:
+    log.info("stopping %s", started.name)
+    result = _run(*started.stop, timeout_s=60)
+    if result.returncode != 0:
+        log.warning("stopping %s failed: %s", started.name, result.stderr.strip())

@@ -1,0 +1,117 @@
+"""`taskproc run`: every process of the system in the foreground, restarted if one dies.
+
+It starts the local services that are not running, then the gateway, one consumer per task type
+and the projector, as a deployment's restart policy would keep them. SIGINT or SIGTERM stops
+everything it started, and only that.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from contracts.registry import task_type_names
+from infra import services
+from infra.settings import Settings
+
+log = logging.getLogger("supervisor")
+
+_RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)
+_STABLE_AFTER_S = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = field(default=0.0)
+
+    def start(self) -> None:
+        # Its own session: a Ctrl-C reaches the supervisor only, which stops children in order.
+        self.process = subprocess.Popen(self.command, start_new_session=True)
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+
+def children(settings: Settings, *, with_mail_sink: bool) -> list[Child]:
+    python = sys.executable
+    result = [Child("gateway", [python, "-m", "gateway"])]
+    result += [Child(f"{name}-worker", [python, "-m", "consumers", "worker", name])
+               for name in task_type_names()]
+    result.append(Child("projector", [python, "-m", "consumers", "projector"]))
+    if with_mail_sink:
+        result.append(Child("mail-sink", [python, "-m", "infra.mail_sink"]))
+    return result
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stopping = False
+
+    def run(self) -> int:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._request_stop)
+        started = [s for s in (services.ensure_rabbitmq(), services.ensure_mongodb()) if s]
+        mail_sink = not services.port_open(self._settings.smtp_host, self._settings.smtp_port)
+        processes = children(self._settings, with_mail_sink=mail_sink)
+        try:
+            for child in processes:
+                child.start()
+            log.info("gateway on http://%s:%d, RabbitMQ console on http://127.0.0.1:15672 "
+                     "- Ctrl-C stops everything", self._settings.gateway_host,
+                     self._settings.gateway_port)
+            while not self._stopping:
+                self._tend(processes)
+                time.sleep(0.2)
+        finally:
+            self._stop_all(processes)
+            for service in reversed(started):
+                services.stop(service)
+        return 0
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        if not self._stopping:
+            log.info("received %s: stopping everything started here",
+                     signal.Signals(signum).name)
+        self._stopping = True
+
+    def _tend(self, processes: list[Child]) -> None:
+        now = time.monotonic()
+        for child in processes:
+            if child.process is None:
+                if now >= child.next_start:
+                    child.start()
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            if now - child.started_at > _STABLE_AFTER_S:
+                child.restarts = 0
+            delay = _RESTART_BACKOFF_S[min(child.restarts, len(_RESTART_BACKOFF_S) - 1)]
+            log.warning("%s (pid %d) exited with %s; restarting in %.0fs",
+                        child.name, child.process.pid, code, delay)
+            child.process, child.restarts, child.next_start = None, child.restarts + 1, now + delay
+
+    def _stop_all(self, processes: list[Child]) -> None:
+        running = [c for c in processes if c.process is not None and c.process.poll() is None]
+        for child in running:
+            assert child.process is not None
+            child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self._settings.shutdown_grace_s + 5
+        for child in running:
+            assert child.process is not None
+            try:
+                child.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time: killing it", child.name)
+                child.process.kill()
+                child.process.wait()
+        log.info("all processes stopped")
