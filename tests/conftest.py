@@ -1,0 +1,71 @@
+"""Fixtures shared by every tier. Unit tests use none of the service fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from contracts.registry import TASK_TYPES
+from infra.broker import Broker
+from infra.settings import Settings
+from infra.store import TaskStore, mongo_client
+from infra.topology import build_topology
+from tests.support.receivers import SmtpSink, WebhookReceiver
+from tests.support.services import Backends, backends
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Backends]:
+    """Real RabbitMQ (a vhost of its own) and a MongoDB-protocol server (a database of its own)."""
+    with backends() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(services: Backends, smtp_sink: SmtpSink) -> Settings:
+    return Settings(
+        rabbitmq_url=services.rabbitmq_url,
+        mongodb_url=services.mongodb_url,
+        mongodb_database=services.mongodb_database,
+        smtp_port=smtp_sink.port,
+        publish_timeout_s=5.0,
+        worker_name="test",
+    )
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("process-logs")
+
+
+@pytest.fixture
+async def broker(settings: Settings) -> AsyncIterator[Broker]:
+    """A confirming connection with the whole topology declared."""
+    link = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+                  timeout_s=settings.publish_timeout_s, name="tests")
+    await link.channel()
+    yield link
+    await link.close()
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[TaskStore]:
+    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+    yield TaskStore(client, settings.mongodb_database)
+    await client.close()

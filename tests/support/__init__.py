@@ -1,0 +1,1 @@
+"""Shared test machinery: real services, real processes, receivers that count side effects."""

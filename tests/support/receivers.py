@@ -1,0 +1,122 @@
+"""Local peers that count side effects independently of any task status."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from tests.support.services import free_port
+
+
+@dataclass
+class Delivery:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1 recording every request; `answers` scripts the statuses:
+    a path maps to a list of status codes given in turn (the last one repeats)."""
+
+    answers: dict[str, list[int]] = field(default_factory=dict)
+    deliveries: list[Delivery] = field(default_factory=list)
+    by_task: Counter[str] = field(default_factory=Counter)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._served: Counter[str] = Counter()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status = receiver._record(self.command, self.path, dict(self.headers), body)
+                payload = json.dumps({"received": True}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _record(self, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            self.deliveries.append(Delivery(method, path, headers, body))
+            task_id = headers.get("X-Task-Id")
+            if task_id:
+                self.by_task[task_id] += 1
+            script = self.answers.get(path.split("?")[0], [200])
+            served = self._served[path]
+            self._served[path] += 1
+            return script[min(served, len(script) - 1)]
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _MailHandler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        code = self._sink.refuse.get(address)
+        if code is not None:
+            return f"{code} refused for this test"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=default_policy)
+        assert isinstance(message, EmailMessage)
+        with self._sink.lock:
+            self._sink.messages.append((list(envelope.rcpt_tos), message))
+        return "250 Message accepted"
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) keeping every message; `refuse` maps an address to a code."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.refuse: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self._controller = Controller(_MailHandler(self), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
