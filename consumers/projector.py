@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import AMQPError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
 from consumers.decode import header_int, header_str, submission_task_id
@@ -75,7 +75,7 @@ class Projector:
                 await message.nack(requeue=True)  # stopping during an outage: keep it queued
                 return
             await message.ack()
-        except AMQPError as error:
+        except (AMQPError, ChannelInvalidStateError) as error:
             log.error("could not settle message %s (%r); it will be redelivered",
                       message.message_id, error)
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import AMQPError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from consumers.context import TaskContext
 from consumers.decode import InvalidTask, ReceivedTask, decode
@@ -88,7 +88,7 @@ class Worker:
             log.error("task %s: outcome not confirmed (%s); it will be redelivered",
                       message.message_id, error)
             await _requeue(message)
-        except AMQPError as error:
+        except (AMQPError, ChannelInvalidStateError) as error:
             log.error("task %s: ack failed (%r); RabbitMQ will redeliver it",
                       message.message_id, error)
 

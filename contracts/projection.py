@@ -23,6 +23,7 @@ class HistoryEntry(BaseModel):
 
     status: Status
     attempt: int
+    run: int = 1
     at: AwareDatetime
     worker: str
     error: ErrorInfo | None = None
@@ -58,7 +59,8 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
     if state is not None and event_position <= state.position:
         return state
     entry = HistoryEntry(
-        status=event.status, attempt=event.attempt, at=event.at, worker=event.worker,
+        status=event.status, attempt=event.attempt, run=event.run, at=event.at,
+        worker=event.worker,
         error=event.error,
     )
     if state is None:

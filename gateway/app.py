@@ -13,6 +13,7 @@ from gateway.deps import Services
 from gateway.errors import install_error_handlers
 from gateway.routes import router
 from infra.broker import Broker, BrokerUnavailable
+from infra.idempotency import IdempotencyKeys
 from infra.settings import Settings
 from infra.store import StoreUnavailable, TaskStore, mongo_client
 from infra.topology import build_topology
@@ -30,8 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         timeout_s=settings.publish_timeout_s, name="gateway")
         client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
         store = TaskStore(client, settings.mongodb_database)
-        app.state.services = Services(settings=settings, broker=broker, store=store)
-        await _warm_up(broker, store, settings)
+        keys = IdempotencyKeys(client, settings.mongodb_database)
+        app.state.services = Services(settings=settings, broker=broker, store=store, keys=keys)
+        await _warm_up(app.state.services)
         try:
             yield
         finally:
@@ -49,13 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _warm_up(broker: Broker, store: TaskStore, settings: Settings) -> None:
+async def _warm_up(services: Services) -> None:
     """Connect early so the first request is fast; a dependency that is down is not fatal."""
     try:
-        await broker.channel()
+        await services.broker.channel()
     except BrokerUnavailable as error:
         log.warning("starting without RabbitMQ (requests answer 503 until it is back): %s", error)
     try:
-        await store.ensure_indexes(settings.retention)
+        await services.store.ensure_indexes(services.settings.retention)
+        await services.keys.ensure_indexes(services.settings.idempotency_ttl)
     except StoreUnavailable as error:
         log.warning("starting without MongoDB (status reads answer 503): %s", error)

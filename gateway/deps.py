@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from infra.broker import Broker
+from infra.idempotency import IdempotencyKeys
 from infra.settings import Settings
 from infra.store import TaskStore
 
@@ -17,6 +18,7 @@ class Services:
     settings: Settings
     broker: Broker
     store: TaskStore
+    keys: IdempotencyKeys
 
 
 def get_services(request: Request) -> Services:

@@ -23,6 +23,18 @@ class TaskNotFound(LookupError):
         super().__init__(f"no task {task_id!r}")
 
 
+class IdempotencyConflict(Exception):
+    """The key was used before with a different request."""
+
+
+class IdempotencyInProgress(Exception):
+    """Another request with this key is still being published."""
+
+
+class NotRetryable(Exception):
+    """Only a task that ended `failed` or `dead` with its message kept can be retried."""
+
+
 def _validation_errors(errors: Any) -> list[dict[str, Any]]:
     # Only where and what: pydantic's `input` and `ctx` would echo the body, secrets included.
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
@@ -37,6 +49,21 @@ async def _on_validation(request: Request, error: Exception) -> JSONResponse:
 
 async def _on_not_found(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": str(error)})
+
+
+async def _on_key_conflict(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": [{
+        "loc": ["header", "Idempotency-Key"], "type": "idempotency_key_reused",
+        "msg": "this Idempotency-Key was used with a different request"}]})
+
+
+async def _on_key_in_progress(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, headers={"Retry-After": "1"}, content={
+        "detail": "a request with this Idempotency-Key is still being queued; retry shortly"})
+
+
+async def _on_not_retryable(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(error)})
 
 
 async def _on_broker(request: Request, error: Exception) -> JSONResponse:
@@ -59,6 +86,9 @@ async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(TaskNotFound, _on_not_found)
+    app.add_exception_handler(IdempotencyConflict, _on_key_conflict)
+    app.add_exception_handler(IdempotencyInProgress, _on_key_in_progress)
+    app.add_exception_handler(NotRetryable, _on_not_retryable)
     app.add_exception_handler(PublishError, _on_broker)
     app.add_exception_handler(StoreUnavailable, _on_store)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import APIRouter, Body, Header, Response, status
 
-from contracts.messages import StatusEvent, TaskEnvelope, utcnow
-from contracts.statuses import Status
 from gateway.deps import ServicesDep
 from gateway.errors import TaskNotFound
 from gateway.schemas import Health, Readiness, TaskAccepted, TaskRequest, TaskView
+from gateway.submission import retry, submit
 from infra.broker import BrokerUnavailable
-from infra.publishing import publish_task
 from infra.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-GATEWAY_APP_ID = "taskproc-gateway"
 
 router = APIRouter()
 
@@ -28,38 +23,22 @@ router = APIRouter()
     "/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
-    responses={422: {"description": "Invalid JSON, unknown task_type or invalid payload"},
+    responses={409: {"description": "A request with this Idempotency-Key is still in progress"},
+               422: {"description": "Invalid JSON, unknown task_type, invalid payload, or an "
+                                    "Idempotency-Key reused with a different request"},
                503: {"description": "RabbitMQ did not confirm in time; nothing was queued"}},
 )
 async def submit_task(
-    request: Annotated[TaskRequest, Body()], services: ServicesDep
+    request: Annotated[TaskRequest, Body()],
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> TaskAccepted:
-    """Queue a task. Answers 202 only once RabbitMQ has confirmed the message."""
-    envelope = TaskEnvelope(
-        task_id=str(uuid.uuid4()),
-        task_type=request.task_type,
-        payload=request.payload.model_dump(mode="json", by_alias=True, exclude_unset=True),
-        submitted_at=utcnow(),
-        max_attempts=request.max_attempts,
-        timeout_s=request.timeout_s,
-        not_before=request.not_before,
-    )
-    await publish_task(services.broker, envelope, app_id=GATEWAY_APP_ID, source="http")
-    await _record_queued(services, envelope)
-    log.info("accepted %s task %s", envelope.task_type, envelope.task_id)
-    return TaskAccepted(task_id=envelope.task_id)
+    """Queue a task. Answers 202 only once RabbitMQ has confirmed the message.
 
-
-async def _record_queued(services: ServicesDep, envelope: TaskEnvelope) -> None:
-    """Read your writes: the read model knows the task before the 202 goes out."""
-    event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
-                        status=Status.QUEUED, attempt=0, worker=GATEWAY_APP_ID, source="http",
-                        at=envelope.submitted_at)
-    try:
-        await services.store.apply(event)
-    except StoreUnavailable as error:
-        # The task is queued for real; the projector records it from its submission queue.
-        log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error)
+    With an `Idempotency-Key` header, repeating the same request returns the same task id and
+    the task runs once.
+    """
+    return TaskAccepted(task_id=await submit(services, request, idempotency_key))
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView,
@@ -71,6 +50,18 @@ async def get_task(task_id: str, services: ServicesDep) -> TaskView:
     if state is None:
         raise TaskNotFound(task_id)
     return TaskView.of(state)
+
+
+@router.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED,
+             response_model=TaskAccepted,
+             responses={404: {"description": "No such task"},
+                        409: {"description": "The task is not failed or dead, or its message "
+                                             "is no longer in the dead-letter queue"},
+                        503: {"description": "RabbitMQ or MongoDB unavailable"}})
+async def retry_task(task_id: str, services: ServicesDep) -> TaskAccepted:
+    """Run a failed or dead task again from its dead letter: same id, attempts start at 1."""
+    await retry(services, task_id)
+    return TaskAccepted(task_id=task_id)
 
 
 @router.get("/health", response_model=Health)

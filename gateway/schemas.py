@@ -57,6 +57,7 @@ class TaskAccepted(BaseModel):
 class HistoryView(BaseModel):
     status: Status
     attempt: int
+    run: int
     at: datetime
     error: ErrorInfo | None = None
 
@@ -68,6 +69,7 @@ class TaskView(BaseModel):
     task_type: str
     status: Status
     attempt: int
+    run: int = Field(description="1, plus one for each replay of a failed or dead task")
     source: Literal["http", "amqp"] | None
     created_at: datetime
     updated_at: datetime

@@ -8,8 +8,10 @@ import json
 import logging
 import sys
 
-from contracts.registry import TASK_TYPES
-from infra import services
+from contracts.registry import TASK_TYPES, task_type_names
+from contracts.topology import dead_queue
+from infra import replay, services
+from infra.broker import Broker
 from infra.logging import configure_logging
 from infra.settings import Settings
 from infra.supervisor import Supervisor
@@ -43,6 +45,41 @@ def _topology_declare(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_dead_letters_async(settings, args))
+
+
+async def _dead_letters_async(settings: Settings, args: argparse.Namespace) -> int:
+    broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+                    timeout_s=settings.publish_timeout_s, name="taskproc dead-letters")
+    try:
+        if args.action == "list":
+            letters = await replay.scan(broker, args.task_type)
+        else:
+            chosen = None if args.all else set(args.task_ids)
+            letters = await replay.replay(broker, args.task_type, chosen)
+    finally:
+        await broker.close()
+    _print_letters(letters)
+    verb = "dead letter(s) in" if args.action == "list" else "replayed from"
+    print(f"{len(letters)} {verb} {dead_queue(args.task_type)}", file=sys.stderr)
+    if args.action == "replay" and not args.all:
+        missing = set(args.task_ids) - {letter.task_id for letter in letters}
+        for task_id in sorted(missing):
+            print(f"not found: {task_id}", file=sys.stderr)
+        return 1 if missing else 0
+    return 0
+
+
+def _print_letters(letters: list[replay.DeadLetter]) -> None:
+    if not letters:
+        return
+    print(f"{'task_id':<38} {'run':>3} {'attempt':>7} {'reason':<24} last error")
+    for letter in letters:
+        print(f"{letter.task_id:<38} {letter.run:>3} {letter.attempt:>7} {letter.reason:<24} "
+              f"{letter.last_error or ''}")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="taskproc", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -57,6 +94,18 @@ def parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_topology_export)
     topology_commands.add_parser("declare", help="declare it on RABBITMQ_URL").set_defaults(
         handler=_topology_declare)
+    dead = commands.add_parser("dead-letters", help="list or replay tasks.<type>.dead")
+    dead_commands = dead.add_subparsers(dest="action", required=True)
+    listing = dead_commands.add_parser("list", help="show the dead letters of a task type")
+    listing.add_argument("task_type", choices=task_type_names())
+    listing.set_defaults(handler=_dead_letters)
+    again = dead_commands.add_parser(
+        "replay", help="run dead letters again: same task id, attempts start at 1")
+    again.add_argument("task_type", choices=task_type_names())
+    which = again.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="replay every dead letter")
+    which.add_argument("task_ids", nargs="*", default=[], metavar="TASK_ID")
+    again.set_defaults(handler=_dead_letters)
     return root
 
 

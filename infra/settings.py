@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=20.0, ge=0, le=600)
     # Days a finished task stays in the read model.
     retention_days: int = Field(default=30, ge=1)
+    # Hours an Idempotency-Key is remembered.
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
@@ -47,3 +49,7 @@ class Settings(BaseSettings):
     @property
     def retention(self) -> timedelta:
         return timedelta(days=self.retention_days)
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_ttl_hours)

@@ -1,0 +1,125 @@
+"""Submitting a task: publish with confirmation, then record `queued` (read your writes).
+
+With an Idempotency-Key, concurrent requests with one key agree on one task id through a claim in
+MongoDB; only the request holding a fresh claim publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+from contracts.messages import StatusEvent, TaskEnvelope, utcnow
+from contracts.statuses import Status
+from contracts.topology import dead_queue
+from gateway.deps import Services
+from gateway.errors import (
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    NotRetryable,
+    TaskNotFound,
+)
+from gateway.schemas import TaskRequestBase
+from infra.broker import PublishError
+from infra.idempotency import Claim, request_hash
+from infra.publishing import publish_task
+from infra.replay import replay
+from infra.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+GATEWAY_APP_ID = "taskproc-gateway"
+_POLL_S = 0.05
+
+
+async def submit(services: Services, request: TaskRequestBase, key: str | None) -> str:
+    """Queue `request` and return its task id; with `key`, the same id for the same request."""
+    if key is None:
+        return await _publish(services, request, str(uuid.uuid4()), None)
+    fingerprint = request_hash(_wire(request))
+    patience = timedelta(seconds=services.settings.publish_timeout_s * 2 + 1)
+    deadline = utcnow() + patience
+    while True:
+        claim = await services.keys.claim(key, fingerprint, str(uuid.uuid4()))
+        if claim.request_hash != fingerprint:
+            raise IdempotencyConflict(key)
+        if claim.state == "queued":
+            return claim.task_id
+        if claim.is_new or _abandoned(claim, patience):
+            return await _publish_claimed(services, request, claim, key)
+        if utcnow() > deadline:
+            raise IdempotencyInProgress(key)
+        await asyncio.sleep(_POLL_S)
+
+
+def _abandoned(claim: Claim, patience: timedelta) -> bool:
+    # Its owner would have published or released it by now: it crashed in between. Publishing
+    # again under the same task id may run the task twice, which at-least-once allows.
+    return utcnow() - claim.claimed_at > patience
+
+
+async def _publish_claimed(
+    services: Services, request: TaskRequestBase, claim: Claim, key: str
+) -> str:
+    try:
+        task_id = await _publish(services, request, claim.task_id, key)
+    except PublishError:
+        await services.keys.release(key, claim.task_id)
+        raise
+    await services.keys.mark_queued(key, task_id)
+    return task_id
+
+
+async def _publish(
+    services: Services, request: TaskRequestBase, task_id: str, key: str | None
+) -> str:
+    envelope = TaskEnvelope(
+        task_id=task_id,
+        task_type=request.task_type,
+        payload=_wire(request)["payload"],
+        submitted_at=utcnow(),
+        idempotency_key=key,
+        max_attempts=request.max_attempts,
+        timeout_s=request.timeout_s,
+        not_before=request.not_before,
+    )
+    await publish_task(services.broker, envelope, app_id=GATEWAY_APP_ID, source="http")
+    await _record_queued(services, envelope)
+    log.info("accepted %s task %s", envelope.task_type, envelope.task_id)
+    return task_id
+
+
+def _wire(request: TaskRequestBase) -> dict[str, object]:
+    """The request as the client meant it: aliases kept, defaults not filled in."""
+    return request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+async def _record_queued(services: Services, envelope: TaskEnvelope) -> None:
+    """Read your writes: the read model knows the task before the 202 goes out."""
+    event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
+                        status=Status.QUEUED, attempt=0, worker=GATEWAY_APP_ID, source="http",
+                        at=envelope.submitted_at, idempotency_key=envelope.idempotency_key)
+    try:
+        await services.store.apply(event)
+    except StoreUnavailable as error:
+        # The task is queued for real; the projector records it from its submission queue.
+        log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error)
+
+
+async def retry(services: Services, task_id: str) -> None:
+    """Replay a failed or dead task's dead letter and record it `queued` in its new run."""
+    state = await services.store.get(task_id)
+    if state is None:
+        raise TaskNotFound(task_id)
+    if state.status not in (Status.FAILED, Status.DEAD):
+        raise NotRetryable(f"task {task_id} is {state.status}; only failed or dead tasks retry")
+    sent = await replay(services.broker, state.task_type, {task_id})
+    if not sent:
+        raise NotRetryable(f"task {task_id} has no message in {dead_queue(state.task_type)}")
+    await services.store.apply(StatusEvent(
+        task_id=task_id, task_type=state.task_type, status=Status.QUEUED, attempt=0,
+        run=sent[0].run + 1, worker=GATEWAY_APP_ID,
+    ))
+    log.info("replayed %s task %s from its dead letter", state.task_type, task_id)
