@@ -40,7 +40,6 @@ class Projector:
         self._stopping = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        channel = await self._broker.channel()
         readers: dict[str, EventReader] = {
             names.PROJECTOR_EVENTS_QUEUE: self._status_event,
             names.PROJECTOR_SUBMISSIONS_QUEUE: self._submission,
@@ -48,7 +47,7 @@ class Projector:
         }
         consumers = []
         for queue_name, reader in readers.items():
-            queue = await channel.get_queue(queue_name, ensure=False)
+            queue = await self._broker.queue(queue_name)
             tag = await queue.consume(self._dispatcher(reader))
             consumers.append((queue, tag))
         log.info("projecting %s", ", ".join(readers))

@@ -46,8 +46,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain: finish or requeue what is in flight."""
-        channel = await self._broker.channel()
-        queue = await channel.get_queue(names.task_queue(self._spec.name), ensure=False)
+        queue = await self._broker.queue(names.task_queue(self._spec.name))
         tag = await queue.consume(self._on_message)
         log.info("consuming %s (prefetch %d)", queue.name, self._spec.prefetch)
         await stop.wait()

@@ -11,6 +11,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractMessage,
+    AbstractQueue,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError
@@ -90,6 +91,15 @@ class Broker:
         self._exchanges.clear()
         if connection is not None:
             await connection.close()
+
+    async def queue(self, name: str) -> AbstractQueue:
+        """A declared queue whose consumers survive reconnects.
+
+        Only queues obtained through the robust channel's `declare_queue` are restored after a
+        broker restart; `get_queue` would silently leave the consumer gone.
+        """
+        channel = await self.channel()
+        return await channel.declare_queue(name, passive=True)
 
     async def publish(self, exchange: str, routing_key: str, message: AbstractMessage) -> None:
         """Publish persistently and mandatorily; return only once RabbitMQ has confirmed it.

@@ -55,8 +55,7 @@ async def scan(
 ) -> list[DeadLetter]:
     """Every dead letter of `task_type`. `act` may replay one and return True to take it off
     the queue; everything else is returned to the queue untouched."""
-    channel = await broker.channel()
-    queue = await channel.get_queue(names.dead_queue(task_type), ensure=False)
+    queue = await broker.queue(names.dead_queue(task_type))
     held: list[AbstractIncomingMessage] = []
     found: list[DeadLetter] = []
     try:
