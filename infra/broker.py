@@ -79,12 +79,21 @@ class Broker:
             self._url, client_properties={"connection_name": self._name}
         )
         self._connection = connection
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if self._prefetch:
             await channel.set_qos(prefetch_count=self._prefetch)
         await declare_topology(channel, self._topology)
         self._channel = channel
         log.info("connected to RabbitMQ as %r", self._name)
+
+    def _on_connection_lost(self, sender: object, error: BaseException | None) -> None:
+        if error is not None:
+            log.warning("lost the RabbitMQ connection (%s); reconnecting", error)
+
+    def _on_reconnected(self, sender: object) -> None:
+        log.info("reconnected to RabbitMQ as %r", self._name)
 
     async def _discard(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None

@@ -33,8 +33,11 @@ def configure_logging(settings: Settings, process: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    # aiormq logs every reconnect attempt at length; our own lines say what matters.
+    # aiormq and aio-pika log a lost connection with tracebacks from several places; the
+    # broker link logs one line for the loss and one for the reconnect instead.
     logging.getLogger("aiormq").setLevel(logging.WARNING)
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    logging.getLogger("aio_pika.tools").setLevel(logging.CRITICAL)
     logging.getLogger("pymongo").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
