@@ -37,9 +37,10 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, *self.args], env=self.env,
-                                        stdout=log, stderr=subprocess.STDOUT)
+        # The child keeps its own copy of the file descriptor.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, *self.args], env=self.env,
+                                            stdout=log, stderr=subprocess.STDOUT)
         return self
 
     @property

@@ -131,13 +131,13 @@ class MongoServer:
 
     def start(self) -> None:
         executable = shutil.which("nx-27017") or str(Path(sys.executable).with_name("nx-27017"))
-        log = (self._dir / "server.log").open("ab")
-        self._process = subprocess.Popen(
-            [executable, "--data-dir", str(self._dir / "data"), "--host", "127.0.0.1",
-             "-p", str(self.port), "--pid-file", str(self._dir / "pid"),
-             "--log-file", str(self._dir / "nx.log")],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        with (self._dir / "server.log").open("ab") as log:
+            self._process = subprocess.Popen(
+                [executable, "--data-dir", str(self._dir / "data"), "--host", "127.0.0.1",
+                 "-p", str(self.port), "--pid-file", str(self._dir / "pid"),
+                 "--log-file", str(self._dir / "nx.log")],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while not port_open("127.0.0.1", self.port):
             if time.monotonic() > deadline or self._process.poll() is not None:
