@@ -9,6 +9,7 @@ import logging
 import sys
 
 from contracts.registry import TASK_TYPES, task_type_names
+from contracts.schemas import json_schemas
 from contracts.topology import dead_queue
 from infra import replay, services
 from infra.broker import Broker
@@ -35,6 +36,12 @@ def _services_up(settings: Settings, args: argparse.Namespace) -> int:
 def _topology_export(settings: Settings, args: argparse.Namespace) -> int:
     document = definitions(build_topology(TASK_TYPES), vhost=args.vhost)
     json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _schemas(settings: Settings, args: argparse.Namespace) -> int:
+    json.dump(json_schemas(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
@@ -94,6 +101,8 @@ def parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_topology_export)
     topology_commands.add_parser("declare", help="declare it on RABBITMQ_URL").set_defaults(
         handler=_topology_declare)
+    commands.add_parser("schemas", help="print the JSON Schema of every message").set_defaults(
+        handler=_schemas)
     dead = commands.add_parser("dead-letters", help="list or replay tasks.<type>.dead")
     dead_commands = dead.add_subparsers(dest="action", required=True)
     listing = dead_commands.add_parser("list", help="show the dead letters of a task type")
