@@ -51,7 +51,7 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
-        self._lock = asyncio.Lock()
+        self._connecting: asyncio.Task[AbstractChannel] | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -60,19 +60,31 @@ class Broker:
         )
 
     async def channel(self) -> AbstractChannel:
-        """The confirming channel, connecting (and declaring the topology) on first use."""
+        """The confirming channel, connecting (and declaring the topology) on first use.
+
+        Concurrent callers share one connection attempt, so a burst of requests while
+        RabbitMQ is away costs one attempt, not one each.
+        """
         if self._channel is not None:
             return self._channel
-        async with self._lock:
-            if self._channel is None:
-                try:
-                    async with asyncio.timeout(self._timeout_s):
-                        await self._open()
-                except (TimeoutError, OSError, AMQPError) as error:
-                    await self._discard()
-                    raise BrokerUnavailable(f"RabbitMQ unreachable: {error!r}") from error
-            assert self._channel is not None
-            return self._channel
+        if self._connecting is None:
+            self._connecting = asyncio.create_task(self._connect())
+        attempt = self._connecting
+        try:
+            return await asyncio.shield(attempt)
+        finally:
+            if attempt.done() and self._connecting is attempt:
+                self._connecting = None
+
+    async def _connect(self) -> AbstractChannel:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._open()
+        except (TimeoutError, OSError, AMQPError) as error:
+            await self._discard()
+            raise BrokerUnavailable(f"RabbitMQ unreachable: {error!r}") from error
+        assert self._channel is not None
+        return self._channel
 
     async def _open(self) -> None:
         connection = await aio_pika.connect_robust(
@@ -89,8 +101,8 @@ class Broker:
         log.info("connected to RabbitMQ as %r", self._name)
 
     def _on_connection_lost(self, sender: object, error: BaseException | None) -> None:
-        if error is not None:
-            log.warning("lost the RabbitMQ connection (%s); reconnecting", error)
+        if error is not None and self._channel is not None:
+            log.warning("lost the RabbitMQ connection (%r); reconnecting", error)
 
     def _on_reconnected(self, sender: object) -> None:
         log.info("reconnected to RabbitMQ as %r", self._name)
@@ -136,8 +148,11 @@ class Broker:
         return self._exchanges[name]
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._discard()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
+            self._connecting = None
+        await self._discard()
 
 
 def persistent_message(body: bytes, **properties: Any) -> aio_pika.Message:
