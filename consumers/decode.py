@@ -38,6 +38,7 @@ class ReceivedTask:
     run: int
     max_attempts: int
     timeout_s: float
+    retry_base_s: float | None
     not_before: datetime | None
     source: str
     idempotency_key: str | None
@@ -74,6 +75,7 @@ def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
         run=_positive_int(headers.get(names.HEADER_RUN)),
         max_attempts=body.max_attempts or spec.max_attempts,
         timeout_s=body.timeout_s or spec.timeout_s,
+        retry_base_s=body.retry_base_s,
         not_before=body.not_before,
         source="http" if headers.get(names.HEADER_SOURCE) == "http" else "amqp",
         idempotency_key=body.idempotency_key,

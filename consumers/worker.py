@@ -126,7 +126,7 @@ class Worker:
             await self._fail(message, task, error, reason="max_attempts_exhausted")
             return
         if delay_s is None:
-            delay_s = self._spec.retry_delay_s(task.attempt)
+            delay_s = self._spec.retry_delay_s(task.attempt, base_s=task.retry_base_s)
         tier = await self._delay(message, task, task.attempt + 1, delay_s)
         next_at = datetime.now(UTC) + timedelta(seconds=tier)
         await self._emit(task, Status.RETRYING, error=error, next_attempt_at=next_at)

@@ -33,6 +33,7 @@ class TaskBody(BaseModel):
     not_before: AwareDatetime | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    retry_base_s: float | None = Field(default=None, gt=0, le=600)
     schema_version: Literal[1] = SCHEMA_VERSION
 
 
@@ -49,6 +50,7 @@ class TaskEnvelope(BaseModel):
     not_before: AwareDatetime | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    retry_base_s: float | None = Field(default=None, gt=0, le=600)
     schema_version: Literal[1] = SCHEMA_VERSION
 
 

@@ -33,9 +33,15 @@ class TaskSpec:
         if ":" not in self.handler:
             raise ValueError(f"handler {self.handler!r} must look like 'module:function'")
 
-    def retry_delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Exponential backoff with full jitter in its upper half, capped at `retry_cap_s`."""
-        ceiling = min(self.retry_cap_s, self.retry_base_s * 2 ** max(attempt - 1, 0))
+    def retry_delay_s(
+        self, attempt: int, rng: random.Random | None = None, *, base_s: float | None = None
+    ) -> float:
+        """Exponential backoff with jitter in its upper half, capped at `retry_cap_s`.
+
+        `base_s` overrides the type's `retry_base_s` for one task.
+        """
+        base = self.retry_base_s if base_s is None else base_s
+        ceiling = min(self.retry_cap_s, base * 2 ** max(attempt - 1, 0))
         return (rng or random).uniform(ceiling / 2, ceiling)
 
 

@@ -26,6 +26,9 @@ class TaskRequestBase(BaseModel):
                                      description="Overrides the type's default attempts.")
     timeout_s: float | None = Field(default=None, gt=0, le=3600,
                                     description="Overrides the type's time limit per attempt.")
+    retry_base_s: float | None = Field(
+        default=None, gt=0, le=600,
+        description="Overrides the type's first retry delay; later ones double (capped).")
     not_before: AwareDatetime | None = Field(default=None,
                                              description="Do not start before this time.")
 

@@ -83,6 +83,7 @@ async def _publish(
         idempotency_key=key,
         max_attempts=request.max_attempts,
         timeout_s=request.timeout_s,
+        retry_base_s=request.retry_base_s,
         not_before=request.not_before,
     )
     await publish_task(services.broker, envelope, app_id=GATEWAY_APP_ID, source="http")
