@@ -23,7 +23,7 @@ _DERIVED_ID_NAMESPACE = uuid.UUID("8c5b8e0e-6a5f-4d43-9d0e-3b8f2f6c9a11")
 class InvalidTask(Exception):
     """The message cannot be run: not JSON, wrong schema, wrong type or unknown version."""
 
-    def __init__(self, reason: str, task_id: str | None) -> None:
+    def __init__(self, reason: str, task_id: str) -> None:
         super().__init__(reason)
         self.reason = reason
         self.task_id = task_id
@@ -46,19 +46,16 @@ class ReceivedTask:
 
 def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
     """Validate `message` as a task of type `spec`; raise InvalidTask with the reason if not."""
-    known_id = message.message_id
+    task_id = submission_task_id(message)
     try:
         raw = json.loads(message.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidTask(f"body is not JSON: {error}", known_id) from error
-    if isinstance(raw, dict) and isinstance(raw.get("task_id"), str):
-        known_id = raw["task_id"]
+        raise InvalidTask(f"body is not JSON: {error}", task_id) from error
     try:
         body = TaskBody.model_validate(raw)
     except ValidationError as error:
         reason = f"body does not match the task schema: {_brief(error)}"
-        raise InvalidTask(reason, known_id) from error
-    task_id = body.task_id or message.message_id or derived_task_id(message)
+        raise InvalidTask(reason, task_id) from error
     if body.task_type is not None and body.task_type != spec.name:
         raise InvalidTask(f"task_type {body.task_type!r} published to {spec.name!r}", task_id)
     try:
@@ -103,12 +100,14 @@ def _brief(error: ValidationError) -> str:
     )
 
 
-def submission_task_id(message: AbstractIncomingMessage) -> str | None:
-    """The id a consumer will give this task message, or None if it is not even JSON."""
+def submission_task_id(message: AbstractIncomingMessage) -> str:
+    """The task id of a message, valid or not: the body's `task_id`, else `message_id`, else
+    one derived from the content. The consumer and the projector both use this one rule, so
+    they always report a task under the same id."""
     try:
         raw = json.loads(message.body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
+        raw = None
     if isinstance(raw, dict) and isinstance(raw.get("task_id"), str) and raw["task_id"]:
         return str(raw["task_id"])
     return message.message_id or derived_task_id(message)

@@ -103,13 +103,12 @@ class Projector:
 
     async def _submission(self, message: AbstractIncomingMessage) -> StatusEvent | None:
         """A task seen on its exchange is `queued` at once, however it was published."""
-        task_id = submission_task_id(message)
         task_type = _task_type_of(message.exchange, suffix="")
-        if task_id is None or task_type is None:
-            return None  # not JSON: the consumer quarantines it and reports it
+        if task_type is None:
+            return None  # not published to a task exchange: nothing to record
         return StatusEvent(
-            task_id=task_id, task_type=task_type, status=Status.QUEUED, attempt=0,
-            run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
+            task_id=submission_task_id(message), task_type=task_type, status=Status.QUEUED,
+            attempt=0, run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             source="http" if header_str(message, names.HEADER_SOURCE) == "http" else "amqp",
         )
 
@@ -121,12 +120,11 @@ class Projector:
         """
         if header_str(message, names.HEADER_DEAD_REASON) is not None:
             return None
-        task_id = submission_task_id(message)
         task_type = _task_type_of(message.exchange, suffix=".dead")
-        if task_id is None or task_type is None:
+        if task_type is None:
             return None
         return StatusEvent(
-            task_id=task_id, task_type=task_type, status=Status.DEAD,
+            task_id=submission_task_id(message), task_type=task_type, status=Status.DEAD,
             attempt=header_int(message, names.HEADER_ATTEMPT),
             run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             error=ErrorInfo(type="DeliveryLimitExceeded",

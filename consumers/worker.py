@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
@@ -22,8 +23,8 @@ from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
-from infra.broker import Broker, PublishError, persistent_message
-from infra.publishing import publish_event, quarantine
+from infra.broker import Broker, PublishError
+from infra.publishing import copy_of, publish_event, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +159,11 @@ class Worker:
     async def _quarantine(self, message: AbstractIncomingMessage, invalid: InvalidTask) -> None:
         queue = names.task_queue(self._spec.name)
         await quarantine(self._broker, message, invalid.reason, queue)
-        if invalid.task_id is not None:
-            await publish_event(self._broker, StatusEvent(
-                task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
-                attempt=0, worker=self._worker_name,
-                error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
-            ))
+        await publish_event(self._broker, StatusEvent(
+            task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
+            attempt=0, worker=self._worker_name,
+            error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
+        ))
 
     async def _emit(self, task: ReceivedTask, status: Status, **fields: Any) -> None:
         await publish_event(self._broker, StatusEvent(
@@ -175,30 +175,10 @@ class Worker:
 
 def _copy(
     message: AbstractIncomingMessage, task: ReceivedTask, headers: dict[str, Any]
-) -> Any:
-    return persistent_message(
-        message.body,
-        message_id=task.task_id,
-        type=task.spec.name,
-        app_id=message.app_id,
-        timestamp=message.timestamp,
-        correlation_id=message.correlation_id or task.task_id,
-        headers={
-            **_own_headers(message),
-            names.HEADER_ATTEMPT: task.attempt,
-            names.HEADER_RUN: task.run,
-            **headers,
-        },
-    )
-
-
-def _own_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
-    """The publisher's headers, without the broker's bookkeeping (x-death, delivery count)."""
-    return {
-        key: value for key, value in (message.headers or {}).items()
-        if key not in ("x-death", "x-delivery-count", "x-first-death-exchange",
-                       "x-first-death-queue", "x-first-death-reason")
-    }
+) -> aio_pika.Message:
+    return copy_of(message, message_id=task.task_id, type=task.spec.name, headers={
+        names.HEADER_ATTEMPT: task.attempt, names.HEADER_RUN: task.run, **headers,
+    })
 
 
 def _error_info(error: BaseException) -> ErrorInfo:

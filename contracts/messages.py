@@ -16,19 +16,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class TaskBody(BaseModel):
-    """A task message body as any publisher may send it: only `payload` is required.
-
-    The exchange names the task type and AMQP `message_id` the task id, so another service can
-    publish the bare minimum `{"payload": {...}}`.
-    """
+class TaskOptions(BaseModel):
+    """What a publisher may set about how a task runs; unset means the task type's default."""
 
     model_config = ConfigDict(extra="forbid")
 
-    payload: dict[str, Any]
-    task_id: str | None = Field(default=None, min_length=1, max_length=200)
-    task_type: str | None = None
-    submitted_at: AwareDatetime | None = None
     idempotency_key: str | None = Field(default=None, max_length=200)
     not_before: AwareDatetime | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
@@ -37,21 +29,26 @@ class TaskBody(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
 
 
-class TaskEnvelope(BaseModel):
-    """A task as the gateway publishes it: every field filled in."""
+class TaskBody(TaskOptions):
+    """A task message body as any publisher may send it: only `payload` is required.
 
-    model_config = ConfigDict(extra="forbid")
+    The exchange names the task type and AMQP `message_id` the task id, so another service can
+    publish the bare minimum `{"payload": {...}}`.
+    """
+
+    payload: dict[str, Any]
+    task_id: str | None = Field(default=None, min_length=1, max_length=200)
+    task_type: str | None = None
+    submitted_at: AwareDatetime | None = None
+
+
+class TaskEnvelope(TaskOptions):
+    """A task as the gateway publishes it: identity and submission time filled in."""
 
     task_id: str = Field(min_length=1, max_length=200)
     task_type: str
     payload: dict[str, Any]
     submitted_at: AwareDatetime
-    idempotency_key: str | None = None
-    not_before: AwareDatetime | None = None
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    timeout_s: float | None = Field(default=None, gt=0, le=3600)
-    retry_base_s: float | None = Field(default=None, gt=0, le=600)
-    schema_version: Literal[1] = SCHEMA_VERSION
 
 
 class ErrorInfo(BaseModel):

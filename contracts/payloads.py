@@ -15,7 +15,8 @@ class SendEmailPayload(Payload):
     """An email sent over SMTP; `to` may be one address or a list."""
 
     to: list[EmailStr] = Field(min_length=1, max_length=100)
-    subject: str = Field(max_length=998)
+    # A line break would be a header injection; the email library refuses it anyway.
+    subject: str = Field(max_length=998, pattern=r"^[^\r\n]*$")
     body: str = Field(max_length=1_000_000)
     cc: list[EmailStr] = Field(default_factory=list, max_length=100)
     bcc: list[EmailStr] = Field(default_factory=list, max_length=100)

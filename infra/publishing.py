@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import topology as names
@@ -44,23 +46,35 @@ async def publish_event(broker: Broker, event: StatusEvent) -> None:
     await broker.publish(names.EVENTS_EXCHANGE, routing_key, message)
 
 
+# Headers RabbitMQ adds when it dead-letters or redelivers: not the publisher's to carry on.
+_BROKER_HEADERS = frozenset({"x-death", "x-delivery-count", "x-first-death-exchange",
+                             "x-first-death-queue", "x-first-death-reason"})
+
+
+def copy_of(
+    message: AbstractIncomingMessage, *, headers: dict[str, Any],
+    message_id: str | None = None, type: str | None = None,
+) -> aio_pika.Message:
+    """A persistent copy of `message` to publish elsewhere: same body and properties, the
+    publisher's headers updated with `headers` (a None value removes that header)."""
+    own = {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
+    return persistent_message(
+        message.body,
+        message_id=message_id or message.message_id,
+        type=type or message.type,
+        app_id=message.app_id,
+        timestamp=message.timestamp,
+        correlation_id=message.correlation_id or message_id,
+        headers={k: v for k, v in {**own, **headers}.items() if v is not None},
+    )
+
+
 async def quarantine(
     broker: Broker, message: AbstractIncomingMessage, reason: str, original_queue: str
 ) -> None:
     """Keep an invalid message in `tasks.quarantine` with the reason in a header, confirmed."""
-    copy = persistent_message(
-        message.body,
-        message_id=message.message_id,
-        type=message.type,
-        app_id=message.app_id,
-        timestamp=message.timestamp,
-        correlation_id=message.correlation_id,
-        headers={
-            **(message.headers or {}),
-            names.HEADER_QUARANTINE_REASON: reason[:1000],
-            names.HEADER_ORIGINAL_QUEUE: original_queue,
-        },
-    )
+    copy = copy_of(message, headers={names.HEADER_QUARANTINE_REASON: reason[:1000],
+                                     names.HEADER_ORIGINAL_QUEUE: original_queue})
     await broker.publish("", names.QUARANTINE_QUEUE, copy)
     log.warning("quarantined a message from %s (id %s): %s",
                 original_queue, message.message_id or "none", reason)

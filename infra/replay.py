@@ -15,7 +15,8 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import topology as names
-from infra.broker import Broker, persistent_message
+from infra.broker import Broker
+from infra.publishing import copy_of
 
 # Held unacked while scanning, so each message is seen once; bounds memory too.
 MAX_SCAN = 10_000
@@ -78,19 +79,13 @@ async def scan(
 async def replay_message(broker: Broker, message: AbstractIncomingMessage,
                          letter: DeadLetter) -> None:
     """Publish the dead message again to its task exchange: same id, attempt 1, next run."""
-    copy = persistent_message(
-        message.body,
-        message_id=letter.task_id,
-        type=letter.task_type,
-        app_id=message.app_id,
-        timestamp=message.timestamp,
-        correlation_id=message.correlation_id or letter.task_id,
-        headers={
-            names.HEADER_ATTEMPT: 1,
-            names.HEADER_RUN: letter.run + 1,
-            names.HEADER_SOURCE: _text((message.headers or {}).get(names.HEADER_SOURCE)) or "amqp",
-        },
-    )
+    copy = copy_of(message, message_id=letter.task_id, type=letter.task_type, headers={
+        names.HEADER_ATTEMPT: 1,
+        names.HEADER_RUN: letter.run + 1,
+        # The cause of death belongs to the last run, not the next one.
+        names.HEADER_DEAD_REASON: None,
+        names.HEADER_LAST_ERROR: None,
+    })
     await broker.publish(names.task_exchange(letter.task_type), letter.task_type, copy)
 
 
