@@ -17,7 +17,7 @@ def resolve_handler(spec: TaskSpec) -> Handler:
     module_name, _, function_name = spec.handler.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
+    except (ImportError, ValueError) as error:
         raise HandlerError(f"{spec.name}: cannot import {module_name!r}: {error}") from error
     handler = getattr(module, function_name, None)
     if handler is None:
@@ -33,5 +33,8 @@ def resolve_handler(spec: TaskSpec) -> Handler:
 
 def resolve_all(specs: tuple[TaskSpec, ...] = TASK_TYPES) -> dict[str, Handler]:
     """Every type's handler, checked: a start-up error names each one that is wrong."""
-    check_registry(specs)
+    try:
+        check_registry(specs)
+    except ValueError as error:
+        raise HandlerError(str(error)) from error
     return {spec.name: resolve_handler(spec) for spec in specs}
