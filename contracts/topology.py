@@ -16,6 +16,7 @@ RETRY_TIERS_S: tuple[int, ...] = (1, 5, 30, 120, 600)
 HEADER_ATTEMPT = "x-attempt"
 HEADER_RUN = "x-run"
 HEADER_SOURCE = "x-source"
+HEADER_TRACEPARENT = "traceparent"
 HEADER_DEAD_REASON = "x-dead-reason"
 HEADER_LAST_ERROR = "x-last-error"
 HEADER_QUARANTINE_REASON = "x-quarantine-reason"

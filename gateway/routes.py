@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Response, status
@@ -15,6 +16,9 @@ from infra.broker import BrokerUnavailable
 from infra.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# W3C trace context: version-traceid-parentid-flags.
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 router = APIRouter()
 
@@ -32,13 +36,17 @@ async def submit_task(
     request: Annotated[TaskRequest, Body()],
     services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    traceparent: Annotated[str | None, Header()] = None,
 ) -> TaskAccepted:
     """Queue a task. Answers 202 only once RabbitMQ has confirmed the message.
 
     With an `Idempotency-Key` header, repeating the same request returns the same task id and
     the task runs once.
     """
-    return TaskAccepted(task_id=await submit(services, request, idempotency_key))
+    # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
+    valid_trace = traceparent if traceparent and TRACEPARENT.fullmatch(traceparent) else None
+    task_id = await submit(services, request, idempotency_key, traceparent=valid_trace)
+    return TaskAccepted(task_id=task_id)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView,

@@ -34,10 +34,13 @@ GATEWAY_APP_ID = "taskproc-gateway"
 _POLL_S = 0.05
 
 
-async def submit(services: Services, request: TaskRequestBase, key: str | None) -> str:
+async def submit(
+    services: Services, request: TaskRequestBase, key: str | None, *,
+    traceparent: str | None = None,
+) -> str:
     """Queue `request` and return its task id; with `key`, the same id for the same request."""
     if key is None:
-        return await _publish(services, request, str(uuid.uuid4()), None)
+        return await _publish(services, request, str(uuid.uuid4()), None, traceparent)
     fingerprint = request_hash(_wire(request))
     patience = timedelta(seconds=services.settings.publish_timeout_s * 2 + 1)
     deadline = utcnow() + patience
@@ -48,7 +51,7 @@ async def submit(services: Services, request: TaskRequestBase, key: str | None) 
         if claim.state == "queued":
             return claim.task_id
         if claim.is_new or _abandoned(claim, patience):
-            return await _publish_claimed(services, request, claim, key)
+            return await _publish_claimed(services, request, claim, key, traceparent)
         if utcnow() > deadline:
             raise IdempotencyInProgress(key)
         await asyncio.sleep(_POLL_S)
@@ -61,10 +64,11 @@ def _abandoned(claim: Claim, patience: timedelta) -> bool:
 
 
 async def _publish_claimed(
-    services: Services, request: TaskRequestBase, claim: Claim, key: str
+    services: Services, request: TaskRequestBase, claim: Claim, key: str,
+    traceparent: str | None,
 ) -> str:
     try:
-        task_id = await _publish(services, request, claim.task_id, key)
+        task_id = await _publish(services, request, claim.task_id, key, traceparent)
     except PublishError:
         await services.keys.release(key, claim.task_id)
         raise
@@ -73,7 +77,8 @@ async def _publish_claimed(
 
 
 async def _publish(
-    services: Services, request: TaskRequestBase, task_id: str, key: str | None
+    services: Services, request: TaskRequestBase, task_id: str, key: str | None,
+    traceparent: str | None,
 ) -> str:
     envelope = TaskEnvelope(
         task_id=task_id,
@@ -86,7 +91,8 @@ async def _publish(
         retry_base_s=request.retry_base_s,
         not_before=request.not_before,
     )
-    await publish_task(services.broker, envelope, app_id=GATEWAY_APP_ID, source="http")
+    await publish_task(services.broker, envelope, app_id=GATEWAY_APP_ID, source="http",
+                       traceparent=traceparent)
     await _record_queued(services, envelope)
     log.info("accepted %s task %s", envelope.task_type, envelope.task_id)
     return task_id

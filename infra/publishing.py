@@ -17,9 +17,18 @@ log = logging.getLogger(__name__)
 
 async def publish_task(
     broker: Broker, envelope: TaskEnvelope, *, app_id: str, source: str,
-    attempt: int = 1, run: int = 1,
+    attempt: int = 1, run: int = 1, traceparent: str | None = None,
 ) -> None:
-    """Publish a task to its typed exchange and wait for RabbitMQ's confirmation."""
+    """Publish a task to its typed exchange and wait for RabbitMQ's confirmation.
+
+    `traceparent` (W3C trace context) travels as a header of the same name, and stays on every
+    retry, dead-letter and quarantine copy.
+    """
+    headers: dict[str, Any] = {
+        names.HEADER_ATTEMPT: attempt, names.HEADER_RUN: run, names.HEADER_SOURCE: source,
+    }
+    if traceparent is not None:
+        headers[names.HEADER_TRACEPARENT] = traceparent
     message = persistent_message(
         envelope.model_dump_json(exclude_none=True).encode(),
         message_id=envelope.task_id,
@@ -27,7 +36,7 @@ async def publish_task(
         timestamp=envelope.submitted_at,
         app_id=app_id,
         correlation_id=envelope.task_id,
-        headers={names.HEADER_ATTEMPT: attempt, names.HEADER_RUN: run, names.HEADER_SOURCE: source},
+        headers=headers,
     )
     await broker.publish(names.task_exchange(envelope.task_type), envelope.task_type, message)
 
