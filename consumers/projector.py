@@ -19,8 +19,8 @@ from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
-from infra.broker import Broker
-from infra.publishing import quarantine
+from infra.broker import Broker, PublishError, requeue
+from infra.publishing import publish_event, quarantine
 from infra.store import StoreUnavailable, TaskStore
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,15 @@ class Projector:
                 await message.nack(requeue=True)  # stopping during an outage: keep it queued
                 return
             await message.ack()
+        except PublishError as error:
+            log.error("message %s: %s; it will be redelivered", message.message_id, error)
+            await requeue(message)
         except (AMQPError, ChannelInvalidStateError) as error:
             log.error("could not settle message %s (%r); it will be redelivered",
                       message.message_id, error)
+        except Exception:
+            log.exception("message %s: unexpected error; requeueing it", message.message_id)
+            await requeue(message)
 
     async def _apply_until_stored(self, event: StatusEvent) -> bool:
         """Retry through a MongoDB outage; False if the projector is stopping meanwhile."""
@@ -116,21 +122,24 @@ class Projector:
         """A message RabbitMQ dead-lettered itself (delivery limit): the task is `dead`.
 
         Messages a consumer dead-lettered on purpose carry a reason header; that consumer has
-        already reported `failed`, so they are skipped here.
+        already reported `failed`, so they are skipped here. The `dead` event is published to
+        `task-events` like any other, so services listening for outcomes hear of it, and
+        reaches the read model through the events queue.
         """
         if header_str(message, names.HEADER_DEAD_REASON) is not None:
             return None
         task_type = _task_type_of(message.exchange, suffix=".dead")
         if task_type is None:
             return None
-        return StatusEvent(
+        await publish_event(self._broker, StatusEvent(
             task_id=submission_task_id(message), task_type=task_type, status=Status.DEAD,
             attempt=header_int(message, names.HEADER_ATTEMPT),
             run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             error=ErrorInfo(type="DeliveryLimitExceeded",
                             message="the message was delivered too often without an outcome "
                                     "(its consumer crashed or was stopped each time)"),
-        )
+        ))
+        return None
 
 
 def _task_type_of(exchange: str | None, *, suffix: str) -> str | None:

@@ -7,6 +7,7 @@ task message is acked, so a crash at any point means a redelivery, never a lost 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
-from infra.broker import Broker, PublishError
+from infra.broker import Broker, PublishError, requeue
 from infra.publishing import copy_of, publish_event, quarantine
 
 log = logging.getLogger(__name__)
@@ -82,15 +83,20 @@ class Worker:
             await message.ack()
         except asyncio.CancelledError:
             # Shutdown: back to the queue, never to the dead-letter queue.
-            await _requeue(message)
+            await requeue(message)
             raise
         except PublishError as error:
             log.error("task %s: outcome not confirmed (%s); it will be redelivered",
                       message.message_id, error)
-            await _requeue(message)
+            await requeue(message)
         except (AMQPError, ChannelInvalidStateError) as error:
             log.error("task %s: ack failed (%r); RabbitMQ will redeliver it",
                       message.message_id, error)
+        except Exception:
+            # A bug in this runtime, not in the handler: requeue, so the delivery limit ends a
+            # message that triggers it every time as `dead` instead of holding it forever.
+            log.exception("task %s: unexpected error; requeueing it", message.message_id)
+            await requeue(message)
 
     async def _run(self, message: AbstractIncomingMessage, task: ReceivedTask) -> None:
         if task.not_before is not None and task.not_before > datetime.now(UTC):
@@ -116,6 +122,11 @@ class Worker:
                             exc_info=error)
             await self._retry_or_fail(message, task, _error_info(error), retry_after)
         else:
+            if not _json_safe(result):
+                invalid = ErrorInfo(type="InvalidResult",
+                                    message=f"handler returned {type(result).__name__}, not JSON")
+                await self._fail(message, task, invalid, reason="invalid_result")
+                return
             await self._emit(task, Status.SUCCEEDED, result=result)
             log.info("task %s succeeded (attempt %d)", task.task_id, task.attempt)
 
@@ -169,7 +180,7 @@ class Worker:
         await publish_event(self._broker, StatusEvent(
             task_id=task.task_id, task_type=self._spec.name, status=status,
             attempt=task.attempt, run=task.run, worker=self._worker_name,
-            idempotency_key=task.idempotency_key, **fields,
+            source=task.source, idempotency_key=task.idempotency_key, **fields,
         ))
 
 
@@ -181,12 +192,13 @@ def _copy(
     })
 
 
+def _json_safe(result: Any) -> bool:
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _error_info(error: BaseException) -> ErrorInfo:
     return ErrorInfo(type=type(error).__name__, message=(str(error) or repr(error))[:2000])
-
-
-async def _requeue(message: AbstractIncomingMessage) -> None:
-    try:
-        await message.nack(requeue=True)
-    except Exception as error:
-        log.debug("nack failed (%r); the broker requeues unacked messages on close", error)

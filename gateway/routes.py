@@ -88,11 +88,14 @@ async def ready(services: ServicesDep, response: Response) -> Readiness:
         if not services.broker.is_connected:
             rabbitmq = "reconnecting"
     except BrokerUnavailable as error:
-        rabbitmq = str(error)
+        # The driver's text names internal hosts: it goes to the log, not to the caller.
+        log.warning("readiness: %s", error)
+        rabbitmq = "unreachable"
     try:
         await services.store.ping()
     except StoreUnavailable as error:
-        mongodb = str(error)
+        log.warning("readiness: %s", error)
+        mongodb = "unreachable"
     is_ready = rabbitmq == mongodb == "ok"
     if not is_ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -50,7 +50,11 @@ async def submit(
             raise IdempotencyConflict(key)
         if claim.state == "queued":
             return claim.task_id
-        if claim.is_new or _abandoned(claim, patience):
+        if claim.is_new:
+            return await _publish_claimed(services, request, claim, key, traceparent)
+        if await services.store.get(claim.task_id) is not None:
+            return claim.task_id  # published and recorded; its owner has yet to mark the key
+        if _abandoned(claim, patience):
             return await _publish_claimed(services, request, claim, key, traceparent)
         if utcnow() > deadline:
             raise IdempotencyInProgress(key)
@@ -72,7 +76,11 @@ async def _publish_claimed(
     except PublishError:
         await services.keys.release(key, claim.task_id)
         raise
-    await services.keys.mark_queued(key, task_id)
+    try:
+        await services.keys.mark_queued(key, task_id)
+    except StoreUnavailable as error:
+        # The task is queued: say so. A repeat finds it through the read model.
+        log.warning("task %s queued, but its Idempotency-Key not marked: %s", task_id, error)
     return task_id
 
 

@@ -10,11 +10,12 @@ import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
+    AbstractIncomingMessage,
     AbstractMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError, DeliveryError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 
 from infra.topology import Topology, declare_topology
 
@@ -163,3 +164,11 @@ def persistent_message(body: bytes, **properties: Any) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         **properties,
     )
+
+
+async def requeue(message: AbstractIncomingMessage) -> None:
+    """Give a message back to its queue (counts toward a quorum queue's delivery limit)."""
+    try:
+        await message.nack(requeue=True)
+    except (AMQPError, ChannelInvalidStateError) as error:
+        log.debug("nack failed (%r); RabbitMQ requeues unacked messages on close", error)

@@ -27,9 +27,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _services_up(settings: Settings, args: argparse.Namespace) -> int:
     """Start RabbitMQ and nx-27017 if they are not running, and leave them running."""
-    services.ensure_rabbitmq()
-    services.ensure_mongodb()
-    log.info("RabbitMQ on 127.0.0.1:5672, MongoDB protocol on 127.0.0.1:27017")
+    services.ensure_local(settings.rabbitmq_url, settings.mongodb_url)
+    log.info("RabbitMQ and MongoDB are up")
     return 0
 
 

@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from contracts.messages import utcnow
-from infra.store import StoreUnavailable
+from infra.store import StoreUnavailable, ensure_ttl_index
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class IdempotencyKeys:
 
     async def ensure_indexes(self, ttl: timedelta) -> None:
         try:
-            await self._keys.create_index("claimed_at", expireAfterSeconds=int(ttl.total_seconds()))
+            await ensure_ttl_index(self._keys, "claimed_at", ttl)
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
 

@@ -10,10 +10,15 @@ from infra.settings import Settings
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self._process = process
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
             "at": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
+            "process": self._process,
             "logger": record.name,
             "message": record.getMessage(),
         }
@@ -25,7 +30,7 @@ class _JsonFormatter(logging.Formatter):
 def configure_logging(settings: Settings, process: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter(process))
     else:
         handler.setFormatter(
             logging.Formatter(f"%(asctime)s %(levelname)-7s {process:<18} %(name)s: %(message)s")

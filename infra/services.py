@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,28 @@ def ensure_mongodb(port: int = 27017) -> Started | None:
         raise ServiceError(f"nx-27017 failed to start: {result.stderr.strip()[-500:]}")
     wait_for_port("127.0.0.1", port, what="nx-27017", timeout_s=30)
     return Started("nx-27017", (executable, "--stop", "--pid-file", str(pid_file)))
+
+
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def ensure_local(rabbitmq_url: str, mongodb_url: str) -> list[Started]:
+    """Start what the URLs expect on this machine; a remote service is left to its owner."""
+    started: list[Started] = []
+    rabbit = urlsplit(rabbitmq_url)
+    if rabbit.hostname in _LOCAL_HOSTS and (rabbit.port or 5672) == 5672:
+        started += [s for s in (ensure_rabbitmq(),) if s]
+    else:
+        log.info("RabbitMQ at %s:%s is not this machine's default: not starting one",
+                 rabbit.hostname, rabbit.port)
+    # A MongoDB URL may list several hosts; only a single local one is ours to start.
+    mongo = urlsplit(mongodb_url)
+    hosts = mongo.netloc.rsplit("@", 1)[-1]
+    if "," not in hosts and mongo.hostname in _LOCAL_HOSTS:
+        started += [s for s in (ensure_mongodb(mongo.port or 27017),) if s]
+    else:
+        log.info("MongoDB at %s is not on this machine: not starting one", hosts)
+    return started
 
 
 def stop(started: Started) -> None:

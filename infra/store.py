@@ -8,7 +8,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from contracts.messages import StatusEvent
 from contracts.projection import TaskState, apply
@@ -46,9 +46,7 @@ class TaskStore:
             await self._tasks.create_index([("task_type", ASCENDING), ("updated_at", DESCENDING)])
             await self._tasks.create_index([("created_at", DESCENDING)])
             # Finished tasks expire; a task without finished_at is never removed.
-            await self._tasks.create_index(
-                "finished_at", expireAfterSeconds=int(retention.total_seconds())
-            )
+            await ensure_ttl_index(self._tasks, "finished_at", retention)
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
 
@@ -90,6 +88,27 @@ class TaskStore:
             if written.matched_count == 1:
                 return new
         raise StoreUnavailable(f"task {event.task_id}: too much write contention")
+
+
+# MongoDB's codes for "an index on these keys exists with other options".
+_INDEX_OPTIONS_CONFLICT = (85, 86)
+
+
+async def ensure_ttl_index(
+    collection: AsyncCollection[dict[str, Any]], field: str, ttl: timedelta
+) -> None:
+    """A TTL index on `field`; a changed TTL setting updates the existing index in place."""
+    seconds = int(ttl.total_seconds())
+    try:
+        await collection.create_index(field, expireAfterSeconds=seconds)
+    except OperationFailure as error:
+        if error.code not in _INDEX_OPTIONS_CONFLICT:
+            raise
+        await collection.database.command(
+            "collMod", collection.name,
+            index={"keyPattern": {field: 1}, "expireAfterSeconds": seconds},
+        )
+        log.info("TTL of %s.%s changed to %ds", collection.name, field, seconds)
 
 
 def _to_document(state: TaskState) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._request_stop)
-        started = [s for s in (services.ensure_rabbitmq(), services.ensure_mongodb()) if s]
+        started = services.ensure_local(self._settings.rabbitmq_url, self._settings.mongodb_url)
         mail_sink = not services.port_open(self._settings.smtp_host, self._settings.smtp_port)
         processes = children(self._settings, with_mail_sink=mail_sink)
         try:
