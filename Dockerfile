@@ -1,0 +1,23 @@
+# One image for every process of taskproc; docker-compose.yml gives each service its command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Runtime dependencies only: no dev extras (no pytest, nx-27017 or aiosmtpd in the image).
+COPY pyproject.toml ./
+COPY contracts ./contracts
+COPY infra ./infra
+COPY gateway ./gateway
+COPY consumers ./consumers
+RUN pip install . \
+ && useradd --create-home --uid 10001 taskproc
+
+USER taskproc
+
+EXPOSE 8000
+CMD ["python", "-m", "gateway"]
