@@ -1,0 +1,255 @@
+"""End-to-end fixtures: the system's real processes, an HTTP client, and an ops-eye view of the
+broker over a plain AMQP channel (not the project's Broker)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from contracts import topology as names
+from contracts.registry import task_type_names
+from contracts.statuses import TERMINAL
+from tests.support import processes
+from tests.support.processes import ServiceProcess, process_env
+from tests.support.receivers import SmtpSink
+from tests.support.services import Backends, free_port
+from tests.support.waiting import eventually
+
+MAIL_FROM = "taskproc-e2e@example.com"
+TERMINAL_STATUSES = frozenset(status.value for status in TERMINAL)
+
+
+def system_env(services: Backends, smtp_sink: SmtpSink, **overrides: str) -> dict[str, str]:
+    """What every process of the system under test is started with."""
+    defaults = {"SMTP_PORT": str(smtp_sink.port), "MAIL_FROM": MAIL_FROM, "WORKER_NAME": "e2e",
+                "PUBLISH_TIMEOUT_S": "5", "SHUTDOWN_GRACE_S": "2", "WEBHOOK_TIMEOUT_S": "5"}
+    return process_env(services, **{**defaults, **overrides})
+
+
+def stop_all(started: list[ServiceProcess], timeout_s: float = 30) -> dict[str, int | None]:
+    """SIGTERM everything once, then wait for each (SIGKILL after `timeout_s`); exit codes.
+
+    Only one SIGTERM: a second one may land after a process has removed its handlers on the way
+    out and kill it, which would read as an unclean shutdown.
+    """
+    for process in started:
+        if process.running():
+            process.signal(signal.SIGTERM)
+    codes: dict[str, int | None] = {}
+    for process in started:
+        assert process.process is not None
+        try:
+            codes[process.name] = process.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            codes[process.name] = process.process.returncode
+    return codes
+
+
+def assert_clean_exits(codes: Mapping[str, int | None], logs: Path) -> None:
+    """Consumers exit 0 after SIGTERM; uvicorn re-raises the signal once it has shut down."""
+    unclean = {name: code for name, code in codes.items()
+               if code != 0 and not (name.endswith("gateway") and code == -signal.SIGTERM)}
+    assert not unclean, f"unclean shutdown {unclean}; logs in {logs}"
+
+
+@dataclass
+class System:
+    """The running processes: a gateway, one consumer per task type and the projector."""
+
+    url: str
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    def crashed(self) -> list[str]:
+        return [process.name for process in self.processes if not process.running()]
+
+
+@pytest.fixture(scope="module")
+def module_log_dir(log_dir: Path, request: pytest.FixtureRequest) -> Path:
+    module_name: str = request.module.__name__
+    path = log_dir / module_name.rsplit(".", 1)[-1]
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> Iterator[System]:
+    """Every process of the system, started once per test module and stopped after it."""
+    env = system_env(services, smtp_sink)
+    consumers = [ServiceProcess(f"{name}-worker", ["-m", "consumers", "worker", name], env,
+                                module_log_dir).start() for name in task_type_names()]
+    projector = ServiceProcess("projector", ["-m", "consumers", "projector"], env,
+                               module_log_dir).start()
+    started = [*consumers, projector]
+    try:
+        port = free_port()
+        started.append(processes.gateway(env, module_log_dir, port))
+        for name, consumer in zip(task_type_names(), consumers, strict=True):
+            consumer.wait_for_log(f"consuming tasks.{name}")
+        projector.wait_for_log("projecting")
+    except BaseException:
+        stop_all(started)
+        raise
+    running = System(f"http://127.0.0.1:{port}", started)
+    yield running
+    crashed = running.crashed()
+    codes = stop_all(started)
+    assert not crashed, f"processes died during the tests: {crashed}; logs in {module_log_dir}"
+    assert_clean_exits(codes, module_log_dir)
+
+
+class Api:
+    """The gateway's HTTP API as a client sees it."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def submit(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> str:
+        """POST /tasks, expecting 202; the task id."""
+        response = await self.client.post(
+            "/tasks", json={"task_type": task_type, "payload": payload, **options})
+        assert response.status_code == 202, response.text
+        accepted = response.json()
+        assert accepted["status"] == "queued"
+        task_id: str = accepted["task_id"]
+        return task_id
+
+    async def task(self, task_id: str) -> dict[str, Any] | None:
+        """GET /tasks/{id}; None for 404."""
+        response = await self.client.get(f"/tasks/{task_id}")
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()
+        return view
+
+    async def wait_for(self, task_id: str, *statuses: str, timeout_s: float = 30) -> dict[str, Any]:
+        """Poll GET /tasks/{id} until the task is in one of `statuses` (default: any terminal)."""
+        wanted = set(statuses) or TERMINAL_STATUSES
+        last: list[dict[str, Any] | None] = [None]
+
+        async def probe() -> dict[str, Any] | None:
+            last[0] = await self.task(task_id)
+            return last[0] if last[0] is not None and last[0]["status"] in wanted else None
+
+        try:
+            return await eventually(probe, timeout_s=timeout_s,
+                                    what=f"task {task_id} to be {'/'.join(sorted(wanted))}")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; last seen: {last[0]}") from None
+
+
+@pytest.fixture(scope="module")
+async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def api(http: httpx.AsyncClient) -> Api:
+    return Api(http)
+
+
+@dataclass(frozen=True)
+class SeenMessage:
+    """A message read back from a queue, as the RabbitMQ console would show it."""
+
+    body: bytes
+    properties: Mapping[str, object]
+    headers: dict[str, Any]
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        return value.decode() if isinstance(value, bytes) else value
+
+
+class Queues:
+    """Reads and writes queues the way ops and other services do, over a plain channel."""
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self.channel = channel
+
+    async def depth(self, queue_name: str) -> int:
+        """Messages ready in the queue."""
+        queue = await self.channel.declare_queue(queue_name, passive=True)
+        count = queue.declaration_result.message_count
+        return count or 0
+
+    async def take(self, queue_name: str, message_id: str) -> SeenMessage | None:
+        """Remove and return the message with this id; every other message is put back."""
+        queue = await self.channel.get_queue(queue_name, ensure=False)
+        held = []
+        try:
+            while (message := await queue.get(fail=False, timeout=10)) is not None:
+                if message.message_id == message_id:
+                    await message.ack()
+                    return SeenMessage(message.body, message.info(), dict(message.headers))
+                held.append(message)
+            return None
+        finally:
+            for message in held:
+                await message.nack(requeue=True)
+
+    async def publish(self, exchange_name: str, message: aio_pika.Message) -> None:
+        """Publish as another service would: straight to an exchange, confirmed."""
+        exchange = await self.channel.get_exchange(exchange_name, ensure=False)
+        await exchange.publish(message, routing_key="")
+
+
+@pytest.fixture
+async def queues(services: Backends, system: System) -> AsyncIterator[Queues]:
+    """A plain aio-pika channel on the session's vhost (the system declared the topology)."""
+    connection = await aio_pika.connect(services.rabbitmq_url)
+    async with connection:
+        yield Queues(await connection.channel())
+
+
+class EventTap:
+    """A queue of the test's own bound to exchange `task-events`, as another service may bind
+    one: every status event in the order its worker published it. The read model may skip an
+    event that reaches it late (it never moves backwards); this stream never does."""
+
+    def __init__(self, queue: AbstractQueue) -> None:
+        self._queue = queue
+        self._seen: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    async def of(self, task_id: str) -> list[dict[str, Any]]:
+        """The events of one task received so far."""
+        while (message := await self._queue.get(no_ack=True, fail=False)) is not None:
+            event = json.loads(message.body)
+            self._seen[event["task_id"]].append(event)
+        return list(self._seen[task_id])
+
+    async def steps(self, task_id: str) -> list[tuple[str, int]]:
+        """(status, attempt) of each event of one task so far."""
+        return [(event["status"], event["attempt"]) for event in await self.of(task_id)]
+
+    async def wait_for(self, task_id: str, status: str, timeout_s: float = 30) -> dict[str, Any]:
+        """The first event of the task with this status, once it has been published."""
+
+        async def probe() -> dict[str, Any] | None:
+            return next((e for e in await self.of(task_id) if e["status"] == status), None)
+
+        return await eventually(probe, timeout_s=timeout_s,
+                                what=f"a {status!r} event for task {task_id}")
+
+
+@pytest.fixture
+async def events(services: Backends, system: System) -> AsyncIterator[EventTap]:
+    connection = await aio_pika.connect(services.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(names.EVENTS_EXCHANGE, "#")
+        yield EventTap(queue)

@@ -1,0 +1,138 @@
+"""Webhook tasks through the real processes: submitted over HTTP or published straight to
+RabbitMQ, delivered to a local HTTP receiver, retried or failed as its answers say."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import aio_pika
+import pytest
+
+from contracts import topology as names
+from tests.e2e.conftest import Api, EventTap, Queues
+from tests.support.receivers import Delivery, WebhookReceiver
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def unique_path(label: str) -> str:
+    return f"/{label}/{uuid.uuid4().hex}"
+
+
+def deliveries_to(receiver: WebhookReceiver, path: str) -> list[Delivery]:
+    return [delivery for delivery in list(receiver.deliveries) if delivery.path == path]
+
+
+async def delivered(receiver: WebhookReceiver, path: str) -> list[Delivery]:
+    """A probe for `eventually`: the deliveries to `path` so far."""
+    return deliveries_to(receiver, path)
+
+
+async def test_a_webhook_task_is_delivered_once_and_succeeds(
+    api: Api, webhook_receiver: WebhookReceiver
+) -> None:
+    path = unique_path("hook")
+
+    response = await api.client.post("/tasks", json={
+        "task_type": "webhook",
+        "payload": {"url": webhook_receiver.url(path), "method": "PUT",
+                    "json": {"order": 42, "items": ["a", "b"]}},
+    })
+
+    assert response.status_code == 202
+    accepted = response.json()
+    assert set(accepted) == {"task_id", "status"}
+    assert accepted["status"] == "queued"
+    task_id = accepted["task_id"]
+    done = await api.wait_for(task_id)
+    assert done["status"] == "succeeded"
+    assert done["result"]["status_code"] == 200
+    assert done["source"] == "http"
+    [delivery] = deliveries_to(webhook_receiver, path)
+    assert delivery.method == "PUT"
+    assert json.loads(delivery.body) == {"order": 42, "items": ["a", "b"]}
+    assert delivery.headers["X-Task-Id"] == task_id
+    assert webhook_receiver.by_task[task_id] == 1
+
+
+async def test_a_webhook_answering_500_then_200_is_retried_and_succeeds(
+    api: Api, webhook_receiver: WebhookReceiver, events: EventTap
+) -> None:
+    path = unique_path("flaky")
+    webhook_receiver.answers[path] = [500, 200]
+
+    task_id = await api.submit("webhook", {"url": webhook_receiver.url(path)}, max_attempts=3)
+
+    done = await api.wait_for(task_id)
+    assert done["status"] == "succeeded"
+    assert done["attempt"] == 2
+    assert done["result"]["status_code"] == 200
+    assert await events.steps(task_id) == [
+        ("running", 1), ("retrying", 1), ("running", 2), ("succeeded", 2)]
+    retrying = await events.wait_for(task_id, "retrying")
+    assert "answered 500" in retrying["error"]["message"]
+    deliveries = deliveries_to(webhook_receiver, path)
+    assert [d.headers["X-Task-Attempt"] for d in deliveries] == ["1", "2"]
+
+
+async def test_a_webhook_answering_404_fails_at_once_and_is_kept_as_a_dead_letter(
+    api: Api, webhook_receiver: WebhookReceiver, queues: Queues
+) -> None:
+    path = unique_path("gone")
+    webhook_receiver.answers[path] = [404]
+
+    task_id = await api.submit("webhook", {"url": webhook_receiver.url(path)}, max_attempts=5)
+
+    done = await api.wait_for(task_id)
+    assert done["status"] == "failed"
+    assert done["attempt"] == 1
+    assert done["error"]["type"] == "PermanentFailure"
+    assert len(deliveries_to(webhook_receiver, path)) == 1
+    dead = await queues.take(names.dead_queue("webhook"), task_id)
+    assert dead is not None, f"{task_id} not in {names.dead_queue('webhook')}"
+    assert dead.header(names.HEADER_DEAD_REASON) == "permanent_failure"
+    last_error = dead.header(names.HEADER_LAST_ERROR)
+    assert last_error is not None
+    assert last_error.startswith("PermanentFailure:")
+    assert "answered 404" in last_error
+
+
+async def test_a_task_published_straight_to_the_exchange_runs(
+    api: Api, webhook_receiver: WebhookReceiver, queues: Queues
+) -> None:
+    task_id = f"direct-{uuid.uuid4()}"
+    path = unique_path("direct")
+    body = {"payload": {"url": webhook_receiver.url(path), "json": {"from": "billing"}}}
+
+    await queues.publish(names.task_exchange("webhook"), aio_pika.Message(
+        json.dumps(body).encode(), content_type="application/json", message_id=task_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT))
+
+    seen = await api.wait_for(task_id, "queued", "running", "retrying", "succeeded")
+    assert seen["task_type"] == "webhook"
+    done = await api.wait_for(task_id)
+    assert done["status"] == "succeeded"
+    assert done["source"] == "amqp"
+    assert webhook_receiver.by_task[task_id] == 1
+    [delivery] = deliveries_to(webhook_receiver, path)
+    assert json.loads(delivery.body) == {"from": "billing"}
+
+
+async def test_the_bare_minimum_published_without_an_id_runs_once(
+    api: Api, webhook_receiver: WebhookReceiver, queues: Queues
+) -> None:
+    path = unique_path("bare")
+    body = {"payload": {"url": webhook_receiver.url(path)}}
+
+    await queues.publish(names.task_exchange("webhook"), aio_pika.Message(
+        json.dumps(body).encode(), content_type="application/json"))
+
+    [delivery] = await eventually(lambda: delivered(webhook_receiver, path),
+                                  timeout_s=30, what=f"a delivery to {path}")
+    task_id = delivery.headers["X-Task-Id"]
+    done = await api.wait_for(task_id)
+    assert done["status"] == "succeeded"
+    assert done["source"] == "amqp"
+    assert len(deliveries_to(webhook_receiver, path)) == 1

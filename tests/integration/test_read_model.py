@@ -1,0 +1,108 @@
+"""The MongoDB read model: repeated, late and concurrent events never move a task backwards."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import pytest
+
+from contracts.messages import StatusEvent
+from contracts.statuses import Status, position
+from infra.store import TaskStore
+
+pytestmark = pytest.mark.integration
+
+
+def event(task_id: str, status: Status, attempt: int) -> StatusEvent:
+    return StatusEvent(task_id=task_id, task_type="sleep", status=status, attempt=attempt,
+                       worker="integration-tests")
+
+
+def new_task_id() -> str:
+    return f"read-model-{uuid.uuid4()}"
+
+
+def attempts_up_to(task_id: str, last_attempt: int) -> list[StatusEvent]:
+    """Every non-terminal event of attempts 1..last: what a task that keeps retrying emits."""
+    events = [event(task_id, Status.QUEUED, 0)]
+    for attempt in range(1, last_attempt + 1):
+        events += [event(task_id, Status.RUNNING, attempt),
+                   event(task_id, Status.RETRYING, attempt)]
+    return events
+
+
+async def test_applying_an_event_twice_changes_nothing(store: TaskStore) -> None:
+    task_id = new_task_id()
+    running = event(task_id, Status.RUNNING, 1)
+    await store.apply(running)
+    before = await store.get(task_id)
+
+    await store.apply(running)
+
+    after = await store.get(task_id)
+    assert after is not None
+    assert after == before
+    assert [entry.status for entry in after.history] == [Status.RUNNING]
+
+
+async def test_an_older_event_never_overwrites_a_newer_one(store: TaskStore) -> None:
+    task_id = new_task_id()
+    await store.apply(event(task_id, Status.RETRYING, 2))
+
+    for late in (event(task_id, Status.RUNNING, 2), event(task_id, Status.RETRYING, 1),
+                 event(task_id, Status.RUNNING, 1), event(task_id, Status.QUEUED, 0)):
+        await store.apply(late)
+
+    stored = await store.get(task_id)
+    assert stored is not None
+    assert (stored.status, stored.attempt) == (Status.RETRYING, 2)
+    assert len(stored.history) == 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_concurrent_events_in_random_order_end_at_the_highest_one(
+    store: TaskStore, seed: int
+) -> None:
+    task_id = new_task_id()
+    events = attempts_up_to(task_id, 8)
+    random.Random(seed).shuffle(events)
+
+    await asyncio.gather(*(store.apply(e) for e in events))
+
+    stored = await store.get(task_id)
+    assert stored is not None
+    assert (stored.status, stored.attempt) == (Status.RETRYING, 8)
+    assert stored.position == max(position(e.run, e.attempt, e.status) for e in events)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_concurrent_events_around_a_success_end_succeeded(
+    store: TaskStore, seed: int
+) -> None:
+    task_id = new_task_id()
+    # A late redelivery may emit `running` for a later attempt after the task succeeded.
+    events = [*attempts_up_to(task_id, 8), event(task_id, Status.SUCCEEDED, 4)]
+    random.Random(seed).shuffle(events)
+
+    await asyncio.gather(*(store.apply(e) for e in events))
+
+    stored = await store.get(task_id)
+    assert stored is not None
+    assert (stored.status, stored.attempt) == (Status.SUCCEEDED, 4)
+    assert stored.finished_at is not None
+
+
+async def test_a_terminal_status_stays_terminal(store: TaskStore) -> None:
+    task_id = new_task_id()
+    await store.apply(event(task_id, Status.FAILED, 1))
+
+    for late in (event(task_id, Status.RUNNING, 2), event(task_id, Status.RETRYING, 3),
+                 event(task_id, Status.SUCCEEDED, 3)):
+        await store.apply(late)
+
+    stored = await store.get(task_id)
+    assert stored is not None
+    assert (stored.status, stored.attempt) == (Status.FAILED, 1)
+    assert [entry.status for entry in stored.history] == [Status.FAILED]
