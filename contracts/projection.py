@@ -1,8 +1,10 @@
 """The projection: one pure function folds status events into a task's read-model state.
 
 Applying an event twice changes nothing; an older event never overwrites a newer one; a terminal
-status never regresses within its run. The store writes the result with a guard on `position`,
-so concurrent writers cannot interleave.
+status never regresses within its run. An event that arrives late (events travel on several
+queues, and are applied concurrently) still takes its place in the history, so the history
+tells every step even when the status has moved past it. The store writes the result with a
+guard on `position`, so concurrent writers cannot interleave.
 """
 
 from __future__ import annotations
@@ -54,15 +56,14 @@ class TaskState(BaseModel):
 
 
 def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
-    """The state after `event`; `state` itself (the same object) when the event is not newer."""
+    """The state after `event`; `state` itself (the same object) when it changes nothing."""
     event_position = position(event.run, event.attempt, event.status)
-    if state is not None and event_position <= state.position:
-        return state
     entry = HistoryEntry(
         status=event.status, attempt=event.attempt, run=event.run, at=event.at,
-        worker=event.worker,
-        error=event.error,
+        worker=event.worker, error=event.error,
     )
+    if state is not None and event_position <= state.position:
+        return _with_late_entry(state, entry)
     if state is None:
         return TaskState(
             task_id=event.task_id, task_type=event.task_type, status=event.status,
@@ -92,6 +93,37 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
             "history": (*state.history, entry)[-HISTORY_LIMIT:],
         }
     )
+
+
+_TERMINAL_STEP = 9
+
+
+def _step(run: int, attempt: int, status: Status) -> tuple[int, int, int]:
+    """Where a step falls in a task's life: by run, attempt, then queued < running < retrying
+    < the end of that attempt."""
+    within = _TERMINAL_STEP if status.is_terminal else list(Status).index(status)
+    return run, attempt, within
+
+
+def _entry_step(entry: HistoryEntry) -> tuple[int, int, int]:
+    return _step(entry.run, entry.attempt, entry.status)
+
+
+def _with_late_entry(state: TaskState, entry: HistoryEntry) -> TaskState:
+    """`state` with a step it missed put in its place in the history; nothing else changes.
+
+    Only a step that came before the current one joins: not a duplicate, not a second
+    `running` after a redelivery, and nothing after a run's end (a later attempt or a second
+    terminal status), which would make the history tell a story the status does not.
+    """
+    if _entry_step(entry) >= _step(state.run, state.attempt, state.status):
+        return state
+    if any(_entry_step(kept) == _entry_step(entry) for kept in state.history):
+        return state
+    ordered = sorted((*state.history, entry), key=lambda kept: (_entry_step(kept), kept.at))
+    if len(ordered) > HISTORY_LIMIT and ordered[0] is entry:
+        return state
+    return state.model_copy(update={"history": tuple(ordered[-HISTORY_LIMIT:])})
 
 
 def _started_at(previous: datetime | None, event: StatusEvent) -> datetime | None:

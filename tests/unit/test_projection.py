@@ -59,11 +59,12 @@ def test_applying_an_event_twice_changes_nothing() -> None:
 
 def test_an_older_attempt_never_overwrites_a_newer_one() -> None:
     state = fold(event(Status.RUNNING, 2, seconds=10))
+    late = event(Status.RETRYING, 1, seconds=5, error=ErrorInfo(type="E", message="m"))
 
-    after = apply(state, event(Status.RETRYING, 1, seconds=5))
+    after = apply(state, late)
 
-    assert after is state
-    assert (after.status, after.attempt) == (Status.RUNNING, 2)
+    assert after.model_dump(exclude={"history"}) == state.model_dump(exclude={"history"})
+    assert (after.status, after.attempt, after.error) == (Status.RUNNING, 2, None)
 
 
 def test_a_lower_rank_in_the_same_attempt_never_overwrites_a_higher_one() -> None:
@@ -71,7 +72,7 @@ def test_a_lower_rank_in_the_same_attempt_never_overwrites_a_higher_one() -> Non
 
     after = apply(state, event(Status.RUNNING, 1, seconds=1))
 
-    assert after is state
+    assert after.model_dump(exclude={"history"}) == state.model_dump(exclude={"history"})
     assert after.status is Status.RETRYING
 
 
@@ -80,8 +81,33 @@ def test_queued_after_running_is_ignored() -> None:
 
     after = apply(state, event(Status.QUEUED, 0, seconds=2, source="amqp"))
 
-    assert after is state
+    assert after.model_dump(exclude={"history"}) == state.model_dump(exclude={"history"})
     assert after.status is Status.RUNNING
+
+
+def test_a_late_step_takes_its_place_in_the_history() -> None:
+    state = fold(event(Status.QUEUED, 0), event(Status.RUNNING, 2, seconds=10),
+                 event(Status.FAILED, 2, seconds=11))
+
+    after = apply(state, event(Status.RETRYING, 1, seconds=5))
+    again = apply(after, event(Status.RETRYING, 1, seconds=5))
+    late_running = apply(again, event(Status.RUNNING, 1, seconds=1))
+
+    assert [(h.status, h.attempt) for h in late_running.history] == [
+        (Status.QUEUED, 0), (Status.RUNNING, 1), (Status.RETRYING, 1), (Status.RUNNING, 2),
+        (Status.FAILED, 2)]
+    assert again is after
+    assert late_running.status is Status.FAILED
+
+
+def test_nothing_after_the_end_of_a_run_joins_the_history() -> None:
+    state = fold(event(Status.RUNNING, 1), event(Status.SUCCEEDED, 1, seconds=1))
+
+    redelivered = apply(state, event(Status.RUNNING, 1, seconds=2))
+    later_attempt = apply(state, event(Status.RUNNING, 2, seconds=3))
+
+    assert redelivered is state
+    assert later_attempt is state
 
 
 def test_running_of_the_same_attempt_after_succeeded_is_ignored() -> None:
