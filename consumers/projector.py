@@ -19,7 +19,7 @@ from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
-from infra.broker import Broker, PublishError, requeue
+from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.publishing import publish_event, quarantine
 from infra.store import StoreUnavailable, TaskStore
 
@@ -54,7 +54,7 @@ class Projector:
         await stop.wait()
         self._stopping.set()
         for queue, tag in consumers:
-            await queue.cancel(tag)
+            await stop_consuming(queue, tag)
         await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     def _dispatcher(

@@ -24,7 +24,7 @@ from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
-from infra.broker import Broker, PublishError, requeue
+from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.publishing import copy_of, publish_event, quarantine
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Worker:
         tag = await queue.consume(self._on_message)
         log.info("consuming %s (prefetch %d)", queue.name, self._spec.prefetch)
         await stop.wait()
-        await queue.cancel(tag)
+        await stop_consuming(queue, tag)
         await self._drain()
 
     async def _drain(self) -> None:

@@ -15,6 +15,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.connection import make_url
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 
 from infra.topology import Topology, declare_topology
@@ -88,10 +89,13 @@ class Broker:
         return self._channel
 
     async def _open(self) -> None:
-        connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": self._name}
+        # Built before connecting, so a timed-out first attempt can still be closed: otherwise
+        # aio-pika's reconnect loop would outlive it and redial forever.
+        connection = aio_pika.RobustConnection(
+            make_url(self._url), client_properties={"connection_name": self._name}
         )
         self._connection = connection
+        await connection.connect()
         connection.close_callbacks.add(self._on_connection_lost)
         connection.reconnect_callbacks.add(self._on_reconnected)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -172,3 +176,16 @@ async def requeue(message: AbstractIncomingMessage) -> None:
         await message.nack(requeue=True)
     except (AMQPError, ChannelInvalidStateError) as error:
         log.debug("nack failed (%r); RabbitMQ requeues unacked messages on close", error)
+
+
+_CANCEL_TIMEOUT_S = 5.0
+
+
+async def stop_consuming(queue: AbstractQueue, consumer_tag: str) -> None:
+    """Cancel a consumer, without waiting on a broker that is away: a robust channel would hold
+    the cancel until it reconnects, and a SIGTERM must not wait for that."""
+    try:
+        async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+            await queue.cancel(consumer_tag)
+    except (TimeoutError, AMQPError, ChannelInvalidStateError) as error:
+        log.warning("could not cancel consumer on %s (%r); stopping anyway", queue.name, error)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pymongo import MongoClient
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
@@ -100,9 +101,21 @@ def backends() -> Iterator[Backends]:
         return
     if not port_open(MONGO_HOST, MONGO_PORT):
         missing(f"a MongoDB-protocol server on {MONGO_HOST}:{MONGO_PORT}")
+    mongodb_url = f"mongodb://{MONGO_HOST}:{MONGO_PORT}/?directConnection=true"
     with local_vhost() as (url, vhost):
-        yield Backends(url, vhost, f"mongodb://{MONGO_HOST}:{MONGO_PORT}/?directConnection=true",
-                       database, local_broker=True)
+        try:
+            yield Backends(url, vhost, mongodb_url, database, local_broker=True)
+        finally:
+            drop_database(mongodb_url, database)
+
+
+def drop_database(url: str, database: str) -> None:
+    """Leave the shared server as the session found it."""
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=5000)
+    try:
+        client.drop_database(database)
+    finally:
+        client.close()
 
 
 @contextmanager
