@@ -18,8 +18,9 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from contracts import topology as names
-from tests.e2e.conftest import Queues, assert_clean_exits, stop_all, system_env
+from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
+from tests.support.amqp import Queues
 from tests.support.receivers import SmtpSink
 from tests.support.services import (
     Backends,

@@ -9,7 +9,8 @@ from email.message import EmailMessage
 import pytest
 
 from contracts import topology as names
-from tests.e2e.conftest import MAIL_FROM, Api, EventTap, Queues
+from tests.e2e.conftest import MAIL_FROM, Api, EventTap
+from tests.support.amqp import Queues
 from tests.support.receivers import SmtpSink
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from contracts import topology as names
-from tests.e2e.conftest import Api, EventTap, Queues
+from tests.e2e.conftest import Api, EventTap
+from tests.support.amqp import Queues
 
 pytestmark = pytest.mark.e2e
 

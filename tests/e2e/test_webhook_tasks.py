@@ -10,7 +10,8 @@ import aio_pika
 import pytest
 
 from contracts import topology as names
-from tests.e2e.conftest import Api, EventTap, Queues
+from tests.e2e.conftest import Api, EventTap
+from tests.support.amqp import Queues
 from tests.support.receivers import Delivery, WebhookReceiver
 from tests.support.waiting import eventually
 

@@ -17,7 +17,7 @@ from contracts.registry import TASK_TYPES
 from infra.broker import Broker, BrokerUnavailable, Unroutable, persistent_message
 from infra.publishing import publish_task
 from infra.topology import build_topology
-from tests.integration.conftest import Queues
+from tests.support.amqp import Queues
 from tests.support.services import free_port
 from tests.support.waiting import eventually
 

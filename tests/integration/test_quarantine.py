@@ -27,7 +27,7 @@ from infra.broker import Broker
 from infra.settings import Settings
 from infra.store import TaskStore, mongo_client
 from infra.topology import build_topology
-from tests.integration.conftest import Queues
+from tests.support.amqp import Queues
 from tests.support.receivers import WebhookReceiver
 from tests.support.waiting import eventually
 
