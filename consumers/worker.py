@@ -45,13 +45,28 @@ class Worker:
         self._make_context = make_context
         self._grace_s = shutdown_grace_s
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._fresh_message = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set, then drain: finish or requeue what is in flight."""
+        """Consume until `stop` is set, then drain: finish or requeue what is in flight.
+
+        A worker starts one message at a time and speeds up to its prefetch at the first
+        message that is not a redelivery. After a crash, the messages the dead process held come
+        back first, each with one more delivery counted; taken one at a time, a message that
+        kills its consumer reaches the delivery limit alone instead of with its neighbours.
+        """
         queue = await self._broker.queue(names.task_queue(self._spec.name))
+        await self._broker.set_prefetch(1)
         tag = await queue.consume(self._on_message)
-        log.info("consuming %s (prefetch %d)", queue.name, self._spec.prefetch)
-        await stop.wait()
+        log.info("consuming %s (one at a time while redeliveries come back)", queue.name)
+        await _first_of(stop, self._fresh_message)
+        if not stop.is_set():
+            # RabbitMQ applies a new prefetch to consumers started after it.
+            await stop_consuming(queue, tag)
+            await self._broker.set_prefetch(self._spec.prefetch)
+            tag = await queue.consume(self._on_message)
+            log.info("consuming %s (prefetch %d)", queue.name, self._spec.prefetch)
+            await stop.wait()
         await stop_consuming(queue, tag)
         await self._drain()
 
@@ -67,6 +82,8 @@ class Worker:
             log.warning("requeued %d unfinished task(s)", len(unfinished))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if not message.redelivered:
+            self._fresh_message.set()
         # Each message runs on its own task; prefetch bounds how many run at once.
         task = asyncio.create_task(self._process(message))
         self._in_flight.add(task)
@@ -190,6 +207,15 @@ def _copy(
     return copy_of(message, message_id=task.task_id, type=task.spec.name, headers={
         names.HEADER_ATTEMPT: task.attempt, names.HEADER_RUN: task.run, **headers,
     })
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _json_safe(result: Any) -> bool:

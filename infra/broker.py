@@ -118,6 +118,11 @@ class Broker:
         if connection is not None:
             await connection.close()
 
+    async def set_prefetch(self, count: int) -> None:
+        """How many unacked messages each consumer started from now on may hold."""
+        channel = await self.channel()
+        await channel.set_qos(prefetch_count=count)
+
     async def queue(self, name: str) -> AbstractQueue:
         """A declared queue whose consumers survive reconnects.
 

@@ -1,0 +1,91 @@
+"""The real processes of one fault scenario, started through tests.support.processes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Mapping
+from pathlib import Path
+
+from tests.support.processes import ServiceProcess, gateway, process_env, projector, worker
+from tests.support.services import Backends, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Short deadlines keep outages and teardown fast; each scenario may override them.
+DEFAULT_ENV = {
+    "WORKER_NAME": "faults",
+    "PUBLISH_TIMEOUT_S": "2",
+    "MONGODB_TIMEOUT_S": "2",
+    "SHUTDOWN_GRACE_S": "2",
+    "WEBHOOK_TIMEOUT_S": "10",
+    "PYTHONPATH": str(REPO_ROOT),
+}
+
+
+class System:
+    """Gateway, workers and projector for one scenario; `stop_all` ends every one it started."""
+
+    def __init__(self, backends: Backends, log_dir: Path, **env: str) -> None:
+        self.env = process_env(backends, **{**DEFAULT_ENV, **env})
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.processes: list[ServiceProcess] = []
+        self._numbers = itertools.count(1)
+
+    def _env(self, overrides: Mapping[str, str]) -> dict[str, str]:
+        return {**self.env, **overrides}
+
+    async def start_gateway(self, **env: str) -> str:
+        """Start a gateway on a free port; its base URL once it listens."""
+        port = free_port()
+        process = await asyncio.to_thread(gateway, self._env(env), self.log_dir, port)
+        self.processes.append(process)
+        return f"http://127.0.0.1:{port}"
+
+    async def start_worker(self, task_type: str, **env: str) -> ServiceProcess:
+        """Start `python -m consumers worker TYPE`; returns once it consumes."""
+        name = f"{task_type}-worker-{next(self._numbers)}"
+        process = await asyncio.to_thread(worker, task_type, self._env(env), self.log_dir, name)
+        self.processes.append(process)
+        return process
+
+    async def start_projector(self, **env: str) -> ServiceProcess:
+        name = f"projector-{next(self._numbers)}"
+        process = await asyncio.to_thread(projector, self._env(env), self.log_dir, name)
+        self.processes.append(process)
+        return process
+
+    def spawn(self, name: str, module: str, *args: str, **env: str) -> ServiceProcess:
+        """Start `python -m module args` without waiting for anything (restart loops)."""
+        process = ServiceProcess(f"{name}-{next(self._numbers)}", ["-m", module, *args],
+                                 self._env(env), self.log_dir).start()
+        self.processes.append(process)
+        return process
+
+    async def start(
+        self, *, workers: tuple[str, ...] = ("webhook",), with_projector: bool = True,
+        **env: str,
+    ) -> str:
+        """Gateway, projector and one worker per type, started side by side; the gateway URL.
+        Every start is awaited before a failure is raised, so none is left half-started."""
+        starting: list[Awaitable[object]] = [self.start_gateway(**env)]
+        starting += [self.start_worker(task_type, **env) for task_type in workers]
+        if with_projector:
+            starting.append(self.start_projector(**env))
+        results = await asyncio.gather(*starting, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        url = results[0]
+        assert isinstance(url, str)
+        return url
+
+    async def stop_all(self) -> None:
+        running = [process for process in self.processes if process.running()]
+        await asyncio.gather(*(asyncio.to_thread(process.stop, 15.0) for process in running))
+
+    def logs(self, limit: int = 1500) -> str:
+        """The tail of every process log, for a failure message."""
+        return "\n".join(f"--- {p.name} (exit {p.process.poll() if p.process else None})\n"
+                         f"{p.log()[-limit:]}" for p in self.processes)
