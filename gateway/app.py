@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.services.background.cancel_all()
             await broker.close()
             await client.close()
 

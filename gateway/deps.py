@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -13,12 +15,30 @@ from infra.settings import Settings
 from infra.store import TaskStore
 
 
+class Background:
+    """Work that outlives a request (and is cancelled when the gateway stops)."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 @dataclass(frozen=True)
 class Services:
     settings: Settings
     broker: Broker
     store: TaskStore
     keys: IdempotencyKeys
+    background: Background = field(default_factory=Background)
 
 
 def get_services(request: Request) -> Services:

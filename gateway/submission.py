@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 GATEWAY_APP_ID = "taskproc-gateway"
 _POLL_S = 0.05
+_RECORD_RETRY_MIN_S = 0.2
+_RECORD_RETRY_MAX_S = 2.0
+_RECORD_RETRY_FOR = timedelta(minutes=2)
 
 
 async def submit(
@@ -119,8 +122,23 @@ async def _record_queued(services: Services, envelope: TaskEnvelope) -> None:
     try:
         await services.store.apply(event)
     except StoreUnavailable as error:
-        # The task is queued for real; the projector records it from its submission queue.
+        # The task is queued for real. Keep trying, so that once MongoDB is back the task is
+        # there at once rather than when the projector's own retry comes round.
         log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error)
+        services.background.start(_record_when_back(services, event))
+
+
+async def _record_when_back(services: Services, event: StatusEvent) -> None:
+    pause = _RECORD_RETRY_MIN_S
+    deadline = utcnow() + _RECORD_RETRY_FOR
+    while utcnow() < deadline:
+        await asyncio.sleep(pause)
+        try:
+            await services.store.apply(event)
+            return
+        except StoreUnavailable:
+            pause = min(pause * 2, _RECORD_RETRY_MAX_S)
+    log.warning("task %s: gave up recording `queued`; the projector will", event.task_id)
 
 
 async def retry(services: Services, task_id: str) -> None:

@@ -163,5 +163,5 @@ async def test_readiness_follows_mongodb_while_health_stays_ok(
             assert now_ready.json() == {"status": "ready", "rabbitmq": "ok", "mongodb": "ok"}
     finally:
         codes = stop_all([gateway])
-        mongo.stop()
+        mongo.close()
     assert_clean_exits(codes, log_dir)

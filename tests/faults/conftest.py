@@ -18,9 +18,9 @@ from pymongo import AsyncMongoClient
 
 from infra.store import mongo_client
 from tests.faults.scoreboard import Row, Scoreboard
-from tests.faults.slow_receiver import SlowReceiver
 from tests.faults.system import System
 from tests.faults.tracking import TaskTracker, TrackerFactory
+from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends, missing
 
 SCOREBOARD = pytest.StashKey[Scoreboard]()
@@ -88,10 +88,10 @@ def local_services(services: Backends) -> Backends:
 
 
 @pytest.fixture(scope="session")
-def receiver() -> Iterator[SlowReceiver]:
+def receiver() -> Iterator[WebhookReceiver]:
     """A webhook receiver counting deliveries per X-Task-Id; some paths answer slowly."""
-    server = SlowReceiver(delays={"/slow/": 0.4, "/slower/": 4.0}).start()
-    assert isinstance(server, SlowReceiver)
+    server = WebhookReceiver(delays={"/slow/": 0.4, "/slower/": 4.0}).start()
+    assert isinstance(server, WebhookReceiver)
     yield server
     server.stop()
 
@@ -109,7 +109,7 @@ async def system(
 
 @pytest.fixture
 async def tracker_for(
-    receiver: SlowReceiver, local_services: Backends,
+    receiver: WebhookReceiver, local_services: Backends,
 ) -> AsyncIterator[TrackerFactory]:
     """`tracker_for(row, gateway_url, mongodb_url=...)`: a TaskTracker reading the scenario's
     read model (the session database, on the shared server unless told otherwise)."""

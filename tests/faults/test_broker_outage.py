@@ -13,9 +13,9 @@ import pytest
 from contracts.statuses import Status
 from tests.faults.amqp import ctl
 from tests.faults.scoreboard import Expect, Row
-from tests.faults.slow_receiver import SlowReceiver
 from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed, until, webhook
+from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
 from tests.support.waiting import eventually
 
@@ -35,7 +35,7 @@ async def queue_report(vhost: str) -> str:
 
 @pytest.mark.timeout(240)
 async def test_broker_restart_under_load(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
     local_services: Backends,
 ) -> None:
     """Steady submissions while the whole broker stops (`rabbitmqctl stop_app`) for a few
@@ -89,7 +89,7 @@ async def test_broker_restart_under_load(
 
 
 async def test_broker_down_at_submit(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
     local_services: Backends,
 ) -> None:
     """While the broker refuses this vhost (permissions cleared, connections closed) every

@@ -16,10 +16,10 @@ from contracts.statuses import Status
 from tests.faults.amqp import drain
 from tests.faults.crashing_worker import CRASH_EXIT_CODE, CRASH_PATH
 from tests.faults.scoreboard import Expect, Final, Row
-from tests.faults.slow_receiver import SlowReceiver
 from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed, webhook
 from tests.support.processes import ServiceProcess
+from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
 from tests.support.waiting import eventually
 
@@ -32,11 +32,11 @@ def text(value: object) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def delivered_under(receiver: SlowReceiver, prefix: str) -> int:
+def delivered_under(receiver: WebhookReceiver, prefix: str) -> int:
     return sum(1 for delivery in receiver.deliveries if delivery.path.startswith(prefix))
 
 
-async def wait_delivered(receiver: SlowReceiver, prefix: str, at_least: int) -> None:
+async def wait_delivered(receiver: WebhookReceiver, prefix: str, at_least: int) -> None:
     async def enough() -> bool:
         return delivered_under(receiver, prefix) >= at_least
 
@@ -44,7 +44,7 @@ async def wait_delivered(receiver: SlowReceiver, prefix: str, at_least: int) -> 
 
 
 async def test_consumer_sigkill_mid_task(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
 ) -> None:
     """200 webhook tasks answered in 0.4 s each; the worker is SIGKILLed twice with tasks in
     flight and a new one started each time: every task ends succeeded."""
@@ -77,7 +77,7 @@ async def test_consumer_sigkill_mid_task(
 
 
 async def test_consumer_sigterm_under_load(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
     local_services: Backends,
 ) -> None:
     """SIGTERM with SHUTDOWN_GRACE_S=1 while 0.4 s tasks (finish in the grace) and 4 s tasks
@@ -145,7 +145,7 @@ async def restart_policy(system: System, stop: asyncio.Event, exits: list[int | 
 
 @pytest.mark.timeout(180)
 async def test_poison_message_crashes_its_consumer(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
     local_services: Backends,
 ) -> None:
     """A message whose handler ends the process (os._exit) every time, among 100 good ones

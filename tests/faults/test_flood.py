@@ -9,9 +9,9 @@ import pytest
 
 from contracts.statuses import Status
 from tests.faults.scoreboard import Expect, Row
-from tests.faults.slow_receiver import SlowReceiver
 from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed, webhook
+from tests.support.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.faults
 
@@ -22,7 +22,7 @@ CLIENTS = 32
 
 @pytest.mark.timeout(240)
 async def test_flood_of_submissions(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
 ) -> None:
     """500 webhook tasks from 32 clients as fast as the gateway answers, one worker."""
     row = new_row(f"13. flood ({TASKS} webhook tasks, {CLIENTS} clients)")

@@ -10,9 +10,9 @@ from contracts import topology as names
 from contracts.statuses import Status
 from tests.faults.amqp import drain
 from tests.faults.scoreboard import Expect, Row
-from tests.faults.slow_receiver import SlowReceiver
 from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed, webhook
+from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
 
 pytestmark = pytest.mark.faults
@@ -25,7 +25,7 @@ def text(value: object) -> str:
 
 
 async def test_poison_message_that_always_raises(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
     local_services: Backends,
 ) -> None:
     """A receiver answering 500 every time and max_attempts 2: each task is called twice, ends
@@ -58,7 +58,7 @@ async def test_poison_message_that_always_raises(
 
 
 async def test_transient_failures_then_success(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
 ) -> None:
     """A receiver answering 500, 500, then 200 for each task: every task ends `succeeded` at
     attempt 3 after two retries (1 s and 5 s tiers), called exactly three times. 150 tasks:
@@ -80,7 +80,7 @@ async def test_transient_failures_then_success(
 
 
 async def test_permanent_failures(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
 ) -> None:
     """A receiver answering 404: every task ends `failed` at once, attempt 1, called once."""
     row = new_row("9. permanent failures (404)")

@@ -12,9 +12,9 @@ import pytest
 
 from contracts.statuses import Status
 from tests.faults.scoreboard import Expect, Row
-from tests.faults.slow_receiver import SlowReceiver
 from tests.faults.system import System
 from tests.faults.tracking import Submission, TaskTracker, TrackerFactory, assert_passed, webhook
+from tests.support.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.faults
 
@@ -40,7 +40,7 @@ async def submit_keyed(
 
 
 async def test_duplicate_submissions_with_one_key(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
 ) -> None:
     """40 keys, each sent 10 times at once with the same body, then once more after the task
     ran, then once with another body: one task id and one webhook call per key, 422 for the

@@ -15,9 +15,9 @@ from contracts import topology as names
 from contracts.statuses import Status
 from tests.faults.amqp import Kept, drain, raw_channel
 from tests.faults.scoreboard import Expect, Row
-from tests.faults.slow_receiver import SlowReceiver
 from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed
+from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
 
 pytestmark = pytest.mark.faults
@@ -53,7 +53,7 @@ def quarantined_ok(kept: Kept | None) -> bool:
 
 
 async def test_invalid_direct_publishes(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
     local_services: Backends,
 ) -> None:
     """200 confirmed publishes to exchange tasks.webhook from a plain AMQP client, every other

@@ -15,9 +15,9 @@ from contracts import topology as names
 from contracts.statuses import Status
 from tests.faults.amqp import Kept, drain
 from tests.faults.scoreboard import Expect, Row
-from tests.faults.slow_receiver import SlowReceiver
 from tests.faults.system import System
 from tests.faults.tracking import TaskTracker, TrackerFactory, assert_passed, until, webhook
+from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends, MongoServer
 
 pytestmark = pytest.mark.faults
@@ -50,7 +50,7 @@ def from_projector(kept: Kept) -> bool:
 
 @pytest.mark.timeout(180)
 async def test_mongodb_down_while_projecting(
-    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: SlowReceiver,
+    system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
     local_services: Backends,
 ) -> None:
     """A private nx-27017 behind the gateway and the projector is killed while tasks run and
@@ -87,7 +87,7 @@ async def test_mongodb_down_while_projecting(
                 await submitting
             converged = await tracker.converge(timeout_s=60)
     finally:
-        await asyncio.to_thread(mongo.stop)
+        await asyncio.to_thread(mongo.close)
 
     quarantined = [k for k in await drain(local_services.rabbitmq_url, names.QUARANTINE_QUEUE)
                    if from_projector(k)]

@@ -35,8 +35,11 @@ class ServiceProcess:
         self.env = dict(env)
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     def start(self) -> ServiceProcess:
+        # A restarted process appends to the same log: only what it writes counts as its own.
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         # The child keeps its own copy of the file descriptor.
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen([sys.executable, *self.args], env=self.env,
@@ -52,7 +55,12 @@ class ServiceProcess:
         return self.process is not None and self.process.poll() is None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What this run of the process has written."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def wait_for_log(self, text: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -94,6 +102,7 @@ def gateway(env: Mapping[str, str], log_dir: Path, port: int) -> ServiceProcess:
     deadline = time.monotonic() + 30
     while not port_open("127.0.0.1", port):
         if not process.running() or time.monotonic() > deadline:
+            process.kill()
             raise AssertionError(f"gateway did not listen on {port}:\n{process.log()[-3000:]}")
         time.sleep(0.05)
     return process

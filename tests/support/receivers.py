@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -28,9 +30,12 @@ class Delivery:
 @dataclass
 class WebhookReceiver:
     """An HTTP server on 127.0.0.1 recording every request; `answers` scripts the statuses:
-    a path maps to a list of status codes given in turn (the last one repeats)."""
+    a path maps to a list of status codes given in turn (the last one repeats). `delays` maps
+    a path prefix to seconds to wait before answering; the delivery is counted before the wait,
+    as a real peer acts before its answer can be lost."""
 
     answers: dict[str, list[int]] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
     deliveries: list[Delivery] = field(default_factory=list)
     by_task: Counter[str] = field(default_factory=Counter)
     port: int = 0
@@ -45,6 +50,7 @@ class WebhookReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status = receiver._record(self.command, self.path, dict(self.headers), body)
+                receiver._wait(self.path)
                 payload = json.dumps({"received": True}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -57,7 +63,13 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A worker killed mid-request leaves a broken pipe: expected, not a traceback.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -71,6 +83,11 @@ class WebhookReceiver:
             served = self._served[path]
             self._served[path] += 1
             return script[min(served, len(script) - 1)]
+
+    def _wait(self, path: str) -> None:
+        matches = [prefix for prefix in self.delays if path.startswith(prefix)]
+        if matches:
+            time.sleep(self.delays[max(matches, key=len)])
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"

@@ -158,7 +158,13 @@ class MongoServer:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        """Kill it (as an outage would); `start()` brings it back with the same data."""
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait(timeout=10)
         self._process = None
+
+    def close(self) -> None:
+        """Stop it for good and remove its data."""
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
