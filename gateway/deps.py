@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from contracts.projection import TaskState
 from infra.broker import Broker
 from infra.idempotency import IdempotencyKeys
 from infra.settings import Settings
@@ -39,6 +40,9 @@ class Services:
     store: TaskStore
     keys: IdempotencyKeys
     background: Background = field(default_factory=Background)
+    # Tasks this gateway queued but could not yet record (MongoDB was away), by id: a read
+    # finds them here until the record lands, so a 202 is never followed by a 404.
+    unrecorded: dict[str, TaskState] = field(default_factory=dict)
 
 
 def get_services(request: Request) -> Services:

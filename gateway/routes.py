@@ -54,7 +54,7 @@ async def submit_task(
                        503: {"description": "MongoDB unavailable"}})
 async def get_task(task_id: str, services: ServicesDep) -> TaskView:
     """A task's current status, attempt, timestamps, result or error, and its history."""
-    state = await services.store.get(task_id)
+    state = await services.store.get(task_id) or services.unrecorded.get(task_id)
     if state is None:
         raise TaskNotFound(task_id)
     return TaskView.of(state)

@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 
 from contracts.messages import StatusEvent, TaskEnvelope, utcnow
+from contracts.projection import apply
 from contracts.statuses import Status
 from contracts.topology import dead_queue
 from gateway.deps import Services
@@ -125,20 +126,24 @@ async def _record_queued(services: Services, envelope: TaskEnvelope) -> None:
         # The task is queued for real. Keep trying, so that once MongoDB is back the task is
         # there at once rather than when the projector's own retry comes round.
         log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error)
+        services.unrecorded[event.task_id] = apply(None, event)
         services.background.start(_record_when_back(services, event))
 
 
 async def _record_when_back(services: Services, event: StatusEvent) -> None:
     pause = _RECORD_RETRY_MIN_S
     deadline = utcnow() + _RECORD_RETRY_FOR
-    while utcnow() < deadline:
-        await asyncio.sleep(pause)
-        try:
-            await services.store.apply(event)
-            return
-        except StoreUnavailable:
-            pause = min(pause * 2, _RECORD_RETRY_MAX_S)
-    log.warning("task %s: gave up recording `queued`; the projector will", event.task_id)
+    try:
+        while utcnow() < deadline:
+            await asyncio.sleep(pause)
+            try:
+                await services.store.apply(event)
+                return
+            except StoreUnavailable:
+                pause = min(pause * 2, _RECORD_RETRY_MAX_S)
+        log.warning("task %s: gave up recording `queued`; the projector will", event.task_id)
+    finally:
+        services.unrecorded.pop(event.task_id, None)
 
 
 async def retry(services: Services, task_id: str) -> None:
