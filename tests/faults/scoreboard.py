@@ -50,6 +50,8 @@ class Row:
     duplicate_effects: int | None = 0
     status_wrong: int = 0
     regressions: int = 0
+    # GET answered 404 after the task's 202: read-your-writes broken (not a column; fails the row).
+    not_found_after_202: int = 0
     converge_s: float | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -58,7 +60,8 @@ class Row:
     @property
     def passed(self) -> bool:
         return (self.error is None and self.lost == 0 and self.status_wrong == 0
-                and self.regressions == 0 and self.failed_dead == self.failed_dead_expected)
+                and self.regressions == 0 and self.not_found_after_202 == 0
+                and self.failed_dead == self.failed_dead_expected)
 
     def note(self, text: str) -> None:
         self.notes.append(text)

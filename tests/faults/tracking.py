@@ -277,6 +277,7 @@ class TaskTracker:
                           f"{dict(sorted(odd.items()))}")
         if self.read_model_errors:
             self.row.note(f"{self.read_model_errors} bulk read(s) of the read model failed")
+        self.row.not_found_after_202 = len(self.not_found_after_202)
         if self.not_found_after_202:
             self.row.note(f"{len(self.not_found_after_202)} task(s) answered 404 after their 202")
         other = self.other_answers()
@@ -302,10 +303,12 @@ async def until(condition: Callable[[], bool], *, timeout_s: float, what: str) -
 
 
 def assert_passed(row: Row, converged: bool, logs: str) -> None:
-    """The scenario's verdict: converged, nothing lost, no wrong status, no regression."""
+    """The scenario's verdict: converged, nothing lost, no wrong status, no regression, no
+    404 after a 202."""
     summary = (f"lost {row.lost}, status wrong {row.status_wrong}, regressions "
-               f"{row.regressions}, failed/dead {row.failed_dead} ({row.failed_dead_expected} "
-               f"expected); {'; '.join(row.examples)}")
+               f"{row.regressions}, 404 after 202 {row.not_found_after_202}, failed/dead "
+               f"{row.failed_dead} ({row.failed_dead_expected} expected); "
+               f"{'; '.join(row.examples)}")
     assert converged, f"did not converge: {summary}\n{logs}"
     assert row.passed, f"{summary}\n{logs}"
 
