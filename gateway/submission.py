@@ -121,7 +121,7 @@ async def _record_queued(services: Services, envelope: TaskEnvelope) -> None:
                         status=Status.QUEUED, attempt=0, worker=GATEWAY_APP_ID, source="http",
                         at=envelope.submitted_at, idempotency_key=envelope.idempotency_key)
     try:
-        await services.store.apply(event)
+        await services.store.apply(event, likely_new=True)
     except StoreUnavailable as error:
         # The task is queued for real. Keep trying, so that once MongoDB is back the task is
         # there at once rather than when the projector's own retry comes round.

@@ -63,16 +63,21 @@ class TaskStore:
             raise StoreUnavailable(f"MongoDB: {error}") from error
         return None if document is None else _to_state(document)
 
-    async def apply(self, event: StatusEvent) -> TaskState:
-        """Fold `event` into the stored state; a stale or repeated event changes nothing."""
+    async def apply(self, event: StatusEvent, *, likely_new: bool = False) -> TaskState:
+        """Fold `event` into the stored state; a stale or repeated event changes nothing.
+
+        `likely_new` (a task id just made up) tries the insert before any read, saving a round
+        trip; if the task exists after all, it folds into it as usual.
+        """
         try:
-            return await self._apply(event)
+            return await self._apply(event, likely_new)
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
 
-    async def _apply(self, event: StatusEvent) -> TaskState:
-        for _ in range(_MAX_ROUNDS):
-            current = await self.get(event.task_id)
+    async def _apply(self, event: StatusEvent, likely_new: bool) -> TaskState:
+        for round_number in range(_MAX_ROUNDS):
+            skip_read = likely_new and round_number == 0
+            current = None if skip_read else await self.get(event.task_id)
             new = apply(current, event)
             if new is current:
                 return new
