@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test services lint typecheck unit check clean
+.PHONY: run test services lint typecheck unit faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: services
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+faults: services
+	$(BIN)/pytest tests/faults tests/load
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
