@@ -1,0 +1,96 @@
+"""`taskproc run` (what `make run` starts): a process that dies is restarted and logged, and a
+SIGTERM stops every process it started and nothing else."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import system_env
+from tests.support.processes import ServiceProcess
+from tests.support.receivers import SmtpSink
+from tests.support.services import MONGO_PORT, RABBIT_PORT, Backends, free_port, port_open
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+STARTED = re.compile(r"started (?P<name>[\w-]+) \(pid (?P<pid>\d+)\)")
+
+
+def started_pids(log: str) -> dict[str, list[int]]:
+    pids: dict[str, list[int]] = {}
+    for match in STARTED.finditer(log):
+        pids.setdefault(match["name"], []).append(int(match["pid"]))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_started(
+    services: Backends, smtp_sink: SmtpSink, log_dir: Path
+) -> None:
+    port = free_port()
+    env = system_env(services, smtp_sink, GATEWAY_PORT=str(port))
+    supervisor = ServiceProcess("supervisor", ["-m", "infra.cli", "run"], env, log_dir).start()
+    try:
+        await eventually(lambda: _has(supervisor, "consuming tasks.sleep"), timeout_s=60,
+                         what="the sleep worker under the supervisor")
+        first = started_pids(supervisor.log())["sleep-worker"][0]
+
+        os.kill(first, signal.SIGKILL)
+
+        await eventually(lambda: _has(supervisor, f"sleep-worker (pid {first}) exited with -9"),
+                         what="the supervisor to log the death")
+        await eventually(lambda: _restarted(supervisor), timeout_s=30,
+                         what="a second sleep worker")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            accepted = await http.post("/tasks", json={"task_type": "sleep",
+                                                       "payload": {"seconds": 0}})
+            task_id = accepted.json()["task_id"]
+
+            async def succeeded() -> bool:
+                answer = await http.get(f"/tasks/{task_id}")
+                status: str = answer.json()["status"]
+                return status == "succeeded"
+
+            await eventually(succeeded, what="a task run by the restarted worker")
+    finally:
+        supervisor.signal(signal.SIGTERM)
+        assert supervisor.process is not None
+        try:
+            code = supervisor.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
+            raise
+
+    children = [pid for pids in started_pids(supervisor.log()).values() for pid in pids]
+    assert code == 0
+    assert "all processes stopped" in supervisor.log()
+    assert "mail-sink" not in started_pids(supervisor.log())  # SMTP was already up
+    assert [pid for pid in children if alive(pid)] == []
+    assert port_open("127.0.0.1", RABBIT_PORT)  # running before, so left alone
+    assert port_open("127.0.0.1", MONGO_PORT)
+
+
+async def _has(process: ServiceProcess, text: str) -> bool:
+    if not process.running():
+        raise AssertionError(f"the supervisor exited:\n{process.log()[-3000:]}")
+    return text in process.log()
+
+
+async def _restarted(process: ServiceProcess) -> bool:
+    log = process.log()
+    return len(started_pids(log).get("sleep-worker", [])) == 2 and (
+        log.count("consuming tasks.sleep") >= 2)
