@@ -58,7 +58,7 @@ class Worker:
         queue = await self._broker.queue(names.task_queue(self._spec.name))
         await self._broker.set_prefetch(1)
         tag = await queue.consume(self._on_message)
-        log.info("consuming %s (one at a time while redeliveries come back)", queue.name)
+        log.info("consuming %s (one at a time until a fresh message arrives)", queue.name)
         await _first_of(stop, self._fresh_message)
         if not stop.is_set():
             # RabbitMQ applies a new prefetch to consumers started after it.
