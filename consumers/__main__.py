@@ -4,94 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
 
-import httpx
-
-from consumers.context import TaskContext
-from consumers.decode import ReceivedTask
-from consumers.handlers_registry import HandlerError, resolve_all
-from consumers.projector import Projector
-from consumers.worker import Worker
-from contracts.registry import TASK_TYPES, get_spec, task_type_names
-from infra.broker import Broker, BrokerUnavailable
+from consumers.bootstrap import run_projector, run_worker
+from consumers.handlers_registry import HandlerError
+from contracts.registry import task_type_names
 from infra.logging import configure_logging
-from infra.process import stop_on_signals
 from infra.settings import Settings
-from infra.store import StoreUnavailable, TaskStore, mongo_client
-from infra.topology import build_topology
 
 log = logging.getLogger("consumers")
-
-_CONNECT_RETRY_S = 2.0
-
-
-async def run_worker(settings: Settings, task_type: str) -> None:
-    spec = get_spec(task_type)
-    handler = resolve_all()[task_type]
-    stop = stop_on_signals()
-    name = f"{settings.worker_name}/{task_type}"
-    broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
-                    timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
-                    prefetch=spec.prefetch)
-    async with httpx.AsyncClient(follow_redirects=False) as http:
-
-        def make_context(task: ReceivedTask) -> TaskContext:
-            return TaskContext(task_id=task.task_id, task_type=task_type, attempt=task.attempt,
-                               run=task.run, settings=settings, http=http)
-
-        worker = Worker(spec, handler, broker, worker_name=name, make_context=make_context,
-                        shutdown_grace_s=settings.shutdown_grace_s)
-        try:
-            if await _connect(broker, stop):
-                await worker.run(stop)
-        finally:
-            await broker.close()
-
-
-async def run_projector(settings: Settings) -> None:
-    stop = stop_on_signals()
-    name = f"{settings.worker_name}/projector"
-    broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
-                    timeout_s=settings.publish_timeout_s, name=f"projector {name}", prefetch=64)
-    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    store = TaskStore(client, settings.mongodb_database)
-    try:
-        await _ensure_indexes(store, settings, stop)
-        if await _connect(broker, stop):
-            await Projector(broker, store, worker_name=name).run(stop)
-    finally:
-        await broker.close()
-        await client.close()
-
-
-async def _connect(broker: Broker, stop: asyncio.Event) -> bool:
-    """Wait for RabbitMQ at start-up; False if asked to stop first."""
-    while not stop.is_set():
-        try:
-            await broker.channel()
-            return True
-        except BrokerUnavailable as error:
-            log.warning("%s; retrying in %.0fs", error, _CONNECT_RETRY_S)
-            await _pause(stop, _CONNECT_RETRY_S)
-    return False
-
-
-async def _ensure_indexes(store: TaskStore, settings: Settings, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            await store.ensure_indexes(settings.retention)
-            return
-        except StoreUnavailable as error:
-            log.warning("%s; retrying in %.0fs", error, _CONNECT_RETRY_S)
-            await _pause(stop, _CONNECT_RETRY_S)
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
