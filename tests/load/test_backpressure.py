@@ -1,9 +1,15 @@
 """Backpressure: with a deep queue, a consumer holds at most its prefetch and its memory stays
-flat. Measured on a real worker process against a real RabbitMQ queue."""
+flat. Measured on a real worker process against a real RabbitMQ queue.
+
+The order is made explicit rather than raced: the worker warms up, is paused (SIGSTOP) while
+the queue is filled to its full depth, and is resumed (SIGCONT) for a drain that the samples
+cover from the top. How fast the worker consumes cannot make the queue shallow.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from pathlib import Path
 
@@ -21,6 +27,8 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.faults
 
 DEPTH = 3000
+# Long enough that the drain spans many samples (rabbitmqctl takes ~0.5 s per call).
+TASK_SECONDS = 0.3
 
 
 def rss_kib(pid: int) -> int:
@@ -66,15 +74,31 @@ async def test_deep_queue_keeps_memory_flat_and_holds_only_prefetch(
                          what="warm-up tasks consumed")
         baseline = rss_kib(worker.pid)
 
-        await fill(broker, DEPTH, 0.05)
         samples: list[tuple[int, int, int]] = []
 
-        async def sample_until_drained() -> bool:
+        def sample() -> tuple[int, int]:
             ready, unacked = queue_counts(services.vhost, queue)
             samples.append((ready, unacked, rss_kib(worker.pid)))
-            return ready == 0 and unacked == 0
+            return ready, unacked
 
-        await eventually(sample_until_drained, timeout_s=240, interval_s=0.5,
+        async def sample_until_full() -> bool:
+            ready, _ = sample()
+            return ready >= DEPTH - prefetch
+
+        async def sample_until_drained() -> bool:
+            return sample() == (0, 0)
+
+        worker.signal(signal.SIGSTOP)
+        try:
+            await fill(broker, DEPTH, TASK_SECONDS)
+            # A quorum queue's counts reach rabbitmqctl on the queue's next tick (seconds):
+            # the worker stays paused until they show the queue full.
+            await eventually(sample_until_full, timeout_s=60, interval_s=0.5,
+                             what="RabbitMQ to report the filled queue")
+        finally:
+            worker.signal(signal.SIGCONT)
+
+        await eventually(sample_until_drained, timeout_s=240, interval_s=0.2,
                          what=f"{DEPTH} queued tasks consumed")
     finally:
         worker.stop()
@@ -85,7 +109,8 @@ async def test_deep_queue_keeps_memory_flat_and_holds_only_prefetch(
     print(f"\nbackpressure: depth {deepest} ready, at most {most_held} unacked "
           f"(prefetch {prefetch}), RSS {baseline} KiB before, peak {peak_rss} KiB "
           f"(+{peak_rss - baseline} KiB), {len(samples)} samples")
-    assert deepest > prefetch * 5, "the queue never got deep; the test proved nothing"
+    assert deepest >= DEPTH - prefetch, "the queue never got deep; the test proved nothing"
+    assert len(samples) >= 5, "too few samples of the drain to see what the worker held"
     assert most_held <= prefetch
     assert peak_rss - baseline < 40 * 1024, "memory grew with the queue depth"
 
