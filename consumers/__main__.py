@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
 from consumers.bootstrap import run_projector, run_worker
 from consumers.handlers_registry import HandlerError
 from contracts.registry import task_type_names
+from infra import process
 from infra.logging import configure_logging
 from infra.settings import Settings
 
@@ -24,13 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("projector", help="write status events to MongoDB")
     args = parser.parse_args(argv)
     settings = Settings()
-    process = f"{args.task_type}-worker" if args.command == "worker" else "projector"
-    configure_logging(settings, process)
+    role = f"{args.task_type}-worker" if args.command == "worker" else "projector"
+    configure_logging(settings, role)
     try:
         if args.command == "worker":
-            asyncio.run(run_worker(settings, args.task_type))
+            process.run(run_worker(settings, args.task_type))
         else:
-            asyncio.run(run_projector(settings))
+            process.run(run_projector(settings))
     except HandlerError as error:
         log.error("cannot start: %s", error)
         return 2

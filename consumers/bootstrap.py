@@ -14,10 +14,11 @@ import httpx
 from consumers.context import TaskContext
 from consumers.decode import ReceivedTask
 from consumers.handlers_registry import resolve_all
-from consumers.projector import Projector
+from consumers.projector import SWEEP_EVERY_S, Projector
 from consumers.worker import Handler, Worker
 from contracts.registry import TASK_TYPES, get_spec
 from infra.broker import Broker, BrokerUnavailable
+from infra.idempotency import IdempotencyKeys
 from infra.process import stop_on_signals
 from infra.settings import Settings
 from infra.store import StoreUnavailable, TaskStore, mongo_client
@@ -57,14 +58,20 @@ async def run_worker(
 async def run_projector(settings: Settings) -> None:
     stop = stop_on_signals()
     name = f"{settings.worker_name}/projector"
+    # Twice a batch per queue: one batch is written while the next fills.
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
-                    timeout_s=settings.publish_timeout_s, name=f"projector {name}", prefetch=64)
+                    timeout_s=settings.publish_timeout_s, name=f"projector {name}",
+                    prefetch=2 * settings.projector_batch_size)
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     store = TaskStore(client, settings.mongodb_database)
+    keys = IdempotencyKeys(client, settings.mongodb_database)
     try:
-        await _ensure_indexes(store, settings, stop)
+        await _ensure_indexes(store, keys, settings, stop)
         if await _connect(broker, stop):
-            await Projector(broker, store, worker_name=name).run(stop)
+            projector = Projector(broker, store, worker_name=name, expiring=(store, keys),
+                                  batch_size=settings.projector_batch_size,
+                                  batch_window_s=settings.projector_batch_window_s)
+            await projector.run(stop)
     finally:
         await broker.close()
         await client.close()
@@ -82,10 +89,16 @@ async def _connect(broker: Broker, stop: asyncio.Event) -> bool:
     return False
 
 
-async def _ensure_indexes(store: TaskStore, settings: Settings, stop: asyncio.Event) -> None:
+async def _ensure_indexes(
+    store: TaskStore, keys: IdempotencyKeys, settings: Settings, stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         try:
-            await store.ensure_indexes(settings.retention)
+            kind = await store.ensure_indexes(settings.retention)
+            await keys.ensure_indexes(settings.idempotency_ttl)
+            expiry = ("TTL indexes" if kind == "mongod"
+                      else f"a sweep every {SWEEP_EVERY_S:.0f}s (no TTL index)")
+            log.info("MongoDB server is %s: finished tasks expire by %s", kind, expiry)
             return
         except StoreUnavailable as error:
             log.warning("%s; retrying in %.0fs", error, _CONNECT_RETRY_S)

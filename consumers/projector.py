@@ -1,14 +1,20 @@
 """The projector: folds status events, submissions and broker dead letters into MongoDB.
 
-It acks an event only once MongoDB has taken it. While MongoDB is away it holds the events it
-has (prefetch bounds them) and retries, so an outage delays the read model but loses nothing.
+Events are taken in batches: a batch closes at `batch_size` events or a few milliseconds after
+its first, is folded per task with the pure `apply`, and goes to MongoDB as one guarded bulk
+write. Its messages are acked only once MongoDB has taken it. While MongoDB is away the
+projector holds the batch (prefetch bounds what it holds) and retries, so an outage delays the
+read model but loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
 
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
@@ -19,6 +25,7 @@ from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
+from infra.batching import Batcher
 from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.publishing import publish_event, quarantine
 from infra.store import StoreUnavailable, TaskStore
@@ -27,15 +34,31 @@ log = logging.getLogger(__name__)
 
 _RETRY_MIN_S = 0.2
 _RETRY_MAX_S = 5.0
+BATCH_SIZE = 500
+BATCH_WINDOW_S = 0.005
+SWEEP_EVERY_S = 60.0
 
 EventReader = Callable[[AbstractIncomingMessage], Awaitable[StatusEvent | None]]
+Received = tuple[AbstractIncomingMessage, StatusEvent]
+
+
+class Expiring(Protocol):
+    async def sweep_expired(self, now: datetime) -> int: ...
 
 
 class Projector:
-    def __init__(self, broker: Broker, store: TaskStore, *, worker_name: str) -> None:
+    def __init__(
+        self, broker: Broker, store: TaskStore, *, worker_name: str,
+        expiring: Sequence[Expiring] = (), batch_size: int = BATCH_SIZE,
+        batch_window_s: float = BATCH_WINDOW_S,
+    ) -> None:
         self._broker = broker
         self._store = store
         self._worker_name = worker_name
+        self._expiring = expiring
+        self._batch_size = batch_size
+        self._batches: Batcher[Received] = Batcher(self._store_batch, max_size=batch_size,
+                                                   window_s=batch_window_s)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
@@ -45,35 +68,45 @@ class Projector:
             names.PROJECTOR_SUBMISSIONS_QUEUE: self._submission,
             names.PROJECTOR_DEAD_QUEUE: self._dead_letter,
         }
+        writer = asyncio.create_task(self._batches.run(self._stopping))
+        sweeper = asyncio.create_task(self._sweep_periodically())
         consumers = []
-        for queue_name, reader in readers.items():
-            queue = await self._broker.queue(queue_name)
-            tag = await queue.consume(self._dispatcher(reader))
-            consumers.append((queue, tag))
-        log.info("projecting %s", ", ".join(readers))
-        await stop.wait()
-        self._stopping.set()
-        for queue, tag in consumers:
-            await stop_consuming(queue, tag)
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        try:
+            for queue_name, reader in readers.items():
+                queue = await self._broker.queue(queue_name)
+                tag = await queue.consume(self._dispatcher(reader))
+                consumers.append((queue, tag))
+            log.info("projecting %s (batches of up to %d events)", ", ".join(readers),
+                     self._batch_size)
+            await stop.wait()
+        finally:
+            for queue, tag in consumers:
+                await stop_consuming(queue, tag)
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            # Stopping ends the writer once it has flushed what it holds (or, while MongoDB is
+            # away, given it back to RabbitMQ).
+            self._stopping.set()
+            sweeper.cancel()
+            await asyncio.gather(writer, sweeper, return_exceptions=True)
 
     def _dispatcher(
         self, reader: EventReader
     ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.create_task(self._project(message, reader))
+            task = asyncio.create_task(self._read(message, reader))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 
         return on_message
 
-    async def _project(self, message: AbstractIncomingMessage, reader: EventReader) -> None:
+    async def _read(self, message: AbstractIncomingMessage, reader: EventReader) -> None:
+        """Turn a message into an event for the next batch; settle at once what has none."""
         try:
             event = await reader(message)
-            if event is not None and not await self._apply_until_stored(event):
-                await message.nack(requeue=True)  # stopping during an outage: keep it queued
-                return
-            await message.ack()
+            if event is None:
+                await message.ack()
+            else:
+                self._batches.add((message, event))
         except PublishError as error:
             log.error("message %s: %s; it will be redelivered", message.message_id, error)
             await requeue(message)
@@ -84,20 +117,48 @@ class Projector:
             log.exception("message %s: unexpected error; requeueing it", message.message_id)
             await requeue(message)
 
-    async def _apply_until_stored(self, event: StatusEvent) -> bool:
+    async def _store_batch(self, batch: list[Received]) -> None:
+        """One bulk write for the batch, then its acks; requeued if stopping during an outage."""
+        try:
+            stored = await self._apply_until_stored([event for _, event in batch])
+        except Exception:
+            log.exception("a batch of %d event(s) failed; requeueing it", len(batch))
+            stored = False
+        for message, _ in batch:
+            try:
+                if stored:
+                    await message.ack()
+                else:
+                    await message.nack(requeue=True)
+            except (AMQPError, ChannelInvalidStateError) as error:
+                log.error("could not settle message %s (%r); it will be redelivered",
+                          message.message_id, error)
+
+    async def _apply_until_stored(self, events: list[StatusEvent]) -> bool:
         """Retry through a MongoDB outage; False if the projector is stopping meanwhile."""
         pause = _RETRY_MIN_S
         while True:
             try:
-                await self._store.apply(event)
+                await self._store.apply_many(events)
                 return True
             except StoreUnavailable as error:
-                log.warning("MongoDB unavailable, holding event for %s: %s", event.task_id, error)
+                log.warning("MongoDB unavailable, holding events (%d in this batch): %s",
+                            len(events), error)
             try:
                 await asyncio.wait_for(self._stopping.wait(), pause)
                 return False
             except TimeoutError:
                 pause = min(pause * 2, _RETRY_MAX_S)
+
+    async def _sweep_periodically(self) -> None:
+        """Expire old documents where the server has no TTL index (nx-27017)."""
+        while True:
+            for expiring in self._expiring:
+                with contextlib.suppress(StoreUnavailable):
+                    removed = await expiring.sweep_expired(datetime.now(UTC))
+                    if removed:
+                        log.info("expired %d document(s) past their retention", removed)
+            await asyncio.sleep(SWEEP_EVERY_S)
 
     async def _status_event(self, message: AbstractIncomingMessage) -> StatusEvent | None:
         try:

@@ -1,4 +1,5 @@
-"""`python -m gateway` serves the HTTP API with uvicorn on GATEWAY_HOST:GATEWAY_PORT."""
+"""`python -m gateway` serves the HTTP API with uvicorn on GATEWAY_HOST:GATEWAY_PORT, in
+GATEWAY_WORKERS processes."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ from infra.settings import Settings
 def main() -> None:
     settings = Settings()
     configure_logging(settings, "gateway")
-    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
-                log_config=None, access_log=True)
+    several = settings.gateway_workers > 1
+    # Several worker processes each build their own app (and clients) from the environment.
+    uvicorn.run(
+        "gateway.app:create_app_from_environment" if several else create_app(settings),
+        factory=several, workers=settings.gateway_workers if several else None,
+        host=settings.gateway_host, port=settings.gateway_port, log_config=None,
+        access_log=settings.gateway_access_log, loop="uvloop", http="httptools",
+    )
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from fastapi import FastAPI
 from contracts.registry import TASK_TYPES
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
+from gateway.recording import QueuedRecorder
 from gateway.routes import router
 from infra.broker import Broker, BrokerUnavailable
 from infra.idempotency import IdempotencyKeys
+from infra.logging import configure_logging
 from infra.settings import Settings
 from infra.store import StoreUnavailable, TaskStore, mongo_client
 from infra.topology import build_topology
@@ -32,11 +34,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
         store = TaskStore(client, settings.mongodb_database)
         keys = IdempotencyKeys(client, settings.mongodb_database)
-        app.state.services = Services(settings=settings, broker=broker, store=store, keys=keys)
+        recorder = QueuedRecorder(store)
+        app.state.services = Services(settings=settings, broker=broker, store=store, keys=keys,
+                                      recorder=recorder)
         await _warm_up(app.state.services)
+        recorder.start()
         try:
             yield
         finally:
+            await recorder.close()
             await app.state.services.background.cancel_all()
             await broker.close()
             await client.close()
@@ -50,6 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     install_error_handlers(app)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The factory each of several uvicorn worker processes calls: logging, settings, app."""
+    settings = Settings()
+    configure_logging(settings, "gateway")
+    return create_app(settings)
 
 
 async def _warm_up(services: Services) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from contracts.projection import TaskState
+from gateway.recording import QueuedRecorder
 from infra.broker import Broker
 from infra.idempotency import IdempotencyKeys
 from infra.settings import Settings
@@ -39,13 +40,16 @@ class Services:
     broker: Broker
     store: TaskStore
     keys: IdempotencyKeys
+    recorder: QueuedRecorder
     background: Background = field(default_factory=Background)
     # Tasks this gateway queued but could not yet record (MongoDB was away), by id: a read
     # finds them here until the record lands, so a 202 is never followed by a 404.
     unrecorded: dict[str, TaskState] = field(default_factory=dict)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # `async`, so FastAPI calls it on the loop: a plain `def` dependency costs a thread-pool
+    # round trip per request.
     services: Services = request.app.state.services
     return services
 

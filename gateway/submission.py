@@ -106,7 +106,7 @@ async def _publish(
     await publish_task(services.broker, envelope, app_id=GATEWAY_APP_ID, source="http",
                        traceparent=traceparent)
     await _record_queued(services, envelope)
-    log.info("accepted %s task %s", envelope.task_type, envelope.task_id)
+    log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
     return task_id
 
 
@@ -121,7 +121,7 @@ async def _record_queued(services: Services, envelope: TaskEnvelope) -> None:
                         status=Status.QUEUED, attempt=0, worker=GATEWAY_APP_ID, source="http",
                         at=envelope.submitted_at, idempotency_key=envelope.idempotency_key)
     try:
-        await services.store.apply(event, likely_new=True)
+        await services.recorder.record(event)
     except StoreUnavailable as error:
         # The task is queued for real. Keep trying, so that once MongoDB is back the task is
         # there at once rather than when the projector's own retry comes round.

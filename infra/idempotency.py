@@ -17,7 +17,8 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from contracts.messages import utcnow
-from infra.store import StoreUnavailable, ensure_ttl_index
+from infra.expiry import Expiry, server_kind
+from infra.store import StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,25 @@ def request_hash(request: dict[str, Any]) -> str:
 
 class IdempotencyKeys:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self._client = client
         self._keys = client[database]["idempotency_keys"]
+        self._expiry: Expiry | None = None
 
     async def ensure_indexes(self, ttl: timedelta) -> None:
         try:
-            await ensure_ttl_index(self._keys, "claimed_at", ttl)
+            kind = await server_kind(self._client)
+            expiry = Expiry(self._keys, "claimed_at", ttl)
+            await expiry.ensure(kind)
+        except PyMongoError as error:
+            raise StoreUnavailable(f"MongoDB: {error}") from error
+        self._expiry = expiry if kind == "nx-27017" else None
+
+    async def sweep_expired(self, now: datetime) -> int:
+        """Forget keys past their time where no TTL index does; how many went."""
+        if self._expiry is None:
+            return 0
+        try:
+            return await self._expiry.sweep(now)
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
 
@@ -55,7 +70,7 @@ class IdempotencyKeys:
                                              "claimed_at": now})
                 return Claim(task_id, fingerprint, "pending", now, is_new=True)
             except DuplicateKeyError:
-                document = await self._keys.find_one({"_id": key})
+                document = await self._keys.find_one({"_id": {"$eq": key}})
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
         if document is None:  # released between our insert and read: claim again
@@ -65,7 +80,7 @@ class IdempotencyKeys:
 
     async def get(self, key: str) -> Claim | None:
         try:
-            document = await self._keys.find_one({"_id": key})
+            document = await self._keys.find_one({"_id": {"$eq": key}})
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
         if document is None:
@@ -75,7 +90,7 @@ class IdempotencyKeys:
 
     async def mark_queued(self, key: str, task_id: str) -> None:
         try:
-            await self._keys.update_one({"_id": key, "task_id": task_id},
+            await self._keys.update_one({"_id": {"$eq": key}, "task_id": {"$eq": task_id}},
                                         {"$set": {"state": "queued"}})
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
@@ -83,6 +98,7 @@ class IdempotencyKeys:
     async def release(self, key: str, task_id: str) -> None:
         """Give the key back after a failed publish, so a retry of the request can succeed."""
         try:
-            await self._keys.delete_one({"_id": key, "task_id": task_id, "state": "pending"})
+            await self._keys.delete_one({"_id": {"$eq": key}, "task_id": {"$eq": task_id},
+                                        "state": {"$eq": "pending"}})
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error

@@ -1,23 +1,32 @@
-"""The MongoDB read model: collection `tasks`, one document per task, `_id` = task id."""
+"""The MongoDB read model: collection `tasks`, one document per task, `_id` = task id.
+
+Every round trip to the store is the expensive part of a task's life, so events are folded many
+tasks at a time: one read of the tasks concerned, one unordered bulk write of their new states.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from contracts.messages import StatusEvent
 from contracts.projection import TaskState, apply
+from infra.expiry import Expiry, ServerKind, server_kind
 
 log = logging.getLogger(__name__)
 
 # Writers race only on the same task, and each lost race means a newer event landed; a handful of
 # rounds settles any real contention.
 _MAX_ROUNDS = 20
+_DUPLICATE_KEY = 11000
 
 
 class StoreUnavailable(Exception):
@@ -34,19 +43,41 @@ def mongo_client(url: str, timeout_s: float) -> AsyncMongoClient[dict[str, Any]]
 
 
 class TaskStore:
-    """Reads task state and folds status events in with a compare-and-set on `position`."""
+    """Reads task state and folds status events in, many tasks per round trip.
+
+    Every write is guarded: a stored task is updated only if its `position` and the length of
+    its history are still those the new state was folded from, and a task believed new is
+    inserted, which fails if it exists. A guard that misses raises duplicate key (the guarded
+    update is an upsert), which means "another writer got there first": only those tasks are
+    read again and folded anew.
+    """
 
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._client = client
         self._tasks: AsyncCollection[dict[str, Any]] = client[database]["tasks"]
+        self._expiry: Expiry | None = None
 
-    async def ensure_indexes(self, retention: timedelta) -> None:
+    async def ensure_indexes(self, retention: timedelta) -> ServerKind:
+        """Indexes for listing and for expiry; which server this is, for the caller to log."""
         try:
+            kind = await server_kind(self._client)
             await self._tasks.create_index([("status", ASCENDING), ("updated_at", DESCENDING)])
             await self._tasks.create_index([("task_type", ASCENDING), ("updated_at", DESCENDING)])
             await self._tasks.create_index([("created_at", DESCENDING)])
             # Finished tasks expire; a task without finished_at is never removed.
-            await ensure_ttl_index(self._tasks, "finished_at", retention)
+            expiry = Expiry(self._tasks, "finished_at", retention)
+            await expiry.ensure(kind)
+        except PyMongoError as error:
+            raise StoreUnavailable(f"MongoDB: {error}") from error
+        self._expiry = expiry if kind == "nx-27017" else None
+        return kind
+
+    async def sweep_expired(self, now: datetime) -> int:
+        """Remove finished tasks past their retention where no TTL index does; how many."""
+        if self._expiry is None:
+            return 0
+        try:
+            return await self._expiry.sweep(now)
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
 
@@ -58,70 +89,105 @@ class TaskStore:
 
     async def get(self, task_id: str) -> TaskState | None:
         try:
-            document = await self._tasks.find_one({"_id": task_id})
+            document = await self._tasks.find_one({"_id": {"$eq": task_id}})
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
-        return None if document is None else _to_state(document)
+        return None if document is None else to_state(document)
 
     async def apply(self, event: StatusEvent, *, likely_new: bool = False) -> TaskState:
-        """Fold `event` into the stored state; a stale or repeated event changes nothing.
+        """Fold `event` into the stored state; a stale or repeated event changes nothing."""
+        states = await self.apply_many([event], likely_new=likely_new)
+        return states[event.task_id]
 
-        `likely_new` (a task id just made up) tries the insert before any read, saving a round
-        trip; if the task exists after all, it folds into it as usual.
+    async def apply_many(
+        self, events: Sequence[StatusEvent], *, likely_new: bool = False
+    ) -> dict[str, TaskState]:
+        """Fold `events` (of any tasks, in the order they arrived) into the stored states; each
+        task's resulting state, by id.
+
+        `likely_new` (task ids just made up) skips the first read: the inserts fail for any task
+        that exists after all, and those are read and folded as usual.
         """
+        by_task: dict[str, list[StatusEvent]] = defaultdict(list)
+        for event in events:
+            by_task[event.task_id].append(event)
         try:
-            return await self._apply(event, likely_new)
+            return await self._apply_many(by_task, likely_new)
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
 
-    async def _apply(self, event: StatusEvent, likely_new: bool) -> TaskState:
-        for round_number in range(_MAX_ROUNDS):
-            skip_read = likely_new and round_number == 0
-            current = None if skip_read else await self.get(event.task_id)
-            new = apply(current, event)
-            if new is current:
-                return new
-            if current is None:
-                try:
-                    await self._tasks.insert_one(_to_document(new))
-                    return new
-                except DuplicateKeyError:
-                    continue  # another writer created it first: fold into theirs
-            written = await self._tasks.replace_one(
-                {"_id": event.task_id, "position": current.position}, _to_document(new)
-            )
-            if written.matched_count == 1:
-                return new
-        raise StoreUnavailable(f"task {event.task_id}: too much write contention")
+    async def _apply_many(
+        self, by_task: dict[str, list[StatusEvent]], likely_new: bool
+    ) -> dict[str, TaskState]:
+        results: dict[str, TaskState] = {}
+        pending = list(by_task)
+        current = {} if likely_new else await self._read(pending)
+        for _ in range(_MAX_ROUNDS):
+            writes: list[_Write] = []
+            for task_id in pending:
+                before = current.get(task_id)
+                after = fold(before, by_task[task_id])
+                results[task_id] = after
+                if after is not before:
+                    writes.append(_Write(before, after))
+            pending = await self._write(writes)
+            if not pending:
+                return results
+            current = await self._read(pending)
+        raise StoreUnavailable(f"task {pending[0]}: too much write contention")
+
+    async def _read(self, task_ids: list[str]) -> dict[str, TaskState]:
+        cursor = self._tasks.find({"_id": {"$in": task_ids}})
+        return {document["_id"]: to_state(document) async for document in cursor}
+
+    async def _write(self, writes: list[_Write]) -> list[str]:
+        """Carry out the guarded writes; the ids of the tasks whose guard missed."""
+        if not writes:
+            return []
+        try:
+            await self._tasks.bulk_write([write.operation() for write in writes], ordered=False)
+        except BulkWriteError as error:
+            failures = error.details.get("writeErrors", [])
+            unexpected = [f for f in failures if f.get("code") != _DUPLICATE_KEY]
+            if unexpected:
+                raise
+            return [writes[failure["index"]].after.task_id for failure in failures]
+        return []
 
 
-# MongoDB's codes for "an index on these keys exists with other options".
-_INDEX_OPTIONS_CONFLICT = (85, 86)
+def fold(state: TaskState | None, events: Sequence[StatusEvent]) -> TaskState:
+    """`apply` each event in turn; `state` itself when none of them changes anything."""
+    for event in events:
+        state = apply(state, event)
+    assert state is not None, "fold needs at least one event"
+    return state
 
 
-async def ensure_ttl_index(
-    collection: AsyncCollection[dict[str, Any]], field: str, ttl: timedelta
-) -> None:
-    """A TTL index on `field`; a changed TTL setting updates the existing index in place."""
-    seconds = int(ttl.total_seconds())
-    try:
-        await collection.create_index(field, expireAfterSeconds=seconds)
-    except OperationFailure as error:
-        if error.code not in _INDEX_OPTIONS_CONFLICT:
-            raise
-        await collection.database.command(
-            "collMod", collection.name,
-            index={"keyPattern": {field: 1}, "expireAfterSeconds": seconds},
-        )
-        log.info("TTL of %s.%s changed to %ds", collection.name, field, seconds)
+@dataclass(frozen=True)
+class _Write:
+    before: TaskState | None
+    after: TaskState
+
+    def operation(self) -> InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]:
+        document = to_document(self.after)
+        if self.before is None:
+            return InsertOne(document)
+        # An upsert of a document that carries its `_id`, so that a missed guard fails loudly
+        # (duplicate key) instead of matching nothing in silence: a bulk result counts matches
+        # but does not say which operation missed.
+        # A late event adds to the history without moving the position: the history's length
+        # is in the guard, so two writers that each add one cannot lose the other's.
+        guard = {"_id": {"$eq": self.after.task_id}, "position": {"$eq": self.before.position},
+                 "history": {"$size": len(self.before.history)}}
+        return ReplaceOne(guard, document, upsert=True)
 
 
-def _to_document(state: TaskState) -> dict[str, Any]:
+def to_document(state: TaskState) -> dict[str, Any]:
     document = state.model_dump(mode="python", exclude={"task_id"})
     document["history"] = list(document["history"])
     return {"_id": state.task_id, **document}
 
 
-def _to_state(document: dict[str, Any]) -> TaskState:
+def to_state(document: dict[str, Any]) -> TaskState:
     fields = {key: value for key, value in document.items() if key != "_id"}
     return TaskState.model_validate({"task_id": document["_id"], **fields})

@@ -109,3 +109,59 @@ async def test_a_terminal_status_stays_terminal(store: TaskStore) -> None:
     assert stored is not None
     assert (stored.status, stored.attempt) == (Status.FAILED, 1)
     assert [entry.status for entry in stored.history] == [Status.FAILED]
+
+
+async def test_a_batch_of_many_tasks_folds_each_task_once(store: TaskStore) -> None:
+    ids = [new_task_id() for _ in range(50)]
+    events = [e for task_id in ids for e in (
+        event(task_id, Status.QUEUED, 0), event(task_id, Status.RUNNING, 1),
+        event(task_id, Status.SUCCEEDED, 1))]
+    random.Random(7).shuffle(events)
+
+    states = await store.apply_many(events)
+
+    for task_id in ids:
+        stored = await store.get(task_id)
+        assert stored is not None
+        # Equal but for the microseconds that BSON dates do not keep.
+        assert (stored.status, stored.position) == (states[task_id].status,
+                                                    states[task_id].position)
+        assert stored.status is Status.SUCCEEDED
+        assert [e.status for e in stored.history] == [
+            Status.QUEUED, Status.RUNNING, Status.SUCCEEDED]
+
+
+async def test_a_batch_that_believes_its_tasks_new_folds_into_those_that_exist(
+    store: TaskStore,
+) -> None:
+    existing, fresh = new_task_id(), new_task_id()
+    await store.apply(event(existing, Status.RUNNING, 1))
+
+    await store.apply_many([event(existing, Status.QUEUED, 0), event(fresh, Status.QUEUED, 0)],
+                           likely_new=True)
+
+    kept = await store.get(existing)
+    assert kept is not None
+    assert kept.status is Status.RUNNING
+    assert [e.status for e in kept.history] == [Status.QUEUED, Status.RUNNING]
+    added = await store.get(fresh)
+    assert added is not None
+    assert added.status is Status.QUEUED
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_concurrent_batches_over_the_same_tasks_end_at_the_highest_events(
+    store: TaskStore, seed: int
+) -> None:
+    ids = [new_task_id() for _ in range(20)]
+    events = [e for task_id in ids for e in attempts_up_to(task_id, 4)]
+    random.Random(seed).shuffle(events)
+    batches = [events[start:start + 7] for start in range(0, len(events), 7)]
+
+    await asyncio.gather(*(store.apply_many(batch) for batch in batches))
+
+    for task_id in ids:
+        stored = await store.get(task_id)
+        assert stored is not None
+        assert (stored.status, stored.attempt) == (Status.RETRYING, 4)
+        assert len(stored.history) == 9

@@ -1,0 +1,72 @@
+"""Group items that arrive one by one into batches: a batch closes at `max_size` items or
+`window_s` after its first item, whichever comes first.
+
+Both the projector (status events into one bulk write) and the gateway (one insert for
+concurrent submissions) use it, so a busy process makes one store round trip for many items
+and a quiet one waits no more than the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Batcher(Generic[T]):
+    """Collect items with `add`; `run` hands each closed batch to `flush`, one at a time."""
+
+    def __init__(
+        self, flush: Callable[[list[T]], Awaitable[None]], *, max_size: int, window_s: float
+    ) -> None:
+        self._flush = flush
+        self._max_size = max_size
+        self._window_s = window_s
+        self._items: list[T] = []
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+
+    def add(self, item: T) -> None:
+        self._items.append(item)
+        self._arrived.set()
+        if len(self._items) >= self._max_size:
+            self._full.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush batches until `stop` is set, then flush what is left and return."""
+        while True:
+            await _first_of(self._arrived, stop)
+            if not self._items:
+                if stop.is_set():
+                    return
+                self._arrived.clear()
+                continue
+            if not stop.is_set():
+                # Wait for the batch to fill, at most the window: a quiet system answers fast.
+                await _first_of(self._full, stop, timeout_s=self._window_s)
+            await self._flush(self.take())
+
+    def take(self) -> list[T]:
+        """The next batch (at most `max_size` items), taken out of the collector."""
+        batch, self._items = self._items[: self._max_size], self._items[self._max_size:]
+        if len(self._items) < self._max_size:
+            self._full.clear()
+        if not self._items:
+            self._arrived.clear()
+        return batch
+
+
+async def _first_of(*events: asyncio.Event, timeout_s: float | None = None) -> None:
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
