@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
@@ -59,7 +59,7 @@ class Projector:
         self._batch_size = batch_size
         self._batches: Batcher[Received] = Batcher(self._store_batch, max_size=batch_size,
                                                    window_s=batch_window_s)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -93,9 +93,15 @@ class Projector:
         self, reader: EventReader
     ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.create_task(self._read(message, reader))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            # aio-pika runs each delivery on a task of its own already: read on that one, and
+            # keep it to wait for at shutdown.
+            current = asyncio.current_task()
+            assert current is not None
+            self._in_flight.add(current)
+            try:
+                await self._read(message, reader)
+            finally:
+                self._in_flight.discard(current)
 
         return on_message
 

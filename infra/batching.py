@@ -9,10 +9,13 @@ and a quiet one waits no more than the window.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class Batcher(Generic[T]):
@@ -49,7 +52,13 @@ class Batcher(Generic[T]):
             if not stop.is_set():
                 # Wait for the batch to fill, at most the window: a quiet system answers fast.
                 await _first_of(self._full, stop, timeout_s=self._window_s)
-            await self._flush(self.take())
+            batch = self.take()
+            try:
+                await self._flush(batch)
+            except Exception:
+                # A flush settles its own items; one that raises must not end the loop that
+                # every later item waits on.
+                log.exception("a batch of %d item(s) could not be flushed", len(batch))
 
     def take(self) -> list[T]:
         """The next batch (at most `max_size` items), taken out of the collector."""
