@@ -56,11 +56,11 @@ async def ctl(*args: str) -> str:
     return await asyncio.to_thread(rabbitmqctl, *args)
 
 
-async def queue_depth(vhost: str, queue_name: str) -> int:
-    """Messages in `queue_name`, ready and unacknowledged together."""
-    table = await ctl("list_queues", "-p", vhost, "name", "messages")
-    for line in table.splitlines():
-        name, _, count = line.partition("\t")
-        if name == queue_name and count.strip().isdigit():
-            return int(count)
-    raise LookupError(f"no queue {queue_name!r} in vhost {vhost!r}")
+async def queue_state(url: str, queue_name: str) -> tuple[int, int]:
+    """(messages ready, consumers) of `queue_name` as they are now: a passive declare, which
+    RabbitMQ answers from the queue itself. `rabbitmqctl list_queues` reports a quorum queue's
+    counts as of its last stats tick, seconds old: a queue just filled can still read 0."""
+    async with raw_channel(url) as channel:
+        declared = await channel.declare_queue(queue_name, passive=True)
+        result = declared.declaration_result
+        return result.message_count or 0, result.consumer_count or 0

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.faults
 
 NewRow = Callable[[str], Row]
 PUBLISH_TIMEOUT_S = 2.0
+HELD = 8  # calls the webhook worker holds when the broker stops (its prefetch is 16)
 
 
 async def queue_report(vhost: str) -> str:
@@ -40,24 +41,33 @@ async def test_broker_restart_under_load(
 ) -> None:
     """Steady submissions while the whole broker stops (`rabbitmqctl stop_app`) for a few
     seconds and starts again: 503 while it is away, 202 after; the worker and the projector
-    reconnect without being restarted, and no accepted task is lost."""
+    reconnect without being restarted, and no accepted task is lost. The broker stops while
+    the worker holds tasks: the receiver answers none of its calls until then."""
     row = new_row("3. broker restart under load (stop_app / start_app)")
-    url = await system.start(workers=("webhook",), PUBLISH_TIMEOUT_S=str(PUBLISH_TIMEOUT_S))
+    # The held calls must still be waiting when the broker is gone (stop_app takes seconds).
+    url = await system.start(workers=("webhook",), PUBLISH_TIMEOUT_S=str(PUBLISH_TIMEOUT_S),
+                             WEBHOOK_TIMEOUT_S="60")
     tracker = tracker_for(row, url)
     started = {process.name: process.pid for process in system.processes}
     stop = asyncio.Event()
+    prefix = "/s3/"
 
     def task(i: int) -> tuple[dict[str, object], Expect]:
-        return webhook(receiver.url(f"/s3/{i}")), Expect(Status.SUCCEEDED)
+        return webhook(receiver.url(f"{prefix}{i}")), Expect(Status.SUCCEEDED)
 
     async with tracker.watching():
         submitting = asyncio.create_task(
-            tracker.submit_continuously(task, stop, concurrency=6, limit=1000))
+            tracker.submit_continuously(task, stop, concurrency=6, interval_s=0.15,
+                                        limit=5000))
         try:
             await until(lambda: row.accepted >= 80, timeout_s=30, what="80 tasks accepted")
-            down_at = time.monotonic()
             try:
-                await ctl("stop_app")
+                with receiver.holding(prefix):
+                    await until(lambda: receiver.in_progress(prefix) >= HELD, timeout_s=30,
+                                what=f"the worker to hold {HELD} calls")
+                    held = receiver.in_progress(prefix)
+                    down_at = time.monotonic()
+                    await ctl("stop_app")
                 stopped_at = time.monotonic()
                 await until(lambda: row.refused >= 3, timeout_s=15,
                             what="503 answers while the broker is away")
@@ -76,7 +86,8 @@ async def test_broker_restart_under_load(
 
     again = [s for s in tracker.submissions if s.task_id and s.sent_at > back_at]
     first_again = min((s.sent_at + s.latency_s for s in again), default=back_at) - back_at
-    row.note(f"broker away {back_at - down_at:.1f} s (stop_app {stopped_at - down_at:.1f} s, "
+    row.note(f"stop_app with {held} task(s) held by the worker; "
+             f"broker away {back_at - down_at:.1f} s (stop_app {stopped_at - down_at:.1f} s, "
              f"start_app {back_at - starting_at:.1f} s); first 202 {first_again:.1f} s after; "
              f"{tracker.refused_but_run()} refused request(s) ran all the same")
     if not converged:
@@ -85,6 +96,7 @@ async def test_broker_restart_under_load(
                  if p.name in started and (not p.running() or started[p.name] != p.pid)]
     assert not restarted, f"processes died instead of reconnecting: {restarted}"
     assert row.refused > 0, "the gateway must answer 503 while the broker is away"
+    assert held >= HELD, "the broker must stop while the worker holds tasks"
     assert_passed(row, converged, system.logs())
 
 

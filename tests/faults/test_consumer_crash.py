@@ -17,7 +17,7 @@ from tests.faults.amqp import drain
 from tests.faults.crashing_worker import CRASH_EXIT_CODE, CRASH_PATH
 from tests.faults.scoreboard import Expect, Final, Row
 from tests.faults.system import System
-from tests.faults.tracking import TrackerFactory, assert_passed, webhook
+from tests.faults.tracking import TrackerFactory, assert_passed, until, webhook
 from tests.support.processes import ServiceProcess
 from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
@@ -26,6 +26,9 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.faults
 
 NewRow = Callable[[str], Row]
+HELD = 8  # calls the worker holds when it is killed (its prefetch is 16)
+# Calls held at the receiver must still be in flight when the worker is stopped: no timeout.
+PATIENT_CALLS = {"WEBHOOK_TIMEOUT_S": "60"}
 
 
 def text(value: object) -> str:
@@ -46,11 +49,12 @@ async def wait_delivered(receiver: WebhookReceiver, prefix: str, at_least: int) 
 async def test_consumer_sigkill_mid_task(
     system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
 ) -> None:
-    """200 webhook tasks answered in 0.4 s each; the worker is SIGKILLed twice with tasks in
-    flight and a new one started each time: every task ends succeeded."""
+    """200 webhook tasks answered in 0.4 s each; twice, the receiver stops answering until the
+    worker holds at least HELD calls, the worker is SIGKILLed then and a new one started: every
+    task ends succeeded. The kill cannot miss: no call it holds can finish first."""
     row = new_row("1. consumer SIGKILL mid-task")
     url = await system.start(workers=())
-    victim = await system.start_worker("webhook")
+    victim = await system.start_worker("webhook", **PATIENT_CALLS)
     tracker = tracker_for(row, url)
     prefix = "/slow/s1/"
     tasks = 200
@@ -62,13 +66,15 @@ async def test_consumer_sigkill_mid_task(
         try:
             for share in (4, 2):
                 await wait_delivered(receiver, prefix, tasks // share)
-                await tracker.read_model_round()
-                in_flight = tracker.in_flight()
-                victim.kill()
+                with receiver.holding(prefix):
+                    await until(lambda: receiver.in_progress(prefix) >= HELD, timeout_s=30,
+                                what=f"the worker to hold {HELD} calls")
+                    held = receiver.in_progress(prefix)
+                    victim.kill()
                 row.note(f"SIGKILL after {delivered_under(receiver, prefix)} calls, "
-                         f"{in_flight} task(s) in flight")
-                assert in_flight > 0, "the kill must hit tasks in flight"
-                victim = await system.start_worker("webhook")
+                         f"{held} task(s) held in flight")
+                assert held >= HELD, "the kill must hit tasks in flight"
+                victim = await system.start_worker("webhook", **PATIENT_CALLS)
         finally:
             await submitting
         converged = await tracker.converge(timeout_s=60)
@@ -76,41 +82,48 @@ async def test_consumer_sigkill_mid_task(
     assert_passed(row, converged, system.logs())
 
 
+@pytest.mark.timeout(180)
 async def test_consumer_sigterm_under_load(
     system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
     local_services: Backends,
 ) -> None:
     """SIGTERM with SHUTDOWN_GRACE_S=1 while 0.4 s tasks (finish in the grace) and 4 s tasks
     (requeued at its end) run: the worker exits in time, nothing is dead-lettered, and a new
-    worker finishes everything."""
+    worker finishes everything. The 4 s calls in flight are held unanswered until the worker
+    has exited, so at least one task outlives the grace however fast the rest runs."""
     grace_s = 1.0
     row = new_row(f"2. consumer SIGTERM under load (grace {grace_s:g} s)")
     url = await system.start(workers=())
-    victim = await system.start_worker("webhook", SHUTDOWN_GRACE_S=str(grace_s))
+    victim = await system.start_worker("webhook", SHUTDOWN_GRACE_S=str(grace_s),
+                                       **PATIENT_CALLS)
     tracker = tracker_for(row, url)
     tasks = 200
+    short, long = "/slow/s2/", "/slower/s2/"
 
     def path(i: int) -> str:
-        return f"/slower/s2/{i}" if i % 10 == 0 else f"/slow/s2/{i}"
+        return f"{long}{i}" if i % 10 == 0 else f"{short}{i}"
 
     async with tracker.watching():
         submitting = asyncio.create_task(tracker.submit_all(
             (webhook(receiver.url(path(i))), Expect(Status.SUCCEEDED)) for i in range(tasks)))
         try:
-            await wait_delivered(receiver, "/slow/s2/", tasks // 3)
-            await tracker.read_model_round()
-            in_flight = tracker.in_flight()
-            signalled = time.monotonic()
-            victim.signal(signal.SIGTERM)
-            code = await asyncio.to_thread(_wait, victim, grace_s + 15)
-            took_s = time.monotonic() - signalled
-            requeued = "requeued" in victim.log()
-            row.note(f"SIGTERM with {in_flight} task(s) in flight: exit {code} after "
-                     f"{took_s:.1f} s{', some requeued at the grace' if requeued else ''}")
+            await wait_delivered(receiver, short, tasks // 3)
+            with receiver.holding(long):
+                await until(lambda: receiver.in_progress(long) > 0, timeout_s=30,
+                            what="a 4 s task in flight")
+                finishing, outliving = receiver.in_progress(short), receiver.in_progress(long)
+                signalled = time.monotonic()
+                victim.signal(signal.SIGTERM)
+                code = await asyncio.to_thread(_wait, victim, grace_s + 15)
+                took_s = time.monotonic() - signalled
+            row.note(f"SIGTERM with {finishing} 0.4 s and {outliving} held 4 s task(s) in "
+                     f"flight: exit {code} after {took_s:.1f} s")
             await system.start_worker("webhook")
         finally:
             await submitting
-        converged = await tracker.converge(timeout_s=60)
+        # The requeued tasks come back first and one at a time, 4 s each for the long ones:
+        # tens of seconds of wall clock, however fast the rest runs.
+        converged = await tracker.converge(timeout_s=90)
 
     dead = [kept for kept in await drain(local_services.rabbitmq_url, names.dead_queue("webhook"))
             if kept.message_id in tracker.expected]
@@ -118,7 +131,7 @@ async def test_consumer_sigterm_under_load(
         row.note(f"{len(dead)} task(s) of this scenario in {names.dead_queue('webhook')}")
     assert code == 0, f"the worker exited with {code}:\n{victim.log()[-3000:]}"
     assert took_s < grace_s + 5, f"the worker took {took_s:.1f} s to stop"
-    assert in_flight > 0, "SIGTERM must come while tasks are in flight"
+    assert outliving > 0, "SIGTERM must come while a task that outlives the grace is in flight"
     assert not dead, f"{len(dead)} message(s) dead-lettered by a graceful shutdown"
     assert_passed(row, converged, system.logs())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,7 +14,14 @@ import pytest
 from contracts.statuses import Status
 from tests.faults.scoreboard import Expect, Row
 from tests.faults.system import System
-from tests.faults.tracking import Submission, TaskTracker, TrackerFactory, assert_passed, webhook
+from tests.faults.tracking import (
+    Submission,
+    TaskTracker,
+    TrackerFactory,
+    assert_passed,
+    until,
+    webhook,
+)
 from tests.support.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.faults
@@ -26,12 +34,14 @@ IN_PROGRESS_RETRIES = 10
 
 async def submit_keyed(
     tracker: TaskTracker, body: Mapping[str, Any], key: str, retried: list[int],
+    sent: asyncio.Event | None = None,
 ) -> Submission:
     """POST with the key; a 409 (the same key still in progress) is retried after its
-    Retry-After, as a client should."""
-    for _ in range(IN_PROGRESS_RETRIES):
+    Retry-After, as a client should. `sent` is set once the first request is sent."""
+    for attempt in range(IN_PROGRESS_RETRIES):
         answer = await tracker.submit(body, Expect(Status.SUCCEEDED),
-                                      headers={"Idempotency-Key": key})
+                                      headers={"Idempotency-Key": key},
+                                      sent=sent if attempt == 0 else None)
         if answer.code != 409:
             return answer
         retried.append(1)
@@ -39,14 +49,20 @@ async def submit_keyed(
     return answer
 
 
+def all_set(flags: list[asyncio.Event]) -> bool:
+    return all(flag.is_set() for flag in flags)
+
+
 async def test_duplicate_submissions_with_one_key(
     system: System, tracker_for: TrackerFactory, new_row: NewRow, receiver: WebhookReceiver,
 ) -> None:
     """40 keys, each sent 10 times at once with the same body, then once more after the task
     ran, then once with another body: one task id and one webhook call per key, 422 for the
-    other body."""
+    other body. "At once" is made so: the gateway is paused until every copy of a wave is in
+    its sockets, so however fast it answers, it reads them together."""
     row = new_row(f"12. duplicate submissions, one Idempotency-Key ({COPIES} at once, {KEYS} keys)")
     url = await system.start()
+    [gateway] = [process for process in system.processes if process.name == "gateway"]
     tracker = tracker_for(row, url)
     keys = [f"s12-{uuid.uuid4()}" for _ in range(KEYS)]
     body = {key: webhook(receiver.url(f"/s12/{key}")) for key in keys}
@@ -56,8 +72,17 @@ async def test_duplicate_submissions_with_one_key(
         answers: dict[str, list[Submission]] = {}
         for wave in range(0, KEYS, 5):
             batch = keys[wave:wave + 5]
-            results = await asyncio.gather(*(submit_keyed(tracker, body[key], key, retried)
-                                             for key in batch for _ in range(COPIES)))
+            wave_keys = [key for key in batch for _ in range(COPIES)]
+            sent = [asyncio.Event() for _ in wave_keys]
+            copies = asyncio.gather(*(submit_keyed(tracker, body[key], key, retried, flag)
+                                      for key, flag in zip(wave_keys, sent, strict=True)))
+            try:
+                with gateway.paused():
+                    await until(partial(all_set, sent), timeout_s=30,
+                                what="every copy of the wave sent to the paused gateway")
+                results = await copies
+            finally:
+                copies.cancel()
             for i, key in enumerate(batch):
                 answers[key] = list(results[i * COPIES:(i + 1) * COPIES])
         converged = await tracker.converge(timeout_s=60)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +16,7 @@ from contracts.messages import StatusEvent
 from contracts.statuses import Status
 from infra.broker import Broker
 from infra.publishing import publish_event
-from tests.faults.amqp import queue_depth
+from tests.faults.amqp import queue_state
 from tests.faults.scoreboard import Expect, Row, rank
 from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed
@@ -50,7 +50,8 @@ async def test_duplicate_and_out_of_order_events(
     """200 tasks' events, each published one to three times, all shuffled together, to
     exchange task-events: every task ends at its newest status and attempt."""
     row = new_row("11. duplicate and out-of-order status events (200 tasks)")
-    url = await system.start(workers=())
+    url = await system.start(workers=(), with_projector=False)
+    projector = await system.start_projector()
     tracker = tracker_for(row, url)
     row.duplicate_effects = None  # no task runs here: there is no side effect to count
     rng = random.Random(11)
@@ -78,16 +79,35 @@ async def test_duplicate_and_out_of_order_events(
     async with tracker.watching():
         await asyncio.gather(*(publish(event) for event in events))
 
-        async def projected() -> bool:
-            return await queue_depth(local_services.vhost, names.PROJECTOR_EVENTS_QUEUE) == 0
+        queue = names.PROJECTOR_EVENTS_QUEUE
+
+        async def state() -> tuple[int, int]:
+            return await queue_state(local_services.rabbitmq_url, queue)
 
         async def all_projected() -> None:
             # Late duplicates and older events must have been applied before the final look.
-            await eventually(projected, timeout_s=30, interval_s=0.5,
-                             what=f"{names.PROJECTOR_EVENTS_QUEUE} to be empty")
+            # Once the queue has handed every event to the projector, stop the projector: it
+            # acks what it has stored; anything else goes back to the queue, where it shows
+            # once RabbitMQ has let go of its consumer.
+            await eventually(lambda: _is(state, ready=0), timeout_s=30,
+                             what=f"{queue} to hand out every event")
+            code = await asyncio.to_thread(projector.stop, 30.0)
+            ready, _ = await eventually(lambda: _is(state, consumers=0), timeout_s=30,
+                                        what=f"the projector's consumer gone from {queue}")
+            assert ready == 0, f"{ready} event(s) not applied; projector exit {code}"
 
         converged = await tracker.converge(timeout_s=60, settle=all_projected)
 
     row.note(f"{len(events)} events published in shuffled order, {len(events) - distinct} of "
              "them duplicates")
     assert_passed(row, converged, system.logs())
+
+
+async def _is(
+    read: Callable[[], Awaitable[tuple[int, int]]], *, ready: int | None = None,
+    consumers: int | None = None,
+) -> tuple[int, int] | None:
+    """The queue's (ready, consumers) if it matches what is given, else None."""
+    now = await read()
+    matches = ready in (None, now[0]) and consumers in (None, now[1])
+    return now if matches else None

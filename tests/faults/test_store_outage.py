@@ -69,7 +69,8 @@ async def test_mongodb_down_while_projecting(
 
         async with tracker.watching():
             submitting = asyncio.create_task(
-                tracker.submit_continuously(task, stop, concurrency=4, limit=200))
+                tracker.submit_continuously(task, stop, concurrency=4, interval_s=0.15,
+                                            limit=2000))
             try:
                 await until(lambda: row.accepted >= 80, timeout_s=30, what="80 tasks accepted")
                 known = next(iter(tracker.expected))

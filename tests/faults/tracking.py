@@ -74,16 +74,23 @@ class TaskTracker:
 
     async def submit(
         self, body: Mapping[str, Any], expect: Expect, *, headers: Mapping[str, str] | None = None,
-        timeout_s: float = 30.0,
+        timeout_s: float = 30.0, sent: asyncio.Event | None = None,
     ) -> Submission:
-        """POST one task; a 202 makes it tracked with `expect`."""
+        """POST one task; a 202 makes it tracked with `expect`. `sent` is set once the whole
+        request is in the gateway's socket, whether or not the gateway has read it."""
         self.begin()
         self.row.submitted += 1
         url = body.get("payload", {}).get("url")
         start = time.monotonic()
+
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            if sent is not None and event == "http11.send_request_body.complete":
+                sent.set()
+
         try:
             answer = await self.http.post("/tasks", json=dict(body), headers=headers,
-                                          timeout=timeout_s)
+                                          timeout=timeout_s,
+                                          extensions=None if sent is None else {"trace": trace})
         except httpx.HTTPError as error:
             submission = Submission(None, None, start, time.monotonic() - start, url, repr(error))
         else:
@@ -116,22 +123,30 @@ class TaskTracker:
 
     async def submit_continuously(
         self, make: Callable[[int], tuple[Mapping[str, Any], Expect]], stop: asyncio.Event, *,
-        concurrency: int, limit: int, backoff_s: float = 0.25,
+        concurrency: int, interval_s: float, limit: int, backoff_s: float = 0.25,
     ) -> None:
-        """Keep `concurrency` clients submitting `make(i)` until `stop` is set (at most `limit`
-        requests), as steady traffic during a fault; a client refused waits `backoff_s`."""
+        """Keep `concurrency` clients submitting `make(i)` until `stop` is set, as steady traffic
+        during a fault. Each client starts a request every `interval_s` at most, so the load is
+        the scenario's choice, not the gateway's speed: a fast gateway does not use up `limit`
+        before the fault is over. A client refused waits `backoff_s`."""
         numbers = iter(range(limit))
 
         async def client() -> None:
             for i in numbers:
                 if stop.is_set():
                     return
+                started = time.monotonic()
                 body, expect = make(i)
-                if (await self.submit(body, expect)).task_id is None:
+                refused = (await self.submit(body, expect)).task_id is None
+                pause = max(backoff_s if refused else 0.0,
+                            interval_s - (time.monotonic() - started))
+                if pause > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff_s)
+                        await asyncio.wait_for(stop.wait(), pause)
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
+        if not stop.is_set():
+            raise AssertionError(f"all {limit} submissions made before the scenario ended")
 
     def track(self, task_id: str, expect: Expect) -> None:
         """A task accepted some other way (a confirmed direct publish)."""
@@ -283,11 +298,6 @@ class TaskTracker:
         other = self.other_answers()
         if other:
             self.row.note(f"submissions neither accepted nor 503: {dict(other)}")
-
-    def in_flight(self) -> int:
-        """Tasks the receiver has been called for that show no terminal status yet."""
-        called = self.receiver.by_task
-        return sum(1 for task_id in self.pending() if called.get(task_id))
 
 
 TrackerFactory = Callable[..., TaskTracker]

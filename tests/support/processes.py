@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.services import Backends, port_open
@@ -76,6 +78,20 @@ class ServiceProcess:
         assert self.process is not None
         self.process.send_signal(signum)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """SIGSTOP this process and its descendants (e.g. uvicorn's worker processes) for the
+        block, SIGCONT after it: what reaches them meanwhile waits in their sockets."""
+        family = [self.pid, *_descendants(self.pid)]
+        for pid in family:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def kill(self) -> None:
         if self.running():
             assert self.process is not None
@@ -94,6 +110,21 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         return self.process.returncode
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+            parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        children = parents.get(queue.pop(), [])
+        found += children
+        queue += children
+    return found
 
 
 def gateway(env: Mapping[str, str], log_dir: Path, port: int) -> ServiceProcess:

@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -32,7 +34,12 @@ class WebhookReceiver:
     """An HTTP server on 127.0.0.1 recording every request; `answers` scripts the statuses:
     a path maps to a list of status codes given in turn (the last one repeats). `delays` maps
     a path prefix to seconds to wait before answering; the delivery is counted before the wait,
-    as a real peer acts before its answer can be lost."""
+    as a real peer acts before its answer can be lost.
+
+    `holding(prefix)` closes a gate the test controls: requests under the prefix are not
+    answered (after their delay) until it opens again. `in_progress(prefix)` counts requests
+    not yet cleared to answer: while the gate is closed it can only grow, and each one is a
+    task its worker holds unacked, whatever the speed of the system."""
 
     answers: dict[str, list[int]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
@@ -43,6 +50,8 @@ class WebhookReceiver:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._served: Counter[str] = Counter()
+        self._gates: dict[str, threading.Event] = {}  # closed gates: prefix -> set on opening
+        self._in_progress: Counter[str] = Counter()  # path -> requests not cleared to answer
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,6 +85,7 @@ class WebhookReceiver:
     def _record(self, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
         with self._lock:
             self.deliveries.append(Delivery(method, path, headers, body))
+            self._in_progress[path] += 1
             task_id = headers.get("X-Task-Id")
             if task_id:
                 self.by_task[task_id] += 1
@@ -88,6 +98,39 @@ class WebhookReceiver:
         matches = [prefix for prefix in self.delays if path.startswith(prefix)]
         if matches:
             time.sleep(self.delays[max(matches, key=len)])
+        while True:
+            with self._lock:
+                closed = [gate for prefix, gate in self._gates.items() if path.startswith(prefix)]
+                if not closed:
+                    # Cleared under the lock that `hold` takes: no gate can close in between.
+                    self._in_progress[path] -= 1
+                    return
+            closed[0].wait()
+
+    def hold(self, prefix: str) -> None:
+        """Close the gate on `prefix`: its requests wait, after their delay, until `release`."""
+        with self._lock:
+            self._gates.setdefault(prefix, threading.Event())
+
+    def release(self, prefix: str) -> None:
+        with self._lock:
+            gate = self._gates.pop(prefix, None)
+        if gate is not None:
+            gate.set()
+
+    @contextmanager
+    def holding(self, prefix: str) -> Iterator[None]:
+        """The gate on `prefix` closed for the block, open again after it whatever happens."""
+        self.hold(prefix)
+        try:
+            yield
+        finally:
+            self.release(prefix)
+
+    def in_progress(self, prefix: str) -> int:
+        """Requests under `prefix` received and not yet cleared to answer."""
+        with self._lock:
+            return sum(n for path, n in self._in_progress.items() if path.startswith(prefix))
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -97,6 +140,8 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
+        for prefix in list(self._gates):
+            self.release(prefix)
         self._server.shutdown()
         self._server.server_close()
 
