@@ -63,7 +63,10 @@ async def run_projector(settings: Settings) -> None:
                     timeout_s=settings.publish_timeout_s, name=f"projector {name}",
                     prefetch=2 * settings.projector_batch_size)
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    store = TaskStore(client, settings.mongodb_database)
+    # A task's later events mostly arrive within a few batches of its first: remembering the
+    # states of the last few batches' tasks spares most reads (about 5 KiB each).
+    store = TaskStore(client, settings.mongodb_database,
+                      remember=4 * settings.projector_batch_size)
     keys = IdempotencyKeys(client, settings.mongodb_database)
     try:
         await _ensure_indexes(store, keys, settings, stop)

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     # The projector writes events to MongoDB in batches of at most this many, closing a batch
     # this many seconds after its first event at the latest.
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)
-    projector_batch_window_s: float = Field(default=0.005, ge=0, le=1)
+    projector_batch_window_s: float = Field(default=0.002, ge=0, le=1)
     # Days a finished task stays in the read model.
     retention_days: int = Field(default=30, ge=1)
     # Hours an Idempotency-Key is remembered.

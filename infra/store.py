@@ -7,8 +7,8 @@ tasks at a time: one read of the tasks concerned, one unordered bulk write of th
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,10 +52,16 @@ class TaskStore:
     read again and folded anew.
     """
 
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[dict[str, Any]], database: str, *, remember: int = 0
+    ) -> None:
+        """`remember`: how many tasks' last known states to keep, so that folding a later
+        event into one of them needs no read (the guard catches a state that went stale)."""
         self._client = client
         self._tasks: AsyncCollection[dict[str, Any]] = client[database]["tasks"]
         self._expiry: Expiry | None = None
+        self._known: OrderedDict[str, TaskState] = OrderedDict()
+        self._remember = remember
 
     async def ensure_indexes(self, retention: timedelta) -> ServerKind:
         """Indexes for listing and for expiry; which server this is, for the caller to log."""
@@ -121,7 +127,7 @@ class TaskStore:
     ) -> dict[str, TaskState]:
         results: dict[str, TaskState] = {}
         pending = list(by_task)
-        current = {} if likely_new else await self._read(pending)
+        current = {} if likely_new else await self._current(pending)
         for _ in range(_MAX_ROUNDS):
             writes: list[_Write] = []
             for task_id in pending:
@@ -130,15 +136,33 @@ class TaskStore:
                 results[task_id] = after
                 if after is not before:
                     writes.append(_Write(before, after))
-            pending = await self._write(writes)
-            if not pending:
+            missed = await self._write(writes)
+            stored = set(pending).difference(missed)
+            self._keep(results[task_id] for task_id in stored)
+            if not missed:
                 return results
+            pending = missed
             current = await self._read(pending)
         raise StoreUnavailable(f"task {pending[0]}: too much write contention")
+
+    async def _current(self, task_ids: list[str]) -> dict[str, TaskState]:
+        """The states to fold into: remembered ones as they are, the others read."""
+        known = {task_id: self._known[task_id] for task_id in task_ids if task_id in self._known}
+        unknown = [task_id for task_id in task_ids if task_id not in known]
+        return {**known, **(await self._read(unknown) if unknown else {})}
 
     async def _read(self, task_ids: list[str]) -> dict[str, TaskState]:
         cursor = self._tasks.find({"_id": {"$in": task_ids}})
         return {document["_id"]: to_state(document) async for document in cursor}
+
+    def _keep(self, states: Iterable[TaskState]) -> None:
+        if not self._remember:
+            return
+        for state in states:
+            self._known[state.task_id] = state
+            self._known.move_to_end(state.task_id)
+        while len(self._known) > self._remember:
+            self._known.popitem(last=False)
 
     async def _write(self, writes: list[_Write]) -> list[str]:
         """Carry out the guarded writes; the ids of the tasks whose guard missed."""

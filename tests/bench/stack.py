@@ -1,0 +1,155 @@
+"""The real processes, started as `make run` starts them, each with its log in a file.
+
+Only RABBITMQ_URL (the bench's vhost), MONGODB_DATABASE and GATEWAY_PORT are set; every other
+variable comes from the caller's environment, so `GATEWAY_WORKERS=2 make bench` reaches them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from contracts.registry import task_type_names
+from tests.bench.leftovers import Leftovers
+from tests.bench.procfs import descendants
+
+_STOP_GRACE_S = 30.0  # the consumers' default shutdown grace (20 s) and some
+
+
+class StackError(Exception):
+    """A process exited or was not ready in time."""
+
+
+@dataclass
+class Process:
+    name: str
+    args: list[str]
+    ready_text: str | None  # what its log says once it is ready; None for the gateway
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_start: int = 0
+
+    def start(self, env: Mapping[str, str]) -> None:
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            # Its own session: a Ctrl-C reaches the bench only, which stops everything in order.
+            self.process = subprocess.Popen([sys.executable, *self.args], env=dict(env),
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_start)
+            return log.read().decode(errors="replace")[-chars:]
+
+    def logged(self, text: str) -> bool:
+        return text in self.log_tail(chars=1 << 20)
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    log_dir: Path
+    port: int
+    leftovers: Leftovers
+    processes: list[Process] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, base_env: Mapping[str, str], rabbitmq_url: str, database: str, port: int,
+              log_dir: Path, leftovers: Leftovers) -> Stack:
+        env = {**base_env, "RABBITMQ_URL": rabbitmq_url, "MONGODB_DATABASE": database,
+               "GATEWAY_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        stack = cls(env, log_dir, port, leftovers)
+        stack.processes.append(Process("gateway", ["-m", "gateway"], None,
+                                       log_dir / "gateway.log"))
+        for name in task_type_names():
+            stack.processes.append(Process(f"{name}-worker", ["-m", "consumers", "worker", name],
+                                           f"consuming tasks.{name}",
+                                           log_dir / f"{name}-worker.log"))
+        stack.processes.append(Process("projector", ["-m", "consumers", "projector"],
+                                       "projecting", log_dir / "projector.log"))
+        return stack
+
+    def start(self, ready_timeout_s: float) -> float:
+        """Start every process and wait until all are ready; the seconds that took."""
+        began = time.monotonic()
+        for process in self.processes:
+            process.start(self.env)
+            self.leftovers.hold("pids", f"{process.pid}:{' '.join(process.args)}")
+        deadline = began + ready_timeout_s
+        waiting = list(self.processes)
+        while waiting:
+            waiting = [p for p in waiting if not self._ready(p)]
+            if waiting and time.monotonic() > deadline:
+                names = ", ".join(p.name for p in waiting)
+                raise StackError(f"not ready after {ready_timeout_s:.0f}s: {names}\n"
+                                 f"{waiting[0].log_tail()}")
+            if waiting:
+                time.sleep(0.2)
+        return time.monotonic() - began
+
+    def _ready(self, process: Process) -> bool:
+        if not process.running():
+            raise StackError(f"{process.name} exited:\n{process.log_tail()}")
+        if process.ready_text is not None:
+            return process.logged(process.ready_text)
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=5)
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200
+
+    def stop(self) -> None:
+        """SIGTERM to all, SIGKILL to whatever still runs after the grace."""
+        running = [p for p in self.processes if p.running()]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for process in running:
+            assert process.process is not None
+            try:
+                process.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                print(f"  {process.name} did not stop in {_STOP_GRACE_S:.0f}s: killing it",
+                      flush=True)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.process.wait(timeout=10)
+        for process in self.processes:
+            if process.process is not None:
+                self.leftovers.release("pids", f"{process.pid}:{' '.join(process.args)}")
+
+    def pids(self) -> dict[str, int]:
+        """Every process of the system by name, with the children (uvicorn workers) of each."""
+        found: dict[str, int] = {}
+        for process in self.processes:
+            if not process.running():
+                continue
+            found[process.name] = process.pid
+            for number, child in enumerate(descendants(process.pid), start=1):
+                found[f"{process.name}/{number}"] = child
+        return found
+
+    def pid_of(self, name: str) -> int:
+        for process in self.processes:
+            if process.name == name:
+                return process.pid
+        raise KeyError(name)
