@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
@@ -16,8 +13,7 @@ from contracts import topology as names
 from contracts.messages import TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec
-
-_DERIVED_ID_NAMESPACE = uuid.UUID("8c5b8e0e-6a5f-4d43-9d0e-3b8f2f6c9a11")
+from infra.amqp_codec import positive_int, task_id_of
 
 
 class InvalidTask(Exception):
@@ -46,7 +42,7 @@ class ReceivedTask:
 
 def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
     """Validate `message` as a task of type `spec`; raise InvalidTask with the reason if not."""
-    task_id = submission_task_id(message)
+    task_id = task_id_of(message)
     try:
         raw = json.loads(message.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -68,8 +64,8 @@ def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
         task_id=task_id,
         spec=spec,
         payload=payload,
-        attempt=_positive_int(headers.get(names.HEADER_ATTEMPT)),
-        run=_positive_int(headers.get(names.HEADER_RUN)),
+        attempt=positive_int(headers.get(names.HEADER_ATTEMPT)),
+        run=positive_int(headers.get(names.HEADER_RUN)),
         max_attempts=body.max_attempts or spec.max_attempts,
         timeout_s=body.timeout_s or spec.timeout_s,
         retry_base_s=body.retry_base_s,
@@ -79,46 +75,9 @@ def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
     )
 
 
-def derived_task_id(message: AbstractIncomingMessage) -> str:
-    """A stable id for a message published without one: every copy and redelivery of the same
-    message gets the same id (so the projector and the consumer agree on it)."""
-    digest = hashlib.sha256(message.body)
-    for part in (message.timestamp, message.correlation_id, message.app_id):
-        digest.update(repr(part).encode())
-    return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, digest.hexdigest()))
-
-
-def _positive_int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 1 else 1
-
-
 def _brief(error: ValidationError) -> str:
     """Field paths and messages only: input values may hold secrets and must not be echoed."""
     return "; ".join(
         f"{'.'.join(str(part) for part in item['loc']) or '(body)'}: {item['msg']}"
         for item in error.errors()[:10]
     )
-
-
-def submission_task_id(message: AbstractIncomingMessage) -> str:
-    """The task id of a message, valid or not: the body's `task_id`, else `message_id`, else
-    one derived from the content. The consumer and the projector both use this one rule, so
-    they always report a task under the same id."""
-    try:
-        raw = json.loads(message.body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raw = None
-    if isinstance(raw, dict) and isinstance(raw.get("task_id"), str) and raw["task_id"]:
-        return str(raw["task_id"])
-    return message.message_id or derived_task_id(message)
-
-
-def header_int(message: AbstractIncomingMessage, name: str) -> int:
-    return _positive_int((message.headers or {}).get(name))
-
-
-def header_str(message: AbstractIncomingMessage, name: str) -> str | None:
-    value = (message.headers or {}).get(name)
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return value if isinstance(value, str) else None

@@ -20,11 +20,11 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
-from consumers.decode import header_int, header_str, submission_task_id
 from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
+from infra.amqp_codec import header_int, header_str, task_id_of
 from infra.batching import Batcher
 from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.publishing import publish_event, quarantine
@@ -180,7 +180,7 @@ class Projector:
         if task_type is None:
             return None  # not published to a task exchange: nothing to record
         return StatusEvent(
-            task_id=submission_task_id(message), task_type=task_type, status=Status.QUEUED,
+            task_id=task_id_of(message), task_type=task_type, status=Status.QUEUED,
             attempt=0, run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             source="http" if header_str(message, names.HEADER_SOURCE) == "http" else "amqp",
         )
@@ -199,7 +199,7 @@ class Projector:
         if task_type is None:
             return None
         await publish_event(self._broker, StatusEvent(
-            task_id=submission_task_id(message), task_type=task_type, status=Status.DEAD,
+            task_id=task_id_of(message), task_type=task_type, status=Status.DEAD,
             attempt=header_int(message, names.HEADER_ATTEMPT),
             run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             error=ErrorInfo(type="DeliveryLimitExceeded",

@@ -6,7 +6,6 @@ new run, so the read model shows it `queued` again without breaking monotonic or
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +14,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import topology as names
+from infra.amqp_codec import task_id_of
 from infra.broker import Broker
 from infra.publishing import copy_of
 
@@ -40,7 +40,7 @@ def describe(message: AbstractIncomingMessage, task_type: str) -> DeadLetter:
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         broker_reason = str(deaths[0].get("reason"))
     return DeadLetter(
-        task_id=message.message_id or _body_task_id(message.body) or "(unknown)",
+        task_id=task_id_of(message),
         task_type=task_type,
         reason=_text(headers.get(names.HEADER_DEAD_REASON)) or broker_reason or "unknown",
         last_error=_text(headers.get(names.HEADER_LAST_ERROR)),
@@ -102,15 +102,6 @@ async def replay(broker: Broker, task_type: str, task_ids: set[str] | None) -> l
 
     await scan(broker, task_type, replay_chosen)
     return sent
-
-
-def _body_task_id(body: bytes) -> str | None:
-    try:
-        raw = json.loads(body)
-    except ValueError:
-        return None
-    value = raw.get("task_id") if isinstance(raw, dict) else None
-    return value if isinstance(value, str) else None
 
 
 def _text(value: Any) -> str | None:

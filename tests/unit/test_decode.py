@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from consumers.decode import InvalidTask, decode, derived_task_id, submission_task_id
+from consumers.decode import InvalidTask, decode
 from contracts import topology as names
 from contracts.payloads import SleepPayload
 from contracts.registry import get_spec
+from infra.amqp_codec import derived_task_id, task_id_of
+from infra.replay import describe
 from tests.unit.fakes import incoming
 
 SLEEP = get_spec("sleep")
@@ -224,7 +226,7 @@ def test_submission_task_id_matches_the_id_decode_reports(
 ) -> None:
     message = incoming(body, message_id=message_id, timestamp=SENT_AT)
 
-    seen_by_projector = submission_task_id(message)
+    seen_by_projector = task_id_of(message)
 
     assert seen_by_projector == _decoded_id(body, message_id)
 
@@ -232,6 +234,19 @@ def test_submission_task_id_matches_the_id_decode_reports(
 def test_an_empty_body_task_id_falls_back_to_the_message_id() -> None:
     message = incoming({"payload": {"seconds": 1}, "task_id": ""}, message_id="m-1")
 
-    seen_by_projector = submission_task_id(message)
+    seen_by_projector = task_id_of(message)
 
     assert seen_by_projector == "m-1"
+
+
+@pytest.mark.parametrize(("body", "message_id"), _ID_CASES)
+def test_a_dead_letter_is_listed_and_replayed_under_the_id_decode_reports(
+    body: bytes | dict[str, Any] | list[Any], message_id: str | None
+) -> None:
+    # A direct publish with a body task_id and another message_id once went dead as one task
+    # and was looked for under the other when replayed.
+    message = incoming(body, message_id=message_id, timestamp=SENT_AT)
+
+    letter = describe(message, "sleep")
+
+    assert letter.task_id == _decoded_id(body, message_id)

@@ -1,0 +1,52 @@
+"""What this service reads off any task message, valid or not: its task id and its headers.
+
+One rule for the task id, used by the worker, the projector and dead-letter replay alike, so a
+task is reported, dead-lettered and replayed under the same id however it was published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+_DERIVED_ID_NAMESPACE = uuid.UUID("8c5b8e0e-6a5f-4d43-9d0e-3b8f2f6c9a11")
+
+
+def task_id_of(message: AbstractIncomingMessage) -> str:
+    """The body's `task_id`, else `message_id`, else one derived from the content."""
+    try:
+        raw = json.loads(message.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raw = None
+    if isinstance(raw, dict) and isinstance(raw.get("task_id"), str) and raw["task_id"]:
+        return str(raw["task_id"])
+    return message.message_id or derived_task_id(message)
+
+
+def derived_task_id(message: AbstractIncomingMessage) -> str:
+    """A stable id for a message published without one: every copy and redelivery of the same
+    message gets the same id (so the projector and the consumer agree on it)."""
+    digest = hashlib.sha256(message.body)
+    for part in (message.timestamp, message.correlation_id, message.app_id):
+        digest.update(repr(part).encode())
+    return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, digest.hexdigest()))
+
+
+def header_int(message: AbstractIncomingMessage, name: str) -> int:
+    """A counter header (attempt, run): a positive int, 1 when absent or malformed."""
+    return positive_int((message.headers or {}).get(name))
+
+
+def header_str(message: AbstractIncomingMessage, name: str) -> str | None:
+    value = (message.headers or {}).get(name)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value if isinstance(value, str) else None
+
+
+def positive_int(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 1 else 1
