@@ -80,8 +80,8 @@ class Projector:
                      self._batch_size)
             await stop.wait()
         finally:
-            for queue, tag in consumers:
-                await stop_consuming(queue, tag)
+            # Together: with the broker away each cancel waits out its own timeout.
+            await asyncio.gather(*(stop_consuming(queue, tag) for queue, tag in consumers))
             await asyncio.gather(*self._in_flight, return_exceptions=True)
             # Stopping ends the writer once it has flushed what it holds (or, while MongoDB is
             # away, given it back to RabbitMQ).
