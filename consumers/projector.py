@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 
 _RETRY_MIN_S = 0.2
 _RETRY_MAX_S = 5.0
-BATCH_SIZE = 500
-BATCH_WINDOW_S = 0.005
 SWEEP_EVERY_S = 60.0
 
 EventReader = Callable[[AbstractIncomingMessage], Awaitable[StatusEvent | None]]
@@ -49,8 +47,7 @@ class Expiring(Protocol):
 class Projector:
     def __init__(
         self, broker: Broker, store: TaskStore, *, worker_name: str,
-        expiring: Sequence[Expiring] = (), batch_size: int = BATCH_SIZE,
-        batch_window_s: float = BATCH_WINDOW_S,
+        batch_size: int, batch_window_s: float, expiring: Sequence[Expiring] = (),
     ) -> None:
         self._broker = broker
         self._store = store

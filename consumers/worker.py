@@ -25,6 +25,7 @@ from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
 from infra.broker import Broker, PublishError, requeue, stop_consuming
+from infra.process import first_of
 from infra.publishing import copy_of, publish_event, quarantine
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Worker:
         await self._broker.set_prefetch(1)
         tag = await queue.consume(self._on_message)
         log.info("consuming %s (one at a time until a fresh message arrives)", queue.name)
-        await _first_of(stop, self._fresh_message)
+        await first_of(stop, self._fresh_message)
         if not stop.is_set():
             # RabbitMQ applies a new prefetch to consumers started after it.
             await stop_consuming(queue, tag)
@@ -223,15 +224,6 @@ def _copy(
     return copy_of(message, message_id=task.task_id, type=task.spec.name, headers={
         names.HEADER_ATTEMPT: task.attempt, names.HEADER_RUN: task.run, **headers,
     })
-
-
-async def _first_of(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def _json_safe(result: Any) -> bool:

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from infra.process import first_of
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class Batcher(Generic[T]):
     async def run(self, stop: asyncio.Event) -> None:
         """Flush batches until `stop` is set, then flush what is left and return."""
         while True:
-            await _first_of(self._arrived, stop)
+            await first_of(self._arrived, stop)
             if not self._items:
                 if stop.is_set():
                     return
@@ -51,7 +53,7 @@ class Batcher(Generic[T]):
                 continue
             if not stop.is_set():
                 # Wait for the batch to fill, at most the window: a quiet system answers fast.
-                await _first_of(self._full, stop, timeout_s=self._window_s)
+                await first_of(self._full, stop, timeout_s=self._window_s)
             batch = self.take()
             try:
                 await self._flush(batch)
@@ -69,13 +71,3 @@ class Batcher(Generic[T]):
             self._arrived.clear()
         return batch
 
-
-async def _first_of(*events: asyncio.Event, timeout_s: float | None = None) -> None:
-    if any(event.is_set() for event in events):
-        return
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -1,5 +1,5 @@
-"""What every long-running process shares: a fast event loop and a stop event wired to SIGTERM
-and SIGINT."""
+"""What every long-running process shares: a fast event loop, a stop event wired to SIGTERM
+and SIGINT, and waiting for the first of several events."""
 
 from __future__ import annotations
 
@@ -35,3 +35,15 @@ def stop_on_signals() -> asyncio.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, request_stop, signum)
     return stop
+
+
+async def first_of(*events: asyncio.Event, timeout_s: float | None = None) -> None:
+    """Return once any of `events` is set, or after `timeout_s` when one is given."""
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

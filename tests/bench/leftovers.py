@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from tests.bench.procfs import command_line
+from tests.support.procfs import command_line
 
 
 class Leftovers:

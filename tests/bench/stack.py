@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ import httpx
 
 from contracts.registry import task_type_names
 from tests.bench.leftovers import Leftovers
-from tests.bench.procfs import descendants
+from tests.support.processes import ServiceProcess
+from tests.support.procfs import descendants
 
 _STOP_GRACE_S = 30.0  # the consumers' default shutdown grace (20 s) and some
 
@@ -29,38 +29,10 @@ class StackError(Exception):
     """A process exited or was not ready in time."""
 
 
-@dataclass
-class Process:
-    name: str
-    args: list[str]
-    ready_text: str | None  # what its log says once it is ready; None for the gateway
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    log_start: int = 0
-
-    def start(self, env: Mapping[str, str]) -> None:
-        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            # Its own session: a Ctrl-C reaches the bench only, which stops everything in order.
-            self.process = subprocess.Popen([sys.executable, *self.args], env=dict(env),
-                                            stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, chars: int = 2000) -> str:
-        with self.log_path.open("rb") as log:
-            log.seek(self.log_start)
-            return log.read().decode(errors="replace")[-chars:]
-
-    def logged(self, text: str) -> bool:
-        return text in self.log_tail(chars=1 << 20)
+# What each process's log says once it is ready; the gateway is asked over HTTP instead.
+_READY_TEXT = {f"{name}-worker": f"consuming tasks.{name}" for name in task_type_names()}
+_READY_TEXT["projector"] = "projecting"
+_LOG_TAIL = 2000
 
 
 @dataclass
@@ -69,7 +41,7 @@ class Stack:
     log_dir: Path
     port: int
     leftovers: Leftovers
-    processes: list[Process] = field(default_factory=list)
+    processes: list[ServiceProcess] = field(default_factory=list)
 
     @classmethod
     def build(cls, base_env: Mapping[str, str], rabbitmq_url: str, database: str, port: int,
@@ -77,21 +49,19 @@ class Stack:
         env = {**base_env, "RABBITMQ_URL": rabbitmq_url, "MONGODB_DATABASE": database,
                "GATEWAY_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         stack = cls(env, log_dir, port, leftovers)
-        stack.processes.append(Process("gateway", ["-m", "gateway"], None,
-                                       log_dir / "gateway.log"))
-        for name in task_type_names():
-            stack.processes.append(Process(f"{name}-worker", ["-m", "consumers", "worker", name],
-                                           f"consuming tasks.{name}",
-                                           log_dir / f"{name}-worker.log"))
-        stack.processes.append(Process("projector", ["-m", "consumers", "projector"],
-                                       "projecting", log_dir / "projector.log"))
+        commands = [("gateway", ["-m", "gateway"])]
+        commands += [(f"{name}-worker", ["-m", "consumers", "worker", name])
+                     for name in task_type_names()]
+        commands.append(("projector", ["-m", "consumers", "projector"]))
+        stack.processes = [ServiceProcess(name, args, env, log_dir, own_session=True)
+                           for name, args in commands]
         return stack
 
     def start(self, ready_timeout_s: float) -> float:
         """Start every process and wait until all are ready; the seconds that took."""
         began = time.monotonic()
         for process in self.processes:
-            process.start(self.env)
+            process.start()
             self.leftovers.hold("pids", f"{process.pid}:{' '.join(process.args)}")
         deadline = began + ready_timeout_s
         waiting = list(self.processes)
@@ -100,16 +70,16 @@ class Stack:
             if waiting and time.monotonic() > deadline:
                 names = ", ".join(p.name for p in waiting)
                 raise StackError(f"not ready after {ready_timeout_s:.0f}s: {names}\n"
-                                 f"{waiting[0].log_tail()}")
+                                 f"{waiting[0].log()[-_LOG_TAIL:]}")
             if waiting:
                 time.sleep(0.2)
         return time.monotonic() - began
 
-    def _ready(self, process: Process) -> bool:
+    def _ready(self, process: ServiceProcess) -> bool:
         if not process.running():
-            raise StackError(f"{process.name} exited:\n{process.log_tail()}")
-        if process.ready_text is not None:
-            return process.logged(process.ready_text)
+            raise StackError(f"{process.name} exited:\n{process.log()[-_LOG_TAIL:]}")
+        if process.name in _READY_TEXT:
+            return _READY_TEXT[process.name] in process.log()
         try:
             answer = httpx.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=5)
         except httpx.HTTPError:

@@ -24,10 +24,10 @@ from tests.bench.documents import task_id
 from tests.bench.leftovers import Leftovers, kill_stale_process
 from tests.bench.machine import machine, settings_in_force
 from tests.bench.options import Options
-from tests.bench.procfs import listening_pid
 from tests.bench.profiling import Profiler
 from tests.bench.rabbit import RabbitError, new_vhost, release_vhost, vhost_exists, vhost_url
 from tests.bench.sampler import CpuMeter
+from tests.support.procfs import listening_pid
 
 _READY_S = {"10k": 120.0, "1m": 1800.0}  # a first start on the big store builds its indexes
 _GET_SAMPLE = 2000

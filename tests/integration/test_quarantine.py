@@ -67,7 +67,9 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         worker = Worker(spec, resolve_handler(spec), worker_broker,
                         worker_name="integration/webhook", make_context=make_context,
                         shutdown_grace_s=5)
-        projector = Projector(projector_broker, store, worker_name="integration/projector")
+        projector = Projector(projector_broker, store, worker_name="integration/projector",
+                              batch_size=settings.projector_batch_size,
+                              batch_window_s=settings.projector_batch_window_s)
         await worker_broker.channel()
         await projector_broker.channel()
         running = Runtime(asyncio.create_task(worker.run(stop)),

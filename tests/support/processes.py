@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support import procfs
 from tests.support.services import Backends, port_open
 
 
@@ -31,12 +32,16 @@ def process_env(backends: Backends, **overrides: str) -> dict[str, str]:
 class ServiceProcess:
     """One process of the system, its output kept in a log file for the test report."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path):
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path,
+                 *, own_session: bool = False):
+        """`own_session`: out of the caller's process group, so a Ctrl-C reaches the caller
+        only, which then stops the process in order."""
         self.name = name
         self.args = args
         self.env = dict(env)
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._own_session = own_session
         self._log_start = 0
 
     def start(self) -> ServiceProcess:
@@ -45,7 +50,8 @@ class ServiceProcess:
         # The child keeps its own copy of the file descriptor.
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen([sys.executable, *self.args], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=self._own_session)
         return self
 
     @property
@@ -82,7 +88,7 @@ class ServiceProcess:
     def paused(self) -> Iterator[None]:
         """SIGSTOP this process and its descendants (e.g. uvicorn's worker processes) for the
         block, SIGCONT after it: what reaches them meanwhile waits in their sockets."""
-        family = [self.pid, *_descendants(self.pid)]
+        family = [self.pid, *procfs.descendants(self.pid)]
         for pid in family:
             os.kill(pid, signal.SIGSTOP)
         try:
@@ -110,21 +116,6 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         return self.process.returncode
-
-
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # pid (comm) state ppid ...: comm may hold spaces and parentheses.
-            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
-            parents.setdefault(ppid, []).append(int(stat.parent.name))
-    found, queue = [], [pid]
-    while queue:
-        children = parents.get(queue.pop(), [])
-        found += children
-        queue += children
-    return found
 
 
 def gateway(env: Mapping[str, str], log_dir: Path, port: int) -> ServiceProcess:
