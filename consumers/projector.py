@@ -27,6 +27,7 @@ from contracts.statuses import Status
 from infra.amqp_codec import header_int, header_str, task_id_of
 from infra.batching import Batcher
 from infra.broker import Broker, PublishError, requeue, stop_consuming
+from infra.middleware import Middleware, ProjectedEvent
 from infra.publishing import publish_event, quarantine
 from infra.store import StoreUnavailable, TaskStore
 
@@ -48,11 +49,13 @@ class Projector:
     def __init__(
         self, broker: Broker, store: TaskStore, *, worker_name: str,
         batch_size: int, batch_window_s: float, expiring: Sequence[Expiring] = (),
+        middleware: Middleware | None = None,
     ) -> None:
         self._broker = broker
         self._store = store
         self._worker_name = worker_name
         self._expiring = expiring
+        self._middleware = middleware or Middleware()
         self._batch_size = batch_size
         self._batches: Batcher[Received] = Batcher(self._store_batch, max_size=batch_size,
                                                    window_s=batch_window_s)
@@ -122,11 +125,18 @@ class Projector:
 
     async def _store_batch(self, batch: list[Received]) -> None:
         """One bulk write for the batch, then its acks; requeued if stopping during an outage."""
+        projected = [ProjectedEvent(event=event, headers=message.headers or {})
+                     for message, event in batch]
+        self._middleware.before_write(projected)
+        failure: BaseException | None = None
         try:
             stored = await self._apply_until_stored([event for _, event in batch])
-        except Exception:
+        except Exception as error:
             log.exception("a batch of %d event(s) failed; requeueing it", len(batch))
-            stored = False
+            stored, failure = False, error
+        if not stored and failure is None:
+            failure = StoreUnavailable("stopped while MongoDB was unavailable")
+        self._middleware.after_write(projected, failure)
         for message, _ in batch:
             try:
                 if stored:
@@ -169,6 +179,7 @@ class Projector:
         except ValidationError as error:
             reason = f"not a status event: {error.error_count()} error(s)"
             await quarantine(self._broker, message, reason, names.PROJECTOR_EVENTS_QUEUE)
+            self._middleware.on_quarantine(names.PROJECTOR_EVENTS_QUEUE, reason)
             return None
 
     async def _submission(self, message: AbstractIncomingMessage) -> StatusEvent | None:
@@ -195,14 +206,16 @@ class Projector:
         task_type = _task_type_of(message.exchange, suffix=".dead")
         if task_type is None:
             return None
-        await publish_event(self._broker, StatusEvent(
+        self._middleware.on_dead_letter(task_type, "delivery_limit")
+        event = StatusEvent(
             task_id=task_id_of(message), task_type=task_type, status=Status.DEAD,
             attempt=header_int(message, names.HEADER_ATTEMPT),
             run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             error=ErrorInfo(type="DeliveryLimitExceeded",
                             message="the message was delivered too often without an outcome "
                                     "(its consumer crashed or was stopped each time)"),
-        ))
+        )
+        await publish_event(self._broker, event, headers=self._middleware.event_headers(event))
         return None
 
 

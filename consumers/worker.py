@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
 from infra.broker import Broker, PublishError, requeue, stop_consuming
+from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
 from infra.publishing import copy_of, publish_event, quarantine
 
@@ -38,6 +40,7 @@ class Worker:
     def __init__(
         self, spec: TaskSpec, handler: Handler, broker: Broker, *,
         worker_name: str, make_context: ContextFactory, shutdown_grace_s: float,
+        middleware: Middleware | None = None,
     ) -> None:
         self._spec = spec
         self._handler = handler
@@ -45,6 +48,7 @@ class Worker:
         self._worker_name = worker_name
         self._make_context = make_context
         self._grace_s = shutdown_grace_s
+        self._middleware = middleware or Middleware()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._fresh_message = asyncio.Event()
 
@@ -121,30 +125,45 @@ class Worker:
             delay = (task.not_before - datetime.now(UTC)).total_seconds()
             await self._delay(message, task, task.attempt, delay)
             return
-        # `running` is confirmed while the handler works, not before it starts: the task message
-        # is acked only once both it and the outcome are confirmed, so nothing is lost, and a
-        # task's latency carries one broker round trip fewer.
-        running = asyncio.ensure_future(self._emit(task, Status.RUNNING))
-        await asyncio.sleep(0)  # its publish takes its place on the channel before the outcome's
+        attempt = Attempt(task_id=task.task_id, task_type=self._spec.name, attempt=task.attempt,
+                          run=task.run, headers=message.headers or {},
+                          published_at=message.timestamp)
+        started = time.monotonic()
+        outcome: tuple[Status | None, ErrorInfo | None] = (None, None)
+        self._middleware.before_attempt(attempt)
         try:
-            await self._attempt(message, task)
-        except BaseException:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
-            raise
-        await running
+            # `running` is confirmed while the handler works, not before it starts: the task
+            # message is acked only once both it and the outcome are confirmed, so nothing is
+            # lost, and a task's latency carries one broker round trip fewer.
+            running = asyncio.ensure_future(self._emit(task, Status.RUNNING))
+            await asyncio.sleep(0)  # its publish goes on the channel before the outcome's
+            try:
+                outcome = await self._attempt(message, task)
+            except BaseException:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                raise
+            await running
+        finally:
+            status, error = outcome
+            self._middleware.after_attempt(attempt, Outcome(
+                status=status, error=error, duration_s=time.monotonic() - started))
 
-    async def _attempt(self, message: AbstractIncomingMessage, task: ReceivedTask) -> None:
+    async def _attempt(
+        self, message: AbstractIncomingMessage, task: ReceivedTask
+    ) -> tuple[Status, ErrorInfo | None]:
         """Run the handler once and publish what came of it: success, retry or failure."""
         try:
             async with asyncio.timeout(task.timeout_s):
                 result = await self._handler(task.payload, self._make_context(task))
         except PermanentFailure as error:
-            await self._fail(message, task, _error_info(error), reason="permanent_failure")
+            info = _error_info(error)
+            await self._fail(message, task, info, reason="permanent_failure")
+            return Status.FAILED, info
         except TimeoutError:
             limit = f"ran past its {task.timeout_s:g}s limit"
             timed_out = ErrorInfo(type="TimeoutError", message=limit)
-            await self._retry_or_fail(message, task, timed_out, None)
+            return await self._retry_or_fail(message, task, timed_out, None), timed_out
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the handler's failure is this attempt's outcome
@@ -152,25 +171,26 @@ class Worker:
             if not isinstance(error, Retry | OSError):
                 log.warning("task %s attempt %d: %s", task.task_id, task.attempt, error,
                             exc_info=error)
-            await self._retry_or_fail(message, task, _error_info(error), retry_after)
-        else:
-            if not _json_safe(result):
-                invalid = ErrorInfo(type="InvalidResult",
-                                    message=f"handler returned {type(result).__name__}, not JSON")
-                await self._fail(message, task, invalid, reason="invalid_result")
-                return
-            await self._emit(task, Status.SUCCEEDED, result=result)
-            # Per-task success is the common case and the read model has it: a line per task
-            # would be the busiest thing a worker does.
-            log.debug("task %s succeeded (attempt %d)", task.task_id, task.attempt)
+            info = _error_info(error)
+            return await self._retry_or_fail(message, task, info, retry_after), info
+        if not _json_safe(result):
+            invalid = ErrorInfo(type="InvalidResult",
+                                message=f"handler returned {type(result).__name__}, not JSON")
+            await self._fail(message, task, invalid, reason="invalid_result")
+            return Status.FAILED, invalid
+        await self._emit(task, Status.SUCCEEDED, result=result)
+        # Per-task success is the common case and the read model has it: a line per task
+        # would be the busiest thing a worker does.
+        log.debug("task %s succeeded (attempt %d)", task.task_id, task.attempt)
+        return Status.SUCCEEDED, None
 
     async def _retry_or_fail(
         self, message: AbstractIncomingMessage, task: ReceivedTask, error: ErrorInfo,
         delay_s: float | None,
-    ) -> None:
+    ) -> Status:
         if task.attempt >= task.max_attempts:
             await self._fail(message, task, error, reason="max_attempts_exhausted")
-            return
+            return Status.FAILED
         if delay_s is None:
             delay_s = self._spec.retry_delay_s(task.attempt, base_s=task.retry_base_s)
         tier = await self._delay(message, task, task.attempt + 1, delay_s)
@@ -178,6 +198,7 @@ class Worker:
         await self._emit(task, Status.RETRYING, error=error, next_attempt_at=next_at)
         log.info("task %s attempt %d failed (%s: %s); retry in %ds",
                  task.task_id, task.attempt, error.type, error.message, tier)
+        return Status.RETRYING
 
     async def _delay(
         self, message: AbstractIncomingMessage, task: ReceivedTask, attempt: int, delay_s: float
@@ -197,6 +218,7 @@ class Worker:
             names.HEADER_LAST_ERROR: f"{error.type}: {error.message}"[:1000],
         })
         await self._broker.publish(names.dead_exchange(self._spec.name), "", copy)
+        self._middleware.on_dead_letter(self._spec.name, reason)
         await self._emit(task, Status.FAILED, error=error)
         log.warning("task %s failed for good after attempt %d: %s: %s",
                     task.task_id, task.attempt, error.type, error.message)
@@ -204,18 +226,22 @@ class Worker:
     async def _quarantine(self, message: AbstractIncomingMessage, invalid: InvalidTask) -> None:
         queue = names.task_queue(self._spec.name)
         await quarantine(self._broker, message, invalid.reason, queue)
-        await publish_event(self._broker, StatusEvent(
+        self._middleware.on_quarantine(queue, invalid.reason)
+        await self._publish(StatusEvent(
             task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
             attempt=0, worker=self._worker_name,
             error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
         ))
 
     async def _emit(self, task: ReceivedTask, status: Status, **fields: Any) -> None:
-        await publish_event(self._broker, StatusEvent(
+        await self._publish(StatusEvent(
             task_id=task.task_id, task_type=self._spec.name, status=status,
             attempt=task.attempt, run=task.run, worker=self._worker_name,
             source=task.source, idempotency_key=task.idempotency_key, **fields,
         ))
+
+    async def _publish(self, event: StatusEvent) -> None:
+        await publish_event(self._broker, event, headers=self._middleware.event_headers(event))
 
 
 def _copy(

@@ -41,7 +41,9 @@ async def publish_task(
     await broker.publish(names.task_exchange(envelope.task_type), envelope.task_type, message)
 
 
-async def publish_event(broker: Broker, event: StatusEvent) -> None:
+async def publish_event(
+    broker: Broker, event: StatusEvent, *, headers: dict[str, Any] | None = None
+) -> None:
     """Publish a status event to `task-events` as `<type>.<status>`, confirmed."""
     message = persistent_message(
         event.model_dump_json(exclude_none=True).encode(),
@@ -50,6 +52,7 @@ async def publish_event(broker: Broker, event: StatusEvent) -> None:
         timestamp=event.at,
         app_id=event.worker,
         correlation_id=event.task_id,
+        headers=headers or None,
     )
     routing_key = names.event_routing_key(event.task_type, event.status.value)
     await broker.publish(names.EVENTS_EXCHANGE, routing_key, message)
