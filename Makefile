@@ -20,6 +20,7 @@ services: $(STAMP)
 
 test: services
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy .
 	$(BIN)/pytest
 
@@ -35,6 +36,7 @@ bench: services
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy .
