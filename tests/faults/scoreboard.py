@@ -10,10 +10,16 @@ webhook receiver saw (deliveries per X-Task-Id), never by what the system says a
 - regressions: tasks whose polled status went backwards at least once (queued < running <
   retrying, per attempt < terminal);
 - time to converge: seconds from the first submission until every accepted task was terminal.
+
+Every `POST /tasks` must be accepted: a refused one fails the row unless the scenario provoked
+it, either for that one request (`Submission.allowed`, e.g. 409 while its key is in progress) or
+with a refusal window (`Row.expect_refusals`, e.g. 503 while the broker is away). Without this
+rule a row where every POST answered 503 would pass: nothing accepted, nothing lost.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +42,51 @@ class Expect:
     effects: int = 1  # webhook deliveries the receiver must count for it
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One `POST /tasks` and how it went; `code` None: no HTTP answer at all."""
+
+    code: int | None
+    task_id: str | None
+    sent_at: float  # time.monotonic() when the request went out
+    latency_s: float
+    url: str | None = None  # the webhook it would call
+    error: str | None = None
+    # Answers besides acceptance that the scenario asks for with this very request (e.g. 409
+    # while its Idempotency-Key is in progress, 422 for another body under a used key).
+    allowed: frozenset[int] = frozenset()
+
+    @property
+    def accepted(self) -> bool:
+        return self.task_id is not None
+
+    @property
+    def answered_at(self) -> float:
+        return self.sent_at + self.latency_s
+
+
+@dataclass
+class RefusalWindow:
+    """A fault the scenario injects on purpose, during which a request may be refused with one
+    of `codes`: those whose flight (sent .. answered) overlaps [opened, closed]. A scenario
+    closes it once the system accepts again, so a refusal after that fails the row."""
+
+    codes: frozenset[int]
+    why: str
+    opened: float
+    closed: float | None = None
+
+    def close(self, at: float | None = None) -> None:
+        if self.closed is None:
+            self.closed = time.monotonic() if at is None else at
+
+    def covers(self, submission: Submission) -> bool:
+        if submission.code is None or submission.code not in self.codes:
+            return False
+        return submission.answered_at >= self.opened and (
+            self.closed is None or submission.sent_at <= self.closed)
+
+
 @dataclass
 class Row:
     scenario: str
@@ -52,6 +103,10 @@ class Row:
     regressions: int = 0
     # GET answered 404 after the task's 202: read-your-writes broken (not a column; fails the row).
     not_found_after_202: int = 0
+    # POSTs refused (or unanswered) without the scenario asking for it (not a column; fails the
+    # row): see `answered`.
+    unexpected_answers: int = 0
+    refusal_windows: list[RefusalWindow] = field(default_factory=list)
     converge_s: float | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -61,7 +116,36 @@ class Row:
     def passed(self) -> bool:
         return (self.error is None and self.lost == 0 and self.status_wrong == 0
                 and self.regressions == 0 and self.not_found_after_202 == 0
+                and self.unexpected_answers == 0 and not self.open_windows()
                 and self.failed_dead == self.failed_dead_expected)
+
+    def expect_refusals(self, *codes: int, why: str, at: float | None = None) -> RefusalWindow:
+        """Open a window in which requests may be refused with `codes`; close it (`.close()`)
+        once the system accepts again. A window left open fails the row."""
+        window = RefusalWindow(frozenset(codes), why, time.monotonic() if at is None else at)
+        self.refusal_windows.append(window)
+        return window
+
+    def open_windows(self) -> list[RefusalWindow]:
+        return [window for window in self.refusal_windows if window.closed is None]
+
+    def answered(self, submission: Submission) -> None:
+        """Count one `POST /tasks` as soon as it is answered: accepted, refused on purpose (its
+        own `allowed` answers, or a refusal window open or closed since it was sent), or
+        unexpected. Judged at once, which is exact: a window opened later cannot cover it, and
+        one still open covers it whenever it closes. (`submitted` is counted when it is sent.)"""
+        if submission.accepted:
+            self.accepted += 1
+            return
+        if submission.code == 503:
+            self.refused += 1
+        if submission.code in submission.allowed or any(
+                window.covers(submission) for window in self.refusal_windows):
+            return
+        self.unexpected_answers += 1
+        answer = submission.code or submission.error
+        self.example(f"POST answered {answer} without a fault that explains it "
+                     f"(sent at {submission.sent_at:.2f}, took {submission.latency_s:.2f} s)")
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -167,6 +251,10 @@ class Scoreboard:
         for row in self.ordered():
             verdict = "PASS" if row.passed else "FAIL"
             details = [*row.notes, *row.examples]
+            if row.unexpected_answers:
+                details.append(f"{row.unexpected_answers} POST(s) refused or unanswered outside "
+                               "any refusal the scenario injected")
+            details += [f"refusal window never closed: {w.why}" for w in row.open_windows()]
             if row.error:
                 details.append(f"error: {row.error}")
             lines.append(f"{verdict} {row.scenario}" + "".join(f"\n    {d}" for d in details))

@@ -66,6 +66,9 @@ async def test_broker_restart_under_load(
                     await until(lambda: receiver.in_progress(prefix) >= HELD, timeout_s=30,
                                 what=f"the worker to hold {HELD} calls")
                     held = receiver.in_progress(prefix)
+                    # From here until a request sent after the restart is accepted, a 503 is
+                    # the promised answer; any other refusal, or a 503 after that, fails the row.
+                    outage = tracker.expect_refusals(503, why="broker stopped (stop_app)")
                     down_at = time.monotonic()
                     await ctl("stop_app")
                 stopped_at = time.monotonic()
@@ -76,6 +79,9 @@ async def test_broker_restart_under_load(
                 await ctl("start_app")
                 await ctl("await_startup")
             back_at = time.monotonic()
+            await until(lambda: tracker.accepted_since(back_at) > 0, timeout_s=60,
+                        what="a 202 for a request sent once the broker is back")
+            outage.close()
             accepted_before = row.accepted
             await until(lambda: row.accepted >= accepted_before + 80, timeout_s=60,
                         what="202 answers again once the broker is back")
@@ -116,6 +122,9 @@ async def test_broker_down_at_submit(
                               Expect(Status.SUCCEEDED)) for i in range(60))
 
     away_from = datetime.now(UTC)
+    # Every request from here until one is accepted again may get a 503, and only a 503; the
+    # 60 before and the 100 after must all be accepted.
+    outage = tracker.expect_refusals(503, why="vhost permissions cleared")
     try:
         await ctl("clear_permissions", "-p", vhost, "guest")
         await ctl("close_all_connections", "--vhost", vhost, "fault test: broker away")
@@ -135,6 +144,7 @@ async def test_broker_down_at_submit(
     async with tracker.watching():
         await eventually(accepted_again, timeout_s=30, interval_s=0.5,
                          what="202 once permissions are back")
+        outage.close()
         await tracker.submit_all((webhook(receiver.url(f"/s4/after/{i}")),
                                   Expect(Status.SUCCEEDED)) for i in range(100))
         converged = await tracker.converge(timeout_s=60)

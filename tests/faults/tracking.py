@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from contracts.statuses import Status
-from tests.faults.scoreboard import Expect, Final, Row, count, rank
+from tests.faults.scoreboard import Expect, Final, RefusalWindow, Row, Submission, count, rank
 from tests.support.receivers import WebhookReceiver
 from tests.support.waiting import eventually
 
@@ -24,18 +23,6 @@ _HTTP_POLLERS = 3  # clients polling GET /tasks/{id} while a scenario runs
 _HTTP_INTERVAL_S = 0.2
 _BULK_INTERVAL_S = 0.2
 _FINAL_CONCURRENCY = 12
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One `POST /tasks` and how it went; `code` None: no HTTP answer at all."""
-
-    code: int | None
-    task_id: str | None
-    sent_at: float  # time.monotonic() when the request went out
-    latency_s: float
-    url: str | None = None  # the webhook it would call
-    error: str | None = None
 
 
 def webhook(url: str, **fields: Any) -> dict[str, Any]:
@@ -74,10 +61,12 @@ class TaskTracker:
 
     async def submit(
         self, body: Mapping[str, Any], expect: Expect, *, headers: Mapping[str, str] | None = None,
-        timeout_s: float = 30.0, sent: asyncio.Event | None = None,
+        timeout_s: float = 30.0, sent: asyncio.Event | None = None, allowed: Iterable[int] = (),
     ) -> Submission:
-        """POST one task; a 202 makes it tracked with `expect`. `sent` is set once the whole
-        request is in the gateway's socket, whether or not the gateway has read it."""
+        """POST one task; a 202 makes it tracked with `expect`. Any other answer fails the row
+        unless it is one of `allowed` (asked for with this request) or a refusal window covers
+        it (see `expect_refusals`). `sent` is set once the whole request is in the gateway's
+        socket, whether or not the gateway has read it."""
         self.begin()
         self.row.submitted += 1
         url = body.get("payload", {}).get("url")
@@ -92,22 +81,30 @@ class TaskTracker:
                                           timeout=timeout_s,
                                           extensions=None if sent is None else {"trace": trace})
         except httpx.HTTPError as error:
-            submission = Submission(None, None, start, time.monotonic() - start, url, repr(error))
+            submission = Submission(None, None, start, time.monotonic() - start, url, repr(error),
+                                    allowed=frozenset(allowed))
         else:
             task_id = answer.json().get("task_id") if answer.status_code in (200, 202) else None
             submission = Submission(answer.status_code, task_id, start,
-                                    time.monotonic() - start, url)
+                                    time.monotonic() - start, url, allowed=frozenset(allowed))
         self._count_submission(submission, expect)
         return submission
 
     def _count_submission(self, submission: Submission, expect: Expect) -> None:
         self.submissions.append(submission)
+        self.row.answered(submission)
         if submission.task_id is not None:
-            self.row.accepted += 1
             self.expected[submission.task_id] = expect
             self.answered_202.add(submission.task_id)
-        elif submission.code == 503:
-            self.row.refused += 1
+
+    def expect_refusals(self, *codes: int, why: str) -> RefusalWindow:
+        """From now on, until the window is closed, requests may be refused with `codes`: the
+        scenario injects a fault. Close it once a request sent after the fault was accepted."""
+        return self.row.expect_refusals(*codes, why=why)
+
+    def accepted_since(self, moment: float) -> int:
+        """Submissions sent at or after `moment` (time.monotonic()) that were accepted."""
+        return sum(1 for s in self.submissions if s.accepted and s.sent_at >= moment)
 
     async def submit_all(
         self, bodies: Iterable[tuple[Mapping[str, Any], Expect]], *, concurrency: int = 16,
@@ -314,10 +311,12 @@ async def until(condition: Callable[[], bool], *, timeout_s: float, what: str) -
 
 def assert_passed(row: Row, converged: bool, logs: str) -> None:
     """The scenario's verdict: converged, nothing lost, no wrong status, no regression, no
-    404 after a 202."""
+    404 after a 202, every POST accepted unless the scenario provoked its refusal."""
+    open_windows = [window.why for window in row.open_windows()]
     summary = (f"lost {row.lost}, status wrong {row.status_wrong}, regressions "
                f"{row.regressions}, 404 after 202 {row.not_found_after_202}, failed/dead "
-               f"{row.failed_dead} ({row.failed_dead_expected} expected); "
+               f"{row.failed_dead} ({row.failed_dead_expected} expected), unexpected POST "
+               f"answers {row.unexpected_answers}, refusal windows left open {open_windows}; "
                f"{'; '.join(row.examples)}")
     assert converged, f"did not converge: {summary}\n{logs}"
     assert row.passed, f"{summary}\n{logs}"
