@@ -23,6 +23,7 @@ from contracts.statuses import TERMINAL
 from tests.support import processes
 from tests.support.amqp import Queues
 from tests.support.processes import ServiceProcess, process_env
+from tests.support.readiness import wait_for_consumers_gone
 from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port
 from tests.support.waiting import eventually
@@ -86,8 +87,13 @@ def module_log_dir(log_dir: Path, request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="module")
 def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> Iterator[System]:
-    """Every process of the system, started once per test module and stopped after it."""
+    """Every process of the system, started once per test module and stopped after it; ready
+    by probe: the gateway's readiness endpoint, and a consumer on every queue they read."""
     env = system_env(services, smtp_sink)
+    # Those of an earlier module's processes must be gone, or they would pass for these.
+    wait_for_consumers_gone(services.rabbitmq_url, {
+        **{names.task_queue(name): 0 for name in task_type_names()},
+        **dict.fromkeys(processes.PROJECTOR_QUEUES, 0)})
     consumers = [ServiceProcess(f"{name}-worker", ["-m", "consumers", "worker", name], env,
                                 module_log_dir).start() for name in task_type_names()]
     projector = ServiceProcess("projector", ["-m", "consumers", "projector"], env,
@@ -97,8 +103,8 @@ def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> Ite
         port = free_port()
         started.append(processes.gateway(env, module_log_dir, port))
         for name, consumer in zip(task_type_names(), consumers, strict=True):
-            consumer.wait_for_log(f"consuming tasks.{name}")
-        projector.wait_for_log("projecting")
+            processes.wait_worker(consumer, env, name)
+        processes.wait_projector(projector, env)
     except BaseException:
         stop_all(started)
         raise

@@ -140,7 +140,7 @@ async def test_readiness_follows_mongodb_while_health_stays_ok(
     log_dir.mkdir(exist_ok=True)
     env = system_env(services, smtp_sink, MONGODB_URL=mongo.url, MONGODB_TIMEOUT_S="1",
                      MONGODB_DATABASE=f"taskproc_{uuid.uuid4().hex[:8]}")
-    gateway = processes.gateway(env, log_dir, port := free_port())
+    gateway = processes.gateway(env, log_dir, port := free_port(), ready=False)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             health = await client.get("/health")

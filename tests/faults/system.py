@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import defaultdict
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
@@ -31,33 +32,48 @@ class System:
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.processes: list[ServiceProcess] = []
+        self._workers: list[tuple[str, ServiceProcess]] = []  # (task type, process)
+        self._projectors: list[ServiceProcess] = []
+        self._starting: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._numbers = itertools.count(1)
 
     def _env(self, overrides: Mapping[str, str]) -> dict[str, str]:
         return {**self.env, **overrides}
 
     async def start_gateway(self, **env: str) -> str:
-        """Start a gateway on a free port; its base URL once it listens."""
+        """Start a gateway on a free port; its base URL once `GET /health/ready` answers 200."""
         port = free_port()
         process = await asyncio.to_thread(gateway, self._env(env), self.log_dir, port)
         self.processes.append(process)
         return f"http://127.0.0.1:{port}"
 
     async def start_worker(self, task_type: str, **env: str) -> ServiceProcess:
-        """Start `python -m consumers worker TYPE`; returns once it consumes."""
+        """Start `python -m consumers worker TYPE`; returns once RabbitMQ counts its consumer
+        on tasks.TYPE, besides those of the other live workers of the type started here."""
         name = f"{task_type}-worker-{next(self._numbers)}"
-        process = await asyncio.to_thread(worker, task_type, self._env(env), self.log_dir, name)
-        self.processes.append(process)
+        # One at a time per type: each start counts the consumers of the workers before it.
+        async with self._starting[task_type]:
+            live = sum(1 for kind, p in self._workers if kind == task_type and p.running())
+            process = await asyncio.to_thread(worker, task_type, self._env(env), self.log_dir,
+                                              name, consumers=live + 1)
+            self.processes.append(process)
+            self._workers.append((task_type, process))
         return process
 
     async def start_projector(self, **env: str) -> ServiceProcess:
+        """Start a projector; returns once each of its three queues counts its consumer."""
         name = f"projector-{next(self._numbers)}"
-        process = await asyncio.to_thread(projector, self._env(env), self.log_dir, name)
-        self.processes.append(process)
+        async with self._starting["projector"]:
+            live = sum(1 for p in self._projectors if p.running())
+            process = await asyncio.to_thread(projector, self._env(env), self.log_dir, name,
+                                              consumers=live + 1)
+            self.processes.append(process)
+            self._projectors.append(process)
         return process
 
     def spawn(self, name: str, module: str, *args: str, **env: str) -> ServiceProcess:
-        """Start `python -m module args` without waiting for anything (restart loops)."""
+        """Start `python -m module args` without waiting for anything (restart loops). Not
+        counted as a worker by `start_worker`: do not mix the two on one task type."""
         process = ServiceProcess(f"{name}-{next(self._numbers)}", ["-m", module, *args],
                                  self._env(env), self.log_dir).start()
         self.processes.append(process)

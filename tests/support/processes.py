@@ -1,4 +1,7 @@
-"""The system's real processes (gateway under uvicorn, consumers, projector) for e2e tests."""
+"""The system's real processes (gateway under uvicorn, consumers, projector) for e2e tests.
+
+Each starter returns once its process is ready by probe (tests.support.readiness): the gateway's
+readiness endpoint, a consumer's subscriptions as RabbitMQ counts them. Never by log text."""
 
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from contracts import topology as names
 from tests.support import procfs
-from tests.support.services import Backends, port_open
+from tests.support.readiness import wait_for_consumers, wait_for_consumers_gone, wait_for_http
+from tests.support.services import Backends
 
 
 def process_env(backends: Backends, **overrides: str) -> dict[str, str]:
@@ -71,6 +76,8 @@ class ServiceProcess:
             return log.read().decode(errors="replace")
 
     def wait_for_log(self, text: str, timeout_s: float = 30.0) -> None:
+        """Only where the log line is the behaviour under test: readiness is probed instead
+        (tests.support.readiness)."""
         deadline = time.monotonic() + timeout_s
         while text not in self.log():
             if not self.running():
@@ -118,27 +125,66 @@ class ServiceProcess:
         return self.process.returncode
 
 
-def gateway(env: Mapping[str, str], log_dir: Path, port: int) -> ServiceProcess:
+PROJECTOR_QUEUES = (names.PROJECTOR_EVENTS_QUEUE, names.PROJECTOR_SUBMISSIONS_QUEUE,
+                    names.PROJECTOR_DEAD_QUEUE)
+
+
+def gateway(env: Mapping[str, str], log_dir: Path, port: int, *,
+            ready: bool = True) -> ServiceProcess:
+    """Start the gateway; return once `GET /health/ready` answers 200 (RabbitMQ and MongoDB
+    reachable). `ready=False`: once `GET /health` does, for a gateway started without one of
+    them on purpose."""
     process = ServiceProcess("gateway", ["-m", "gateway"],
                              {**env, "GATEWAY_PORT": str(port)}, log_dir).start()
-    deadline = time.monotonic() + 30
-    while not port_open("127.0.0.1", port):
-        if not process.running() or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"gateway did not listen on {port}:\n{process.log()[-3000:]}")
-        time.sleep(0.05)
+    with _killed_unless_ready(process):
+        wait_for_http(process, f"http://127.0.0.1:{port}",
+                      "/health/ready" if ready else "/health")
     return process
 
 
 def worker(task_type: str, env: Mapping[str, str], log_dir: Path,
-           name: str | None = None) -> ServiceProcess:
+           name: str | None = None, *, consumers: int = 1) -> ServiceProcess:
+    """Start `python -m consumers worker TYPE`; return once it consumes `tasks.TYPE`.
+
+    `consumers`: how many live workers of the type there will be, this one included. Before
+    it starts, the queue must have fewer: a consumer of a killed worker that RabbitMQ has not
+    dropped yet would otherwise pass for this one's."""
+    queue = names.task_queue(task_type)
+    wait_for_consumers_gone(env["RABBITMQ_URL"], {queue: consumers - 1})
     process = ServiceProcess(name or f"{task_type}-worker",
                              ["-m", "consumers", "worker", task_type], env, log_dir).start()
-    process.wait_for_log(f"consuming tasks.{task_type}")
+    with _killed_unless_ready(process):
+        wait_worker(process, env, task_type, consumers)
     return process
 
 
-def projector(env: Mapping[str, str], log_dir: Path, name: str = "projector") -> ServiceProcess:
+def wait_worker(process: ServiceProcess, env: Mapping[str, str], task_type: str,
+                consumers: int = 1) -> None:
+    """Return once `tasks.TYPE` has `consumers` consumers (see `worker`)."""
+    wait_for_consumers(process, env["RABBITMQ_URL"], {names.task_queue(task_type): consumers})
+
+
+def projector(env: Mapping[str, str], log_dir: Path, name: str = "projector", *,
+              consumers: int = 1) -> ServiceProcess:
+    """Start `python -m consumers projector`; return once it consumes its three queues."""
+    wait_for_consumers_gone(env["RABBITMQ_URL"], dict.fromkeys(PROJECTOR_QUEUES, consumers - 1))
     process = ServiceProcess(name, ["-m", "consumers", "projector"], env, log_dir).start()
-    process.wait_for_log("projecting")
+    with _killed_unless_ready(process):
+        wait_projector(process, env, consumers)
     return process
+
+
+def wait_projector(process: ServiceProcess, env: Mapping[str, str], consumers: int = 1) -> None:
+    """Return once each of the projector's queues (events, submissions, dead letters) has
+    `consumers` consumers."""
+    wait_for_consumers(process, env["RABBITMQ_URL"], dict.fromkeys(PROJECTOR_QUEUES, consumers))
+
+
+@contextmanager
+def _killed_unless_ready(process: ServiceProcess) -> Iterator[None]:
+    """A process that is not ready in time is killed: the caller never learns of it to stop."""
+    try:
+        yield
+    except BaseException:
+        process.kill()
+        raise
