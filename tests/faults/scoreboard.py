@@ -144,8 +144,16 @@ class Row:
             return
         self.unexpected_answers += 1
         answer = submission.code or submission.error
-        self.example(f"POST answered {answer} without a fault that explains it "
-                     f"(sent at {submission.sent_at:.2f}, took {submission.latency_s:.2f} s)")
+        self.example(f"POST answered {answer} in {submission.latency_s:.1f} s without a fault "
+                     f"that explains it{self._when(submission)}")
+
+    def _when(self, submission: Submission) -> str:
+        """How long after the last refusal window ended it was sent, for the report."""
+        ended = [w.closed for w in self.refusal_windows
+                 if w.closed is not None and w.closed < submission.sent_at]
+        if not ended:
+            return ""
+        return f" (sent {submission.sent_at - max(ended):.1f} s after a refusal window ended)"
 
     def note(self, text: str) -> None:
         self.notes.append(text)
