@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from contracts import topology as names
 from contracts.registry import task_type_names
 from tests.bench.leftovers import Leftovers
+from tests.support import readiness
 from tests.support.processes import ServiceProcess
 from tests.support.procfs import descendants
 
@@ -29,10 +29,10 @@ class StackError(Exception):
     """A process exited or was not ready in time."""
 
 
-# What each process's log says once it is ready; the gateway is asked over HTTP instead.
-_READY_TEXT = {f"{name}-worker": f"consuming tasks.{name}" for name in task_type_names()}
-_READY_TEXT["projector"] = "projecting"
-_LOG_TAIL = 2000
+# The queues each consumer process is ready once it consumes; the gateway is asked over HTTP.
+_QUEUES = {f"{name}-worker": [names.task_queue(name)] for name in task_type_names()}
+_QUEUES["projector"] = [names.PROJECTOR_EVENTS_QUEUE, names.PROJECTOR_SUBMISSIONS_QUEUE,
+                        names.PROJECTOR_DEAD_QUEUE]
 
 
 @dataclass
@@ -64,27 +64,18 @@ class Stack:
             process.start()
             self.leftovers.hold("pids", f"{process.pid}:{' '.join(process.args)}")
         deadline = began + ready_timeout_s
-        waiting = list(self.processes)
-        while waiting:
-            waiting = [p for p in waiting if not self._ready(p)]
-            if waiting and time.monotonic() > deadline:
-                names = ", ".join(p.name for p in waiting)
-                raise StackError(f"not ready after {ready_timeout_s:.0f}s: {names}\n"
-                                 f"{waiting[0].log()[-_LOG_TAIL:]}")
-            if waiting:
-                time.sleep(0.2)
-        return time.monotonic() - began
-
-    def _ready(self, process: ServiceProcess) -> bool:
-        if not process.running():
-            raise StackError(f"{process.name} exited:\n{process.log()[-_LOG_TAIL:]}")
-        if process.name in _READY_TEXT:
-            return _READY_TEXT[process.name] in process.log()
         try:
-            answer = httpx.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=5)
-        except httpx.HTTPError:
-            return False
-        return answer.status_code == 200
+            for process in self.processes:
+                left = max(deadline - time.monotonic(), 1.0)
+                if process.name in _QUEUES:
+                    wanted = dict.fromkeys(_QUEUES[process.name], 1)
+                    readiness.wait_for_consumers(process, self.env["RABBITMQ_URL"], wanted, left)
+                else:
+                    readiness.wait_for_http(process, f"http://127.0.0.1:{self.port}",
+                                            "/health/ready", left)
+        except readiness.NotReady as error:
+            raise StackError(str(error)) from error
+        return time.monotonic() - began
 
     def stop(self) -> None:
         """SIGTERM to all, SIGKILL to whatever still runs after the grace."""
