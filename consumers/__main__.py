@@ -7,7 +7,7 @@ import logging
 import sys
 
 from consumers.bootstrap import run_projector, run_worker
-from consumers.handlers_registry import HandlerError
+from consumers.task_handler import HandlerError
 from contracts.registry import task_type_names
 from infra import process
 from infra.logging import configure_logging

@@ -1,6 +1,6 @@
 """The composition root of the consumer processes: settings in, running worker or projector.
 
-Tests hand `run_worker` a different handler to run the real runtime around it.
+Tests hand `run_worker` a different `TaskHandler` to run the real runtime around it.
 """
 
 from __future__ import annotations
@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
-import httpx
-
-from consumers.context import TaskContext
-from consumers.decode import ReceivedTask
-from consumers.handlers_registry import resolve_all
+from consumers.handlers import HANDLERS
 from consumers.projector import SWEEP_EVERY_S, Projector
-from consumers.worker import Handler, Worker
+from consumers.task_handler import HandlerError, TaskHandler, check_handlers
+from consumers.worker import Worker
 from contracts.registry import TASK_TYPES, get_spec
 from infra.broker import Broker, BrokerUnavailable
 from infra.idempotency import IdempotencyKeys
@@ -30,23 +28,24 @@ _CONNECT_RETRY_S = 2.0
 
 
 async def run_worker(
-    settings: Settings, task_type: str, *, handler: Handler | None = None, role: str = ""
+    settings: Settings, task_type: str, *, handler: TaskHandler[Any, Any] | None = None,
+    role: str = "",
 ) -> None:
     """Run the tasks of `task_type` until SIGTERM; `handler` replaces the registered one."""
     spec = get_spec(task_type)
-    handler = handler or resolve_all()[task_type]
+    # Every type is checked, not only this one: a wrong registry stops every worker at once.
+    registered = check_handlers(TASK_TYPES, HANDLERS)[task_type]
+    handler = handler or registered
+    if handler.spec != spec:
+        raise HandlerError(f"{task_type}: given {handler!r}, bound to {handler.spec.name!r}")
     stop = stop_on_signals()
     name = f"{settings.worker_name}/{task_type}{role}"
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
                     prefetch=spec.prefetch)
-    async with httpx.AsyncClient(follow_redirects=False) as http:
-
-        def make_context(task: ReceivedTask) -> TaskContext:
-            return TaskContext(task_id=task.task_id, task_type=task_type, attempt=task.attempt,
-                               run=task.run, settings=settings, http=http)
-
-        worker = Worker(spec, handler, broker, worker_name=name, make_context=make_context,
+    # Only this type's clients are opened: the webhook worker's HTTP pool, say, and no other.
+    async with handler.started(settings) as run_task:
+        worker = Worker(spec, run_task, broker, worker_name=name,
                         shutdown_grace_s=settings.shutdown_grace_s)
         try:
             if await _connect(broker, stop):

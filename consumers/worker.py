@@ -1,4 +1,7 @@
-"""The worker runtime: consume one task queue, run the handler, record the outcome, then ack.
+"""The worker runtime: consume one task queue, run the handler, carry out the decision, then ack.
+
+What an outcome means (succeed, retry, fail, defer) is `consumers.lifecycle`'s to decide; this
+module publishes what it decides.
 
 Every outcome (status event, retry message, dead letter) is confirmed by RabbitMQ before the
 task message is acked, so a crash at any point means a redelivery, never a lost task.
@@ -7,20 +10,20 @@ task message is acked, so a crash at any point means a redelivery, never a lost 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import random
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from consumers.context import TaskContext
+from consumers import lifecycle
 from consumers.decode import InvalidTask, ReceivedTask, decode
-from consumers.errors import PermanentFailure, Retry
+from consumers.errors import TaskFailure
+from consumers.task_handler import RunTask
 from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
@@ -32,23 +35,22 @@ from infra.publishing import copy_of, publish_event, quarantine
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any, TaskContext], Awaitable[Any]]
-ContextFactory = Callable[[ReceivedTask], TaskContext]
-
 
 class Worker:
+    """Runs the tasks of one type: `handler` runs one task (`TaskHandler.started` makes it)."""
+
     def __init__(
-        self, spec: TaskSpec, handler: Handler, broker: Broker, *,
-        worker_name: str, make_context: ContextFactory, shutdown_grace_s: float,
-        middleware: Middleware | None = None,
+        self, spec: TaskSpec, handler: RunTask, broker: Broker, *,
+        worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._spec = spec
         self._handler = handler
         self._broker = broker
         self._worker_name = worker_name
-        self._make_context = make_context
         self._grace_s = shutdown_grace_s
         self._middleware = middleware or Middleware()
+        self._rng = rng or random.Random()  # jitters retry delays
         self._in_flight: set[asyncio.Task[None]] = set()
         self._fresh_message = asyncio.Event()
 
@@ -121,15 +123,15 @@ class Worker:
             await requeue(message)
 
     async def _run(self, message: AbstractIncomingMessage, task: ReceivedTask) -> None:
-        if task.not_before is not None and task.not_before > datetime.now(UTC):
-            delay = (task.not_before - datetime.now(UTC)).total_seconds()
-            await self._delay(message, task, task.attempt, delay)
+        deferral = lifecycle.admit(task, datetime.now(UTC))
+        if deferral is not None:
+            await self._park(message, task, task.attempt, deferral.tier_s)
             return
         attempt = Attempt(task_id=task.task_id, task_type=self._spec.name, attempt=task.attempt,
                           run=task.run, headers=message.headers or {},
                           published_at=message.timestamp)
         started = time.monotonic()
-        outcome: tuple[Status | None, ErrorInfo | None] = (None, None)
+        confirmed: lifecycle.Decision | None = None
         self._middleware.before_attempt(attempt)
         try:
             # `running` is confirmed while the handler works, not before it starts: the task
@@ -138,90 +140,72 @@ class Worker:
             running = asyncio.ensure_future(self._emit(task, Status.RUNNING))
             await asyncio.sleep(0)  # its publish goes on the channel before the outcome's
             try:
-                outcome = await self._attempt(message, task)
+                outcome = await self._attempt(task)
+                decision = lifecycle.decide(task, outcome, datetime.now(UTC), self._rng)
+                await self._carry_out(message, task, decision)
+                confirmed = decision
             except BaseException:
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
                 raise
             await running
         finally:
-            status, error = outcome
-            self._middleware.after_attempt(attempt, Outcome(
-                status=status, error=error, duration_s=time.monotonic() - started))
+            self._middleware.after_attempt(attempt, _outcome(confirmed, time.monotonic() - started))
 
-    async def _attempt(
-        self, message: AbstractIncomingMessage, task: ReceivedTask
-    ) -> tuple[Status, ErrorInfo | None]:
-        """Run the handler once and publish what came of it: success, retry or failure."""
+    async def _attempt(self, task: ReceivedTask) -> lifecycle.AttemptOutcome:
+        """Run the handler once, under the task's time limit."""
         try:
             async with asyncio.timeout(task.timeout_s):
-                result = await self._handler(task.payload, self._make_context(task))
-        except PermanentFailure as error:
-            info = _error_info(error)
-            await self._fail(message, task, info, reason="permanent_failure")
-            return Status.FAILED, info
+                return lifecycle.Returned(await self._handler(task))
         except TimeoutError:
-            limit = f"ran past its {task.timeout_s:g}s limit"
-            timed_out = ErrorInfo(type="TimeoutError", message=limit)
-            return await self._retry_or_fail(message, task, timed_out, None), timed_out
+            return lifecycle.TimedOut()
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the handler's failure is this attempt's outcome
-            retry_after = error.delay_s if isinstance(error, Retry) else None
-            if not isinstance(error, Retry | OSError):
+            if not isinstance(error, TaskFailure | OSError):
                 log.warning("task %s attempt %d: %s", task.task_id, task.attempt, error,
                             exc_info=error)
-            info = _error_info(error)
-            return await self._retry_or_fail(message, task, info, retry_after), info
-        if not _json_safe(result):
-            invalid = ErrorInfo(type="InvalidResult",
-                                message=f"handler returned {type(result).__name__}, not JSON")
-            await self._fail(message, task, invalid, reason="invalid_result")
-            return Status.FAILED, invalid
-        await self._emit(task, Status.SUCCEEDED, result=result)
-        # Per-task success is the common case and the read model has it: a line per task
-        # would be the busiest thing a worker does.
-        log.debug("task %s succeeded (attempt %d)", task.task_id, task.attempt)
-        return Status.SUCCEEDED, None
+            return lifecycle.Raised(error)
 
-    async def _retry_or_fail(
-        self, message: AbstractIncomingMessage, task: ReceivedTask, error: ErrorInfo,
-        delay_s: float | None,
-    ) -> Status:
-        if task.attempt >= task.max_attempts:
-            await self._fail(message, task, error, reason="max_attempts_exhausted")
-            return Status.FAILED
-        if delay_s is None:
-            delay_s = self._spec.retry_delay_s(task.attempt, base_s=task.retry_base_s)
-        tier = await self._delay(message, task, task.attempt + 1, delay_s)
-        next_at = datetime.now(UTC) + timedelta(seconds=tier)
-        await self._emit(task, Status.RETRYING, error=error, next_attempt_at=next_at)
-        log.info("task %s attempt %d failed (%s: %s); retry in %ds",
-                 task.task_id, task.attempt, error.type, error.message, tier)
-        return Status.RETRYING
-
-    async def _delay(
-        self, message: AbstractIncomingMessage, task: ReceivedTask, attempt: int, delay_s: float
-    ) -> int:
-        """Park a copy in the delay queue of the tier that covers `delay_s`; return the tier."""
-        tier = names.retry_tier(delay_s)
-        copy = _copy(message, task, {names.HEADER_ATTEMPT: attempt})
-        await self._broker.publish("", names.retry_queue(self._spec.name, tier), copy)
-        return tier
-
-    async def _fail(
-        self, message: AbstractIncomingMessage, task: ReceivedTask, error: ErrorInfo, reason: str
+    async def _carry_out(
+        self, message: AbstractIncomingMessage, task: ReceivedTask, decision: lifecycle.Decision
     ) -> None:
-        """Keep the message in `tasks.<type>.dead` for replay, then report `failed`."""
+        """Publish what the decision asks for, each copy before the event that reports it."""
+        match decision:
+            case lifecycle.Succeed(result=result):
+                await self._emit(task, Status.SUCCEEDED, result=result)
+                # Per-task success is the common case and the read model has it: a line per
+                # task would be the busiest thing a worker does.
+                log.debug("task %s succeeded (attempt %d)", task.task_id, task.attempt)
+            case lifecycle.Retry(error=error):
+                await self._park(message, task, decision.next_attempt, decision.tier_s)
+                await self._emit(task, Status.RETRYING, error=error,
+                                 next_attempt_at=decision.next_attempt_at)
+                log.info("task %s attempt %d failed (%s: %s); retry in %ds",
+                         task.task_id, task.attempt, error.type, error.message, decision.tier_s)
+            case lifecycle.Fail(reason=reason, error=error):
+                await self._dead_letter(message, task, reason, error)
+                await self._emit(task, Status.FAILED, error=error)
+                log.warning("task %s failed for good after attempt %d: %s: %s",
+                            task.task_id, task.attempt, error.type, error.message)
+
+    async def _park(
+        self, message: AbstractIncomingMessage, task: ReceivedTask, attempt: int, tier_s: int
+    ) -> None:
+        """Put a copy, as attempt `attempt`, in the delay queue of `tier_s`."""
+        copy = _copy(message, task, {names.HEADER_ATTEMPT: attempt})
+        await self._broker.publish("", names.retry_queue(self._spec.name, tier_s), copy)
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, task: ReceivedTask, reason: str, error: ErrorInfo
+    ) -> None:
+        """Keep the message in `tasks.<type>.dead` for replay, the reason in its headers."""
         copy = _copy(message, task, {
             names.HEADER_DEAD_REASON: reason,
             names.HEADER_LAST_ERROR: f"{error.type}: {error.message}"[:1000],
         })
         await self._broker.publish(names.dead_exchange(self._spec.name), "", copy)
         self._middleware.on_dead_letter(self._spec.name, reason)
-        await self._emit(task, Status.FAILED, error=error)
-        log.warning("task %s failed for good after attempt %d: %s: %s",
-                    task.task_id, task.attempt, error.type, error.message)
 
     async def _quarantine(self, message: AbstractIncomingMessage, invalid: InvalidTask) -> None:
         queue = names.task_queue(self._spec.name)
@@ -252,13 +236,9 @@ def _copy(
     })
 
 
-def _json_safe(result: Any) -> bool:
-    try:
-        json.dumps(result)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _error_info(error: BaseException) -> ErrorInfo:
-    return ErrorInfo(type=type(error).__name__, message=(str(error) or repr(error))[:2000])
+def _outcome(confirmed: lifecycle.Decision | None, duration_s: float) -> Outcome:
+    """What `after_attempt` is told: no status unless the decision was carried out."""
+    if confirmed is None:
+        return Outcome(status=None, error=None, duration_s=duration_s)
+    error = None if isinstance(confirmed, lifecycle.Succeed) else confirmed.error
+    return Outcome(status=confirmed.status, error=error, duration_s=duration_s)

@@ -1,23 +1,30 @@
-"""The one place that knows the task types: name, payload model, handler and limits.
+"""The one place that knows the task types: name, payload model, limits and backoff.
 
-Adding a task type is one payload model, one handler function and one line here. Handlers are
-named by dotted path so this package stays free of IO; the consumer resolves and checks them at
-start-up.
+Adding a task type is one payload model, one line here and one line binding its handler in
+`consumers/handlers/__init__.py`. This package names no handler: the consumers bind one to each
+spec, and check at start-up that every spec has exactly one.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Generic
+
+from typing_extensions import TypeVar
 
 from contracts.payloads import Payload, SendEmailPayload, SleepPayload, WebhookPayload
 
+# Covariant, so a spec of one payload type is a spec of `Payload`; a bare `TaskSpec` means that.
+P_co = TypeVar("P_co", bound=Payload, covariant=True, default=Payload)
+
 
 @dataclass(frozen=True, kw_only=True)
-class TaskSpec:
+class TaskSpec(Generic[P_co]):
+    """A task type; its payload type is the type parameter, so a handler's is checked by mypy."""
+
     name: str
-    payload: type[Payload]
-    handler: str  # "package.module:function"
+    payload: type[P_co]
     max_attempts: int = 5
     timeout_s: float = 30.0
     retry_base_s: float = 1.0
@@ -30,8 +37,6 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"task type {self.name!r} must be a Python identifier")
-        if ":" not in self.handler:
-            raise ValueError(f"handler {self.handler!r} must look like 'module:function'")
 
     def retry_delay_s(
         self, attempt: int, rng: random.Random | None = None, *, base_s: float | None = None
@@ -45,16 +50,11 @@ class TaskSpec:
         return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-_HANDLERS = "consumers.handlers"
+SEND_EMAIL = TaskSpec(name="send_email", payload=SendEmailPayload)
+WEBHOOK = TaskSpec(name="webhook", payload=WebhookPayload, timeout_s=15.0)
+SLEEP = TaskSpec(name="sleep", payload=SleepPayload, timeout_s=310.0, prefetch=64)
 
-TASK_TYPES: tuple[TaskSpec, ...] = (
-    TaskSpec(name="send_email", payload=SendEmailPayload,
-             handler=f"{_HANDLERS}.send_email:send_email"),
-    TaskSpec(name="webhook", payload=WebhookPayload,
-             handler=f"{_HANDLERS}.webhook:call_webhook", timeout_s=15.0),
-    TaskSpec(name="sleep", payload=SleepPayload,
-             handler=f"{_HANDLERS}.sleep:sleep", timeout_s=310.0, prefetch=64),
-)
+TASK_TYPES: tuple[TaskSpec, ...] = (SEND_EMAIL, WEBHOOK, SLEEP)
 
 
 class UnknownTaskType(LookupError):

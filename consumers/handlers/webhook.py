@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -9,13 +11,23 @@ import httpx
 from consumers.context import TaskContext
 from consumers.errors import PermanentFailure, Retry
 from contracts.payloads import WebhookPayload
+from infra.settings import Settings
 
 
-async def call_webhook(payload: WebhookPayload, ctx: TaskContext) -> dict[str, Any]:
+@asynccontextmanager
+async def http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The start-up hook: one connection pool for the process's calls; redirects not followed."""
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        yield client
+
+
+async def call_webhook(
+    payload: WebhookPayload, ctx: TaskContext[httpx.AsyncClient]
+) -> dict[str, Any]:
     # Receivers deduplicate on the task id: a redelivered task sends the same id again.
     headers = {"X-Task-Id": ctx.task_id, "X-Task-Attempt": str(ctx.attempt), **payload.headers}
     try:
-        response = await ctx.http.request(
+        response = await ctx.clients.request(
             payload.method,
             str(payload.url),
             headers=headers,

@@ -11,36 +11,34 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Any
+
+import httpx
 
 from consumers.bootstrap import run_worker
-from consumers.context import TaskContext
-from consumers.handlers_registry import resolve_all
-from consumers.worker import Handler
+from consumers.context import JSON, TaskContext
+from consumers.handlers.webhook import call_webhook, http_client
+from consumers.task_handler import TaskHandler
 from contracts.payloads import WebhookPayload
+from contracts.registry import WEBHOOK
 from infra.logging import configure_logging
 from infra.settings import Settings
 
-TASK_TYPE = "webhook"
+TASK_TYPE = WEBHOOK.name
 CRASH_PATH = "/crash/"
 CRASH_EXIT_CODE = 3
 
 
-def crashing(handler: Handler) -> Handler:
-    """`handler`, except that a trigger payload ends the process on the spot."""
-
-    async def handle(payload: Any, ctx: TaskContext) -> Any:
-        if isinstance(payload, WebhookPayload) and (payload.url.path or "").startswith(CRASH_PATH):
-            os._exit(CRASH_EXIT_CODE)
-        return await handler(payload, ctx)
-
-    return handle
+async def crash_or_call(payload: WebhookPayload, ctx: TaskContext[httpx.AsyncClient]) -> JSON:
+    """The real webhook handler, except that a trigger payload ends the process on the spot."""
+    if (payload.url.path or "").startswith(CRASH_PATH):
+        os._exit(CRASH_EXIT_CODE)
+    return await call_webhook(payload, ctx)
 
 
 def main() -> int:
     settings = Settings()
     configure_logging(settings, f"{TASK_TYPE}-crashing")
-    handler = crashing(resolve_all()[TASK_TYPE])
+    handler = TaskHandler(WEBHOOK, crash_or_call, clients=http_client)
     asyncio.run(run_worker(settings, TASK_TYPE, handler=handler, role="-crashing"))
     return 0
 

@@ -10,18 +10,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aio_pika
-import httpx
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from consumers.context import TaskContext
-from consumers.decode import ReceivedTask
-from consumers.handlers_registry import resolve_handler
+from consumers.handlers import HANDLERS
 from consumers.projector import Projector
 from consumers.worker import Worker
 from contracts import topology as names
 from contracts.projection import TaskState
-from contracts.registry import TASK_TYPES, get_spec
+from contracts.registry import TASK_TYPES, WEBHOOK
 from contracts.statuses import Status
 from infra.broker import Broker
 from infra.settings import Settings
@@ -48,7 +45,8 @@ class Runtime:
 
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    spec = get_spec("webhook")
+    handler = next(handler for handler in HANDLERS if handler.spec is WEBHOOK)
+    spec = handler.spec
     topology = build_topology(TASK_TYPES)
     worker_broker = Broker(settings.rabbitmq_url, topology, timeout_s=settings.publish_timeout_s,
                            name="integration webhook worker", prefetch=spec.prefetch)
@@ -58,14 +56,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     store = TaskStore(client, settings.mongodb_database)
     stop = asyncio.Event()
-    async with httpx.AsyncClient() as http:
-
-        def make_context(task: ReceivedTask) -> TaskContext:
-            return TaskContext(task_id=task.task_id, task_type=spec.name, attempt=task.attempt,
-                               run=task.run, settings=settings, http=http)
-
-        worker = Worker(spec, resolve_handler(spec), worker_broker,
-                        worker_name="integration/webhook", make_context=make_context,
+    async with handler.started(settings) as run_task:
+        worker = Worker(spec, run_task, worker_broker, worker_name="integration/webhook",
                         shutdown_grace_s=5)
         projector = Projector(projector_broker, store, worker_name="integration/projector",
                               batch_size=settings.projector_batch_size,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -19,10 +17,9 @@ SENDER = "TaskProc <noreply@example.com>"
 
 
 @pytest.fixture
-async def ctx() -> AsyncIterator[TaskContext]:
-    async with httpx.AsyncClient() as http:
-        yield TaskContext(task_id="t-42", task_type="send_email", attempt=2, run=1,
-                          settings=Settings(mail_from=SENDER), http=http)
+def ctx() -> TaskContext:
+    return TaskContext(task_id="t-42", task_type="send_email", attempt=2, run=1,
+                       settings=Settings(mail_from=SENDER), clients=None)
 
 
 def payload(**fields: Any) -> SendEmailPayload:

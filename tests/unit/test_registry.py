@@ -1,13 +1,21 @@
-"""The one registry of task types, its handlers, and the retry schedule."""
+"""The one registry of task types, the handlers bound to them, and the retry schedule."""
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import random
+import textwrap
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
+from mypy import api as mypy_api
 
-from consumers.handlers_registry import HandlerError, resolve_all, resolve_handler
+from consumers.context import JSON, TaskContext
+from consumers.decode import ReceivedTask
+from consumers.handlers import HANDLERS
+from consumers.task_handler import HandlerError, TaskHandler, check_handlers
 from contracts.payloads import SleepPayload
 from contracts.registry import (
     TASK_TYPES,
@@ -17,43 +25,36 @@ from contracts.registry import (
     get_spec,
     task_type_names,
 )
+from infra.settings import Settings
 
-HERE = __name__
-
-
-# Handlers for resolve_handler to find: one right, the others wrong in one way each.
-async def good_handler(payload: object, ctx: object) -> None:
-    return None
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def some_sync_fn(payload: object, ctx: object) -> None:
-    return None
-
-
-async def one_arg(payload: object) -> None:
-    return None
-
-
-async def three_args(payload: object, ctx: object, extra: object) -> None:
-    return None
-
-
-not_a_function = 42
+async def nap(payload: SleepPayload, ctx: TaskContext) -> JSON:
+    return {"task_id": ctx.task_id, "seconds": payload.seconds}
 
 
 def spec(
-    name: str = "probe", handler: str = f"{HERE}:good_handler", *,
-    retry_base_s: float = 1.0, retry_cap_s: float = 120.0,
-) -> TaskSpec:
-    return TaskSpec(name=name, payload=SleepPayload, handler=handler,
-                    retry_base_s=retry_base_s, retry_cap_s=retry_cap_s)
+    name: str = "probe", *, retry_base_s: float = 1.0, retry_cap_s: float = 120.0,
+    timeout_s: float = 30.0,
+) -> TaskSpec[SleepPayload]:
+    return TaskSpec(name=name, payload=SleepPayload, retry_base_s=retry_base_s,
+                    retry_cap_s=retry_cap_s, timeout_s=timeout_s)
 
 
-def test_every_registered_type_has_a_resolvable_handler() -> None:
-    handlers = resolve_all()
+def received(task_spec: TaskSpec[SleepPayload], *, attempt: int = 1) -> ReceivedTask:
+    return ReceivedTask(
+        task_id="t-1", spec=task_spec, payload=SleepPayload(seconds=0.5), attempt=attempt, run=2,
+        max_attempts=5, timeout_s=30.0, retry_base_s=None, not_before=None, source="amqp",
+        idempotency_key=None,
+    )
+
+
+def test_every_registered_type_has_exactly_one_handler_as_shipped() -> None:
+    handlers = check_handlers(TASK_TYPES, HANDLERS)
 
     assert list(handlers) == task_type_names()
-    assert all(inspect.iscoroutinefunction(handler) for handler in handlers.values())
+    assert all(handlers[s.name].spec is s for s in TASK_TYPES)
 
 
 def test_the_registry_as_shipped_has_no_duplicates() -> None:
@@ -62,16 +63,8 @@ def test_the_registry_as_shipped_has_no_duplicates() -> None:
     assert len(set(task_type_names())) == len(TASK_TYPES)
 
 
-def test_a_good_handler_resolves_to_that_function() -> None:
-    probe = spec()
-
-    handler = resolve_handler(probe)
-
-    assert handler is good_handler
-
-
 def test_a_duplicate_type_name_is_refused() -> None:
-    specs = (spec("twice"), spec("once"), spec("twice", f"{HERE}:good_handler"))
+    specs = (spec("twice"), spec("once"), spec("twice"))
 
     with pytest.raises(ValueError, match="twice") as refused:
         check_registry(specs)
@@ -79,50 +72,125 @@ def test_a_duplicate_type_name_is_refused() -> None:
     assert "once" not in str(refused.value)
 
 
-def test_resolve_all_refuses_a_duplicate_before_resolving() -> None:
-    specs = (spec("twice"), spec("twice"))
+def test_check_handlers_refuses_a_type_registered_twice() -> None:
+    twice = spec("twice")
 
-    with pytest.raises(HandlerError, match="registered twice"):
-        resolve_all(specs)
+    with pytest.raises(HandlerError, match="registered twice: twice"):
+        check_handlers((twice, twice), [TaskHandler(twice, nap)])
 
 
 @pytest.mark.parametrize(
-    ("handler", "complaint"),
+    ("bound", "complaint"),
     [
-        pytest.param("tests.unit.no_such_module:good_handler", "cannot import", id="no-module"),
-        pytest.param(f"{HERE}:no_such_function", "has no 'no_such_function'", id="no-function"),
-        pytest.param(f"{HERE}:some_sync_fn", "async def", id="sync-function"),
-        pytest.param(f"{HERE}:not_a_function", "async def", id="not-callable"),
-        pytest.param(f"{HERE}:one_arg", "(payload, ctx)", id="one-argument"),
-        pytest.param(f"{HERE}:three_args", "(payload, ctx)", id="three-arguments"),
+        pytest.param(["a"], "no handler for: b, c", id="missing"),
+        pytest.param(["a", "b", "c", "b"], "more than one handler for: b", id="two-for-one"),
+        pytest.param(["a", "b", "c", "fax"], "handlers for unregistered task types: fax",
+                     id="unregistered"),
+        pytest.param(["a-lookalike", "b", "c"],
+                     "handlers bound to a spec that differs from the registered one: a",
+                     id="differing-spec"),
     ],
 )
-def test_a_wrong_handler_is_a_handler_error_naming_the_type(handler: str, complaint: str) -> None:
-    probe = spec("probe", handler)
+def test_check_handlers_names_each_type_that_is_wrong(bound: list[str], complaint: str) -> None:
+    specs = {name: spec(name) for name in ("a", "b", "c", "fax")}
+    # Same name as `a`, other limits: the gateway and the worker would disagree on them.
+    specs["a-lookalike"] = spec("a", timeout_s=1.0)
+    registered = (specs["a"], specs["b"], specs["c"])
 
     with pytest.raises(HandlerError) as refused:
-        resolve_handler(probe)
+        check_handlers(registered, [TaskHandler(specs[name], nap) for name in bound])
 
-    assert complaint in str(refused.value)
-    assert str(refused.value).startswith("probe:")
+    assert str(refused.value) == complaint
 
 
-def test_resolve_all_reports_a_wrong_handler() -> None:
-    specs = (spec("fine"), spec("broken", f"{HERE}:some_sync_fn"))
+def test_check_handlers_reports_every_problem_at_once() -> None:
+    a, b = spec("a"), spec("b")
 
-    with pytest.raises(HandlerError, match="broken"):
-        resolve_all(specs)
+    with pytest.raises(HandlerError) as refused:
+        check_handlers((a, b), [TaskHandler(a, nap), TaskHandler(a, nap),
+                                TaskHandler(spec("zz"), nap)])
+
+    assert str(refused.value) == ("no handler for: b; more than one handler for: a; "
+                                  "handlers for unregistered task types: zz")
+
+
+def test_a_function_that_is_not_an_async_def_is_refused_when_bound() -> None:
+    def looks_async(payload: SleepPayload, ctx: TaskContext) -> Awaitable[JSON]:
+        return nap(payload, ctx)
+
+    with pytest.raises(HandlerError, match=r"^probe: .*looks_async must be an async def"):
+        TaskHandler(spec(), looks_async)
+
+
+async def test_a_handler_without_a_hook_gets_its_task_and_no_clients() -> None:
+    seen: list[TaskContext] = []
+
+    async def record(payload: SleepPayload, ctx: TaskContext) -> JSON:
+        seen.append(ctx)
+        return await nap(payload, ctx)
+
+    probe = spec()
+    async with TaskHandler(probe, record).started(Settings()) as run_task:
+        result = await run_task(received(probe, attempt=3))
+
+    assert result == {"task_id": "t-1", "seconds": 0.5}
+    assert [(c.task_id, c.task_type, c.attempt, c.run, c.clients) for c in seen] == [
+        ("t-1", "probe", 3, 2, None)]
+
+
+async def test_the_hook_opens_once_for_all_tasks_and_closes_after() -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def counter(settings: Settings) -> AsyncIterator[list[str]]:
+        events.append(f"open for {settings.worker_name}")
+        yield events
+        events.append("closed")
+
+    async def use(payload: SleepPayload, ctx: TaskContext[list[str]]) -> JSON:
+        ctx.clients.append(f"ran {ctx.attempt}")
+        return None
+
+    probe = spec()
+    async with TaskHandler(probe, use, clients=counter).started(
+            Settings(worker_name="w1")) as run_task:
+        await asyncio.gather(run_task(received(probe, attempt=1)),
+                             run_task(received(probe, attempt=2)))
+        assert events[-1] != "closed"
+
+    assert events == ["open for w1", "ran 1", "ran 2", "closed"]
+
+
+def test_mypy_refuses_a_handler_that_does_not_fit_its_spec(tmp_path: Path) -> None:
+    """The binding is checked statically: the wrong payload type or clients fail `mypy`."""
+    program = textwrap.dedent("""
+        from consumers.handlers.send_email import send_email
+        from consumers.handlers.sleep import sleep
+        from consumers.handlers.webhook import call_webhook, http_client
+        from consumers.task_handler import TaskHandler
+        from contracts.registry import SLEEP, WEBHOOK
+
+        TaskHandler(SLEEP, sleep)
+        TaskHandler(WEBHOOK, call_webhook, clients=http_client)
+        TaskHandler(SLEEP, send_email)
+        TaskHandler(WEBHOOK, call_webhook)
+        TaskHandler(SLEEP, sleep, clients=http_client)
+    """)
+
+    report, _, status = mypy_api.run([
+        "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path),
+        "-c", program,
+    ])
+
+    refused = sorted(line.split(":")[1] for line in report.splitlines() if ": error:" in line)
+    assert refused == ["10", "11", "12"], report
+    assert status == 1
 
 
 @pytest.mark.parametrize("name", ["send-email", "", "1st", "tasks.sleep", "a b"])
 def test_task_spec_refuses_a_name_that_is_not_an_identifier(name: str) -> None:
     with pytest.raises(ValueError, match="identifier"):
         spec(name)
-
-
-def test_task_spec_refuses_a_handler_without_a_function_part() -> None:
-    with pytest.raises(ValueError, match="module:function"):
-        spec("probe", "consumers.handlers.sleep.sleep")
 
 
 @pytest.mark.parametrize(("base", "cap"), [(1.0, 120.0), (0.5, 10.0), (2.0, 2.0)])

@@ -115,8 +115,7 @@ def test_every_queue_is_quorum_and_every_name_is_unique(topology: Topology) -> N
 
 
 def test_the_topology_grows_with_the_registry() -> None:
-    extra = TaskSpec(name="probe", payload=TASK_TYPES[0].payload, handler="m:f",
-                     delivery_limit=3)
+    extra = TaskSpec(name="probe", payload=TASK_TYPES[0].payload, delivery_limit=3)
 
     grown = build_topology((*TASK_TYPES, extra))
 

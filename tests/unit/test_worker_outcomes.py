@@ -1,0 +1,238 @@
+"""The worker carries out the lifecycle's decision: what it publishes, in which order, and that
+it acks only once every publish is confirmed. In process, on a broker that records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from aio_pika.abc import AbstractMessage
+
+from consumers.context import JSON
+from consumers.decode import ReceivedTask
+from consumers.errors import PermanentFailure, Retry
+from consumers.worker import Worker
+from contracts import topology as names
+from contracts.registry import SLEEP
+from contracts.statuses import Status
+from infra.broker import Broker, BrokerUnavailable
+from infra.middleware import Attempt, Middleware, Outcome
+from tests.support.waiting import eventually
+
+RunTask = Callable[[ReceivedTask], Awaitable[JSON]]
+
+
+class Journal(list[str]):
+    """Everything the worker did to the broker and the message, in order."""
+
+    def publishes(self) -> list[str]:
+        return [entry.removeprefix("publish ") for entry in self if entry.startswith("publish ")]
+
+
+@dataclass
+class RecordingBroker:
+    """Confirms each publish after `confirm_s[what]` (0 by default); fails those in `failing`."""
+
+    journal: Journal
+    confirm_s: dict[str, float] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    callback: Callable[[Any], Awaitable[None]] | None = None
+    name: str = names.task_queue(SLEEP.name)
+
+    async def publish(self, exchange: str, routing_key: str, message: AbstractMessage) -> None:
+        what = _describe(exchange, routing_key, message)
+        self.journal.append(f"publish {what}")
+        await asyncio.sleep(self.confirm_s.get(what, 0))
+        if what in self.failing:
+            raise BrokerUnavailable(f"{what} not confirmed")
+        self.journal.append(f"confirm {what}")
+
+    # The consuming side: the broker is its own queue.
+    async def queue(self, name: str) -> RecordingBroker:
+        return self
+
+    async def set_prefetch(self, count: int) -> None:
+        pass
+
+    async def consume(self, callback: Callable[[Any], Awaitable[None]]) -> str:
+        self.callback = callback
+        return "tag"
+
+    async def cancel(self, tag: str) -> None:
+        self.callback = None
+
+
+def _describe(exchange: str, routing_key: str, message: AbstractMessage) -> str:
+    headers = message.headers or {}
+    if exchange == names.EVENTS_EXCHANGE:
+        return f"event {routing_key.rpartition('.')[2]}"
+    if exchange == names.dead_exchange(SLEEP.name):
+        return "dead " + str(headers[names.HEADER_DEAD_REASON])
+    if routing_key == names.QUARANTINE_QUEUE:
+        return routing_key
+    return f"{routing_key} attempt=" + str(headers[names.HEADER_ATTEMPT])
+
+
+@dataclass
+class Delivery:
+    """The task message, as much of aio-pika's as the worker reads."""
+
+    journal: Journal
+    body: bytes
+    headers: dict[str, Any]
+    message_id: str = "t-1"
+    redelivered: bool = False
+    timestamp: datetime | None = None
+    correlation_id: str | None = None
+    app_id: str | None = None
+    type: str | None = None
+    delivery_tag: int = 1
+
+    async def ack(self) -> None:
+        self.journal.append("ack")
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.journal.append("requeue")
+
+
+class Recorder(Middleware):
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+        self.dead_letters: list[str] = []
+        self.started: list[int] = []
+
+    def before_attempt(self, attempt: Attempt) -> None:
+        self.started.append(attempt.attempt)
+
+    def after_attempt(self, attempt: Attempt, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def on_dead_letter(self, task_type: str, reason: str) -> None:
+        self.dead_letters.append(reason)
+
+
+@dataclass
+class Run:
+    journal: Journal
+    middleware: Recorder
+
+
+async def run_one(
+    handler: RunTask, body: dict[str, Any] | bytes, *, attempt: int = 1,
+    confirm_s: dict[str, float] | None = None, failing: set[str] | None = None,
+) -> Run:
+    """Deliver one message to a real Worker, wait until it is acked or requeued, stop it."""
+    journal = Journal()
+    broker = RecordingBroker(journal, confirm_s or {}, failing or set())
+    middleware = Recorder()
+    worker = Worker(SLEEP, handler, cast(Broker, broker), worker_name="test/sleep",
+                    shutdown_grace_s=5, middleware=middleware)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    callback = await eventually(_probe(lambda: broker.callback), timeout_s=5, interval_s=0.01,
+                                what="the worker consuming")
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    await callback(Delivery(journal, raw, {names.HEADER_ATTEMPT: attempt}))
+    await eventually(_probe(lambda: {"ack", "requeue"} & set(journal)), timeout_s=5,
+                     interval_s=0.01, what="an ack or a requeue")
+    stop.set()
+    await running
+    return Run(journal, middleware)
+
+
+def _probe(read: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    async def probe() -> Any:
+        return read()
+    return probe
+
+
+def returning(value: object) -> RunTask:
+    async def handler(task: ReceivedTask) -> JSON:
+        return cast(JSON, value)
+    return handler
+
+
+def raising(error: Exception) -> RunTask:
+    async def handler(task: ReceivedTask) -> JSON:
+        raise error
+    return handler
+
+
+async def too_slow(task: ReceivedTask) -> JSON:
+    await asyncio.sleep(5)
+    return None
+
+
+TASK = {"payload": {"seconds": 0}}
+RETRY_1S = f"{names.retry_queue(SLEEP.name, 1)} attempt=2"
+
+CASES = [
+    pytest.param(returning({"ok": 1}), TASK, 1,
+                 ["event running", "event succeeded"], Status.SUCCEEDED, id="succeeds"),
+    pytest.param(raising(Retry("busy")), TASK, 1,
+                 ["event running", RETRY_1S, "event retrying"], Status.RETRYING, id="retries"),
+    pytest.param(too_slow, {**TASK, "timeout_s": 0.05}, 1,
+                 ["event running", RETRY_1S, "event retrying"], Status.RETRYING, id="times-out"),
+    pytest.param(raising(PermanentFailure("no")), TASK, 1,
+                 ["event running", "dead permanent_failure", "event failed"], Status.FAILED,
+                 id="fails-for-good"),
+    pytest.param(raising(ValueError("boom")), TASK, 5,
+                 ["event running", "dead max_attempts_exhausted", "event failed"], Status.FAILED,
+                 id="runs-out-of-attempts"),
+    pytest.param(returning({1, 2}), TASK, 1,
+                 ["event running", "dead invalid_result", "event failed"], Status.FAILED,
+                 id="returns-something-not-json"),
+]
+
+
+@pytest.mark.parametrize(("handler", "body", "attempt", "published", "status"), CASES)
+async def test_each_outcome_is_published_in_order_and_acked_after_every_confirm(
+    handler: RunTask, body: dict[str, Any], attempt: int, published: list[str], status: Status,
+) -> None:
+    # `running` confirms last: the ack must still wait for it.
+    run = await run_one(handler, body, attempt=attempt, confirm_s={"event running": 0.05})
+
+    assert run.journal.publishes() == published
+    assert run.journal[-1] == "ack"
+    assert all(f"confirm {what}" in run.journal for what in published)
+    assert [outcome.status for outcome in run.middleware.outcomes] == [status]
+    failed = status is not Status.SUCCEEDED
+    assert (run.middleware.outcomes[0].error is not None) is failed
+
+
+async def test_a_task_not_due_yet_is_parked_without_running_or_events() -> None:
+    later = datetime.now(UTC) + timedelta(seconds=3)
+    called: list[ReceivedTask] = []
+
+    async def handler(task: ReceivedTask) -> JSON:
+        called.append(task)
+        return None
+
+    run = await run_one(handler, {**TASK, "not_before": later.isoformat()}, attempt=2)
+
+    assert run.journal.publishes() == [f"{names.retry_queue(SLEEP.name, 5)} attempt=2"]
+    assert run.journal[-1] == "ack"
+    assert not called
+    assert run.middleware.started == []
+
+
+async def test_an_invalid_message_is_quarantined_and_rejected() -> None:
+    run = await run_one(returning(None), b"{not json")
+
+    assert run.journal.publishes() == [names.QUARANTINE_QUEUE, "event rejected"]
+    assert run.journal[-1] == "ack"
+
+
+async def test_an_unconfirmed_dead_letter_is_requeued_and_nothing_reports_failed() -> None:
+    run = await run_one(raising(PermanentFailure("no")), TASK,
+                        failing={"dead permanent_failure"})
+
+    assert run.journal.publishes() == ["event running", "dead permanent_failure"]
+    assert "ack" not in run.journal
+    assert run.journal[-1] == "requeue"
+    assert [outcome.status for outcome in run.middleware.outcomes] == [None]
