@@ -9,8 +9,9 @@ import pytest
 
 from contracts.registry import TASK_TYPES
 from infra.broker import Broker
+from infra.mongo import mongo_client
 from infra.settings import Settings
-from infra.store import TaskStore, mongo_client
+from infra.store import TaskStore
 from infra.topology import build_topology
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.services import Backends, backends
