@@ -140,6 +140,7 @@ async def test_without_a_broker_confirmation_a_submit_is_a_503_that_leaves_nothi
     assert refused.headers["Retry-After"] == "5"
     assert refused.json() == {"detail": "message broker unavailable; nothing was queued"}
     assert fakes.read_model.states == {}
+    assert key not in fakes.keys.claims
     # The key was given back: once the broker is back, the same request goes through.
     fakes.publisher.down = False
     accepted = await submit(http, SLEEP, key)
