@@ -11,6 +11,7 @@ WORKDIR /app
 # Runtime dependencies only: no dev extras (no pytest, nx-27017 or aiosmtpd in the image).
 COPY pyproject.toml ./
 COPY contracts ./contracts
+COPY service ./service
 COPY infra ./infra
 COPY gateway ./gateway
 COPY consumers ./consumers

@@ -16,11 +16,13 @@ from consumers.task_handler import HandlerError, TaskHandler, check_handlers
 from consumers.worker import Worker
 from contracts.registry import TASK_TYPES, get_spec
 from infra.broker import Broker, BrokerUnavailable
-from infra.idempotency import IdempotencyKeys
+from infra.composition import mongo_adapters
+from infra.idempotency import MongoIdempotencyKeys
 from infra.process import stop_on_signals
 from infra.settings import Settings
-from infra.store import StoreUnavailable, TaskStore, mongo_client
+from infra.store import TaskStore
 from infra.topology import build_topology
+from service.errors import StoreUnavailable
 
 log = logging.getLogger("consumers")
 
@@ -61,12 +63,10 @@ async def run_projector(settings: Settings) -> None:
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"projector {name}",
                     prefetch=2 * settings.projector_batch_size)
-    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     # A task's later events mostly arrive within a few batches of its first: remembering the
     # states of the last few batches' tasks spares most reads (about 5 KiB each).
-    store = TaskStore(client, settings.mongodb_database,
-                      remember=4 * settings.projector_batch_size)
-    keys = IdempotencyKeys(client, settings.mongodb_database)
+    mongo = mongo_adapters(settings, remember=4 * settings.projector_batch_size)
+    store, keys = mongo.tasks, mongo.keys
     try:
         await _ensure_indexes(store, keys, settings, stop)
         if await _connect(broker, stop):
@@ -76,7 +76,7 @@ async def run_projector(settings: Settings) -> None:
             await projector.run(stop)
     finally:
         await broker.close()
-        await client.close()
+        await mongo.close()
 
 
 async def _connect(broker: Broker, stop: asyncio.Event) -> bool:
@@ -92,7 +92,7 @@ async def _connect(broker: Broker, stop: asyncio.Event) -> bool:
 
 
 async def _ensure_indexes(
-    store: TaskStore, keys: IdempotencyKeys, settings: Settings, stop: asyncio.Event
+    store: TaskStore, keys: MongoIdempotencyKeys, settings: Settings, stop: asyncio.Event
 ) -> None:
     while not stop.is_set():
         try:

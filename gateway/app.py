@@ -1,51 +1,34 @@
-"""The FastAPI application and its composition root."""
+"""The FastAPI application: routes, error mapping, and the lifespan that builds its services."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from contracts.registry import TASK_TYPES
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
-from gateway.recording import QueuedRecorder
 from gateway.routes import router
-from infra.broker import Broker, BrokerUnavailable
-from infra.idempotency import IdempotencyKeys
+from infra.composition import connected_task_service
 from infra.logging import configure_logging
 from infra.settings import Settings
-from infra.store import StoreUnavailable, TaskStore, mongo_client
-from infra.topology import build_topology
-
-log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The gateway. Clients are opened in the lifespan, never at import."""
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """The gateway. Without `services`, its lifespan connects to RabbitMQ and MongoDB (never at
+    import); with them (a test's in-memory ones), it uses those as they are and the caller
+    opens and closes them."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
-                        timeout_s=settings.publish_timeout_s, name="gateway")
-        client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-        store = TaskStore(client, settings.mongodb_database)
-        keys = IdempotencyKeys(client, settings.mongodb_database)
-        recorder = QueuedRecorder(store)
-        app.state.services = Services(settings=settings, broker=broker, store=store, keys=keys,
-                                      recorder=recorder)
-        await _warm_up(app.state.services)
-        recorder.start()
-        try:
+        if services is not None:
             yield
-        finally:
-            await recorder.close()
-            await app.state.services.background.cancel_all()
-            await broker.close()
-            await client.close()
+            return
+        async with connected_task_service(settings) as connected:
+            app.state.services = Services(connected.tasks, connected.broker)
+            yield
 
     app = FastAPI(
         title="Task processor",
@@ -53,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    if services is not None:
+        app.state.services = services
     app.include_router(router)
     install_error_handlers(app)
     return app
@@ -63,16 +48,3 @@ def create_app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings, "gateway")
     return create_app(settings)
-
-
-async def _warm_up(services: Services) -> None:
-    """Connect early so the first request is fast; a dependency that is down is not fatal."""
-    try:
-        await services.broker.channel()
-    except BrokerUnavailable as error:
-        log.warning("starting without RabbitMQ (requests answer 503 until it is back): %s", error)
-    try:
-        await services.store.ensure_indexes(services.settings.retention)
-        await services.keys.ensure_indexes(services.settings.idempotency_ttl)
-    except StoreUnavailable as error:
-        log.warning("starting without MongoDB (status reads answer 503): %s", error)

@@ -11,28 +11,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from infra.broker import PublishError
-from infra.store import StoreUnavailable
+from service.errors import (
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    NotRetryable,
+    PublishFailed,
+    StoreUnavailable,
+    TaskNotFound,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = "5"
-
-
-class TaskNotFound(LookupError):
-    def __init__(self, task_id: str) -> None:
-        super().__init__(f"no task {task_id!r}")
-
-
-class IdempotencyConflict(Exception):
-    """The key was used before with a different request."""
-
-
-class IdempotencyInProgress(Exception):
-    """Another request with this key is still being published."""
-
-
-class NotRetryable(Exception):
-    """Only a task that ended `failed` or `dead` with its message kept can be retried."""
 
 
 def _validation_errors(errors: Any) -> list[dict[str, Any]]:
@@ -89,6 +79,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IdempotencyConflict, _on_key_conflict)
     app.add_exception_handler(IdempotencyInProgress, _on_key_in_progress)
     app.add_exception_handler(NotRetryable, _on_not_retryable)
+    app.add_exception_handler(PublishFailed, _on_broker)
+    # `retry` still reaches the broker itself, not through the service layer's port.
     app.add_exception_handler(PublishError, _on_broker)
     app.add_exception_handler(StoreUnavailable, _on_store)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Response, status
 
 from gateway.deps import ServicesDep
-from gateway.errors import TaskNotFound
 from gateway.schemas import Health, Readiness, TaskAccepted, TaskRequest, TaskView
-from gateway.submission import retry, submit
-from infra.broker import BrokerUnavailable
-from infra.store import StoreUnavailable
-
-log = logging.getLogger(__name__)
+from gateway.submission import retry
+from service.health import readiness
+from service.submit import submit
+from service.tasks import get_task as get_task_state
 
 # W3C trace context: version-traceid-parentid-flags.
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -45,7 +42,8 @@ async def submit_task(
     """
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
     valid_trace = traceparent if traceparent and TRACEPARENT.fullmatch(traceparent) else None
-    task_id = await submit(services, request, idempotency_key, traceparent=valid_trace)
+    task_id = await submit(services.tasks, request.command(idempotency_key), source="http",
+                           traceparent=valid_trace)
     return TaskAccepted(task_id=task_id)
 
 
@@ -54,10 +52,7 @@ async def submit_task(
                        503: {"description": "MongoDB unavailable"}})
 async def get_task(task_id: str, services: ServicesDep) -> TaskView:
     """A task's current status, attempt, timestamps, result or error, and its history."""
-    state = await services.store.get(task_id) or services.unrecorded.get(task_id)
-    if state is None:
-        raise TaskNotFound(task_id)
-    return TaskView.of(state)
+    return TaskView.of(await get_task_state(services.tasks, task_id))
 
 
 @router.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED,
@@ -82,22 +77,8 @@ async def health() -> Health:
             responses={503: {"model": Readiness, "description": "A dependency is unreachable"}})
 async def ready(services: ServicesDep, response: Response) -> Readiness:
     """Readiness: RabbitMQ and MongoDB both answer."""
-    rabbitmq = mongodb = "ok"
-    try:
-        await services.broker.channel()
-        if not services.broker.is_connected:
-            rabbitmq = "reconnecting"
-    except BrokerUnavailable as error:
-        # The driver's text names internal hosts: it goes to the log, not to the caller.
-        log.warning("readiness: %s", error)
-        rabbitmq = "unreachable"
-    try:
-        await services.store.ping()
-    except StoreUnavailable as error:
-        log.warning("readiness: %s", error)
-        mongodb = "unreachable"
-    is_ready = rabbitmq == mongodb == "ok"
-    if not is_ready:
+    found = await readiness(services.tasks)
+    if not found.is_ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Readiness(status="ready" if is_ready else "unavailable", rabbitmq=rabbitmq,
-                     mongodb=mongodb)
+    return Readiness(status="ready" if found.is_ready else "unavailable",
+                     rabbitmq=found.broker, mongodb=found.store)

@@ -13,6 +13,7 @@ from contracts.payloads import Payload
 from contracts.projection import TaskState
 from contracts.registry import TASK_TYPES, TaskSpec
 from contracts.statuses import Status
+from service.commands import SubmitTask
 
 
 class TaskRequestBase(BaseModel):
@@ -31,6 +32,15 @@ class TaskRequestBase(BaseModel):
         description="Overrides the type's first retry delay; later ones double (capped).")
     not_before: AwareDatetime | None = Field(default=None,
                                              description="Do not start before this time.")
+
+    def command(self, idempotency_key: str | None) -> SubmitTask:
+        """The request as the service layer takes it; the payload as the client meant it
+        (aliases kept, defaults not filled in)."""
+        wire = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return SubmitTask(task_type=self.task_type, payload=wire["payload"],
+                          max_attempts=self.max_attempts, timeout_s=self.timeout_s,
+                          retry_base_s=self.retry_base_s, not_before=self.not_before,
+                          idempotency_key=idempotency_key)
 
 
 def _request_model(spec: TaskSpec) -> type[TaskRequestBase]:

@@ -15,11 +15,16 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError
 
 from contracts.messages import StatusEvent
 from contracts.projection import TaskState, apply
 from infra.expiry import Expiry, ServerKind, server_kind
+from infra.mongo import store_errors
+
+# Re-exported for consumers/projector.py, which imports it from here; new code imports it from
+# service.errors.
+from service.errors import StoreUnavailable as StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +34,9 @@ _MAX_ROUNDS = 20
 _DUPLICATE_KEY = 11000
 
 
-class StoreUnavailable(Exception):
-    """MongoDB did not answer in time."""
-
-
-def mongo_client(url: str, timeout_s: float) -> AsyncMongoClient[dict[str, Any]]:
-    """A client whose every operation fails within `timeout_s` instead of hanging."""
-    millis = int(timeout_s * 1000)
-    return AsyncMongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=millis, connectTimeoutMS=millis,
-        socketTimeoutMS=millis * 2, appname="taskproc",
-    )
-
-
 class TaskStore:
-    """Reads task state and folds status events in, many tasks per round trip.
+    """The read model (service.ports.TaskReadModel) in MongoDB: reads task state and folds
+    status events in, many tasks per round trip.
 
     Every write is guarded: a stored task is updated only if its `position` and the length of
     its history are still those the new state was folded from, and a task believed new is
@@ -63,41 +56,33 @@ class TaskStore:
         self._known: OrderedDict[str, TaskState] = OrderedDict()
         self._remember = remember
 
+    @store_errors
     async def ensure_indexes(self, retention: timedelta) -> ServerKind:
         """Indexes for listing and for expiry; which server this is, for the caller to log."""
-        try:
-            kind = await server_kind(self._client)
-            await self._tasks.create_index([("status", ASCENDING), ("updated_at", DESCENDING)])
-            await self._tasks.create_index([("task_type", ASCENDING), ("updated_at", DESCENDING)])
-            await self._tasks.create_index([("created_at", DESCENDING)])
-            # Finished tasks expire; a task without finished_at is never removed.
-            expiry = Expiry(self._tasks, "finished_at", retention)
-            await expiry.ensure(kind)
-        except PyMongoError as error:
-            raise StoreUnavailable(f"MongoDB: {error}") from error
+        kind = await server_kind(self._client)
+        await self._tasks.create_index([("status", ASCENDING), ("updated_at", DESCENDING)])
+        await self._tasks.create_index([("task_type", ASCENDING), ("updated_at", DESCENDING)])
+        await self._tasks.create_index([("created_at", DESCENDING)])
+        # Finished tasks expire; a task without finished_at is never removed.
+        expiry = Expiry(self._tasks, "finished_at", retention)
+        await expiry.ensure(kind)
         self._expiry = expiry if kind == "nx-27017" else None
         return kind
 
+    @store_errors
     async def sweep_expired(self, now: datetime) -> int:
         """Remove finished tasks past their retention where no TTL index does; how many."""
         if self._expiry is None:
             return 0
-        try:
-            return await self._expiry.sweep(now)
-        except PyMongoError as error:
-            raise StoreUnavailable(f"MongoDB: {error}") from error
+        return await self._expiry.sweep(now)
 
+    @store_errors
     async def ping(self) -> None:
-        try:
-            await self._client.admin.command("ping")
-        except PyMongoError as error:
-            raise StoreUnavailable(f"MongoDB: {error}") from error
+        await self._client.admin.command("ping")
 
+    @store_errors
     async def get(self, task_id: str) -> TaskState | None:
-        try:
-            document = await self._tasks.find_one({"_id": {"$eq": task_id}})
-        except PyMongoError as error:
-            raise StoreUnavailable(f"MongoDB: {error}") from error
+        document = await self._tasks.find_one({"_id": {"$eq": task_id}})
         return None if document is None else to_state(document)
 
     async def apply(self, event: StatusEvent, *, likely_new: bool = False) -> TaskState:
@@ -105,6 +90,7 @@ class TaskStore:
         states = await self.apply_many([event], likely_new=likely_new)
         return states[event.task_id]
 
+    @store_errors
     async def apply_many(
         self, events: Sequence[StatusEvent], *, likely_new: bool = False
     ) -> dict[str, TaskState]:
@@ -117,10 +103,7 @@ class TaskStore:
         by_task: dict[str, list[StatusEvent]] = defaultdict(list)
         for event in events:
             by_task[event.task_id].append(event)
-        try:
-            return await self._apply_many(by_task, likely_new)
-        except PyMongoError as error:
-            raise StoreUnavailable(f"MongoDB: {error}") from error
+        return await self._apply_many(by_task, likely_new)
 
     async def _apply_many(
         self, by_task: dict[str, list[StatusEvent]], likely_new: bool

@@ -9,8 +9,9 @@ import pytest
 
 from contracts.registry import TASK_TYPES
 from infra.broker import Broker
+from infra.composition import mongo_adapters
 from infra.settings import Settings
-from infra.store import TaskStore, mongo_client
+from infra.store import TaskStore
 from infra.topology import build_topology
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.services import Backends, backends
@@ -66,6 +67,6 @@ async def broker(settings: Settings) -> AsyncIterator[Broker]:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[TaskStore]:
-    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    yield TaskStore(client, settings.mongodb_database)
-    await client.close()
+    mongo = mongo_adapters(settings)
+    yield mongo.tasks
+    await mongo.close()

@@ -14,8 +14,9 @@ from pymongo import AsyncMongoClient
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
 from infra.expiry import server_kind
+from infra.mongo import mongo_client
 from infra.settings import Settings
-from infra.store import TaskStore, mongo_client
+from infra.store import TaskStore
 
 pytestmark = pytest.mark.integration
 

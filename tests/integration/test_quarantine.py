@@ -21,8 +21,9 @@ from contracts.projection import TaskState
 from contracts.registry import TASK_TYPES, WEBHOOK
 from contracts.statuses import Status
 from infra.broker import Broker
+from infra.mongo import mongo_client
 from infra.settings import Settings
-from infra.store import TaskStore, mongo_client
+from infra.store import TaskStore
 from infra.topology import build_topology
 from tests.support.amqp import Queues
 from tests.support.receivers import WebhookReceiver

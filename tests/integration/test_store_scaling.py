@@ -19,8 +19,9 @@ from pymongo import AsyncMongoClient
 from contracts.messages import StatusEvent
 from contracts.projection import apply
 from contracts.statuses import Status
+from infra.mongo import mongo_client
 from infra.settings import Settings
-from infra.store import TaskStore, mongo_client, to_document
+from infra.store import TaskStore, to_document
 
 pytestmark = pytest.mark.integration
 

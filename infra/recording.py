@@ -1,4 +1,5 @@
-"""Group commit of `queued` records: concurrent submissions share one insert.
+"""Group commit of status records (service.ports.StatusRecorder): concurrent submissions share
+one insert.
 
 A submission waits for the write that carries its record, so the 202 still means "confirmed by
 RabbitMQ and in the read model". While one write is in flight the next batch gathers, so a busy
@@ -11,15 +12,15 @@ import asyncio
 
 from contracts.messages import StatusEvent
 from infra.batching import Batcher
-from infra.store import TaskStore
+from service.ports import TaskReadModel
 
 _BATCH_SIZE = 500
 
 _Pending = tuple[StatusEvent, "asyncio.Future[None]"]
 
 
-class QueuedRecorder:
-    def __init__(self, store: TaskStore) -> None:
+class GroupCommitRecorder:
+    def __init__(self, store: TaskReadModel) -> None:
         self._store = store
         self._batches: Batcher[_Pending] = Batcher(self._write, max_size=_BATCH_SIZE,
                                                    window_s=0.0)

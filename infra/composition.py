@@ -1,0 +1,115 @@
+"""The composition root of the use cases: settings in, the service layer's Dependencies out.
+
+`connected_task_service` builds them on RabbitMQ and MongoDB (the gateway's lifespan, and any
+CLI verb that runs a use case, call it); `task_service` builds them on whatever adapters it is
+handed, so tests run the same wiring on in-memory ones. `mongo_adapters` is the one place a
+MongoDB client and the adapters on it are built (the consumers use it too).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from contracts.registry import TASK_TYPES
+from infra.broker import Broker, BrokerUnavailable
+from infra.idempotency import MongoIdempotencyKeys
+from infra.mongo import mongo_client
+from infra.recording import GroupCommitRecorder
+from infra.settings import Settings
+from infra.store import TaskStore
+from infra.task_publisher import RabbitTaskPublisher
+from infra.topology import build_topology
+from service.dependencies import Dependencies
+from service.errors import StoreUnavailable
+from service.ports import IdempotencyKeys, TaskPublisher, TaskReadModel
+
+log = logging.getLogger(__name__)
+
+GATEWAY_APP_ID = "taskproc-gateway"
+
+
+@dataclass(frozen=True)
+class MongoAdapters:
+    """The store ports' MongoDB adapters, sharing one client."""
+
+    client: AsyncMongoClient[dict[str, Any]]
+    tasks: TaskStore
+    keys: MongoIdempotencyKeys
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def mongo_adapters(settings: Settings, *, remember: int = 0) -> MongoAdapters:
+    """The adapters on a new client (no IO until first used); `remember`: see TaskStore."""
+    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+    return MongoAdapters(client, TaskStore(client, settings.mongodb_database, remember=remember),
+                         MongoIdempotencyKeys(client, settings.mongodb_database))
+
+
+@asynccontextmanager
+async def task_service(
+    settings: Settings, *, read_model: TaskReadModel, keys: IdempotencyKeys,
+    publisher: TaskPublisher, app_id: str = GATEWAY_APP_ID,
+) -> AsyncIterator[Dependencies]:
+    """The use cases' dependencies on the given adapters, with `queued` records group-committed;
+    their background work stops on the way out."""
+    recorder = GroupCommitRecorder(read_model)
+    dependencies = Dependencies(read_model=read_model, keys=keys, publisher=publisher,
+                                recorder=recorder, app_id=app_id,
+                                publish_timeout_s=settings.publish_timeout_s)
+    recorder.start()
+    try:
+        yield dependencies
+    finally:
+        await dependencies.close()
+        await recorder.close()
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The use cases' dependencies on the real adapters, and the broker link itself for what
+    has not moved behind a port yet (replay)."""
+
+    tasks: Dependencies
+    broker: Broker
+
+
+@asynccontextmanager
+async def connected_task_service(
+    settings: Settings, *, app_id: str = GATEWAY_APP_ID, name: str = "gateway"
+) -> AsyncIterator[Connected]:
+    """The use cases on RabbitMQ and MongoDB, `name` naming the connection in RabbitMQ's
+    console; a dependency that is down is not fatal (its calls raise PublishFailed or
+    StoreUnavailable until it is back)."""
+    broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+                    timeout_s=settings.publish_timeout_s, name=name)
+    mongo = mongo_adapters(settings)
+    try:
+        await _warm_up(broker, mongo, settings)
+        async with task_service(settings, read_model=mongo.tasks, keys=mongo.keys,
+                                publisher=RabbitTaskPublisher(broker, app_id=app_id),
+                                app_id=app_id) as dependencies:
+            yield Connected(dependencies, broker)
+    finally:
+        await broker.close()
+        await mongo.close()
+
+
+async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: Settings) -> None:
+    """Connect early so the first request is fast."""
+    try:
+        await broker.channel()
+    except BrokerUnavailable as error:
+        log.warning("starting without RabbitMQ (requests answer 503 until it is back): %s", error)
+    try:
+        await mongo.tasks.ensure_indexes(settings.retention)
+        await mongo.keys.ensure_indexes(settings.idempotency_ttl)
+    except StoreUnavailable as error:
+        log.warning("starting without MongoDB (status reads answer 503): %s", error)

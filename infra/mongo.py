@@ -1,0 +1,40 @@
+"""The one MongoDB client factory, and the one place driver errors become StoreUnavailable."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from service.errors import StoreUnavailable
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def mongo_client(url: str, timeout_s: float) -> AsyncMongoClient[dict[str, Any]]:
+    """A client whose every operation fails within `timeout_s` instead of hanging."""
+    millis = int(timeout_s * 1000)
+    return AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=millis, connectTimeoutMS=millis,
+        socketTimeoutMS=millis * 2, appname="taskproc",
+    )
+
+
+def store_errors(
+    operation: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """An adapter's operation that raises StoreUnavailable where the driver raised: the
+    service layer knows nothing of PyMongo."""
+
+    @functools.wraps(operation)
+    async def translated(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await operation(*args, **kwargs)
+        except PyMongoError as error:
+            raise StoreUnavailable(f"MongoDB: {error}") from error
+
+    return translated

@@ -1,0 +1,37 @@
+"""The commands the use cases take: what a caller asks for, as plain data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SubmitTask:
+    """Run a task of `task_type` on `payload` (in its JSON form, as it will travel).
+
+    The options left None take the task type's defaults. With `idempotency_key`, repeating the
+    same command returns the same task, which runs once.
+    """
+
+    task_type: str
+    payload: dict[str, Any]
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    retry_base_s: float | None = None
+    not_before: datetime | None = None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What an Idempotency-Key is bound to: the command but its key, independent of key
+        order and whitespace, an option left unset the same as one set to None."""
+        request: dict[str, Any] = {"task_type": self.task_type, "payload": self.payload}
+        options = {"max_attempts": self.max_attempts, "timeout_s": self.timeout_s,
+                   "retry_base_s": self.retry_base_s,
+                   "not_before": self.not_before.isoformat() if self.not_before else None}
+        request.update({name: value for name, value in options.items() if value is not None})
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,101 @@
+"""The ports: what the use cases need from the outside world, as `typing.Protocol`s.
+
+infra/ holds the real adapters (MongoDB, RabbitMQ); tests hand in-memory ones to the same use
+cases. Every adapter raises the service layer's own errors (StoreUnavailable, PublishFailed),
+never its driver's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from contracts.messages import StatusEvent, TaskEnvelope
+from contracts.projection import TaskState
+
+# How a task reached the system: through the HTTP API, or published straight to its exchange.
+Source = Literal["http", "amqp"]
+
+
+class TaskReadModel(Protocol):
+    """Each task's current state, folded from its status events by `contracts.projection.apply`:
+    a repeated or older event changes nothing, a terminal status never regresses."""
+
+    async def get(self, task_id: str) -> TaskState | None:
+        """The task's state; None if no event of it was ever applied."""
+        ...
+
+    async def apply(self, event: StatusEvent, *, likely_new: bool = False) -> TaskState:
+        """Fold `event` into the stored state; the resulting state."""
+        ...
+
+    async def apply_many(
+        self, events: Sequence[StatusEvent], *, likely_new: bool = False
+    ) -> dict[str, TaskState]:
+        """Fold `events` (of any tasks, in arrival order); each task's resulting state, by id.
+
+        `likely_new`: a hint that the tasks are new (their ids were just made up); a task that
+        exists after all is folded into as usual.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Return if the store answers; raise StoreUnavailable if it does not."""
+        ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who holds an Idempotency-Key: the task id it was claimed for, and how far it got."""
+
+    task_id: str
+    request_hash: str
+    state: Literal["pending", "queued"]
+    claimed_at: datetime
+    is_new: bool
+
+
+class IdempotencyKeys(Protocol):
+    """Idempotency-Keys: a key is claimed (`pending`) before its task is published and marked
+    `queued` once the broker confirmed it; concurrent claims of one key agree on one task id."""
+
+    async def claim(self, key: str, fingerprint: str, task_id: str) -> Claim:
+        """Claim `key` for `task_id` (`is_new`), or return the claim that already holds it."""
+        ...
+
+    async def get(self, key: str) -> Claim | None:
+        ...
+
+    async def mark_queued(self, key: str, task_id: str) -> None:
+        """The task of this claim was published; a claim for another task id is left alone."""
+        ...
+
+    async def release(self, key: str, task_id: str) -> None:
+        """Give a `pending` claim for `task_id` back (its publish failed); else do nothing."""
+        ...
+
+
+class TaskPublisher(Protocol):
+    """Sends tasks to be run."""
+
+    async def publish(
+        self, envelope: TaskEnvelope, *, source: Source, traceparent: str | None = None
+    ) -> None:
+        """Return once the broker has confirmed a persistent, routed copy of `envelope`;
+        raise PublishFailed if it has not (nothing was queued)."""
+        ...
+
+    async def ping(self) -> Literal["ok", "reconnecting"]:
+        """Whether the broker link is up; raise PublishFailed if the broker is unreachable."""
+        ...
+
+
+class StatusRecorder(Protocol):
+    """Writes a status event into the read model on behalf of a waiting request (the gateway's
+    adapter group-commits concurrent ones into one write)."""
+
+    async def record(self, event: StatusEvent) -> None:
+        """Return once `event` is in the read model; raise StoreUnavailable if it is not."""
+        ...

@@ -1,0 +1,115 @@
+"""Submitting a task: publish with confirmation, then record `queued` (read your writes).
+
+With an Idempotency-Key, concurrent submissions with one key agree on one task id through a
+claim; only the submission holding a fresh claim publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+from contracts.messages import StatusEvent, TaskEnvelope, utcnow
+from contracts.statuses import Status
+from service.commands import SubmitTask
+from service.dependencies import Dependencies
+from service.errors import (
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    PublishFailed,
+    StoreUnavailable,
+)
+from service.ports import Claim, Source
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.05
+
+
+async def submit(
+    deps: Dependencies, command: SubmitTask, *, source: Source,
+    traceparent: str | None = None,
+) -> str:
+    """Queue the task and return its id; with an idempotency key, the same id for the same
+    command. Returns only once the broker confirmed it and the read model knows it (or holds
+    it until the store is back)."""
+    key = command.idempotency_key
+    if key is None:
+        return await _publish(deps, command, str(uuid.uuid4()), source, traceparent)
+    fingerprint = command.fingerprint()
+    patience = timedelta(seconds=deps.publish_timeout_s * 2 + 1)
+    deadline = utcnow() + patience
+    while True:
+        claim = await deps.keys.claim(key, fingerprint, str(uuid.uuid4()))
+        if claim.request_hash != fingerprint:
+            raise IdempotencyConflict(key)
+        if claim.state == "queued":
+            return claim.task_id
+        if claim.is_new:
+            return await _publish_claimed(deps, command, claim, key, source, traceparent)
+        if await deps.read_model.get(claim.task_id) is not None:
+            return claim.task_id  # published and recorded; its owner has yet to mark the key
+        if _abandoned(claim, patience):
+            return await _publish_claimed(deps, command, claim, key, source, traceparent)
+        if utcnow() > deadline:
+            raise IdempotencyInProgress(key)
+        await asyncio.sleep(_POLL_S)
+
+
+def _abandoned(claim: Claim, patience: timedelta) -> bool:
+    # Its owner would have published or released it by now: it crashed in between. Publishing
+    # again under the same task id may run the task twice, which at-least-once allows.
+    return utcnow() - claim.claimed_at > patience
+
+
+async def _publish_claimed(
+    deps: Dependencies, command: SubmitTask, claim: Claim, key: str, source: Source,
+    traceparent: str | None,
+) -> str:
+    try:
+        task_id = await _publish(deps, command, claim.task_id, source, traceparent)
+    except PublishFailed:
+        await deps.keys.release(key, claim.task_id)
+        raise
+    try:
+        await deps.keys.mark_queued(key, task_id)
+    except StoreUnavailable as error:
+        # The task is queued: say so. A repeat finds it through the read model.
+        log.warning("task %s queued, but its Idempotency-Key not marked: %s", task_id, error)
+    return task_id
+
+
+async def _publish(
+    deps: Dependencies, command: SubmitTask, task_id: str, source: Source, traceparent: str | None,
+) -> str:
+    envelope = TaskEnvelope(
+        task_id=task_id,
+        task_type=command.task_type,
+        payload=command.payload,
+        submitted_at=utcnow(),
+        idempotency_key=command.idempotency_key,
+        max_attempts=command.max_attempts,
+        timeout_s=command.timeout_s,
+        retry_base_s=command.retry_base_s,
+        not_before=command.not_before,
+    )
+    await deps.publisher.publish(envelope, source=source, traceparent=traceparent)
+    await _record_queued(deps, envelope, source)
+    log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
+    return task_id
+
+
+async def _record_queued(deps: Dependencies, envelope: TaskEnvelope, source: Source) -> None:
+    """Read your writes: the read model knows the task before the caller hears it is queued."""
+    event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
+                        status=Status.QUEUED, attempt=0, worker=deps.app_id,
+                        source=source,
+                        at=envelope.submitted_at, idempotency_key=envelope.idempotency_key)
+    try:
+        await deps.recorder.record(event)
+    except StoreUnavailable as error:
+        # The task is queued for real: hold it readable and keep trying to record it.
+        log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error)
+        deps.unrecorded.hold(event, deps.read_model)
