@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from contracts.registry import TASK_TYPES
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
+from gateway.observability import install_observability
 from gateway.recording import QueuedRecorder
 from gateway.routes import router
 from infra.broker import Broker, BrokerUnavailable
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     install_error_handlers(app)
+    install_observability(app)
     return app
 
 
