@@ -14,7 +14,7 @@ COPY contracts ./contracts
 COPY infra ./infra
 COPY gateway ./gateway
 COPY consumers ./consumers
-RUN pip install . \
+RUN pip install '.[otlp]' \
  && useradd --create-home --uid 10001 taskproc
 
 USER taskproc
