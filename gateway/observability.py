@@ -19,7 +19,14 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -62,6 +69,8 @@ class RequestObservability:
         self._tracer: Tracer | None = (provider.get_tracer("taskproc.gateway")
                                        if provider is not None else None)
         self._task_types = task_types
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._submissions: dict[tuple[str, int], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,11 +106,9 @@ class RequestObservability:
         finally:
             route = getattr(scope.get("route"), "path", None) or _UNMATCHED
             code = answer["code"]
-            HTTP_REQUESTS.labels(method=method, route=route, code=str(code)).inc()
-            HTTP_DURATION.labels(method=method, route=route).observe(
-                time.perf_counter() - started)
+            self._count(method, route, code, time.perf_counter() - started)
             if submission:
-                SUBMISSIONS.labels(task_type=self._task_type_of(body), code=str(code)).inc()
+                self._count_submission(self._task_type_of(body), code)
             if span is not None and attached is not None:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
@@ -110,6 +117,25 @@ class RequestObservability:
                     span.set_status(Status(StatusCode.ERROR))
                 span.end()
                 otel_context.detach(attached)
+
+    def _count(self, method: str, route: str, code: int, seconds: float) -> None:
+        # Label children are kept: looking one up costs more than the increment.
+        key = (method, route, code)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                HTTP_REQUESTS.labels(method=method, route=route, code=str(code)),
+                HTTP_DURATION.labels(method=method, route=route))
+        requests, duration = children
+        requests.inc()
+        duration.observe(seconds)
+
+    def _count_submission(self, task_type: str, code: int) -> None:
+        counter = self._submissions.get((task_type, code))
+        if counter is None:
+            counter = self._submissions[(task_type, code)] = SUBMISSIONS.labels(
+                task_type=task_type, code=str(code))
+        counter.inc()
 
     def _start_span(self, scope: dict[str, Any]) -> trace.Span:
         assert self._tracer is not None

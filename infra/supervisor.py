@@ -60,7 +60,9 @@ def metrics_urls(settings: Settings) -> list[tuple[str, str]]:
         if port:
             name = process if process == PROJECTOR else f"{process}-worker"
             urls.append((name, f"http://{settings.metrics_host}:{port}/metrics"))
-    urls.append(("rabbitmq", f"http://127.0.0.1:{services.RABBITMQ_PROMETHEUS_PORT}/metrics"))
+    if services.port_open("127.0.0.1", services.RABBITMQ_PROMETHEUS_PORT):
+        urls.append(("rabbitmq",
+                     f"http://127.0.0.1:{services.RABBITMQ_PROMETHEUS_PORT}/metrics"))
     return urls
 
 

@@ -27,6 +27,7 @@ from infra.metrics import MetricsMiddleware
 from infra.middleware import Attempt, Middlewares, Outcome, ProjectedEvent
 from infra.observability import metrics_port, task_middleware
 from infra.settings import Settings
+from infra.supervisor import metrics_urls
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -332,3 +333,16 @@ def test_the_consumer_middleware_runs_tracing_then_logs_then_metrics() -> None:
     assert isinstance(middleware, Middlewares)
     names = [type(part).__name__ for part in middleware._forward]
     assert names == ["TracingMiddleware", "TaskLogContext", "MetricsMiddleware"]
+
+
+def test_taskproc_run_lists_every_process_metrics_url_and_none_when_off() -> None:
+    settings = Settings(metrics_port=9200, gateway_port=8100)
+    urls = dict(metrics_urls(settings))
+
+    assert urls["gateway"] == "http://127.0.0.1:8100/metrics"
+    assert urls["projector"] == "http://127.0.0.1:9200/metrics"
+    assert urls["sleep-worker"] == \
+        f"http://127.0.0.1:{9201 + task_type_names().index('sleep')}/metrics"
+    assert {name for name in urls if name.endswith("-worker")} == \
+        {f"{name}-worker" for name in task_type_names()}
+    assert set(dict(metrics_urls(Settings(metrics_port=0)))) <= {"gateway", "rabbitmq"}
