@@ -221,7 +221,10 @@ def metrics_server(host: str, port: int, *, process: str) -> Iterator[int | None
     try:
         yield port
     finally:
-        _shut_down(server, thread)
+        # The server notices a shutdown within its half-second poll: wait for it on a thread of
+        # its own, so stopping the process is not held up by it.
+        threading.Thread(target=_shut_down, args=(server, thread), daemon=True,
+                         name="metrics-server-shutdown").start()
 
 
 def _shut_down(server: WSGIServer, thread: threading.Thread) -> None:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,9 +24,9 @@ from prometheus_client import REGISTRY
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
-from infra import tracing
+from infra import services, tracing
 from infra.logging import JsonFormatter, TaskFieldsFilter, TaskLogContext, TextFormatter
-from infra.metrics import MetricsMiddleware
+from infra.metrics import MetricsMiddleware, metrics_server
 from infra.middleware import Attempt, Middlewares, Outcome, ProjectedEvent
 from infra.observability import metrics_port, task_middleware
 from infra.settings import Settings
@@ -346,3 +349,50 @@ def test_taskproc_run_lists_every_process_metrics_url_and_none_when_off() -> Non
     assert {name for name in urls if name.endswith("-worker")} == \
         {f"{name}-worker" for name in task_type_names()}
     assert set(dict(metrics_urls(Settings(metrics_port=0)))) <= {"gateway", "rabbitmq"}
+
+
+def test_a_metrics_port_already_taken_leaves_the_process_running_without_metrics(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.WARNING, "infra.metrics"), \
+                metrics_server("127.0.0.1", port, process="unit") as served:
+            assert served is None
+    assert "metrics not served" in caplog.text
+    with metrics_server("127.0.0.1", 0, process="unit") as off:
+        assert off is None
+
+
+def test_a_metrics_port_serves_the_registry_while_the_block_runs() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with metrics_server("127.0.0.1", port, process="unit") as served:
+        assert served == port
+        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert answer.status_code == 200
+    assert "taskproc_tasks_in_flight" in answer.text
+
+
+def test_make_run_enables_the_rabbitmq_plugins_whose_ports_are_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    listening = {services.RABBITMQ_MANAGEMENT_PORT}
+    commands: list[tuple[str, ...]] = []
+
+    def run(*command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        listening.add(services.RABBITMQ_PROMETHEUS_PORT)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(services, "port_open", lambda host, port, timeout_s=0.5: port in listening)
+    monkeypatch.setattr(services, "_run", run)
+    monkeypatch.setattr(services.shutil, "which", lambda name: f"/usr/sbin/{name}")
+
+    services._enable_plugins()
+    services._enable_plugins()  # both ports answer now: nothing more to do
+
+    assert commands == [("rabbitmq-plugins", "enable", "rabbitmq_prometheus")]
