@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 import socket
 import subprocess
 import uuid
@@ -390,7 +391,7 @@ def test_make_run_enables_the_rabbitmq_plugins_whose_ports_are_closed(
 
     monkeypatch.setattr(services, "port_open", lambda host, port, timeout_s=0.5: port in listening)
     monkeypatch.setattr(services, "_run", run)
-    monkeypatch.setattr(services.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/sbin/{name}")
 
     services._enable_plugins()
     services._enable_plugins()  # both ports answer now: nothing more to do
