@@ -15,7 +15,7 @@ COPY service ./service
 COPY infra ./infra
 COPY gateway ./gateway
 COPY consumers ./consumers
-RUN pip install . \
+RUN pip install '.[otlp]' \
  && useradd --create-home --uid 10001 taskproc
 
 USER taskproc

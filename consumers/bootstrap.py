@@ -18,6 +18,8 @@ from contracts.registry import TASK_TYPES, get_spec
 from infra.broker import Broker, BrokerUnavailable
 from infra.composition import mongo_adapters
 from infra.idempotency import MongoIdempotencyKeys
+from infra.metrics import metrics_server
+from infra.observability import PROJECTOR, metrics_port, task_middleware
 from infra.process import stop_on_signals
 from infra.settings import Settings
 from infra.store import TaskStore
@@ -31,16 +33,17 @@ _CONNECT_RETRY_S = 2.0
 
 async def run_worker(
     settings: Settings, task_type: str, *, handler: TaskHandler[Any, Any] | None = None,
-    role: str = "",
+    role: str = "", stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the tasks of `task_type` until SIGTERM; `handler` replaces the registered one."""
+    """Run the tasks of `task_type` until SIGTERM (or `stop`, when given); `handler` replaces
+    the registered one."""
     spec = get_spec(task_type)
     # Every type is checked, not only this one: a wrong registry stops every worker at once.
     registered = check_handlers(TASK_TYPES, HANDLERS)[task_type]
     handler = handler or registered
     if handler.spec != spec:
         raise HandlerError(f"{task_type}: given {handler!r}, bound to {handler.spec.name!r}")
-    stop = stop_on_signals()
+    stop = stop or stop_on_signals()
     name = f"{settings.worker_name}/{task_type}{role}"
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
@@ -48,16 +51,20 @@ async def run_worker(
     # Only this type's clients are opened: the webhook worker's HTTP pool, say, and no other.
     async with handler.started(settings) as run_task:
         worker = Worker(spec, run_task, broker, worker_name=name,
-                        shutdown_grace_s=settings.shutdown_grace_s)
+                        shutdown_grace_s=settings.shutdown_grace_s,
+                        middleware=task_middleware(task_type))
+        port = metrics_port(settings, task_type)
         try:
-            if await _connect(broker, stop):
-                await worker.run(stop)
+            with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):
+                if await _connect(broker, stop):
+                    await worker.run(stop)
         finally:
             await broker.close()
 
 
-async def run_projector(settings: Settings) -> None:
-    stop = stop_on_signals()
+async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Project status events into MongoDB until SIGTERM (or `stop`, when given)."""
+    stop = stop or stop_on_signals()
     name = f"{settings.worker_name}/projector"
     # Twice a batch per queue: one batch is written while the next fills.
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
@@ -67,13 +74,16 @@ async def run_projector(settings: Settings) -> None:
     # states of the last few batches' tasks spares most reads (about 5 KiB each).
     mongo = mongo_adapters(settings, remember=4 * settings.projector_batch_size)
     store, keys = mongo.tasks, mongo.keys
+    port = metrics_port(settings, PROJECTOR)
     try:
-        await _ensure_indexes(store, keys, settings, stop)
-        if await _connect(broker, stop):
-            projector = Projector(broker, store, worker_name=name, expiring=(store, keys),
-                                  batch_size=settings.projector_batch_size,
-                                  batch_window_s=settings.projector_batch_window_s)
-            await projector.run(stop)
+        with metrics_server(settings.metrics_host, port, process=PROJECTOR):
+            await _ensure_indexes(store, keys, settings, stop)
+            if await _connect(broker, stop):
+                projector = Projector(broker, store, worker_name=name, expiring=(store, keys),
+                                      batch_size=settings.projector_batch_size,
+                                      batch_window_s=settings.projector_batch_window_s,
+                                      middleware=task_middleware(PROJECTOR))
+                await projector.run(stop)
     finally:
         await broker.close()
         await mongo.close()

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
+from gateway.observability import install_observability
 from gateway.routes import router
 from infra.composition import connected_task_service
 from infra.logging import configure_logging
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services
     app.include_router(router)
     install_error_handlers(app)
+    install_observability(app)
     return app
 
 

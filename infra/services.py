@@ -54,8 +54,16 @@ def _run(*command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[s
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
+# The plugins `make run` enables, with the port each opens: the management console, and
+# RabbitMQ's own Prometheus metrics (queue depths, rates, consumers) at :15692/metrics.
+RABBITMQ_MANAGEMENT_PORT = 15672
+RABBITMQ_PROMETHEUS_PORT = 15692
+_RABBITMQ_PLUGINS = {"rabbitmq_management": RABBITMQ_MANAGEMENT_PORT,
+                     "rabbitmq_prometheus": RABBITMQ_PROMETHEUS_PORT}
+
+
 def ensure_rabbitmq() -> Started | None:
-    """RabbitMQ on 127.0.0.1:5672 with the management console on 15672."""
+    """RabbitMQ on 127.0.0.1:5672, its console on 15672 and its Prometheus metrics on 15692."""
     started = None
     if not port_open("127.0.0.1", 5672):
         if shutil.which("rabbitmq-server") is None:
@@ -67,13 +75,21 @@ def ensure_rabbitmq() -> Started | None:
         _run("rabbitmqctl", "await_startup", timeout_s=120)
         wait_for_port("127.0.0.1", 5672, what="RabbitMQ", timeout_s=60)
         started = Started("rabbitmq", ("rabbitmqctl", "stop"))
-    if not port_open("127.0.0.1", 15672) and shutil.which("rabbitmq-plugins"):
-        result = _run("rabbitmq-plugins", "enable", "rabbitmq_management")
-        if result.returncode != 0:
-            log.warning("could not enable the management console: %s", result.stderr.strip())
-        else:
-            wait_for_port("127.0.0.1", 15672, what="RabbitMQ management", timeout_s=60)
+    _enable_plugins()
     return started
+
+
+def _enable_plugins() -> None:
+    missing = {plugin: port for plugin, port in _RABBITMQ_PLUGINS.items()
+               if not port_open("127.0.0.1", port)}
+    if not missing or shutil.which("rabbitmq-plugins") is None:
+        return
+    result = _run("rabbitmq-plugins", "enable", *missing)
+    if result.returncode != 0:
+        log.warning("could not enable %s: %s", ", ".join(missing), result.stderr.strip())
+        return
+    for plugin, port in missing.items():
+        wait_for_port("127.0.0.1", port, what=plugin, timeout_s=60)
 
 
 def _install_rabbitmq() -> None:

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     # default; failures are logged either way.
     gateway_access_log: bool = False
 
+    # Workers and the projector serve Prometheus metrics on http://METRICS_HOST:<port>/metrics:
+    # the projector on METRICS_PORT, the worker of the n-th task type (registry order) on
+    # METRICS_PORT + n. 0 turns them off. The gateway serves its own on GATEWAY_PORT.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9100, ge=0, le=65_000)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     worker_name: str = Field(default_factory=socket.gethostname)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from contracts.registry import task_type_names
 from infra import services
+from infra.observability import PROJECTOR, metrics_port
 from infra.settings import Settings
 
 log = logging.getLogger("supervisor")
@@ -51,6 +52,20 @@ def children(settings: Settings, *, with_mail_sink: bool) -> list[Child]:
     return result
 
 
+def metrics_urls(settings: Settings) -> list[tuple[str, str]]:
+    """Where each process (and RabbitMQ) serves Prometheus metrics, as (process, URL)."""
+    urls = [("gateway", f"http://{settings.gateway_host}:{settings.gateway_port}/metrics")]
+    for process in [*task_type_names(), PROJECTOR]:
+        port = metrics_port(settings, process)
+        if port:
+            name = process if process == PROJECTOR else f"{process}-worker"
+            urls.append((name, f"http://{settings.metrics_host}:{port}/metrics"))
+    if services.port_open("127.0.0.1", services.RABBITMQ_PROMETHEUS_PORT):
+        urls.append(("rabbitmq",
+                     f"http://127.0.0.1:{services.RABBITMQ_PROMETHEUS_PORT}/metrics"))
+    return urls
+
+
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -68,6 +83,8 @@ class Supervisor:
             log.info("gateway on http://%s:%d, RabbitMQ console on http://127.0.0.1:15672 "
                      "- Ctrl-C stops everything", self._settings.gateway_host,
                      self._settings.gateway_port)
+            log.info("Prometheus metrics: %s", ", ".join(
+                f"{name} {url}" for name, url in metrics_urls(self._settings)))
             while not self._stopping:
                 self._tend(processes)
                 time.sleep(0.2)
