@@ -18,6 +18,7 @@ from consumers.projector import SWEEP_EVERY_S, Projector
 from consumers.worker import Handler, Worker
 from contracts.registry import TASK_TYPES, get_spec
 from infra.broker import Broker, BrokerUnavailable
+from infra.dead_letters import MongoDeadLetterArchive
 from infra.idempotency import IdempotencyKeys
 from infra.process import stop_on_signals
 from infra.settings import Settings
@@ -72,6 +73,8 @@ async def run_projector(settings: Settings) -> None:
         await _ensure_indexes(store, keys, settings, stop)
         if await _connect(broker, stop):
             projector = Projector(broker, store, worker_name=name, expiring=(store, keys),
+                                  dead_letters=MongoDeadLetterArchive(
+                                      client, settings.mongodb_database),
                                   batch_size=settings.projector_batch_size,
                                   batch_window_s=settings.projector_batch_window_s)
             await projector.run(stop)

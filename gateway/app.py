@@ -14,6 +14,7 @@ from gateway.errors import install_error_handlers
 from gateway.recording import QueuedRecorder
 from gateway.routes import router
 from infra.broker import Broker, BrokerUnavailable
+from infra.dead_letters import MongoDeadLetterArchive
 from infra.idempotency import IdempotencyKeys
 from infra.logging import configure_logging
 from infra.settings import Settings
@@ -35,8 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = TaskStore(client, settings.mongodb_database)
         keys = IdempotencyKeys(client, settings.mongodb_database)
         recorder = QueuedRecorder(store)
-        app.state.services = Services(settings=settings, broker=broker, store=store, keys=keys,
-                                      recorder=recorder)
+        app.state.services = Services(
+            settings=settings, broker=broker, store=store, keys=keys, recorder=recorder,
+            dead_letters=MongoDeadLetterArchive(client, settings.mongodb_database))
         await _warm_up(app.state.services)
         recorder.start()
         try:

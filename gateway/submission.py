@@ -14,20 +14,15 @@ from datetime import timedelta
 from contracts.messages import StatusEvent, TaskEnvelope, utcnow
 from contracts.projection import apply
 from contracts.statuses import Status
-from contracts.topology import dead_queue
 from gateway.deps import Services
-from gateway.errors import (
-    IdempotencyConflict,
-    IdempotencyInProgress,
-    NotRetryable,
-    TaskNotFound,
-)
+from gateway.errors import IdempotencyConflict, IdempotencyInProgress
 from gateway.schemas import TaskRequestBase
 from infra.broker import PublishError
 from infra.idempotency import Claim, request_hash
 from infra.publishing import publish_task
-from infra.replay import replay
+from infra.replay import replay_ports
 from infra.store import StoreUnavailable
+from service.replay import replay_task
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +143,5 @@ async def _record_when_back(services: Services, event: StatusEvent) -> None:
 
 async def retry(services: Services, task_id: str) -> None:
     """Replay a failed or dead task's dead letter and record it `queued` in its new run."""
-    state = await services.store.get(task_id)
-    if state is None:
-        raise TaskNotFound(task_id)
-    if state.status not in (Status.FAILED, Status.DEAD):
-        raise NotRetryable(f"task {task_id} is {state.status}; only failed or dead tasks retry")
-    sent = await replay(services.broker, state.task_type, {task_id})
-    if not sent:
-        raise NotRetryable(f"task {task_id} has no message in {dead_queue(state.task_type)}")
-    await services.store.apply(StatusEvent(
-        task_id=task_id, task_type=state.task_type, status=Status.QUEUED, attempt=0,
-        run=sent[0].run + 1, worker=GATEWAY_APP_ID,
-    ))
-    log.info("replayed %s task %s from its dead letter", state.task_type, task_id)
+    await replay_task(replay_ports(services.settings, services.broker, services.store,
+                                   services.dead_letters, replayed_by=GATEWAY_APP_ID), task_id)

@@ -24,6 +24,7 @@ from contracts.projection import TaskState
 from contracts.registry import TASK_TYPES, get_spec
 from contracts.statuses import Status
 from infra.broker import Broker
+from infra.dead_letters import MongoDeadLetterArchive
 from infra.settings import Settings
 from infra.store import TaskStore, mongo_client
 from infra.topology import build_topology
@@ -68,6 +69,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
                         worker_name="integration/webhook", make_context=make_context,
                         shutdown_grace_s=5)
         projector = Projector(projector_broker, store, worker_name="integration/projector",
+                              dead_letters=MongoDeadLetterArchive(
+                                  client, settings.mongodb_database),
                               batch_size=settings.projector_batch_size,
                               batch_window_s=settings.projector_batch_window_s)
         await worker_broker.channel()
