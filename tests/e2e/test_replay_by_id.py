@@ -191,3 +191,30 @@ async def test_a_cli_replay_after_an_http_replay_drops_the_stale_copy(
     done = await api.wait_for(task_id, "succeeded")
     assert done["run"] == 2
     assert webhook_receiver.by_task[task_id] == 2
+
+
+async def test_a_task_dead_at_its_delivery_limit_is_archived_and_replays_by_id(
+    api: Api, webhook_receiver: WebhookReceiver, queues: Queues
+) -> None:
+    # As RabbitMQ leaves a message that crashed its consumer too often: no reason header of
+    # ours, its own `x-death`.
+    task_id = f"poison-{uuid.uuid4().hex}"
+    path = f"/replay/{task_id}"
+    webhook_receiver.answers[path] = [200]
+    exchange = await queues.channel.get_exchange(names.dead_exchange("webhook"), ensure=False)
+    await exchange.publish(aio_pika.Message(
+        f'{{"payload": {{"url": "{webhook_receiver.url(path)}"}}}}'.encode(),
+        message_id=task_id, content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={names.HEADER_ATTEMPT: 1, names.HEADER_RUN: 1,
+                 "x-death": [{"reason": "delivery_limit", "queue": "tasks.webhook",
+                              "count": 1}]}), routing_key="")
+    await api.wait_for(task_id, "dead")
+    await queues.purge(DEAD_QUEUE)  # only the archive has the letter now
+
+    retried = await api.client.post(f"/tasks/{task_id}/retry")
+
+    assert retried.status_code == 202, retried.text
+    done = await api.wait_for(task_id, "succeeded")
+    assert (done["run"], done["attempt"]) == (2, 1)
+    assert webhook_receiver.by_task[task_id] == 1
