@@ -12,10 +12,10 @@ from fastapi import Depends, Request
 from contracts.projection import TaskState
 from gateway.recording import QueuedRecorder
 from infra.broker import Broker
-from infra.dead_letters import MongoDeadLetterArchive
 from infra.idempotency import IdempotencyKeys
 from infra.settings import Settings
 from infra.store import TaskStore
+from service.dead_letters import DeadLetterArchive
 
 
 class Background:
@@ -42,7 +42,7 @@ class Services:
     store: TaskStore
     keys: IdempotencyKeys
     recorder: QueuedRecorder
-    dead_letters: MongoDeadLetterArchive
+    dead_letters: DeadLetterArchive
     background: Background = field(default_factory=Background)
     # Tasks this gateway queued but could not yet record (MongoDB was away), by id: a read
     # finds them here until the record lands, so a 202 is never followed by a 404.

@@ -21,7 +21,7 @@ from infra.settings import Settings
 from infra.store import StoreUnavailable, TaskStore, mongo_client
 from infra.supervisor import Supervisor
 from infra.topology import build_topology, declare_on, definitions
-from service.dead_letters import DeadLetter
+from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.replay import Outcome, ReplayPorts, replay_letter
 
 log = logging.getLogger("taskproc")
@@ -85,7 +85,7 @@ async def _dead_letters_async(settings: Settings, args: argparse.Namespace) -> i
 
 
 async def _list_dead_letters(
-    broker: Broker, archive: MongoDeadLetterArchive, task_type: str
+    broker: Broker, archive: DeadLetterArchive, task_type: str
 ) -> int:
     letters = await BrokerDeadLetterQueue(broker).scan(task_type)
     archived = await archive.find_many([letter.letter_id for letter in letters])
