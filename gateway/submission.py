@@ -20,7 +20,7 @@ from gateway.schemas import TaskRequestBase
 from infra.broker import PublishError
 from infra.idempotency import Claim, request_hash
 from infra.publishing import publish_task
-from infra.replay import replay_ports
+from infra.replay_ports import replay_ports
 from infra.store import StoreUnavailable
 from service.replay import replay_task
 

@@ -16,7 +16,8 @@ from infra import services
 from infra.broker import Broker, PublishError
 from infra.dead_letters import MongoDeadLetterArchive
 from infra.logging import configure_logging
-from infra.replay import BrokerDeadLetterQueue, replay_ports
+from infra.replay import BrokerDeadLetterQueue
+from infra.replay_ports import replay_ports
 from infra.settings import Settings
 from infra.store import StoreUnavailable, TaskStore, mongo_client
 from infra.supervisor import Supervisor

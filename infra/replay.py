@@ -10,7 +10,7 @@ id does not scan the queue (service/replay.py finds the letter in the archive); 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -20,9 +20,7 @@ from contracts import topology as names
 from infra.amqp_codec import header_int, header_str, task_id_of
 from infra.broker import Broker, persistent_message
 from infra.publishing import BROKER_HEADERS
-from infra.settings import Settings
-from service.dead_letters import Choose, DeadLetter, DeadLetterArchive
-from service.replay import ReplayPorts, TaskReadModel
+from service.dead_letters import Choose, DeadLetter
 
 # Held unacked while scanning, so each message is seen once; bounds memory too.
 MAX_SCAN = 10_000
@@ -111,16 +109,3 @@ class BrokerLetterPublisher:
         await self._broker.publish(names.task_exchange(letter.task_type), letter.task_type,
                                    copy)
 
-
-def replay_ports(
-    settings: Settings, broker: Broker, tasks: TaskReadModel, archive: DeadLetterArchive, *,
-    replayed_by: str,
-) -> ReplayPorts:
-    """What the replay use case runs on, for the gateway and the CLI alike."""
-    return ReplayPorts(
-        tasks=tasks, archive=archive, publisher=BrokerLetterPublisher(broker),
-        queue=BrokerDeadLetterQueue(broker), replayed_by=replayed_by,
-        # Long enough for a live replay to connect, publish and record `queued`.
-        claim_patience=timedelta(seconds=2 * settings.publish_timeout_s
-                                 + settings.mongodb_timeout_s + 1),
-    )

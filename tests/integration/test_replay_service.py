@@ -23,7 +23,7 @@ from contracts.statuses import Status
 from gateway.errors import NotRetryable
 from infra.broker import Broker
 from infra.dead_letters import MAX_KEPT_BODY, MongoDeadLetterArchive
-from infra.replay import replay_ports
+from infra.replay_ports import replay_ports
 from infra.settings import Settings
 from infra.store import TaskStore, mongo_client
 from infra.topology import build_topology
