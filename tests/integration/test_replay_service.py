@@ -4,7 +4,6 @@ claim is taken once, and a claim abandoned before its publish is taken over."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import decimal
 import json
@@ -141,19 +140,6 @@ async def test_a_letter_that_predates_the_archive_is_found_in_the_queue_and_arch
     assert kept is not None
     assert kept.replayed
     assert kept.reason == "permanent_failure"
-
-
-async def test_of_two_concurrent_claims_of_one_letter_exactly_one_wins(
-    archive: MongoDeadLetterArchive,
-) -> None:
-    await archive.keep(a_letter(task_id := f"claim-{uuid.uuid4().hex}"))
-    letter = await archive.find(task_id, 1)
-    assert letter is not None
-
-    won = await asyncio.gather(*(archive.claim(letter, ReplayClaim(uuid.uuid4().hex, utcnow()))
-                                 for _ in range(4)))
-
-    assert sorted(won) == [False, False, False, True]
 
 
 async def test_a_claim_abandoned_before_its_publish_is_taken_over_and_a_live_one_is_not(
