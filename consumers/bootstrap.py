@@ -80,6 +80,7 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
             await _ensure_indexes(store, keys, settings, stop)
             if await _connect(broker, stop):
                 projector = Projector(broker, store, worker_name=name, expiring=(store, keys),
+                                      dead_letters=mongo.dead_letters,
                                       batch_size=settings.projector_batch_size,
                                       batch_window_s=settings.projector_batch_window_s,
                                       middleware=task_middleware(PROJECTOR))

@@ -29,7 +29,9 @@ from infra.batching import Batcher
 from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.middleware import Middleware, ProjectedEvent
 from infra.publishing import publish_event, quarantine
+from infra.replay import describe
 from infra.store import StoreUnavailable, TaskStore
+from service.dead_letters import DeadLetter, DeadLetterArchive
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,13 @@ class Expiring(Protocol):
 
 class Projector:
     def __init__(
-        self, broker: Broker, store: TaskStore, *, worker_name: str,
-        batch_size: int, batch_window_s: float, expiring: Sequence[Expiring] = (),
-        middleware: Middleware | None = None,
+        self, broker: Broker, store: TaskStore, *, dead_letters: DeadLetterArchive,
+        worker_name: str, batch_size: int, batch_window_s: float,
+        expiring: Sequence[Expiring] = (), middleware: Middleware | None = None,
     ) -> None:
         self._broker = broker
         self._store = store
+        self._dead_letters = dead_letters
         self._worker_name = worker_name
         self._expiring = expiring
         self._middleware = middleware or Middleware()
@@ -61,8 +64,10 @@ class Projector:
                                                    window_s=batch_window_s)
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         readers: dict[str, EventReader] = {
             names.PROJECTOR_EVENTS_QUEUE: self._status_event,
             names.PROJECTOR_SUBMISSIONS_QUEUE: self._submission,
@@ -115,6 +120,9 @@ class Projector:
                 self._batches.add((message, event))
         except PublishError as error:
             log.error("message %s: %s; it will be redelivered", message.message_id, error)
+            await requeue(message)
+        except StoreUnavailable as error:
+            log.warning("message %s: %s; it will be redelivered", message.message_id, error)
             await requeue(message)
         except (AMQPError, ChannelInvalidStateError) as error:
             log.error("could not settle message %s (%r); it will be redelivered",
@@ -194,17 +202,20 @@ class Projector:
         )
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> StatusEvent | None:
-        """A message RabbitMQ dead-lettered itself (delivery limit): the task is `dead`.
+        """Archive every dead letter, so a replay finds it by id; a message RabbitMQ
+        dead-lettered itself (delivery limit) also makes the task `dead`.
 
-        Messages a consumer dead-lettered on purpose carry a reason header; that consumer has
-        already reported `failed`, so they are skipped here. The `dead` event is published to
-        `task-events` like any other, so services listening for outcomes hear of it, and
-        reaches the read model through the events queue.
+        The letter is archived before it is acked (and before `dead` is published, so a task
+        seen `dead` has its letter archived). Messages a consumer dead-lettered on purpose carry
+        a reason header; that consumer has already reported `failed`. The `dead` event is
+        published to `task-events` like any other, so services listening for outcomes hear of
+        it, and reaches the read model through the events queue.
         """
-        if header_str(message, names.HEADER_DEAD_REASON) is not None:
-            return None
         task_type = _task_type_of(message.exchange, suffix=".dead")
         if task_type is None:
+            return None
+        await self._archive(describe(message, task_type, dead_at=datetime.now(UTC)))
+        if header_str(message, names.HEADER_DEAD_REASON) is not None:
             return None
         self._middleware.on_dead_letter(task_type, "delivery_limit")
         event = StatusEvent(
@@ -217,6 +228,23 @@ class Projector:
         )
         await publish_event(self._broker, event, headers=self._middleware.event_headers(event))
         return None
+
+    async def _archive(self, letter: DeadLetter) -> None:
+        """Keep the letter, retrying through a MongoDB outage until stored or stopping (then
+        StoreUnavailable: the message goes back to the queue)."""
+        pause = _RETRY_MIN_S
+        while True:
+            try:
+                await self._dead_letters.keep(letter)
+                return
+            except StoreUnavailable as error:
+                if self._stop.is_set():
+                    raise
+                log.warning("MongoDB unavailable, holding the dead letter of %s: %s",
+                            letter.letter_id, error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), pause)
+            pause = min(pause * 2, _RETRY_MAX_S)
 
 
 def _task_type_of(exchange: str | None, *, suffix: str) -> str | None:

@@ -11,14 +11,15 @@ from fastapi import Depends, Request
 from infra.broker import Broker
 from service.dependencies import Dependencies
 from service.ports import TaskReadModel
+from service.replay import ReplayPorts
 
 
 @dataclass(frozen=True)
 class Services:
-    """The use cases' dependencies, and the broker link that `retry` still uses directly
-    (until replay moves into the service layer)."""
+    """The use cases' dependencies, and the broker link readiness asks."""
 
     tasks: Dependencies
+    replay: ReplayPorts
     broker: Broker
 
     @property

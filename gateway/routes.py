@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, Header, Response, status
 
 from gateway.deps import ServicesDep
 from gateway.schemas import Health, Readiness, TaskAccepted, TaskRequest, TaskView
-from gateway.submission import retry
 from service.health import readiness
+from service.replay import replay_task
 from service.submit import submit
 from service.tasks import get_task as get_task_state
 
@@ -58,12 +58,12 @@ async def get_task(task_id: str, services: ServicesDep) -> TaskView:
 @router.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED,
              response_model=TaskAccepted,
              responses={404: {"description": "No such task"},
-                        409: {"description": "The task is not failed or dead, or its message "
-                                             "is no longer in the dead-letter queue"},
+                        409: {"description": "The task is not failed or dead, its dead letter "
+                                             "is not kept, or another replay of it is under way"},
                         503: {"description": "RabbitMQ or MongoDB unavailable"}})
 async def retry_task(task_id: str, services: ServicesDep) -> TaskAccepted:
     """Run a failed or dead task again from its dead letter: same id, attempts start at 1."""
-    await retry(services, task_id)
+    await replay_task(services.replay, task_id)
     return TaskAccepted(task_id=task_id)
 
 

@@ -7,16 +7,22 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Mapping
 
 from contracts.registry import TASK_TYPES, task_type_names
 from contracts.schemas import json_schemas
 from contracts.topology import dead_queue
-from infra import replay, services
-from infra.broker import Broker
+from infra import services
+from infra.broker import Broker, PublishError
+from infra.composition import mongo_adapters, replay_ports
 from infra.logging import configure_logging
+from infra.replay import BrokerDeadLetterQueue
 from infra.settings import Settings
 from infra.supervisor import Supervisor
 from infra.topology import build_topology, declare_on, definitions
+from service.dead_letters import DeadLetter, DeadLetterArchive
+from service.errors import StoreUnavailable
+from service.replay import Outcome, ReplayPorts, replay_letter
 
 log = logging.getLogger("taskproc")
 
@@ -51,39 +57,79 @@ def _topology_declare(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+CLI_APP_ID = "taskproc-cli"
+
+
 def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(_dead_letters_async(settings, args))
+    try:
+        return asyncio.run(_dead_letters_async(settings, args))
+    except (StoreUnavailable, PublishError) as error:
+        log.error("%s", error)
+        return 1
 
 
 async def _dead_letters_async(settings: Settings, args: argparse.Namespace) -> int:
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name="taskproc dead-letters")
+    mongo = mongo_adapters(settings)
     try:
         if args.action == "list":
-            letters = await replay.scan(broker, args.task_type)
-        else:
-            chosen = None if args.all else set(args.task_ids)
-            letters = await replay.replay(broker, args.task_type, chosen)
+            return await _list_dead_letters(broker, mongo.dead_letters, args.task_type)
+        ports = replay_ports(settings, broker, mongo.tasks, mongo.dead_letters,
+                             replayed_by=CLI_APP_ID)
+        return await _replay_dead_letters(ports, args)
     finally:
         await broker.close()
-    _print_letters(letters)
-    verb = "dead letter(s) in" if args.action == "list" else "replayed from"
-    print(f"{len(letters)} {verb} {dead_queue(args.task_type)}", file=sys.stderr)
-    if args.action == "replay" and not args.all:
-        missing = set(args.task_ids) - {letter.task_id for letter in letters}
-        for task_id in sorted(missing):
-            print(f"not found: {task_id}", file=sys.stderr)
-        return 1 if missing else 0
+        await mongo.close()
+
+
+async def _list_dead_letters(
+    broker: Broker, archive: DeadLetterArchive, task_type: str
+) -> int:
+    letters = await BrokerDeadLetterQueue(broker).scan(task_type)
+    archived = await archive.find_many([letter.letter_id for letter in letters])
+    _print_letters(letters, archived)
+    print(f"{len(letters)} dead letter(s) in {dead_queue(task_type)}", file=sys.stderr)
     return 0
 
 
-def _print_letters(letters: list[replay.DeadLetter]) -> None:
+async def _replay_dead_letters(ports: ReplayPorts, args: argparse.Namespace) -> int:
+    """Replay the chosen letters of the queue; drop the stale copies of replayed ones."""
+    chosen = None if args.all else set(args.task_ids)
+    replayed: list[DeadLetter] = []
+    stale: list[DeadLetter] = []
+
+    async def take(letter: DeadLetter) -> bool:
+        if chosen is not None and letter.task_id not in chosen:
+            return False
+        outcome = await replay_letter(ports, letter)
+        (replayed if outcome is Outcome.REPLAYED else stale).append(letter)
+        return True
+
+    await ports.queue.scan(args.task_type, take)
+    _print_letters(replayed, {})
+    for letter in stale:
+        print(f"dropped stale copy: {letter.task_id} (run {letter.run} was replayed already)",
+              file=sys.stderr)
+    print(f"{len(replayed)} replayed from {dead_queue(args.task_type)}", file=sys.stderr)
+    if chosen is None:
+        return 0
+    missing = chosen - {letter.task_id for letter in [*replayed, *stale]}
+    for task_id in sorted(missing):
+        print(f"not found: {task_id}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def _print_letters(letters: list[DeadLetter], archived: Mapping[str, DeadLetter]) -> None:
+    """One line per letter; `archived` (by letter id) tells which were replayed already."""
     if not letters:
         return
-    print(f"{'task_id':<38} {'run':>3} {'attempt':>7} {'reason':<24} last error")
+    print(f"{'task_id':<38} {'run':>3} {'attempt':>7} {'reason':<24} {'archive':<10} last error")
     for letter in letters:
+        kept = archived.get(letter.letter_id)
+        state = "-" if kept is None else "replayed" if kept.replayed else "kept"
         print(f"{letter.task_id:<38} {letter.run:>3} {letter.attempt:>7} {letter.reason:<24} "
-              f"{letter.last_error or ''}")
+              f"{state:<10} {letter.last_error or ''}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -12,22 +12,27 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from contracts.registry import TASK_TYPES
 from infra.broker import Broker, BrokerUnavailable
+from infra.dead_letters import MongoDeadLetterArchive
 from infra.idempotency import MongoIdempotencyKeys
 from infra.mongo import mongo_client
 from infra.recording import GroupCommitRecorder
+from infra.replay import BrokerDeadLetterQueue, BrokerLetterPublisher
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.task_publisher import RabbitTaskPublisher
 from infra.topology import build_topology
+from service.dead_letters import DeadLetterArchive
 from service.dependencies import Dependencies
 from service.errors import StoreUnavailable
 from service.ports import IdempotencyKeys, TaskPublisher, TaskReadModel
+from service.replay import ReplayPorts
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ class MongoAdapters:
     client: AsyncMongoClient[dict[str, Any]]
     tasks: TaskStore
     keys: MongoIdempotencyKeys
+    dead_letters: MongoDeadLetterArchive
 
     async def close(self) -> None:
         await self.client.close()
@@ -49,8 +55,10 @@ class MongoAdapters:
 def mongo_adapters(settings: Settings, *, remember: int = 0) -> MongoAdapters:
     """The adapters on a new client (no IO until first used); `remember`: see TaskStore."""
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    return MongoAdapters(client, TaskStore(client, settings.mongodb_database, remember=remember),
-                         MongoIdempotencyKeys(client, settings.mongodb_database))
+    database = settings.mongodb_database
+    return MongoAdapters(client, TaskStore(client, database, remember=remember),
+                         MongoIdempotencyKeys(client, database),
+                         MongoDeadLetterArchive(client, database))
 
 
 @asynccontextmanager
@@ -72,12 +80,27 @@ async def task_service(
         await recorder.close()
 
 
+def replay_ports(
+    settings: Settings, broker: Broker, tasks: TaskReadModel, archive: DeadLetterArchive, *,
+    replayed_by: str,
+) -> ReplayPorts:
+    """What the replay use case runs on, for the gateway and the CLI alike."""
+    return ReplayPorts(
+        tasks=tasks, archive=archive, publisher=BrokerLetterPublisher(broker),
+        queue=BrokerDeadLetterQueue(broker), replayed_by=replayed_by,
+        # Long enough for a live replay to connect, publish and record `queued`.
+        claim_patience=timedelta(seconds=2 * settings.publish_timeout_s
+                                 + settings.mongodb_timeout_s + 1),
+    )
+
+
 @dataclass(frozen=True)
 class Connected:
-    """The use cases' dependencies on the real adapters, and the broker link itself for what
-    has not moved behind a port yet (replay)."""
+    """The use cases' dependencies on the real adapters, and the broker link itself (readiness
+    asks it)."""
 
     tasks: Dependencies
+    replay: ReplayPorts
     broker: Broker
 
 
@@ -96,7 +119,9 @@ async def connected_task_service(
         async with task_service(settings, read_model=mongo.tasks, keys=mongo.keys,
                                 publisher=RabbitTaskPublisher(broker, app_id=app_id),
                                 app_id=app_id) as dependencies:
-            yield Connected(dependencies, broker)
+            replay = replay_ports(settings, broker, mongo.tasks, mongo.dead_letters,
+                                  replayed_by=app_id)
+            yield Connected(dependencies, replay, broker)
     finally:
         await broker.close()
         await mongo.close()

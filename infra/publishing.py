@@ -59,7 +59,7 @@ async def publish_event(
 
 
 # Headers RabbitMQ adds when it dead-letters or redelivers: not the publisher's to carry on.
-_BROKER_HEADERS = frozenset({"x-death", "x-delivery-count", "x-first-death-exchange",
+BROKER_HEADERS = frozenset({"x-death", "x-delivery-count", "x-first-death-exchange",
                              "x-first-death-queue", "x-first-death-reason"})
 
 
@@ -69,7 +69,7 @@ def copy_of(
 ) -> aio_pika.Message:
     """A persistent copy of `message` to publish elsewhere: same body and properties, the
     publisher's headers updated with `headers` (a None value removes that header)."""
-    own = {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
+    own = {k: v for k, v in (message.headers or {}).items() if k not in BROKER_HEADERS}
     return persistent_message(
         message.body,
         message_id=message_id or message.message_id,

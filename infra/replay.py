@@ -1,116 +1,111 @@
-"""Dead letters: list what `tasks.<type>.dead` holds and send chosen ones back to run again.
+"""Dead letters on the broker: read one off an AMQP message, scan `tasks.<type>.dead`, and
+publish a letter again to its task exchange.
 
 A replayed task keeps its task id and status history; its attempt count starts again at 1 in a
-new run, so the read model shows it `queued` again without breaking monotonic order.
+new run, so the read model shows it `queued` again without breaking monotonic order. Replay by
+id does not scan the queue (service/replay.py finds the letter in the archive); the scan serves
+`taskproc dead-letters` and letters that predate the archive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
 from datetime import datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from contracts import topology as names
-from infra.amqp_codec import task_id_of
-from infra.broker import Broker
-from infra.publishing import copy_of
+from infra.amqp_codec import header_int, header_str, task_id_of
+from infra.broker import Broker, persistent_message
+from infra.publishing import BROKER_HEADERS
+from service.dead_letters import Choose, DeadLetter
 
 # Held unacked while scanning, so each message is seen once; bounds memory too.
 MAX_SCAN = 10_000
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    task_id: str
-    task_type: str
-    reason: str
-    last_error: str | None
-    attempt: int
-    run: int
-    dead_at: datetime | None
-
-
-def describe(message: AbstractIncomingMessage, task_type: str) -> DeadLetter:
-    headers = message.headers or {}
+def describe(
+    message: AbstractIncomingMessage, task_type: str, *, dead_at: datetime | None = None
+) -> DeadLetter:
+    """The dead letter a message of `tasks.<type>.dead` carries, body and headers included."""
+    headers = dict(message.headers or {})
     deaths = headers.get("x-death")
-    broker_reason = None
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        broker_reason = str(deaths[0].get("reason"))
+    death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) \
+        else {}
+    broker_reason = str(death["reason"]) if "reason" in death else None
+    died = death.get("time")
     return DeadLetter(
         task_id=task_id_of(message),
         task_type=task_type,
-        reason=_text(headers.get(names.HEADER_DEAD_REASON)) or broker_reason or "unknown",
-        last_error=_text(headers.get(names.HEADER_LAST_ERROR)),
-        attempt=_int(headers.get(names.HEADER_ATTEMPT)),
-        run=_int(headers.get(names.HEADER_RUN)),
-        dead_at=message.timestamp,
+        reason=header_str(message, names.HEADER_DEAD_REASON) or broker_reason or "unknown",
+        last_error=header_str(message, names.HEADER_LAST_ERROR),
+        attempt=header_int(message, names.HEADER_ATTEMPT),
+        run=header_int(message, names.HEADER_RUN),
+        dead_at=dead_at or (died if isinstance(died, datetime) else message.timestamp),
+        body=message.body,
+        properties={"message_id": message.message_id, "type": message.type,
+                    "app_id": message.app_id, "timestamp": message.timestamp,
+                    "correlation_id": message.correlation_id},
+        headers=headers,
     )
 
 
-async def scan(
-    broker: Broker, task_type: str,
-    act: Callable[[AbstractIncomingMessage, DeadLetter], Any] | None = None,
-) -> list[DeadLetter]:
-    """Every dead letter of `task_type`. `act` may replay one and return True to take it off
-    the queue; everything else is returned to the queue untouched."""
-    queue = await broker.queue(names.dead_queue(task_type))
-    held: list[AbstractIncomingMessage] = []
-    found: list[DeadLetter] = []
-    try:
-        while len(held) < MAX_SCAN:
-            message = await queue.get(no_ack=False, fail=False)
-            if message is None:
-                break
-            letter = describe(message, task_type)
-            found.append(letter)
-            if act is not None and await act(message, letter):
-                await message.ack()
-            else:
+class BrokerDeadLetterQueue:
+    """`tasks.<type>.dead` read by basic.get: each message is held until the scan ends."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    async def scan(self, task_type: str, choose: Choose | None = None) -> list[DeadLetter]:
+        """Every dead letter of `task_type`; those `choose` takes are acked (off the queue),
+        everything else goes back to the queue untouched, also when `choose` raises."""
+        queue = await self._broker.queue(names.dead_queue(task_type))
+        held: list[AbstractIncomingMessage] = []
+        found: list[DeadLetter] = []
+        try:
+            while len(held) < MAX_SCAN:
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
                 held.append(message)
-    finally:
-        for message in held:
-            await message.nack(requeue=True)
-    return found
+                letter = describe(message, task_type)
+                found.append(letter)
+                if choose is not None and await choose(letter):
+                    held.pop()
+                    await message.ack()
+        finally:
+            for message in held:
+                with contextlib.suppress(AMQPError, ChannelInvalidStateError):
+                    await message.nack(requeue=True)
+        return found
 
 
-async def replay_message(broker: Broker, message: AbstractIncomingMessage,
-                         letter: DeadLetter) -> None:
-    """Publish the dead message again to its task exchange: same id, attempt 1, next run."""
-    copy = copy_of(message, message_id=letter.task_id, type=letter.task_type, headers={
-        names.HEADER_ATTEMPT: 1,
-        names.HEADER_RUN: letter.run + 1,
+class BrokerLetterPublisher:
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    async def republish(self, letter: DeadLetter) -> None:
+        """Publish the letter to its task exchange: same id, attempt 1, next run, confirmed."""
+        if letter.body is None:
+            raise ValueError(f"the dead letter of {letter.letter_id} has no body to publish")
+        properties = letter.properties
+        own = {k: v for k, v in letter.headers.items() if k not in BROKER_HEADERS}
+        headers: dict[str, Any] = {**own, names.HEADER_ATTEMPT: 1,
+                                   names.HEADER_RUN: letter.run + 1}
         # The cause of death belongs to the last run, not the next one.
-        names.HEADER_DEAD_REASON: None,
-        names.HEADER_LAST_ERROR: None,
-    })
-    await broker.publish(names.task_exchange(letter.task_type), letter.task_type, copy)
-
-
-async def replay(broker: Broker, task_type: str, task_ids: set[str] | None) -> list[DeadLetter]:
-    """Replay the dead letters whose ids are in `task_ids` (all when None); return those sent."""
-    sent: list[DeadLetter] = []
-
-    async def replay_chosen(message: AbstractIncomingMessage, letter: DeadLetter) -> bool:
-        if task_ids is not None and letter.task_id not in task_ids:
-            return False
-        await replay_message(broker, message, letter)
-        sent.append(letter)
-        return True
-
-    await scan(broker, task_type, replay_chosen)
-    return sent
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return value if isinstance(value, str) else None
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 1 else 1
-
+        headers.pop(names.HEADER_DEAD_REASON, None)
+        headers.pop(names.HEADER_LAST_ERROR, None)
+        copy = persistent_message(
+            letter.body,
+            message_id=letter.task_id,
+            type=letter.task_type,
+            app_id=properties.get("app_id"),
+            timestamp=properties.get("timestamp"),
+            correlation_id=properties.get("correlation_id") or letter.task_id,
+            headers=headers,
+        )
+        await self._broker.publish(names.task_exchange(letter.task_type), letter.task_type,
+                                   copy)
 

@@ -29,7 +29,8 @@ async def failed_task(api: Api, receiver: WebhookReceiver) -> tuple[str, str]:
 
 
 def taskproc(services: Backends, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RABBITMQ_URL": services.rabbitmq_url, "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "RABBITMQ_URL": services.rabbitmq_url, "LOG_LEVEL": "WARNING",
+           "MONGODB_URL": services.mongodb_url, "MONGODB_DATABASE": services.mongodb_database}
     return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 

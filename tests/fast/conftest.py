@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -16,6 +17,9 @@ from infra.broker import Broker
 from infra.composition import task_service
 from infra.settings import Settings
 from infra.topology import build_topology
+from service.replay import ReplayPorts
+from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
+from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
 from tests.support.memory import MemoryIdempotencyKeys, MemoryReadModel, RecordingPublisher
 
 # Nothing listens on port 1: were anything to reach past the fakes, it would fail at once.
@@ -41,10 +45,13 @@ async def http(fakes: Fakes) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the gateway app running on `fakes`."""
     async with task_service(SETTINGS, read_model=fakes.read_model, keys=fakes.keys,
                             publisher=fakes.publisher) as tasks:
-        # Only `POST /tasks/{id}/retry` reaches the broker itself; no test here calls it.
+        # Only readiness asks the broker link itself (and finds nothing on port 1).
         unused = Broker(SETTINGS.rabbitmq_url, build_topology(TASK_TYPES),
                         timeout_s=SETTINGS.publish_timeout_s, name="fast tier (unused)")
-        app = create_app(SETTINGS, services=Services(tasks, unused))
+        replay = ReplayPorts(tasks=fakes.read_model, archive=FakeDeadLetterArchive(),
+                             publisher=LetterRecorder(), queue=FakeDeadLetterQueue(),
+                             replayed_by="fast", claim_patience=timedelta(seconds=1))
+        app = create_app(SETTINGS, services=Services(tasks, replay, unused))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://gateway") as client:
             yield client

@@ -21,6 +21,7 @@ from contracts.projection import TaskState
 from contracts.registry import TASK_TYPES, WEBHOOK
 from contracts.statuses import Status
 from infra.broker import Broker
+from infra.dead_letters import MongoDeadLetterArchive
 from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore
@@ -61,6 +62,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         worker = Worker(spec, run_task, worker_broker, worker_name="integration/webhook",
                         shutdown_grace_s=5)
         projector = Projector(projector_broker, store, worker_name="integration/projector",
+                              dead_letters=MongoDeadLetterArchive(
+                                  client, settings.mongodb_database),
                               batch_size=settings.projector_batch_size,
                               batch_window_s=settings.projector_batch_window_s)
         await worker_broker.channel()

@@ -1,0 +1,172 @@
+"""Replaying a failed or dead task from its dead letter: same task id, a new run, attempts from 1.
+
+A replay finds the letter of the task's current run in the archive, claims it (a compare-and-set,
+so of two concurrent replays of one task exactly one publishes), publishes a copy and records
+`queued` in the new run. It never reads the dead-letter queue for a letter the archive holds;
+only a letter that predates the archive is looked for there. The copy left in the queue is
+stale from then on: the CLI drops it instead of running the task twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+from contracts.messages import StatusEvent, utcnow
+from contracts.projection import TaskState
+from contracts.statuses import Status
+from contracts.topology import dead_queue
+from service.dead_letters import (
+    DeadLetter,
+    DeadLetterArchive,
+    DeadLetterQueue,
+    LetterPublisher,
+    ReplayClaim,
+)
+from service.errors import NotRetryable, TaskNotFound
+from service.ports import TaskReadModel
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({Status.FAILED, Status.DEAD})
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayPorts:
+    tasks: TaskReadModel
+    archive: DeadLetterArchive
+    publisher: LetterPublisher
+    # Only for letters that predate the archive.
+    queue: DeadLetterQueue
+    # Who records `queued` in the new run (the event's `worker`).
+    replayed_by: str
+    # A claim this old whose task is still failed/dead in the letter's run was abandoned (its
+    # replayer died between claim and publish): another replay may take it over.
+    claim_patience: timedelta
+    # The projector archives a letter within milliseconds of the task's end; a task that ended
+    # longer ago than this without an archived letter died before the archive existed.
+    archive_grace: timedelta = timedelta(seconds=5)
+
+
+class Outcome(Enum):
+    REPLAYED = "replayed"
+    # Replayed already (or the task has moved on to a later run): not to be run again.
+    STALE = "stale"
+
+
+async def replay_task(ports: ReplayPorts, task_id: str) -> DeadLetter:
+    """Replay the dead letter of a failed or dead task's current run; the letter replayed.
+
+    Raises TaskNotFound, or NotRetryable when the task did not fail, has no dead letter, or
+    another replay of this run got there first.
+    """
+    state = await ports.tasks.get(task_id)
+    if state is None:
+        raise TaskNotFound(task_id)
+    if state.status not in RETRYABLE:
+        raise NotRetryable(f"task {task_id} is {state.status}; only failed or dead tasks retry")
+    letter = await _archived_letter(ports, state)
+    if letter is None:
+        return await _replay_from_queue(ports, state)
+    if letter.body is None:
+        raise NotRetryable(f"task {task_id}: its dead letter is too large to keep outside "
+                           f"{dead_queue(state.task_type)}; replay it with `taskproc "
+                           f"dead-letters replay {state.task_type} {task_id}`")
+    if _taken(ports, letter, state) or not await _replay(ports, letter):
+        raise NotRetryable(f"task {task_id} is being replayed already (run {letter.run})")
+    return letter
+
+
+async def replay_letter(ports: ReplayPorts, letter: DeadLetter) -> Outcome:
+    """Replay a letter met in the dead-letter queue, unless it is stale: its run was replayed
+    already, or the task is in a later run. Either way the queue's copy may go."""
+    archived = await ports.archive.find(letter.task_id, letter.run)
+    state = await ports.tasks.get(letter.task_id)
+    if state is not None and state.run > letter.run:
+        return Outcome.STALE
+    # The queue's copy is the one to send (the archive may not hold a large body); the
+    # archive's claim is the one to take.
+    candidate = letter if archived is None else dataclasses.replace(
+        letter, replay=archived.replay)
+    if _taken(ports, candidate, state) or not await _replay(ports, candidate):
+        return Outcome.STALE
+    return Outcome.REPLAYED
+
+
+def _taken(ports: ReplayPorts, letter: DeadLetter, state: TaskState | None) -> bool:
+    """Claimed by a replay that is alive or done (not one abandoned before it published)."""
+    if letter.replay is None:
+        return False
+    abandoned = (state is not None and state.run == letter.run and state.status in RETRYABLE
+                 and utcnow() - letter.replay.at > ports.claim_patience)
+    if abandoned:
+        log.warning("task %s: taking over a replay of run %d claimed at %s and never published",
+                    letter.task_id, letter.run, letter.replay.at.isoformat())
+    return not abandoned
+
+
+async def _archived_letter(ports: ReplayPorts, state: TaskState) -> DeadLetter | None:
+    """The archived letter of the task's current run, waiting a moment for one the projector
+    may still be archiving (the read model can hear of the failure first)."""
+    ended = state.finished_at or state.updated_at
+    while True:
+        letter = await ports.archive.find(state.task_id, state.run)
+        if letter is not None or utcnow() - ended > ports.archive_grace:
+            return letter
+        await asyncio.sleep(_POLL_S)
+
+
+async def _replay_from_queue(ports: ReplayPorts, state: TaskState) -> DeadLetter:
+    """The fallback for letters that predate the archive: scan the queue for this run's."""
+    replayed: list[DeadLetter] = []
+
+    async def choose(letter: DeadLetter) -> bool:
+        if replayed or (letter.task_id, letter.run) != (state.task_id, state.run):
+            return False
+        if not await _replay(ports, letter):
+            raise NotRetryable(f"task {state.task_id} is being replayed already "
+                               f"(run {letter.run})")
+        replayed.append(letter)
+        return True
+
+    await ports.queue.scan(state.task_type, choose)
+    if not replayed:
+        raise NotRetryable(f"task {state.task_id} has no message in "
+                           f"{dead_queue(state.task_type)}")
+    log.info("task %s: replayed from %s (its letter predates the archive)",
+             state.task_id, dead_queue(state.task_type))
+    return replayed[0]
+
+
+async def _replay(ports: ReplayPorts, letter: DeadLetter) -> bool:
+    """Claim, publish, record `queued` in the new run; False if another replay claimed it."""
+    claim = ReplayClaim(token=uuid.uuid4().hex, at=utcnow())
+    if not await ports.archive.claim(letter, claim):
+        return False
+    try:
+        await ports.publisher.republish(letter)
+    except Exception:
+        await _release(ports, letter, claim)
+        raise
+    await ports.tasks.apply(StatusEvent(
+        task_id=letter.task_id, task_type=letter.task_type, status=Status.QUEUED, attempt=0,
+        run=letter.run + 1, worker=ports.replayed_by,
+    ))
+    log.info("replayed %s task %s (run %d) from its dead letter", letter.task_type,
+             letter.task_id, letter.run + 1)
+    return True
+
+
+async def _release(ports: ReplayPorts, letter: DeadLetter, claim: ReplayClaim) -> None:
+    try:
+        await ports.archive.release(letter, claim)
+    except Exception as error:
+        # The claim then counts as abandoned once `claim_patience` has passed.
+        log.warning("task %s: could not withdraw the replay claim of run %d: %s",
+                    letter.task_id, letter.run, error)
