@@ -78,23 +78,26 @@ async def projectors() -> AsyncIterator[list[RunningProjector]]:
 
 async def test_a_dead_letter_waits_out_a_mongodb_outage_and_is_archived_after_it(
     settings: Settings, mongo: MongoServer, queues: Queues,
-    projectors: list[RunningProjector],
+    projectors: list[RunningProjector], broker: Broker,
 ) -> None:
+    # `broker` has declared the topology: the letter can be published before a projector runs.
     task_id = f"outage-{uuid.uuid4().hex}"
-    first = RunningProjector(settings, mongo)
-    projectors.append(first)
-    await first.start()
+    # In this order: the letter is in projector.dead, then a projector starts and takes it.
     exchange = await queues.channel.get_exchange(names.dead_exchange("sleep"), ensure=False)
     await exchange.publish(aio_pika.Message(
         b'{"payload": {"seconds": 0}}', message_id=task_id,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         headers={names.HEADER_DEAD_REASON: "permanent_failure"}), routing_key="")
+    await eventually(lambda: _depth_is(queues, 1), what="the dead letter in projector.dead")
     await queues.purge(names.dead_queue("sleep"))  # the archive is what this test watches
-    await eventually(lambda: _held(queues), what="the projector to hold the dead letter")
+    first = RunningProjector(settings, mongo)
+    projectors.append(first)
+    await first.start()
+    await eventually(lambda: _depth_is(queues, 0), what="the projector to hold the dead letter")
 
     await first.stop()  # while MongoDB is away: the letter goes back to its queue
 
-    assert await queues.depth(names.PROJECTOR_DEAD_QUEUE) == 1
+    await eventually(lambda: _depth_is(queues, 1), what="the letter back in projector.dead")
     mongo.start()
     second = RunningProjector(settings, mongo)
     projectors.append(second)
@@ -104,5 +107,5 @@ async def test_a_dead_letter_waits_out_a_mongodb_outage_and_is_archived_after_it
     assert await queues.depth(names.PROJECTOR_DEAD_QUEUE) == 0
 
 
-async def _held(queues: Queues) -> bool:
-    return await queues.depth(names.PROJECTOR_DEAD_QUEUE) == 0
+async def _depth_is(queues: Queues, ready: int) -> bool:
+    return await queues.depth(names.PROJECTOR_DEAD_QUEUE) == ready
