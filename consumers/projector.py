@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
-from contracts import topology as names
+from contracts import names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status

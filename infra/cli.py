@@ -9,9 +9,9 @@ import logging
 import sys
 from collections.abc import Mapping
 
+from contracts.json_schema import json_schemas
+from contracts.names import dead_queue
 from contracts.registry import TASK_TYPES, task_type_names
-from contracts.schemas import json_schemas
-from contracts.topology import dead_queue
 from infra import services
 from infra.broker import Broker, PublishError
 from infra.composition import mongo_adapters, replay_ports

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contracts import topology as names
+from contracts import names
 from contracts.registry import task_type_names
 from tests.bench.leftovers import Leftovers
 from tests.support import readiness

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractQueue
 
-from contracts import topology as names
+from contracts import names
 from contracts.registry import task_type_names
 from contracts.statuses import TERMINAL
 from tests.support import processes

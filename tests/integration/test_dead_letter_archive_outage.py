@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 
 from consumers.projector import Projector
-from contracts import topology as names
+from contracts import names
 from contracts.registry import TASK_TYPES
 from infra.broker import Broker
 from infra.dead_letters import MongoDeadLetterArchive

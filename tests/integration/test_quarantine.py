@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractChannel
 from consumers.handlers import HANDLERS
 from consumers.projector import Projector
 from consumers.worker import Worker
-from contracts import topology as names
+from contracts import names
 from contracts.projection import TaskState
 from contracts.registry import TASK_TYPES, WEBHOOK
 from contracts.statuses import Status

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from contracts import topology as names
+from contracts import names
 from tests.support import procfs
 from tests.support.readiness import wait_for_consumers, wait_for_consumers_gone, wait_for_http
 from tests.support.services import Backends
