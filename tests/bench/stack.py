@@ -52,7 +52,7 @@ class Stack:
         commands = [("gateway", ["-m", "gateway"])]
         commands += [(f"{name}-worker", ["-m", "consumers", "worker", name])
                      for name in task_type_names()]
-        commands.append(("projector", ["-m", "consumers", "projector"]))
+        commands.append(("projector", ["-m", "projector"]))
         stack.processes = [ServiceProcess(name, args, env, log_dir, own_session=True)
                            for name, args in commands]
         return stack

@@ -96,7 +96,7 @@ def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> Ite
         **dict.fromkeys(processes.PROJECTOR_QUEUES, 0)})
     consumers = [ServiceProcess(f"{name}-worker", ["-m", "consumers", "worker", name], env,
                                 module_log_dir).start() for name in task_type_names()]
-    projector = ServiceProcess("projector", ["-m", "consumers", "projector"], env,
+    projector = ServiceProcess("projector", ["-m", "projector"], env,
                                module_log_dir).start()
     started = [*consumers, projector]
     try:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 import aio_pika
 import pytest
 
-from consumers.projector import Projector
 from contracts import names
 from contracts.registry import TASK_TYPES
 from infra.broker import Broker
@@ -20,6 +19,7 @@ from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
+from projector.runtime import Projector
 from tests.support.amqp import Queues
 from tests.support.services import MongoServer
 from tests.support.waiting import eventually

@@ -30,8 +30,9 @@ from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.middleware import Middleware, ProjectedEvent
 from infra.publishing import publish_event, quarantine
 from infra.replay import describe
-from infra.store import StoreUnavailable, TaskStore
+from infra.store import TaskStore
 from service.dead_letters import DeadLetter, DeadLetterArchive
+from service.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
