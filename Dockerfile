@@ -15,6 +15,7 @@ COPY service ./service
 COPY infra ./infra
 COPY gateway ./gateway
 COPY consumers ./consumers
+COPY projector ./projector
 RUN pip install '.[otlp]' \
  && useradd --create-home --uid 10001 taskproc
 

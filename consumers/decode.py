@@ -9,7 +9,7 @@ from datetime import datetime
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from contracts import topology as names
+from contracts import names
 from contracts.messages import TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar, Literal, Protocol, TypeAlias, cast
 
-from consumers import errors
+from consumers import failures
 from consumers.context import JSON
-from contracts import topology as names
+from contracts import names
 from contracts.messages import ErrorInfo
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
@@ -128,10 +128,10 @@ def decide(task: Terms, outcome: AttemptOutcome, now: datetime, rng: random.Rand
             limit = f"ran past its {task.timeout_s:g}s limit"
             return _retry_or_fail(task, ErrorInfo(type="TimeoutError", message=limit),
                                   None, now, rng)
-        case Raised(error=errors.PermanentFailure() as error):
+        case Raised(error=failures.PermanentFailure() as error):
             return Fail(reason="permanent_failure", error=error_info(error))
         case Raised(error=error):
-            delay_s = error.delay_s if isinstance(error, errors.Retry) else None
+            delay_s = error.delay_s if isinstance(error, failures.Retry) else None
             return _retry_or_fail(task, error_info(error), delay_s, now, rng)
 
 

@@ -22,9 +22,9 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from consumers import lifecycle
 from consumers.decode import InvalidTask, ReceivedTask, decode
-from consumers.errors import TaskFailure
+from consumers.failures import TaskFailure
 from consumers.task_handler import RunTask
-from contracts import topology as names
+from contracts import names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status

@@ -3,6 +3,7 @@ GATEWAY_WORKERS processes."""
 
 from __future__ import annotations
 
+import click
 import uvicorn
 
 from gateway.app import create_app
@@ -11,6 +12,7 @@ from infra.settings import Settings
 
 
 def main() -> None:
+    """Serve the HTTP API until SIGTERM."""
     settings = Settings()
     configure_logging(settings, "gateway")
     several = settings.gateway_workers > 1
@@ -21,6 +23,12 @@ def main() -> None:
         host=settings.gateway_host, port=settings.gateway_port, log_config=None,
         access_log=settings.gateway_access_log, loop="uvloop", http="httptools",
     )
+
+
+@click.command("gateway")
+def command() -> None:
+    """Serve the HTTP API (as `python -m gateway`)."""
+    main()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway.deps import Services
-from gateway.errors import install_error_handlers
+from gateway.error_responses import install_error_handlers
 from gateway.observability import install_observability
 from gateway.routes import router
 from infra.composition import connected_task_service

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Response, status
 
 from gateway.deps import ServicesDep
-from gateway.schemas import Health, Readiness, TaskAccepted, TaskRequest, TaskView
+from gateway.http_models import Health, Readiness, TaskAccepted, TaskRequest, TaskView
 from service.health import readiness
 from service.replay import replay_task
 from service.submit import submit

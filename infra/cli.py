@@ -1,24 +1,31 @@
-"""`taskproc`: run the whole system, start local services, and inspect the topology."""
+"""`taskproc`: one command for every verb: inspect the topology and schemas, repair dead letters,
+run each process, and (in a development install) run the whole system and its local services.
+
+The process verbs (`gateway`, `worker`, `projector`) and the development verbs (`run`,
+`services`) come from the packages above infra through the `taskproc.commands` entry-point
+group, so infra imports none of them; a verb whose package is absent (devtools in the Docker
+image) is left out without an error.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from importlib.metadata import EntryPoint, entry_points
 
+import click
+
+from contracts.json_schema import json_schemas
+from contracts.names import dead_queue
 from contracts.registry import TASK_TYPES, task_type_names
-from contracts.schemas import json_schemas
-from contracts.topology import dead_queue
-from infra import services
 from infra.broker import Broker, PublishError
-from infra.composition import mongo_adapters, replay_ports
+from infra.composition import MongoAdapters, mongo_adapters, replay_ports
 from infra.logging import configure_logging
 from infra.replay import BrokerDeadLetterQueue
 from infra.settings import Settings
-from infra.supervisor import Supervisor
 from infra.topology import build_topology, declare_on, definitions
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import StoreUnavailable
@@ -26,58 +33,142 @@ from service.replay import Outcome, ReplayPorts, replay_letter
 
 log = logging.getLogger("taskproc")
 
-
-def _run(settings: Settings, args: argparse.Namespace) -> int:
-    return Supervisor(settings).run()
-
-
-def _services_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Start RabbitMQ and nx-27017 if they are not running, and leave them running."""
-    services.ensure_local(settings.rabbitmq_url, settings.mongodb_url)
-    log.info("RabbitMQ and MongoDB are up")
-    return 0
-
-
-def _topology_export(settings: Settings, args: argparse.Namespace) -> int:
-    document = definitions(build_topology(TASK_TYPES), vhost=args.vhost)
-    json.dump(document, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
-
-
-def _schemas(settings: Settings, args: argparse.Namespace) -> int:
-    json.dump(json_schemas(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
-
-
-def _topology_declare(settings: Settings, args: argparse.Namespace) -> int:
-    asyncio.run(declare_on(settings.rabbitmq_url, build_topology(TASK_TYPES)))
-    log.info("topology declared on %s", settings.rabbitmq_url.rsplit("@", 1)[-1])
-    return 0
-
-
+PLUGIN_GROUP = "taskproc.commands"
 CLI_APP_ID = "taskproc-cli"
 
+_Action = Callable[[Broker, MongoAdapters], Awaitable[int]]
 
-def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+
+def settings_for(role: str) -> Settings:
+    """The settings from the environment, with logging configured for `role`."""
+    settings = Settings()
+    configure_logging(settings, role)
+    return settings
+
+
+def plugin_commands(found: Iterable[EntryPoint]) -> dict[str, click.Command]:
+    """The commands the entry points name, skipping those whose own package is not installed."""
+    commands: dict[str, click.Command] = {}
+    for entry in found:
+        try:
+            command = entry.load()
+        except ModuleNotFoundError as error:
+            if error.name is not None and _is_package_of(error.name, entry.module):
+                log.debug("taskproc %s: %s is not installed", entry.name, error.name)
+                continue
+            raise
+        if not isinstance(command, click.Command):
+            raise TypeError(f"entry point {entry.value} is not a click command")
+        commands[entry.name] = command
+    return commands
+
+
+def _is_package_of(missing: str, module: str) -> bool:
+    return module == missing or module.startswith(missing + ".")
+
+
+class Taskproc(click.Group):
+    """The built-in verbs plus those of the `taskproc.commands` entry points."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._plugins: dict[str, click.Command] | None = None
+
+    def plugins(self) -> dict[str, click.Command]:
+        if self._plugins is None:
+            self._plugins = plugin_commands(entry_points(group=PLUGIN_GROUP))
+        return self._plugins
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self.plugins().get(cmd_name)
+
+
+@click.group(cls=Taskproc, help=__doc__.split("\n\n")[0],
+             context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    pass
+
+
+@cli.group()
+def topology() -> None:
+    """The RabbitMQ topology."""
+
+
+@topology.command("export")
+@click.option("--vhost", default="/", show_default=True, help="the vhost the file names")
+def topology_export(vhost: str) -> None:
+    """Print a RabbitMQ definitions file."""
+    settings_for("topology")
+    document = definitions(build_topology(TASK_TYPES), vhost=vhost)
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@topology.command("declare")
+def topology_declare() -> None:
+    """Declare it on RABBITMQ_URL."""
+    settings = settings_for("topology")
+    asyncio.run(declare_on(settings.rabbitmq_url, build_topology(TASK_TYPES)))
+    log.info("topology declared on %s", settings.rabbitmq_url.rsplit("@", 1)[-1])
+
+
+@cli.command()
+def schemas() -> None:
+    """Print the JSON Schema of every message."""
+    settings_for("schemas")
+    json.dump(json_schemas(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@cli.group("dead-letters")
+def dead_letters() -> None:
+    """List or replay tasks.<type>.dead."""
+
+
+TASK_TYPE = click.argument("task_type", type=click.Choice(task_type_names()))
+
+
+@dead_letters.command("list")
+@TASK_TYPE
+def dead_letters_list(task_type: str) -> None:
+    """Show the dead letters of a task type."""
+    settings = settings_for("dead-letters")
+    sys.exit(_dead_letters(settings, lambda broker, mongo: _list_dead_letters(
+        broker, mongo.dead_letters, task_type)))
+
+
+@dead_letters.command("replay")
+@TASK_TYPE
+@click.argument("task_ids", nargs=-1, metavar="[TASK_ID]...")
+@click.option("--all", "replay_all", is_flag=True, help="replay every dead letter")
+def dead_letters_replay(task_type: str, task_ids: tuple[str, ...], replay_all: bool) -> None:
+    """Run dead letters again: same task id, attempts start at 1."""
+    if replay_all == bool(task_ids):
+        raise click.UsageError("give either --all or one or more TASK_IDs")
+    settings = settings_for("dead-letters")
+    chosen = None if replay_all else set(task_ids)
+    sys.exit(_dead_letters(settings, lambda broker, mongo: _replay_dead_letters(
+        replay_ports(settings, broker, mongo.tasks, mongo.dead_letters, replayed_by=CLI_APP_ID),
+        task_type, chosen)))
+
+
+def _dead_letters(settings: Settings, action: _Action) -> int:
     try:
-        return asyncio.run(_dead_letters_async(settings, args))
+        return asyncio.run(_with_clients(settings, action))
     except (StoreUnavailable, PublishError) as error:
         log.error("%s", error)
         return 1
 
 
-async def _dead_letters_async(settings: Settings, args: argparse.Namespace) -> int:
+async def _with_clients(settings: Settings, action: _Action) -> int:
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name="taskproc dead-letters")
     mongo = mongo_adapters(settings)
     try:
-        if args.action == "list":
-            return await _list_dead_letters(broker, mongo.dead_letters, args.task_type)
-        ports = replay_ports(settings, broker, mongo.tasks, mongo.dead_letters,
-                             replayed_by=CLI_APP_ID)
-        return await _replay_dead_letters(ports, args)
+        return await action(broker, mongo)
     finally:
         await broker.close()
         await mongo.close()
@@ -93,9 +184,8 @@ async def _list_dead_letters(
     return 0
 
 
-async def _replay_dead_letters(ports: ReplayPorts, args: argparse.Namespace) -> int:
-    """Replay the chosen letters of the queue; drop the stale copies of replayed ones."""
-    chosen = None if args.all else set(args.task_ids)
+async def _replay_dead_letters(ports: ReplayPorts, task_type: str, chosen: set[str] | None) -> int:
+    """Replay the chosen letters (all when None); drop the stale copies of replayed ones."""
     replayed: list[DeadLetter] = []
     stale: list[DeadLetter] = []
 
@@ -106,12 +196,12 @@ async def _replay_dead_letters(ports: ReplayPorts, args: argparse.Namespace) -> 
         (replayed if outcome is Outcome.REPLAYED else stale).append(letter)
         return True
 
-    await ports.queue.scan(args.task_type, take)
+    await ports.queue.scan(task_type, take)
     _print_letters(replayed, {})
     for letter in stale:
         print(f"dropped stale copy: {letter.task_id} (run {letter.run} was replayed already)",
               file=sys.stderr)
-    print(f"{len(replayed)} replayed from {dead_queue(args.task_type)}", file=sys.stderr)
+    print(f"{len(replayed)} replayed from {dead_queue(task_type)}", file=sys.stderr)
     if chosen is None:
         return 0
     missing = chosen - {letter.task_id for letter in [*replayed, *stale]}
@@ -132,48 +222,10 @@ def _print_letters(letters: list[DeadLetter], archived: Mapping[str, DeadLetter]
               f"{state:<10} {letter.last_error or ''}")
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="taskproc", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run every process in the foreground").set_defaults(
-        handler=_run)
-    up = commands.add_parser("services", help="start RabbitMQ and nx-27017 if not running")
-    up.set_defaults(handler=_services_up)
-    topology = commands.add_parser("topology", help="the RabbitMQ topology")
-    topology_commands = topology.add_subparsers(dest="action", required=True)
-    export = topology_commands.add_parser("export", help="print a RabbitMQ definitions file")
-    export.add_argument("--vhost", default="/")
-    export.set_defaults(handler=_topology_export)
-    topology_commands.add_parser("declare", help="declare it on RABBITMQ_URL").set_defaults(
-        handler=_topology_declare)
-    commands.add_parser("schemas", help="print the JSON Schema of every message").set_defaults(
-        handler=_schemas)
-    dead = commands.add_parser("dead-letters", help="list or replay tasks.<type>.dead")
-    dead_commands = dead.add_subparsers(dest="action", required=True)
-    listing = dead_commands.add_parser("list", help="show the dead letters of a task type")
-    listing.add_argument("task_type", choices=task_type_names())
-    listing.set_defaults(handler=_dead_letters)
-    again = dead_commands.add_parser(
-        "replay", help="run dead letters again: same task id, attempts start at 1")
-    again.add_argument("task_type", choices=task_type_names())
-    which = again.add_mutually_exclusive_group(required=True)
-    which.add_argument("--all", action="store_true", help="replay every dead letter")
-    which.add_argument("task_ids", nargs="*", default=[], metavar="TASK_ID")
-    again.set_defaults(handler=_dead_letters)
-    return root
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    settings = Settings()
-    configure_logging(settings, "supervisor" if args.command == "run" else args.command)
-    try:
-        code: int = args.handler(settings, args)
-    except services.ServiceError as error:
-        log.error("%s", error)
-        return 1
-    return code
+def main(argv: list[str] | None = None) -> None:
+    """Run `taskproc` with `argv` (the process's arguments when None); exits with its status."""
+    cli.main(args=argv, prog_name="taskproc")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,8 +17,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from infra.store import StoreUnavailable
 from service.dead_letters import DeadLetter, ReplayClaim, letter_id
+from service.errors import StoreUnavailable
 
 # BSON documents stop at 16 MiB; a larger body is left in the queue alone.
 MAX_KEPT_BODY = 8 * 1024 * 1024

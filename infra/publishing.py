@@ -8,7 +8,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from contracts import topology as names
+from contracts import names
 from contracts.messages import StatusEvent, TaskEnvelope
 from infra.broker import Broker, persistent_message
 

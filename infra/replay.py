@@ -16,7 +16,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from contracts import topology as names
+from contracts import names
 from infra.amqp_codec import header_int, header_str, task_id_of
 from infra.broker import Broker, persistent_message
 from infra.publishing import BROKER_HEADERS

@@ -21,10 +21,7 @@ from contracts.messages import StatusEvent
 from contracts.projection import TaskState, apply
 from infra.expiry import Expiry, ServerKind, server_kind
 from infra.mongo import store_errors
-
-# Re-exported for consumers/projector.py, which imports it from here; new code imports it from
-# service.errors.
-from service.errors import StoreUnavailable as StoreUnavailable
+from service.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

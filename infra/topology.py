@@ -8,7 +8,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, ExchangeType
 
-from contracts import topology as names
+from contracts import names
 from contracts.registry import TaskSpec
 
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}

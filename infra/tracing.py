@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from contracts import topology as names
+from contracts import names
 from contracts.messages import StatusEvent
 from contracts.statuses import Status as TaskStatus
 from infra.middleware import Attempt, Middleware, Outcome, ProjectedEvent

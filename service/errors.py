@@ -1,6 +1,6 @@
 """The service layer's errors: one tree, each a thing a caller can act on.
 
-The gateway maps each to an HTTP answer (gateway/errors.py); nothing here knows of HTTP.
+The gateway maps each to an HTTP answer (gateway/error_responses.py); nothing here knows of HTTP.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from datetime import timedelta
 from enum import Enum
 
 from contracts.messages import StatusEvent, utcnow
+from contracts.names import dead_queue
 from contracts.projection import TaskState
 from contracts.statuses import Status
-from contracts.topology import dead_queue
 from service.dead_letters import (
     DeadLetter,
     DeadLetterArchive,

@@ -12,7 +12,9 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from contracts.messages import StatusEvent, utcnow
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from contracts.messages import StatusEvent
 from contracts.projection import TaskState, apply
 from service.errors import StoreUnavailable
 from service.ports import TaskReadModel
@@ -48,16 +50,18 @@ class Unrecorded:
         await asyncio.gather(*self._retries, return_exceptions=True)
 
     async def _record_when_back(self, event: StatusEvent, read_model: TaskReadModel) -> None:
-        pause = self._first_pause_s
-        deadline = utcnow() + self._retry_for
+        # The record just failed: the first try waits a pause too, then each pause doubles.
+        retrying = AsyncRetrying(
+            wait=wait_exponential(multiplier=2 * self._first_pause_s, max=self._longest_pause_s),
+            retry=retry_if_exception_type(StoreUnavailable),
+            stop=stop_after_delay(self._retry_for.total_seconds()), reraise=True,
+        )
         try:
-            while utcnow() < deadline:
-                await asyncio.sleep(pause)
-                try:
+            await asyncio.sleep(self._first_pause_s)
+            async for attempt in retrying:
+                with attempt:
                     await read_model.apply(event)
-                    return
-                except StoreUnavailable:
-                    pause = min(pause * 2, self._longest_pause_s)
+        except StoreUnavailable:
             log.warning("task %s: gave up recording `queued`; the projector will", event.task_id)
         finally:
             self._states.pop(event.task_id, None)

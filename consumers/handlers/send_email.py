@@ -9,7 +9,7 @@ from typing import Any
 import aiosmtplib
 
 from consumers.context import TaskContext
-from consumers.errors import PermanentFailure, Retry
+from consumers.failures import PermanentFailure, Retry
 from contracts.payloads import SendEmailPayload
 
 

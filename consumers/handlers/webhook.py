@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from consumers.context import TaskContext
-from consumers.errors import PermanentFailure, Retry
+from consumers.failures import PermanentFailure, Retry
 from contracts.payloads import WebhookPayload
 from infra.settings import Settings
 

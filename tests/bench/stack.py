@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contracts import topology as names
+from contracts import names
 from contracts.registry import task_type_names
 from tests.bench.leftovers import Leftovers
 from tests.support import readiness
@@ -52,7 +52,7 @@ class Stack:
         commands = [("gateway", ["-m", "gateway"])]
         commands += [(f"{name}-worker", ["-m", "consumers", "worker", name])
                      for name in task_type_names()]
-        commands.append(("projector", ["-m", "consumers", "projector"]))
+        commands.append(("projector", ["-m", "projector"]))
         stack.processes = [ServiceProcess(name, args, env, log_dir, own_session=True)
                            for name, args in commands]
         return stack

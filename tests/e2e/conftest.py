@@ -17,7 +17,7 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractQueue
 
-from contracts import topology as names
+from contracts import names
 from contracts.registry import task_type_names
 from contracts.statuses import TERMINAL
 from tests.support import processes
@@ -96,7 +96,7 @@ def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> Ite
         **dict.fromkeys(processes.PROJECTOR_QUEUES, 0)})
     consumers = [ServiceProcess(f"{name}-worker", ["-m", "consumers", "worker", name], env,
                                 module_log_dir).start() for name in task_type_names()]
-    projector = ServiceProcess("projector", ["-m", "consumers", "projector"], env,
+    projector = ServiceProcess("projector", ["-m", "projector"], env,
                                module_log_dir).start()
     started = [*consumers, projector]
     try:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from contracts import topology as names
+from contracts import names
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
 from tests.support.amqp import Queues

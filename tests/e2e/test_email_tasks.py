@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from contracts import topology as names
+from contracts import names
 from tests.e2e.conftest import MAIL_FROM, Api, EventTap
 from tests.support.amqp import Queues
 from tests.support.receivers import SmtpSink

@@ -14,7 +14,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractQueue
 
-from contracts import topology as names
+from contracts import names
 from contracts.registry import task_type_names
 from tests.e2e.conftest import Api
 from tests.support.services import Backends

@@ -66,7 +66,7 @@ def observed(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> I
     started: list[ServiceProcess] = []
     try:
         started.append(processes.worker("sleep", env, module_log_dir))
-        projector = ServiceProcess("projector", ["-m", "consumers", "projector"], env,
+        projector = ServiceProcess("projector", ["-m", "projector"], env,
                                    module_log_dir).start()
         started.append(projector)
         projector.wait_for_log("projecting")

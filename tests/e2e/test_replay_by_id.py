@@ -15,7 +15,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from pymongo import AsyncMongoClient
 
-from contracts import topology as names
+from contracts import names
 from tests.e2e.conftest import Api
 from tests.e2e.test_replay import failed_task, taskproc
 from tests.support.amqp import Queues

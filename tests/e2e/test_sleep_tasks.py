@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from contracts import topology as names
+from contracts import names
 from tests.e2e.conftest import Api, EventTap
 from tests.support.amqp import Queues
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contracts.topology import task_queue
+from contracts.names import task_queue
 from tests.e2e.conftest import system_env
 from tests.support.processes import ServiceProcess
 from tests.support.readiness import wait_for_consumers

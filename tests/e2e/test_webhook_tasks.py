@@ -9,7 +9,7 @@ import uuid
 import aio_pika
 import pytest
 
-from contracts import topology as names
+from contracts import names
 from tests.e2e.conftest import Api, EventTap
 from tests.support.amqp import Queues
 from tests.support.receivers import Delivery, WebhookReceiver

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from contracts import topology as names
+from contracts import names
 from contracts.statuses import Status
 from tests.faults.amqp import drain
 from tests.faults.crashing_worker import CRASH_EXIT_CODE, CRASH_PATH

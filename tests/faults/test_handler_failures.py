@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from contracts import topology as names
+from contracts import names
 from contracts.statuses import Status
 from tests.faults.amqp import drain
 from tests.faults.scoreboard import Expect, Row

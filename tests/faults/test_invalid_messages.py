@@ -11,7 +11,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from contracts import topology as names
+from contracts import names
 from contracts.statuses import Status
 from tests.faults.amqp import Kept, drain, raw_channel
 from tests.faults.scoreboard import Expect, Row

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts import topology as names
+from contracts import names
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
 from infra.broker import Broker

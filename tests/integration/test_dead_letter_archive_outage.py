@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import aio_pika
 import pytest
 
-from consumers.projector import Projector
-from contracts import topology as names
+from contracts import names
 from contracts.registry import TASK_TYPES
 from infra.broker import Broker
 from infra.dead_letters import MongoDeadLetterArchive
@@ -20,6 +19,7 @@ from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
+from projector.runtime import Projector
 from tests.support.amqp import Queues
 from tests.support.services import MongoServer
 from tests.support.waiting import eventually

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.bootstrap import run_projector, run_worker
+from consumers.bootstrap import run_worker
 from consumers.context import TaskContext
 from consumers.task_handler import TaskHandler
 from contracts.payloads import SleepPayload
@@ -31,6 +31,7 @@ from contracts.registry import SLEEP, task_type_names
 from gateway.app import create_app
 from infra.logging import configure_logging
 from infra.settings import Settings
+from projector.bootstrap import run_projector
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration

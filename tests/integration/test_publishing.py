@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import aio_pika
 import pytest
 
-from contracts import topology as names
+from contracts import names
 from contracts.messages import TaskEnvelope
 from contracts.registry import TASK_TYPES
 from infra.broker import Broker, BrokerUnavailable, Unroutable, persistent_message

@@ -14,9 +14,8 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from consumers.handlers import HANDLERS
-from consumers.projector import Projector
 from consumers.worker import Worker
-from contracts import topology as names
+from contracts import names
 from contracts.projection import TaskState
 from contracts.registry import TASK_TYPES, WEBHOOK
 from contracts.statuses import Status
@@ -26,6 +25,7 @@ from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
+from projector.runtime import Projector
 from tests.support.amqp import Queues
 from tests.support.receivers import WebhookReceiver
 from tests.support.waiting import eventually

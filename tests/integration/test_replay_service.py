@@ -15,7 +15,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractQueue
 
-from contracts import topology as names
+from contracts import names
 from contracts.messages import ErrorInfo, StatusEvent, utcnow
 from contracts.registry import TASK_TYPES
 from contracts.statuses import Status

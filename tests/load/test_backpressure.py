@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from contracts.messages import TaskEnvelope, utcnow
+from contracts.names import task_queue
 from contracts.registry import get_spec
-from contracts.topology import task_queue
 from infra.broker import Broker
 from infra.publishing import publish_task
 from tests.support import processes

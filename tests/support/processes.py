@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from contracts import topology as names
+from contracts import names
 from tests.support import procfs
 from tests.support.readiness import wait_for_consumers, wait_for_consumers_gone, wait_for_http
 from tests.support.services import Backends
@@ -166,9 +166,9 @@ def wait_worker(process: ServiceProcess, env: Mapping[str, str], task_type: str,
 
 def projector(env: Mapping[str, str], log_dir: Path, name: str = "projector", *,
               consumers: int = 1) -> ServiceProcess:
-    """Start `python -m consumers projector`; return once it consumes its three queues."""
+    """Start `python -m projector`; return once it consumes its three queues."""
     wait_for_consumers_gone(env["RABBITMQ_URL"], dict.fromkeys(PROJECTOR_QUEUES, consumers - 1))
-    process = ServiceProcess(name, ["-m", "consumers", "projector"], env, log_dir).start()
+    process = ServiceProcess(name, ["-m", "projector"], env, log_dir).start()
     with _killed_unless_ready(process):
         wait_projector(process, env, consumers)
     return process

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from consumers.decode import InvalidTask, decode
-from contracts import topology as names
+from contracts import names
 from contracts.payloads import SleepPayload
 from contracts.registry import get_spec
 from infra.amqp_codec import derived_task_id, task_id_of

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.errors import PermanentFailure, Retry
+from consumers.failures import PermanentFailure, Retry
 from consumers.lifecycle import (
     AttemptOutcome,
     Decision,

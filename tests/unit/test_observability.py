@@ -25,13 +25,14 @@ from prometheus_client import REGISTRY
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
-from infra import services, tracing
+from devtools import local_services as services
+from devtools.supervisor import metrics_urls
+from infra import tracing
 from infra.logging import JsonFormatter, TaskFieldsFilter, TaskLogContext, TextFormatter
 from infra.metrics import MetricsMiddleware, metrics_server
 from infra.middleware import Attempt, Middlewares, Outcome, ProjectedEvent
 from infra.observability import metrics_port, task_middleware
 from infra.settings import Settings
-from infra.supervisor import metrics_urls
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

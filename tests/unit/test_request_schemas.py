@@ -9,7 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.payloads import SendEmailPayload, SleepPayload, WebhookPayload
 from contracts.registry import get_spec, task_type_names
-from gateway.schemas import TaskRequest
+from gateway.http_models import TaskRequest
 
 REQUESTS = TypeAdapter(TaskRequest)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from aio_pika.abc import ExchangeType
 
-from contracts import topology as names
+from contracts import names
 from contracts.registry import TASK_TYPES, TaskSpec, task_type_names
 from infra.topology import Queue, Topology, build_topology, definitions
 

@@ -15,9 +15,9 @@ from aio_pika.abc import AbstractMessage
 
 from consumers.context import JSON
 from consumers.decode import ReceivedTask
-from consumers.errors import PermanentFailure, Retry
+from consumers.failures import PermanentFailure, Retry
 from consumers.worker import Worker
-from contracts import topology as names
+from contracts import names
 from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.broker import Broker, BrokerUnavailable

@@ -1,4 +1,4 @@
-"""`python -m infra.mail_sink`: a local SMTP server that logs each message it accepts.
+"""`python -m devtools.mail_sink`: a local SMTP server that logs each message it accepts.
 
 For `make run` and demos only; a deployment points SMTP_HOST at a real server.
 """
@@ -43,7 +43,7 @@ async def serve(host: str, port: int) -> None:
 
 def main() -> None:
     settings = Settings()
-    parser = argparse.ArgumentParser(prog="python -m infra.mail_sink", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.mail_sink", description=__doc__)
     parser.add_argument("--host", default=settings.smtp_host)
     parser.add_argument("--port", type=int, default=settings.smtp_port)
     args = parser.parse_args()

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from contracts.registry import task_type_names
-from infra import services
+from devtools import local_services as services
 from infra.observability import PROJECTOR, metrics_port
 from infra.settings import Settings
 
@@ -46,9 +46,9 @@ def children(settings: Settings, *, with_mail_sink: bool) -> list[Child]:
     result = [Child("gateway", [python, "-m", "gateway"])]
     result += [Child(f"{name}-worker", [python, "-m", "consumers", "worker", name])
                for name in task_type_names()]
-    result.append(Child("projector", [python, "-m", "consumers", "projector"]))
+    result.append(Child("projector", [python, "-m", "projector"]))
     if with_mail_sink:
-        result.append(Child("mail-sink", [python, "-m", "infra.mail_sink"]))
+        result.append(Child("mail-sink", [python, "-m", "devtools.mail_sink"]))
     return result
 
 

@@ -1,0 +1,38 @@
+"""The development verbs of `taskproc`, attached through the `taskproc.commands` entry points:
+`taskproc run` (every process, supervised) and `taskproc services` (RabbitMQ and nx-27017)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from devtools import local_services
+from devtools.supervisor import Supervisor
+from infra.cli import settings_for
+
+log = logging.getLogger("taskproc")
+
+
+@click.command()
+def run() -> None:
+    """Run every process, restarting any that dies."""
+    settings = settings_for("supervisor")
+    try:
+        sys.exit(Supervisor(settings).run())
+    except local_services.ServiceError as error:
+        log.error("%s", error)
+        sys.exit(1)
+
+
+@click.command()
+def services() -> None:
+    """Start RabbitMQ and nx-27017 if not running."""
+    settings = settings_for("services")
+    try:
+        local_services.ensure_local(settings.rabbitmq_url, settings.mongodb_url)
+    except local_services.ServiceError as error:
+        log.error("%s", error)
+        sys.exit(1)
+    log.info("RabbitMQ and MongoDB are up")
