@@ -106,7 +106,9 @@ async def checked_addresses(
 
     All must pass: a name that resolves to a public and a private address is refused, whichever
     one a connection would have picked."""
-    addresses = [ip_address(text.split("%", 1)[0]) for text in await resolve(host, port)]
+    # An IP literal needs no lookup; a name is looked up once, here and nowhere else.
+    texts = [host] if _literal(host) else await resolve(host, port)
+    addresses = [ip_address(text.split("%", 1)[0]) for text in texts]
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     for address in addresses:
@@ -116,6 +118,13 @@ async def checked_addresses(
                         host, address, why)
             raise DestinationNotAllowed(host)
     return addresses
+
+
+def _literal(host: str) -> Address | None:
+    try:
+        return ip_address(host)
+    except ValueError:
+        return None
 
 
 def describe(allowed: Sequence[Network]) -> str:
