@@ -10,6 +10,7 @@ slip through. Proxies from the environment are ignored: a proxy would do its own
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
@@ -73,11 +74,12 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (its request mapping and error translation), on a pool whose
     connections are opened by `PinnedBackend`."""
 
-    def __init__(self, *, resolve: Resolve, allowed: Sequence[Network]) -> None:
+    def __init__(self, *, resolve: Resolve, allowed: Sequence[Network],
+                 verify: ssl.SSLContext | None = None) -> None:
         super().__init__(trust_env=False)
         # httpx offers no network-backend argument; its pool is the one attribute it uses.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=verify or httpx.create_ssl_context(trust_env=False),
             network_backend=PinnedBackend(resolve=resolve, allowed=allowed),
             max_connections=_LIMITS.max_connections,
             max_keepalive_connections=_LIMITS.max_keepalive_connections,
@@ -87,11 +89,13 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
 
 @asynccontextmanager
 async def egress_client(
-    allowed: Sequence[Network], *, resolve: Resolve = system_resolve
+    allowed: Sequence[Network], *, resolve: Resolve = system_resolve,
+    verify: ssl.SSLContext | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client that refuses destinations outside public addresses and `allowed`; it follows no
-    redirect and reads no proxy settings from the environment."""
-    transport = PinnedTransport(resolve=resolve, allowed=allowed)
+    redirect and reads no proxy settings from the environment. `verify`: the TLS context
+    (default: the system's CAs, host names checked)."""
+    transport = PinnedTransport(resolve=resolve, allowed=allowed, verify=verify)
     async with httpx.AsyncClient(transport=transport, follow_redirects=False,
                                  trust_env=False) as client:
         yield client

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import ssl
+import subprocess
 import time
 import tracemalloc
 import uuid
@@ -14,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -313,3 +317,76 @@ async def test_the_start_up_hook_logs_what_webhooks_may_reach(
 
     assert "webhook destinations allowed: public addresses and 127.0.0.0/8" in caplog.text
     assert "public addresses only" in caplog.text
+
+
+@dataclass
+class TlsServer:
+    """An HTTPS server on 127.0.0.1 with a certificate for `name` only; it records the SNI name
+    and the Host header each request brought."""
+
+    name: str
+    directory: Path
+    sni: list[str | None] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    port: int = 0
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client's default verification, trusting this server's certificate as its CA."""
+        return ssl.create_default_context(cafile=str(self.directory / "cert.pem"))
+
+    def _record_sni(self, _socket: ssl.SSLObject, name: str | None,
+                    _context: ssl.SSLContext) -> None:
+        self.sni.append(name)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        self.hosts += [line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                       if line.lower().startswith("host:")]
+        writer.write(_head("Content-Length: 2\r\n") + b"ok")
+        await writer.drain()
+        writer.close()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[TlsServer]:
+        await asyncio.to_thread(
+            subprocess.run,
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", str(self.directory / "key.pem"), "-out", str(self.directory / "cert.pem"),
+             "-subj", f"/CN={self.name}", "-addext", f"subjectAltName=DNS:{self.name}"],
+            check=True, capture_output=True)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.directory / "cert.pem", self.directory / "key.pem")
+        context.sni_callback = self._record_sni
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)
+        self.port = server.sockets[0].getsockname()[1]
+        async with server:
+            yield self
+            server.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_to_a_pinned_address_verifies_the_url_host_name(tmp_path: Path) -> None:
+    async with TlsServer("hooks.example.test", tmp_path).running() as server:
+        resolve = StubResolver({"hooks.example.test": [["127.0.0.1"]],
+                                "other.example.test": [["127.0.0.1"]]})
+        config = settings(LOOPBACK)
+        async with egress_client(config.webhook_allowed_networks, resolve=resolve,
+                                 verify=server.client_context()) as client:
+            context = TaskContext(task_id="tls", task_type="webhook", attempt=1, run=1,
+                                  settings=config, clients=client)
+            good = WebhookPayload.model_validate(
+                {"url": f"https://hooks.example.test:{server.port}/in"})
+            wrong = WebhookPayload.model_validate(
+                {"url": f"https://other.example.test:{server.port}/in"})
+
+            result = await call_webhook(good, context)
+            with pytest.raises(Retry) as refused:
+                await call_webhook(wrong, context)
+
+    assert result == {"status_code": 200, "body": "ok"}
+    assert server.hosts == [f"hooks.example.test:{server.port}"]
+    # SNI names the URL's host, and the certificate was checked against that name, not the IP:
+    # the same address under a name the certificate lacks fails verification.
+    assert server.sni[0] == "hooks.example.test"
+    assert "other.example.test" in server.sni
+    assert "certificate" in str(refused.value).lower()
