@@ -54,7 +54,7 @@ async def call_webhook(
     except httpx.LocalProtocolError as error:
         # Its text may quote a header of the payload: the type only.
         raise PermanentFailure(f"{target}: request refused ({type(error).__name__})") from None
-    except httpx.TransportError as error:
+    except httpx.RequestError as error:  # connection, protocol and decoding errors
         raise Retry(f"{target}: {type(error).__name__}: {error}") from error
     text = _text(body.data, response.charset_encoding)
     summary = {"status_code": response.status_code, "body": text}

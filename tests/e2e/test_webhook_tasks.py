@@ -10,7 +10,7 @@ import aio_pika
 import pytest
 
 from contracts import topology as names
-from tests.e2e.conftest import Api, EventTap
+from tests.e2e.conftest import Api, EventTap, System
 from tests.support.amqp import Queues
 from tests.support.receivers import Delivery, WebhookReceiver
 from tests.support.waiting import eventually
@@ -161,7 +161,8 @@ SECRET = "s3cr3t-e2e-never-shown"
 
 
 async def test_a_failed_webhook_shows_neither_its_query_nor_its_header_values(
-    api: Api, webhook_receiver: WebhookReceiver, queues: Queues, events: EventTap
+    api: Api, webhook_receiver: WebhookReceiver, queues: Queues, events: EventTap,
+    system: System,
 ) -> None:
     path = unique_path("secret")
     webhook_receiver.answers[path] = [403]
@@ -180,6 +181,8 @@ async def test_a_failed_webhook_shows_neither_its_query_nor_its_header_values(
     assert dead is not None
     shown = [json.dumps(done), json.dumps(failed), str(dead.headers)]
     assert not [text for text in shown if SECRET in text]
+    logged = [process.name for process in system.processes if SECRET in process.log()]
+    assert logged == []
 
 
 async def test_a_direct_publish_with_credentials_in_the_url_is_quarantined(
