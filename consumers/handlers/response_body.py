@@ -10,18 +10,11 @@ bounds the time.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 
 import httpx
 
 # Raw bytes read beyond the limit at most: room for compression headers and one network chunk.
 _RAW_SLACK = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Body:
-    data: bytes
-    truncated: bool
 
 
 class _Decoder:
@@ -61,18 +54,18 @@ def _coding(response: httpx.Response) -> str:
     return "identity"
 
 
-async def read_limited(response: httpx.Response, limit: int) -> Body:
-    """The first `limit` bytes of the decoded body; `truncated` when more was there."""
+async def read_limited(response: httpx.Response, limit: int) -> bytes:
+    """The first `limit` bytes of the decoded body; the rest is not read."""
     decoder = _Decoder(_coding(response))
     kept = bytearray()
     raw_read = 0
     async for chunk in response.aiter_raw():
         raw_read += len(chunk)
         try:
-            # One byte past the limit tells a body that fills it exactly from a longer one.
-            kept += decoder.decode(chunk, limit + 1 - len(kept))
+            # Never 0, which zlib reads as "no limit".
+            kept += decoder.decode(chunk, max(limit - len(kept), 1))
         except zlib.error as error:
             raise httpx.DecodingError(f"invalid {_coding(response)} body") from error
-        if len(kept) > limit or raw_read > limit + _RAW_SLACK:
-            return Body(bytes(kept[:limit]), truncated=True)
-    return Body(bytes(kept), truncated=False)
+        if len(kept) >= limit or raw_read > limit + _RAW_SLACK:
+            break
+    return bytes(kept[:limit])

@@ -56,7 +56,7 @@ async def call_webhook(
         raise PermanentFailure(f"{target}: request refused ({type(error).__name__})") from None
     except httpx.RequestError as error:  # connection, protocol and decoding errors
         raise Retry(f"{target}: {type(error).__name__}: {error}") from error
-    text = _text(body.data, response.charset_encoding)
+    text = _text(body, response.charset_encoding)
     summary = {"status_code": response.status_code, "body": text}
     if response.is_success:
         return summary
