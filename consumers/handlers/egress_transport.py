@@ -25,7 +25,6 @@ from consumers.handlers.egress import Network, Resolve, checked_addresses, syste
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
 
 
-
 class PinnedBackend(AsyncNetworkBackend):
     """Resolves once, checks, and connects to the checked addresses in the resolver's order."""
 
