@@ -8,6 +8,7 @@ everything it started, and only that.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from contracts.registry import task_type_names
 from devtools import local_services as services
 from infra.observability import PROJECTOR, metrics_port
-from infra.settings import Settings
+from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 
 log = logging.getLogger("supervisor")
 
@@ -36,9 +37,17 @@ class Child:
 
     def start(self) -> None:
         # Its own session: a Ctrl-C reaches the supervisor only, which stops children in order.
-        self.process = subprocess.Popen(self.command, start_new_session=True)
+        self.process = subprocess.Popen(self.command, start_new_session=True, env=dev_env())
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
+
+
+def dev_env() -> dict[str, str]:
+    """The children's environment: this one, with the development profile's defaults. Webhooks
+    may reach loopback (a local receiver), unless WEBHOOK_ALLOWED_NETWORKS says otherwise."""
+    env = dict(os.environ)
+    env.setdefault("WEBHOOK_ALLOWED_NETWORKS", DEV_WEBHOOK_ALLOWED_NETWORKS)
+    return env
 
 
 def children(settings: Settings, *, with_mail_sink: bool) -> list[Child]:
@@ -83,6 +92,8 @@ class Supervisor:
             log.info("gateway on http://%s:%d, RabbitMQ console on http://127.0.0.1:15672 "
                      "- Ctrl-C stops everything", self._settings.gateway_host,
                      self._settings.gateway_port)
+            log.info("development profile: webhooks may reach public addresses and %s",
+                     dev_env()["WEBHOOK_ALLOWED_NETWORKS"] or "nothing else")
             log.info("Prometheus metrics: %s", ", ".join(
                 f"{name} {url}" for name, url in metrics_urls(self._settings)))
             while not self._stopping:

@@ -134,4 +134,7 @@ def configure_logging(settings: Settings, process: str) -> None:
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
     logging.getLogger("aio_pika.tools").setLevel(logging.CRITICAL)
     logging.getLogger("pymongo").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO: a webhook's query string may hold a secret.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)

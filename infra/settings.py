@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
-from typing import Literal
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# What the development profile allows webhooks to reach: this machine's loopback only.
+DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 class Settings(BaseSettings):
@@ -40,8 +44,14 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(default=10.0, gt=0)
     mail_from: str = "taskproc@localhost"
 
+    # Seconds for a whole webhook request, connect to last byte of the answer.
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Bytes of a webhook's answer read (after decompression) and kept in its result.
     webhook_response_limit: int = Field(default=2048, ge=0, le=1_000_000)
+    # Networks a webhook may reach besides public addresses, comma-separated CIDRs. Empty by
+    # default: no loopback, private, link-local (cloud metadata) or other internal address.
+    # `taskproc run` and the tests set loopback (DEV_WEBHOOK_ALLOWED_NETWORKS).
+    webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
@@ -60,6 +70,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     worker_name: str = Field(default_factory=socket.gethostname)
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @property
     def retention(self) -> timedelta:

@@ -10,7 +10,7 @@ import pytest
 from contracts.registry import TASK_TYPES
 from infra.broker import Broker
 from infra.composition import mongo_adapters
-from infra.settings import Settings
+from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
 from tests.support.receivers import SmtpSink, WebhookReceiver
@@ -47,6 +47,8 @@ def settings(services: Backends, smtp_sink: SmtpSink) -> Settings:
         smtp_port=smtp_sink.port,
         publish_timeout_s=5.0,
         worker_name="test",
+        # The tests' webhook receivers listen on 127.0.0.1: the development profile's allowlist.
+        webhook_allowed_networks=DEV_WEBHOOK_ALLOWED_NETWORKS,
     )
 
 

@@ -1,7 +1,14 @@
-"""`webhook`: one HTTP request; 2xx succeeds, 5xx / 429 / timeouts retry, other 4xx fail."""
+"""`webhook`: one HTTP request; 2xx succeeds, 5xx / 429 / timeouts retry, other 4xx fail.
+
+The request goes only to a public address, or one the operator allowed (`egress`), and the
+answer is read under one deadline and a byte cap. Messages name the URL without its query or
+userinfo, and never the payload's header values: they reach logs, events and the API.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,39 +17,57 @@ import httpx
 
 from consumers.context import TaskContext
 from consumers.failures import PermanentFailure, Retry
-from contracts.payloads import WebhookPayload
+from consumers.handlers.egress import describe
+from consumers.handlers.egress_transport import egress_client
+from consumers.handlers.response_body import read_limited
+from contracts.payloads import WebhookPayload, redacted_url
 from infra.settings import Settings
+
+log = logging.getLogger("webhook")
 
 
 @asynccontextmanager
 async def http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The start-up hook: one connection pool for the process's calls; redirects not followed."""
-    async with httpx.AsyncClient(follow_redirects=False) as client:
+    """The start-up hook: one connection pool for the process's calls, to checked addresses
+    only; redirects not followed."""
+    log.info("webhook destinations allowed: %s", describe(settings.webhook_allowed_networks))
+    async with egress_client(settings.webhook_allowed_networks) as client:
         yield client
 
 
 async def call_webhook(
     payload: WebhookPayload, ctx: TaskContext[httpx.AsyncClient]
 ) -> dict[str, Any]:
+    target = f"{payload.method} {redacted_url(payload.url)}"
     # Receivers deduplicate on the task id: a redelivered task sends the same id again.
     headers = {"X-Task-Id": ctx.task_id, "X-Task-Attempt": str(ctx.attempt), **payload.headers}
+    settings = ctx.settings
     try:
-        response = await ctx.clients.request(
-            payload.method,
-            str(payload.url),
-            headers=headers,
-            json=payload.json_body,
-            timeout=ctx.settings.webhook_timeout_s,
-        )
-    except httpx.TimeoutException as error:
-        raise Retry(f"{payload.method} {payload.url} timed out") from error
-    except httpx.TransportError as error:
-        raise Retry(f"{payload.method} {payload.url}: {error!r}") from error
-    limit = ctx.settings.webhook_response_limit
-    summary = {"status_code": response.status_code, "body": response.text[:limit]}
+        # One deadline for the whole exchange, connect to last byte: a slow drip cannot stretch it.
+        async with asyncio.timeout(settings.webhook_timeout_s), ctx.clients.stream(
+            payload.method, str(payload.url), headers=headers, json=payload.json_body,
+            timeout=settings.webhook_timeout_s,
+        ) as response:
+            body = await read_limited(response, settings.webhook_response_limit)
+    except (TimeoutError, httpx.TimeoutException) as error:
+        raise Retry(f"{target} timed out after {settings.webhook_timeout_s:g}s") from error
+    except httpx.LocalProtocolError as error:
+        # Its text may quote a header of the payload: the type only.
+        raise PermanentFailure(f"{target}: request refused ({type(error).__name__})") from None
+    except httpx.RequestError as error:  # connection, protocol and decoding errors
+        raise Retry(f"{target}: {type(error).__name__}: {error}") from error
+    text = _text(body, response.charset_encoding)
+    summary = {"status_code": response.status_code, "body": text}
     if response.is_success:
         return summary
-    message = f"{payload.method} {payload.url} answered {response.status_code}"
+    message = f"{target} answered {response.status_code}"
     if response.status_code >= 500 or response.status_code in (408, 425, 429):
         raise Retry(message)
     raise PermanentFailure(message)
+
+
+def _text(data: bytes, charset: str | None) -> str:
+    try:
+        return data.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return data.decode("utf-8", errors="replace")

@@ -49,7 +49,8 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     supervisor = ServiceProcess("supervisor", ["-m", "infra.cli", "run"], env, log_dir).start()
     try:
         await asyncio.to_thread(wait_for_consumers, supervisor, services.rabbitmq_url,
-                                {task_queue("sleep"): 1}, 60.0)
+                                # the webhook worker's hook has run (and logged) once it consumes
+                                {task_queue("sleep"): 1, task_queue("webhook"): 1}, 60.0)
         first = started_pids(supervisor.log())["sleep-worker"][0]
 
         os.kill(first, signal.SIGKILL)
@@ -81,6 +82,11 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     children = [pid for pids in started_pids(supervisor.log()).values() for pid in pids]
     assert code == 0
     assert "all processes stopped" in supervisor.log()
+    # The development profile says what webhooks may reach: loopback, besides public addresses.
+    assert "development profile: webhooks may reach public addresses and 127.0.0.0/8" in (
+        supervisor.log())
+    assert "webhook destinations allowed: public addresses and 127.0.0.0/8, ::1/128" in (
+        supervisor.log())
     assert "mail-sink" not in started_pids(supervisor.log())  # SMTP was already up
     assert [pid for pid in children if alive(pid)] == []
     assert port_open("127.0.0.1", RABBIT_PORT)  # running before, so left alone

@@ -10,7 +10,7 @@ import aio_pika
 import pytest
 
 from contracts import names
-from tests.e2e.conftest import Api, EventTap
+from tests.e2e.conftest import Api, EventTap, System
 from tests.support.amqp import Queues
 from tests.support.receivers import Delivery, WebhookReceiver
 from tests.support.waiting import eventually
@@ -137,3 +137,71 @@ async def test_the_bare_minimum_published_without_an_id_runs_once(
     assert done["status"] == "succeeded"
     assert done["source"] == "amqp"
     assert len(deliveries_to(webhook_receiver, path)) == 1
+
+
+async def test_a_webhook_to_an_address_outside_the_allowlist_fails_without_a_request(
+    api: Api, webhook_receiver: WebhookReceiver
+) -> None:
+    # 0.0.0.0 reaches this host on Linux: were the guard missing, the receiver would see it.
+    # The tests allow loopback (127.0.0.0/8, ::1), not the unspecified address.
+    path = unique_path("unspecified")
+
+    task_id = await api.submit(
+        "webhook", {"url": f"http://0.0.0.0:{webhook_receiver.port}{path}"}, max_attempts=3)
+
+    done = await api.wait_for(task_id)
+    assert done["status"] == "failed"
+    assert done["attempt"] == 1
+    assert done["error"] == {"type": "DestinationNotAllowed",
+                             "message": "destination not allowed: 0.0.0.0"}
+    assert deliveries_to(webhook_receiver, path) == []
+
+
+SECRET = "s3cr3t-e2e-never-shown"
+
+
+async def test_a_failed_webhook_shows_neither_its_query_nor_its_header_values(
+    api: Api, webhook_receiver: WebhookReceiver, queues: Queues, events: EventTap,
+    system: System,
+) -> None:
+    path = unique_path("secret")
+    webhook_receiver.answers[path] = [403]
+
+    task_id = await api.submit("webhook", {
+        "url": f"{webhook_receiver.url(path)}?token={SECRET}",
+        "headers": {"Authorization": f"Bearer {SECRET}"}})
+
+    done = await api.wait_for(task_id)
+    assert done["status"] == "failed"
+    assert done["error"]["message"] == f"POST {webhook_receiver.url(path)} answered 403"
+    [delivery] = deliveries_to(webhook_receiver, f"{path}?token={SECRET}")
+    assert delivery.headers["Authorization"] == f"Bearer {SECRET}"
+    failed = await events.wait_for(task_id, "failed")
+    dead = await queues.take(names.dead_queue("webhook"), task_id)
+    assert dead is not None
+    shown = [json.dumps(done), json.dumps(failed), str(dead.headers)]
+    assert not [text for text in shown if SECRET in text]
+    logged = [process.name for process in system.processes if SECRET in process.log()]
+    assert logged == []
+
+
+async def test_a_direct_publish_with_credentials_in_the_url_is_quarantined(
+    api: Api, queues: Queues
+) -> None:
+    task_id = f"userinfo-{uuid.uuid4()}"
+    body = {"payload": {"url": f"https://billing:{SECRET}@hooks.example.com/in"}}
+
+    await queues.publish(names.task_exchange("webhook"), aio_pika.Message(
+        json.dumps(body).encode(), content_type="application/json", message_id=task_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT))
+
+    done = await api.wait_for(task_id)
+    assert done["status"] == "rejected"
+    assert "user name or password" in done["error"]["message"]
+    quarantined = await queues.take(names.QUARANTINE_QUEUE, task_id)
+    assert quarantined is not None
+    reason = quarantined.header(names.HEADER_QUARANTINE_REASON)
+    assert reason is not None
+    assert "user name or password" in reason
+    assert SECRET not in reason
+    assert SECRET not in json.dumps(done)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from contracts import names
+from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS
 from tests.support import procfs
 from tests.support.readiness import wait_for_consumers, wait_for_consumers_gone, wait_for_http
 from tests.support.services import Backends
@@ -29,6 +30,8 @@ def process_env(backends: Backends, **overrides: str) -> dict[str, str]:
         "MONGODB_DATABASE": backends.mongodb_database,
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        # The tests' webhook receivers listen on 127.0.0.1: the development profile's allowlist.
+        "WEBHOOK_ALLOWED_NETWORKS": DEV_WEBHOOK_ALLOWED_NETWORKS,
     }
     env.update(overrides)
     return env
