@@ -25,6 +25,7 @@ from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.errors import TaskFailure
 from consumers.task_handler import RunTask
 from contracts import topology as names
+from contracts.limits import TaskLimits
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
@@ -42,9 +43,11 @@ class Worker:
     def __init__(
         self, spec: TaskSpec, handler: RunTask, broker: Broker, *,
         worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, limits: TaskLimits | None = None,
     ) -> None:
         self._spec = spec
+        # Over a cap, a message is quarantined as `rejected`, as the gateway answers 422.
+        self._limits = limits or spec.limits
         self._handler = handler
         self._broker = broker
         self._worker_name = worker_name
@@ -99,7 +102,7 @@ class Worker:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
             try:
-                task = decode(message, self._spec)
+                task = decode(message, self._spec, self._limits)
             except InvalidTask as invalid:
                 await self._quarantine(message, invalid)
             else:
