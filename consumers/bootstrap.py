@@ -21,6 +21,7 @@ from infra.idempotency import MongoIdempotencyKeys
 from infra.metrics import metrics_server
 from infra.observability import PROJECTOR, metrics_port, task_middleware
 from infra.process import stop_on_signals
+from infra.queue_limits import ensure_queue_limits
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
@@ -58,6 +59,7 @@ async def run_worker(
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):
                 if await _connect(broker, stop):
+                    await ensure_queue_limits(settings, TASK_TYPES)
                     await worker.run(stop)
         finally:
             await broker.close()

@@ -29,7 +29,7 @@ from contracts.limits import TaskLimits
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
-from infra.broker import Broker, PublishError, requeue, stop_consuming
+from infra.broker import Broker, PublishError, Refused, requeue, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
 from infra.publishing import copy_of, publish_event, quarantine
@@ -207,7 +207,15 @@ class Worker:
             names.HEADER_DEAD_REASON: reason,
             names.HEADER_LAST_ERROR: f"{error.type}: {error.message}"[:1000],
         })
-        await self._broker.publish(names.dead_exchange(self._spec.name), "", copy)
+        try:
+            await self._broker.publish(names.dead_exchange(self._spec.name), "", copy)
+        except Refused:
+            # An alert, not a drop: the task message is requeued and comes back until there is
+            # room (or its delivery limit dead-letters it, which waits for room too).
+            log.error("dead-letter queue %s is full: task %s stays in %s until it has room",
+                      names.dead_queue(self._spec.name), task.task_id,
+                      names.task_queue(self._spec.name))
+            raise
         self._middleware.on_dead_letter(self._spec.name, reason)
 
     async def _quarantine(self, message: AbstractIncomingMessage, invalid: InvalidTask) -> None:

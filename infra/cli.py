@@ -16,6 +16,7 @@ from infra import services
 from infra.broker import Broker, PublishError
 from infra.composition import mongo_adapters, replay_ports
 from infra.logging import configure_logging
+from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies
 from infra.replay import BrokerDeadLetterQueue
 from infra.settings import Settings
 from infra.supervisor import Supervisor
@@ -39,7 +40,8 @@ def _services_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _topology_export(settings: Settings, args: argparse.Namespace) -> int:
-    document = definitions(build_topology(TASK_TYPES), vhost=args.vhost)
+    document = definitions(build_topology(TASK_TYPES), vhost=args.vhost,
+                           policies=queue_policies(TASK_TYPES, settings))
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
@@ -54,6 +56,12 @@ def _schemas(settings: Settings, args: argparse.Namespace) -> int:
 def _topology_declare(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(declare_on(settings.rabbitmq_url, build_topology(TASK_TYPES)))
     log.info("topology declared on %s", settings.rabbitmq_url.rsplit("@", 1)[-1])
+    try:
+        asyncio.run(apply_policies(settings, queue_policies(TASK_TYPES, settings)))
+    except ManagementUnavailable as error:
+        log.error("queue length limits not applied: %s", error)
+        return 1
+    log.info("queue length limits applied (policies on the vhost)")
     return 0
 
 

@@ -1,0 +1,195 @@
+"""Queue length limits on real RabbitMQ, in a vhost of this module's own with small limits set
+as policies: a full task queue answers 503 with Retry-After and loses nothing accepted, an
+outside publisher gets a nack, and a full dead-letter queue is an ERROR in the logs while the
+task message goes back to its queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aio_pika
+import httpx
+import pytest
+from aio_pika.abc import AbstractChannel
+from aio_pika.exceptions import DeliveryError
+from pamqp.commands import Basic
+
+from consumers.context import JSON, TaskContext
+from consumers.errors import PermanentFailure
+from consumers.task_handler import TaskHandler
+from consumers.worker import Worker
+from contracts import topology as names
+from contracts.payloads import SleepPayload
+from contracts.registry import SLEEP, TASK_TYPES
+from gateway.app import create_app
+from gateway.deps import Services
+from infra.broker import Broker
+from infra.composition import connected_task_service
+from infra.queue_limits import apply_policies, queue_policies
+from infra.settings import Settings
+from infra.topology import build_topology, declare_on
+from tests.support.amqp import Queues
+from tests.support.services import local_vhost
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+TASK_QUEUE_LIMIT = 3
+DEAD_QUEUE_LIMIT = 1
+# A quorum queue refuses once it is over its limit, so it may hold one message more.
+MOST_A_QUEUE_TAKES = 10
+
+
+@pytest.fixture(scope="module")
+def limited_vhost() -> Iterator[str]:
+    with local_vhost() as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def limited(settings: Settings, limited_vhost: str) -> Settings:
+    """Settings on this module's vhost, its topology declared and small limits set."""
+    small = settings.model_copy(update={
+        "rabbitmq_url": limited_vhost, "queue_max_messages": TASK_QUEUE_LIMIT,
+        "dead_queue_max_messages": DEAD_QUEUE_LIMIT,
+    })
+    await declare_on(small.rabbitmq_url, build_topology(TASK_TYPES))
+    await apply_policies(small, queue_policies(TASK_TYPES, small))
+    return small
+
+
+@pytest.fixture
+async def channel(limited: Settings) -> AsyncIterator[AbstractChannel]:
+    """A confirming channel on the limited vhost, as an outside publisher opens one."""
+    connection = await aio_pika.connect(limited.rabbitmq_url)
+    async with connection:
+        yield await connection.channel(publisher_confirms=True)
+
+
+@pytest.fixture
+async def queues(channel: AbstractChannel) -> Queues:
+    found = Queues(channel)
+    for queue in (names.task_queue("sleep"), names.dead_queue("sleep"),
+                  names.PROJECTOR_SUBMISSIONS_QUEUE, names.PROJECTOR_DEAD_QUEUE):
+        await found.purge(queue)
+    return found
+
+
+async def drain(channel: AbstractChannel, queue_name: str) -> list[str]:
+    """Take every message of the queue; their message ids."""
+    queue = await channel.get_queue(queue_name, ensure=False)
+    taken = []
+    while (message := await queue.get(fail=False, timeout=10)) is not None:
+        await message.ack()
+        taken.append(message.message_id or "")
+    return taken
+
+
+async def test_a_full_task_queue_answers_503_and_loses_nothing_accepted(
+    limited: Settings, channel: AbstractChannel, queues: Queues,
+) -> None:
+    # No sleep worker runs on this vhost: what is accepted stays in tasks.sleep.
+    accepted: list[str] = []
+    refused: httpx.Response | None = None
+    async with connected_task_service(limited) as connected:
+        app = create_app(limited, services=Services(connected.tasks, connected.replay,
+                                                    connected.broker))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://gateway") as http:
+            # Fill: submit until the queue refuses.
+            for _ in range(MOST_A_QUEUE_TAKES):
+                response = await http.post("/tasks", json={"task_type": "sleep",
+                                                            "payload": {"seconds": 0}})
+                if response.status_code != 202:
+                    refused = response
+                    break
+                accepted.append(response.json()["task_id"])
+
+            # Drain, then submit again: there is room once more.
+            taken = await drain(channel, names.task_queue("sleep"))
+            again = await http.post("/tasks", json={"task_type": "sleep",
+                                                    "payload": {"seconds": 0}})
+
+    assert refused is not None, f"{len(accepted)} tasks accepted, none refused"
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"]
+    assert refused.json()["detail"] == "the task queue is full; nothing was queued"
+    assert TASK_QUEUE_LIMIT <= len(accepted) <= TASK_QUEUE_LIMIT + 1
+    assert sorted(taken) == sorted(accepted)
+    assert again.status_code == 202, again.text
+
+
+async def test_an_outside_publisher_gets_a_nack_from_a_full_task_queue(
+    channel: AbstractChannel, queues: Queues,
+) -> None:
+    exchange = await channel.get_exchange(names.task_exchange("sleep"), ensure=False)
+    confirmed: list[str] = []
+    nacked: DeliveryError | None = None
+    for n in range(MOST_A_QUEUE_TAKES):
+        message = aio_pika.Message(b'{"payload": {"seconds": 0}}', message_id=f"outside-{n}",
+                                   delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        try:
+            await exchange.publish(message, routing_key="sleep")
+        except DeliveryError as error:
+            nacked = error
+            break
+        confirmed.append(message.message_id or "")
+
+    taken = await drain(channel, names.task_queue("sleep"))
+
+    assert nacked is not None, f"{len(confirmed)} messages confirmed, none refused"
+    assert isinstance(nacked.frame, Basic.Nack)
+    assert sorted(taken) == sorted(confirmed)
+
+
+async def fill_dead_letter_queue(channel: AbstractChannel) -> int:
+    """Publish to exchange tasks.sleep.dead until tasks.sleep.dead refuses; how many it took."""
+    exchange = await channel.get_exchange(names.dead_exchange("sleep"), ensure=False)
+    for n in range(MOST_A_QUEUE_TAKES):
+        try:
+            await exchange.publish(aio_pika.Message(b"{}", message_id=f"filler-{n}",
+                                                    delivery_mode=2), routing_key="")
+        except DeliveryError:
+            return n
+    raise AssertionError("tasks.sleep.dead never refused a message")
+
+
+async def test_a_full_dead_letter_queue_is_an_error_log_and_the_task_is_requeued(
+    limited: Settings, channel: AbstractChannel, queues: Queues,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    held = await fill_dead_letter_queue(channel)
+    task_id = f"doomed-{uuid.uuid4()}"
+    stop = asyncio.Event()
+
+    async def fail_for_good(payload: SleepPayload, context: TaskContext[None]) -> JSON:
+        stop.set()  # one attempt is enough: stop consuming while it is carried out
+        raise PermanentFailure("this task can never succeed")
+
+    handler = TaskHandler(SLEEP, fail_for_good)
+    broker = Broker(limited.rabbitmq_url, build_topology(TASK_TYPES),
+                    timeout_s=limited.publish_timeout_s, name="limits worker")
+    exchange = await channel.get_exchange(names.task_exchange("sleep"), ensure=False)
+    await exchange.publish(aio_pika.Message(b'{"payload": {"seconds": 0}}', message_id=task_id,
+                                            delivery_mode=2), routing_key="sleep")
+    try:
+        with caplog.at_level(logging.ERROR, logger="consumers.worker"):
+            async with handler.started(limited) as run_task:
+                worker = Worker(SLEEP, run_task, broker, worker_name="limits/sleep",
+                                shutdown_grace_s=10)
+                await asyncio.wait_for(worker.run(stop), timeout=60)
+    finally:
+        await broker.close()
+
+    alerts = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.ERROR and "tasks.sleep.dead is full" in r.getMessage()]
+    assert alerts, [r.getMessage() for r in caplog.records]
+    assert task_id in alerts[0]
+    back = await eventually(lambda: queues.take(names.task_queue("sleep"), task_id),
+                            timeout_s=20, what=f"{task_id} back in tasks.sleep")
+    assert back.body == b'{"payload": {"seconds": 0}}'
+    assert sorted(await drain(channel, names.dead_queue("sleep"))) == [
+        f"filler-{n}" for n in range(held)]
