@@ -72,7 +72,7 @@ async def channel(limited: Settings) -> AsyncIterator[AbstractChannel]:
 @pytest.fixture
 async def queues(channel: AbstractChannel) -> Queues:
     found = Queues(channel)
-    for queue in (names.task_queue("sleep"), names.dead_queue("sleep"),
+    for queue in (names.task_queue("sleep"), names.dead_queue("sleep"), names.QUARANTINE_QUEUE,
                   names.PROJECTOR_SUBMISSIONS_QUEUE, names.PROJECTOR_DEAD_QUEUE):
         await found.purge(queue)
     return found
@@ -193,3 +193,57 @@ async def test_a_full_dead_letter_queue_is_an_error_log_and_the_task_is_requeued
     assert back.body == b'{"payload": {"seconds": 0}}'
     assert sorted(await drain(channel, names.dead_queue("sleep"))) == [
         f"filler-{n}" for n in range(held)]
+
+
+class StopOnAlert(logging.Handler):
+    """Sets `stop` at the first ERROR that names `queue_name`, and keeps what it saw."""
+
+    def __init__(self, stop: asyncio.Event, queue_name: str) -> None:
+        super().__init__(logging.ERROR)
+        self.stop, self.queue_name = stop, queue_name
+        self.alerts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if f"{self.queue_name} is full" in record.getMessage():
+            self.alerts.append(record.getMessage())
+            self.stop.set()
+
+
+async def test_a_full_quarantine_queue_is_an_error_log_and_the_message_is_requeued(
+    limited: Settings, channel: AbstractChannel, queues: Queues,
+) -> None:
+    for n in range(MOST_A_QUEUE_TAKES):
+        try:
+            await channel.default_exchange.publish(aio_pika.Message(
+                b"{}", message_id=f"filler-{n}", delivery_mode=2), names.QUARANTINE_QUEUE)
+        except DeliveryError:
+            break
+    else:
+        raise AssertionError("tasks.quarantine never refused a message")
+    invalid_id = f"invalid-{uuid.uuid4()}"
+    exchange = await channel.get_exchange(names.task_exchange("sleep"), ensure=False)
+    await exchange.publish(aio_pika.Message(b"not json", message_id=invalid_id, delivery_mode=2),
+                           routing_key="sleep")
+    stop = asyncio.Event()
+    alert = StopOnAlert(stop, names.QUARANTINE_QUEUE)
+    logging.getLogger("infra.publishing").addHandler(alert)
+    broker = Broker(limited.rabbitmq_url, build_topology(TASK_TYPES),
+                    timeout_s=limited.publish_timeout_s, name="limits worker")
+    try:
+        async with TaskHandler(SLEEP, never_called).started(limited) as run_task:
+            worker = Worker(SLEEP, run_task, broker, worker_name="limits/sleep",
+                            shutdown_grace_s=10)
+            await asyncio.wait_for(worker.run(stop), timeout=60)
+    finally:
+        logging.getLogger("infra.publishing").removeHandler(alert)
+        await broker.close()
+
+    assert alert.alerts
+    assert invalid_id in alert.alerts[0]
+    back = await eventually(lambda: queues.take(names.task_queue("sleep"), invalid_id),
+                            timeout_s=20, what=f"{invalid_id} back in tasks.sleep")
+    assert back.body == b"not json"
+
+
+async def never_called(payload: SleepPayload, context: TaskContext[None]) -> JSON:
+    raise AssertionError("an invalid message reached the handler")
