@@ -9,6 +9,8 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import httpx
@@ -28,7 +30,13 @@ from gateway.app import create_app
 from gateway.deps import Services
 from infra.broker import Broker
 from infra.composition import connected_task_service
-from infra.queue_limits import apply_policies, queue_policies
+from infra.queue_limits import (
+    DEAD_QUEUES_POLICY,
+    TASK_QUEUES_POLICY,
+    apply_policies,
+    queue_policies,
+    vhost_of,
+)
 from infra.settings import Settings
 from infra.topology import build_topology, declare_on
 from tests.support.amqp import Queues
@@ -247,3 +255,53 @@ async def test_a_full_quarantine_queue_is_an_error_log_and_the_message_is_requeu
 
 async def never_called(payload: SleepPayload, context: TaskContext[None]) -> JSON:
     raise AssertionError("an invalid message reached the handler")
+
+
+async def policies_on(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The policies of the settings' vhost, by name, as the management API lists them."""
+    vhost = quote(vhost_of(settings.rabbitmq_url), safe="")
+    async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url,
+                                 auth=("guest", "guest")) as api:
+        listed = (await api.get(f"/api/policies/{vhost}")).json()
+        return {policy["name"]: policy for policy in listed}
+
+
+async def delete_policies(settings: Settings) -> None:
+    vhost = quote(vhost_of(settings.rabbitmq_url), safe="")
+    async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url,
+                                 auth=("guest", "guest")) as api:
+        for name in (TASK_QUEUES_POLICY, DEAD_QUEUES_POLICY):
+            await api.delete(f"/api/policies/{vhost}/{name}")
+
+
+async def test_the_gateway_sets_the_limits_when_it_starts(limited: Settings) -> None:
+    await delete_policies(limited)
+    try:
+        async with connected_task_service(limited):
+            found = await policies_on(limited)
+    finally:
+        await apply_policies(limited, queue_policies(TASK_TYPES, limited))
+
+    assert found[TASK_QUEUES_POLICY]["definition"] == {
+        "max-length": TASK_QUEUE_LIMIT, "max-length-bytes": limited.queue_max_bytes,
+        "overflow": "reject-publish"}
+    assert found[DEAD_QUEUES_POLICY]["definition"]["max-length"] == DEAD_QUEUE_LIMIT
+
+
+async def test_without_the_management_api_the_gateway_warns_and_serves(
+    limited: Settings, channel: AbstractChannel, queues: Queues,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unreachable = limited.model_copy(update={"rabbitmq_management_url": "http://127.0.0.1:1"})
+    with caplog.at_level(logging.WARNING, logger="infra.queue_limits"):
+        async with connected_task_service(unreachable) as connected:
+            app = create_app(unreachable, services=Services(connected.tasks, connected.replay,
+                                                            connected.broker))
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://gateway") as http:
+                response = await http.post("/tasks", json={"task_type": "sleep",
+                                                           "payload": {"seconds": 0}})
+
+    assert response.status_code == 202, response.text
+    assert any("queue length limits not applied" in r.getMessage() for r in caplog.records)
+    assert await drain(channel, names.task_queue("sleep")) == [response.json()["task_id"]]
