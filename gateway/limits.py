@@ -52,7 +52,9 @@ class BodySizeLimit:
                 if received > self.max_bytes:
                     # Raised into the route's body parsing, which passes HTTPException on: the
                     # request ends as a 413 with at most one chunk past the limit held.
-                    raise HTTPException(status_code=413, detail=self._detail())
+                    # `Connection: close`: the server stops reading the rest of the body.
+                    raise HTTPException(status_code=413, detail=self._detail(),
+                                        headers={"Connection": "close"})
             return message
 
         await self.app(scope, counting_receive, send)

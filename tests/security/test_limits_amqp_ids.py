@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -169,3 +170,19 @@ async def test_ids_at_the_edges_of_the_rule_run_as_given(
 
     await eventually(lambda: state_with(runtime.store, task_id, Status.SUCCEEDED),
                      timeout_s=30, what=f"{task_id} succeeded")
+
+
+async def test_an_amqp_task_over_a_cap_is_quarantined_and_rejected_naming_the_cap(
+    runtime: Runtime, amqp_channel: AbstractChannel,
+) -> None:
+    task_id = f"over-cap-{uuid.uuid4()}"
+    body = json.dumps({"payload": {"seconds": 0}, "timeout_s": 601, "max_attempts": 21}).encode()
+
+    await publish(amqp_channel, outside_message(body, task_id))
+
+    rejected = await eventually(lambda: state_with(runtime.store, task_id, Status.REJECTED),
+                                timeout_s=30, what=f"{task_id} rejected")
+    assert rejected.error is not None
+    assert rejected.error.message == ("over a limit: timeout_s: at most 600 for sleep; "
+                                      "max_attempts: at most 20 for sleep")
+    assert await quarantined_copy(amqp_channel, body) is not None
