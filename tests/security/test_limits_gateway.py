@@ -21,6 +21,7 @@ from infra.broker import Broker
 from infra.composition import task_service
 from infra.settings import Settings, TaskLimitOverride
 from infra.topology import build_topology
+from service.errors import QueueFull
 from service.ports import Source
 from service.replay import ReplayPorts
 from tests.fast.conftest import SETTINGS
@@ -51,13 +52,28 @@ class HeldPublisher(RecordingPublisher):
         await super().publish(envelope, source=source, traceparent=traceparent)
 
 
+class FullQueue(RecordingPublisher):
+    """A broker whose task queues are all full: every publish is refused (and remembered)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[TaskEnvelope] = []
+
+    async def publish(
+        self, envelope: TaskEnvelope, *, source: Source, traceparent: str | None = None
+    ) -> None:
+        self.refused.append(envelope)
+        raise QueueFull("tasks.sleep is full")
+
+
 @asynccontextmanager
 async def gateway(
-    settings: Settings, publisher: RecordingPublisher | None = None
+    settings: Settings, publisher: RecordingPublisher | None = None,
+    read_model: MemoryReadModel | None = None,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, RecordingPublisher]]:
     """The gateway app under `settings`, on in-memory ports, and its publisher."""
     publisher = publisher or RecordingPublisher()
-    read_model = MemoryReadModel()
+    read_model = read_model or MemoryReadModel()
     async with task_service(settings, read_model=read_model, keys=MemoryIdempotencyKeys(),
                             publisher=publisher) as tasks:
         unused = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
@@ -209,3 +225,21 @@ async def test_past_the_concurrency_limit_a_request_is_a_503_and_health_still_an
     assert len(publisher.published) == 3
 
 
+
+
+# 503: a full task queue
+
+
+async def test_a_full_queue_is_a_503_and_the_refused_task_ends_rejected_not_queued() -> None:
+    full, read_model = FullQueue(), MemoryReadModel()
+    async with gateway(SETTINGS, full, read_model) as (http, _):
+        response = await http.post("/tasks", json=SLEEP)
+
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert response.json() == {"detail": "the task queue is full; nothing was queued"}
+    [refused] = full.refused
+    state = read_model.states[refused.task_id]
+    assert state.status.value == "rejected"
+    assert state.error is not None
+    assert state.error.type == "QueueFull"

@@ -26,6 +26,7 @@ from consumers.worker import Worker
 from contracts import topology as names
 from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP, TASK_TYPES
+from contracts.statuses import Status
 from gateway.app import create_app
 from gateway.deps import Services
 from infra.broker import Broker
@@ -38,6 +39,7 @@ from infra.queue_limits import (
     vhost_of,
 )
 from infra.settings import Settings
+from infra.store import TaskStore
 from infra.topology import build_topology, declare_on
 from tests.support.amqp import Queues
 from tests.support.services import local_vhost
@@ -97,7 +99,7 @@ async def drain(channel: AbstractChannel, queue_name: str) -> list[str]:
 
 
 async def test_a_full_task_queue_answers_503_and_loses_nothing_accepted(
-    limited: Settings, channel: AbstractChannel, queues: Queues,
+    limited: Settings, channel: AbstractChannel, queues: Queues, store: TaskStore,
 ) -> None:
     # No sleep worker runs on this vhost: what is accepted stays in tasks.sleep.
     accepted: list[str] = []
@@ -116,6 +118,8 @@ async def test_a_full_task_queue_answers_503_and_loses_nothing_accepted(
                     break
                 accepted.append(response.json()["task_id"])
 
+            # The projector's submission queue is not bounded: it took every copy.
+            submitted = await drain(channel, names.PROJECTOR_SUBMISSIONS_QUEUE)
             # Drain, then submit again: there is room once more.
             taken = await drain(channel, names.task_queue("sleep"))
             again = await http.post("/tasks", json={"task_type": "sleep",
@@ -128,6 +132,13 @@ async def test_a_full_task_queue_answers_503_and_loses_nothing_accepted(
     assert TASK_QUEUE_LIMIT <= len(accepted) <= TASK_QUEUE_LIMIT + 1
     assert sorted(taken) == sorted(accepted)
     assert again.status_code == 202, again.text
+    # The refused task, whose copy the projector would record `queued`, is `rejected` instead.
+    [refused_id] = set(submitted) - set(accepted)
+    state = await store.get(refused_id)
+    assert state is not None
+    assert state.status is Status.REJECTED
+    assert state.error is not None
+    assert state.error.type == "QueueFull"
 
 
 async def test_an_outside_publisher_gets_a_nack_from_a_full_task_queue(
