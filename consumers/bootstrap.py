@@ -17,6 +17,7 @@ from infra.broker import Broker
 from infra.metrics import metrics_server
 from infra.observability import metrics_port, task_middleware
 from infra.process import stop_on_signals
+from infra.queue_limits import ensure_queue_limits
 from infra.retrying import connect
 from infra.settings import Settings
 from infra.topology import build_topology
@@ -45,11 +46,13 @@ async def run_worker(
     async with handler.started(settings) as run_task:
         worker = Worker(spec, run_task, broker, worker_name=name,
                         shutdown_grace_s=settings.shutdown_grace_s,
-                        middleware=task_middleware(task_type))
+                        middleware=task_middleware(task_type),
+                        limits=settings.limits_for(spec))
         port = metrics_port(settings, task_type)
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):
                 if await connect(broker, stop, logger=log):
+                    await ensure_queue_limits(settings, TASK_TYPES)
                     await worker.run(stop)
         finally:
             await broker.close()

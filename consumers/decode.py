@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from contracts import names
+from contracts.limits import TASK_ID_RULE, TaskLimits, is_valid_task_id, over_limits
 from contracts.messages import TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec
-from infra.amqp_codec import positive_int, task_id_of
+from infra.amqp_codec import claimed_task_id, positive_int, task_id_of
 
 
 class InvalidTask(Exception):
@@ -40,9 +41,17 @@ class ReceivedTask:
     idempotency_key: str | None
 
 
-def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
-    """Validate `message` as a task of type `spec`; raise InvalidTask with the reason if not."""
+def decode(
+    message: AbstractIncomingMessage, spec: TaskSpec, limits: TaskLimits | None = None,
+    now: datetime | None = None,
+) -> ReceivedTask:
+    """Validate `message` as a task of type `spec` within `limits` (the spec's own by default);
+    raise InvalidTask with the reason if not."""
     task_id = task_id_of(message)
+    claimed = claimed_task_id(message)
+    if claimed is not None and not is_valid_task_id(claimed):
+        # The id itself is not repeated: it may be anything, and as long as anything.
+        raise InvalidTask(f"task id is not {TASK_ID_RULE} (recorded as {task_id})", task_id)
     try:
         raw = json.loads(message.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -59,6 +68,12 @@ def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
     except ValidationError as error:
         reason = f"payload is not a valid {spec.name}: {_brief(error)}"
         raise InvalidTask(reason, task_id) from error
+    over = over_limits(spec.name, limits or spec.limits, timeout_s=body.timeout_s,
+                       max_attempts=body.max_attempts, not_before=body.not_before,
+                       now=now or datetime.now(UTC))
+    if over:
+        reason = "; ".join(f"{item.field}: {item.message}" for item in over)
+        raise InvalidTask(f"over a limit: {reason}", task_id)
     headers = message.headers or {}
     return ReceivedTask(
         task_id=task_id,

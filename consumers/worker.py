@@ -25,10 +25,11 @@ from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.failures import TaskFailure
 from consumers.task_handler import RunTask
 from contracts import names
+from contracts.limits import TaskLimits
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
-from infra.broker import Broker, PublishError, requeue, stop_consuming
+from infra.broker import Broker, PublishError, Refused, requeue, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
 from infra.publishing import copy_of, publish_event, quarantine
@@ -42,9 +43,11 @@ class Worker:
     def __init__(
         self, spec: TaskSpec, handler: RunTask, broker: Broker, *,
         worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, limits: TaskLimits | None = None,
     ) -> None:
         self._spec = spec
+        # Over a cap, a message is quarantined as `rejected`, as the gateway answers 422.
+        self._limits = limits or spec.limits
         self._handler = handler
         self._broker = broker
         self._worker_name = worker_name
@@ -99,7 +102,7 @@ class Worker:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
             try:
-                task = decode(message, self._spec)
+                task = decode(message, self._spec, self._limits)
             except InvalidTask as invalid:
                 await self._quarantine(message, invalid)
             else:
@@ -204,7 +207,15 @@ class Worker:
             names.HEADER_DEAD_REASON: reason,
             names.HEADER_LAST_ERROR: f"{error.type}: {error.message}"[:1000],
         })
-        await self._broker.publish(names.dead_exchange(self._spec.name), "", copy)
+        try:
+            await self._broker.publish(names.dead_exchange(self._spec.name), "", copy)
+        except Refused:
+            # An alert, not a drop: the task message is requeued and comes back until there is
+            # room (or its delivery limit dead-letters it, which waits for room too).
+            log.error("dead-letter queue %s is full: task %s stays in %s until it has room",
+                      names.dead_queue(self._spec.name), task.task_id,
+                      names.task_queue(self._spec.name))
+            raise
         self._middleware.on_dead_letter(self._spec.name, reason)
 
     async def _quarantine(self, message: AbstractIncomingMessage, invalid: InvalidTask) -> None:

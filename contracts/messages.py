@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from contracts.limits import TASK_ID_PATTERN
 from contracts.statuses import Status
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -37,7 +38,7 @@ class TaskBody(TaskOptions):
     """
 
     payload: dict[str, Any]
-    task_id: str | None = Field(default=None, min_length=1, max_length=200)
+    task_id: str | None = Field(default=None, pattern=TASK_ID_PATTERN)
     task_type: str | None = None
     submitted_at: AwareDatetime | None = None
 
@@ -45,7 +46,7 @@ class TaskBody(TaskOptions):
 class TaskEnvelope(TaskOptions):
     """A task as the gateway publishes it: identity and submission time filled in."""
 
-    task_id: str = Field(min_length=1, max_length=200)
+    task_id: str = Field(pattern=TASK_ID_PATTERN)
     task_type: str
     payload: dict[str, Any]
     submitted_at: AwareDatetime

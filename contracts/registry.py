@@ -13,6 +13,7 @@ from typing import Generic
 
 from typing_extensions import TypeVar
 
+from contracts.limits import DAY_S, TaskLimits
 from contracts.payloads import Payload, SendEmailPayload, SleepPayload, WebhookPayload
 
 # Covariant, so a spec of one payload type is a spec of `Payload`; a bare `TaskSpec` means that.
@@ -33,10 +34,23 @@ class TaskSpec(Generic[P_co]):
     # Each requeue counts on RabbitMQ 3.x, graceful shutdowns included, so leave headroom.
     delivery_limit: int = 10
     prefetch: int = 16
+    # The most a publisher may ask for (an operator may change them: TASK_LIMITS); above a cap
+    # the gateway answers 422 and the worker quarantines the message as `rejected`.
+    timeout_cap_s: float = 300.0
+    max_attempts_cap: int = 20
+    not_before_cap_s: float = 30 * DAY_S
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"task type {self.name!r} must be a Python identifier")
+        if self.timeout_s > self.timeout_cap_s or self.max_attempts > self.max_attempts_cap:
+            raise ValueError(f"task type {self.name!r}: a default above its cap")
+
+    @property
+    def limits(self) -> TaskLimits:
+        """The caps this type ships with, before an operator's overrides."""
+        return TaskLimits(timeout_s=self.timeout_cap_s, max_attempts=self.max_attempts_cap,
+                          not_before_s=self.not_before_cap_s)
 
     def retry_delay_s(
         self, attempt: int, rng: random.Random | None = None, *, base_s: float | None = None
@@ -50,9 +64,11 @@ class TaskSpec(Generic[P_co]):
         return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-SEND_EMAIL = TaskSpec(name="send_email", payload=SendEmailPayload)
+SEND_EMAIL = TaskSpec(name="send_email", payload=SendEmailPayload, timeout_cap_s=120.0)
 WEBHOOK = TaskSpec(name="webhook", payload=WebhookPayload, timeout_s=15.0)
-SLEEP = TaskSpec(name="sleep", payload=SleepPayload, timeout_s=310.0, prefetch=64)
+# A sleep task may ask for 300 s, so its attempts need a little more.
+SLEEP = TaskSpec(name="sleep", payload=SleepPayload, timeout_s=310.0, prefetch=64,
+                 timeout_cap_s=600.0)
 
 TASK_TYPES: tuple[TaskSpec, ...] = (SEND_EMAIL, WEBHOOK, SLEEP)
 

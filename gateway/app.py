@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from gateway.deps import Services
 from gateway.error_responses import install_error_handlers
+from gateway.limits import BodySizeLimit, ConcurrencyLimit, limit_table
 from gateway.observability import install_observability
 from gateway.routes import router
 from infra.composition import connected_task_service
@@ -39,8 +40,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     if services is not None:
         app.state.services = services
+    app.state.task_limits = limit_table(settings)
     app.include_router(router)
     install_error_handlers(app)
+    # Added first, so they run inside the observability middleware: refusals are counted too.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ConcurrencyLimit, max_requests=settings.gateway_max_concurrency)
     install_observability(app)
     return app
 

@@ -16,6 +16,7 @@ from service.errors import (
     IdempotencyInProgress,
     NotRetryable,
     PublishFailed,
+    QueueFull,
     StoreUnavailable,
     TaskNotFound,
 )
@@ -62,6 +63,12 @@ async def _on_broker(request: Request, error: Exception) -> JSONResponse:
                         content={"detail": "message broker unavailable; nothing was queued"})
 
 
+async def _on_queue_full(request: Request, error: Exception) -> JSONResponse:
+    log.warning("%s %s: 503, %s", request.method, request.url.path, error)
+    return JSONResponse(status_code=503, headers={"Retry-After": RETRY_AFTER_S},
+                        content={"detail": "the task queue is full; nothing was queued"})
+
+
 async def _on_store(request: Request, error: Exception) -> JSONResponse:
     log.warning("%s %s: 503, %s", request.method, request.url.path, error)
     return JSONResponse(status_code=503, headers={"Retry-After": RETRY_AFTER_S},
@@ -79,6 +86,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IdempotencyConflict, _on_key_conflict)
     app.add_exception_handler(IdempotencyInProgress, _on_key_in_progress)
     app.add_exception_handler(NotRetryable, _on_not_retryable)
+    app.add_exception_handler(QueueFull, _on_queue_full)
     app.add_exception_handler(PublishFailed, _on_broker)
     # `retry` still reaches the broker itself, not through the service layer's port.
     app.add_exception_handler(PublishError, _on_broker)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Header, Response, status
 
 from gateway.deps import ServicesDep
 from gateway.http_models import Health, Readiness, TaskAccepted, TaskRequest, TaskView
+from gateway.limits import LimitsDep, check_limits
 from service.health import readiness
 from service.replay import replay_task
 from service.submit import submit
@@ -25,13 +26,17 @@ router = APIRouter()
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
     responses={409: {"description": "A request with this Idempotency-Key is still in progress"},
-               422: {"description": "Invalid JSON, unknown task_type, invalid payload, or an "
+               413: {"description": "Request body over MAX_REQUEST_BYTES"},
+               422: {"description": "Invalid JSON, unknown task_type, invalid payload, an "
+                                    "option above its task type's cap, or an "
                                     "Idempotency-Key reused with a different request"},
-               503: {"description": "RabbitMQ did not confirm in time; nothing was queued"}},
+               503: {"description": "RabbitMQ did not confirm in time or the task queue is "
+                                    "full; nothing was queued"}},
 )
 async def submit_task(
     request: Annotated[TaskRequest, Body()],
     services: ServicesDep,
+    limits: LimitsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     traceparent: Annotated[str | None, Header()] = None,
 ) -> TaskAccepted:
@@ -40,6 +45,8 @@ async def submit_task(
     With an `Idempotency-Key` header, repeating the same request returns the same task id and
     the task runs once.
     """
+    check_limits(limits, request.task_type, timeout_s=request.timeout_s,
+                 max_attempts=request.max_attempts, not_before=request.not_before)
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
     valid_trace = traceparent if traceparent and TRACEPARENT.fullmatch(traceparent) else None
     task_id = await submit(services.tasks, request.command(idempotency_key), source="http",

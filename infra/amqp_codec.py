@@ -13,18 +13,30 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from contracts.limits import is_valid_task_id
+
 _DERIVED_ID_NAMESPACE = uuid.UUID("8c5b8e0e-6a5f-4d43-9d0e-3b8f2f6c9a11")
 
 
 def task_id_of(message: AbstractIncomingMessage) -> str:
-    """The body's `task_id`, else `message_id`, else one derived from the content."""
+    """The id the publisher gave (see `claimed_task_id`) when it is valid, else one derived
+    from the content: an invalid id (too long, emoji, control characters) is never recorded,
+    and the message is quarantined under the derived one."""
+    claimed = claimed_task_id(message)
+    if claimed is not None and is_valid_task_id(claimed):
+        return claimed
+    return derived_task_id(message)
+
+
+def claimed_task_id(message: AbstractIncomingMessage) -> str | None:
+    """The body's `task_id`, else `message_id`, as the publisher gave it (valid or not)."""
     try:
         raw = json.loads(message.body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raw = None
     if isinstance(raw, dict) and isinstance(raw.get("task_id"), str) and raw["task_id"]:
         return str(raw["task_id"])
-    return message.message_id or derived_task_id(message)
+    return message.message_id or None
 
 
 def derived_task_id(message: AbstractIncomingMessage) -> str:

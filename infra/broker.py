@@ -17,6 +17,7 @@ from aio_pika.abc import (
 )
 from aio_pika.connection import make_url
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from pamqp.commands import Basic
 
 from infra.topology import Topology, declare_topology
 
@@ -33,6 +34,11 @@ class BrokerUnavailable(PublishError):
 
 class Unroutable(PublishError):
     """RabbitMQ returned or refused the message: no queue would have held it."""
+
+
+class Refused(PublishError):
+    """RabbitMQ nacked the message: a queue it routes to is full (overflow `reject-publish`).
+    Any other queue it routes to may have taken it."""
 
 
 class Broker:
@@ -146,6 +152,9 @@ class Broker:
                 target = await self._exchange(channel, exchange)
                 await target.publish(message, routing_key, mandatory=True)
         except DeliveryError as error:
+            if isinstance(error.frame, Basic.Nack):
+                raise Refused(f"{exchange!r} {routing_key!r}: RabbitMQ refused it (a queue it "
+                              "routes to is full)") from error
             raise Unroutable(f"{exchange!r} {routing_key!r} refused or returned it") from error
         except (TimeoutError, OSError, AMQPError, RuntimeError) as error:
             raise BrokerUnavailable(f"publish to {exchange!r} not confirmed: {error!r}") from error

@@ -24,6 +24,7 @@ from contracts.registry import TASK_TYPES, task_type_names
 from infra.broker import Broker, PublishError
 from infra.composition import MongoAdapters, mongo_adapters, replay_ports
 from infra.logging import configure_logging
+from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies
 from infra.replay import BrokerDeadLetterQueue
 from infra.settings import Settings
 from infra.topology import build_topology, declare_on, definitions
@@ -101,8 +102,9 @@ def topology() -> None:
 @click.option("--vhost", default="/", show_default=True, help="the vhost the file names")
 def topology_export(vhost: str) -> None:
     """Print a RabbitMQ definitions file."""
-    settings_for("topology")
-    document = definitions(build_topology(TASK_TYPES), vhost=vhost)
+    settings = settings_for("topology")
+    document = definitions(build_topology(TASK_TYPES), vhost=vhost,
+                           policies=queue_policies(TASK_TYPES, settings))
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -113,6 +115,12 @@ def topology_declare() -> None:
     settings = settings_for("topology")
     asyncio.run(declare_on(settings.rabbitmq_url, build_topology(TASK_TYPES)))
     log.info("topology declared on %s", settings.rabbitmq_url.rsplit("@", 1)[-1])
+    try:
+        asyncio.run(apply_policies(settings, queue_policies(TASK_TYPES, settings)))
+    except ManagementUnavailable as error:
+        log.error("queue length limits not applied: %s", error)
+        sys.exit(1)
+    log.info("queue length limits applied (policies on the vhost)")
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from infra.broker import Broker, BrokerUnavailable
 from infra.dead_letters import MongoDeadLetterArchive
 from infra.idempotency import MongoIdempotencyKeys
 from infra.mongo import mongo_client
+from infra.queue_limits import ensure_queue_limits
 from infra.recording import GroupCommitRecorder
 from infra.replay import BrokerDeadLetterQueue, BrokerLetterPublisher
 from infra.settings import Settings
@@ -133,6 +134,8 @@ async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: Settings) -> 
         await broker.channel()
     except BrokerUnavailable as error:
         log.warning("starting without RabbitMQ (requests answer 503 until it is back): %s", error)
+    else:
+        await ensure_queue_limits(settings, TASK_TYPES)
     try:
         await mongo.tasks.ensure_indexes(settings.retention)
         await mongo.keys.ensure_indexes(settings.idempotency_ttl)

@@ -10,7 +10,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.messages import StatusEvent, TaskEnvelope
-from infra.broker import Broker, persistent_message
+from infra.broker import Broker, Refused, persistent_message
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,11 @@ async def quarantine(
     """Keep an invalid message in `tasks.quarantine` with the reason in a header, confirmed."""
     copy = copy_of(message, headers={names.HEADER_QUARANTINE_REASON: reason[:1000],
                                      names.HEADER_ORIGINAL_QUEUE: original_queue})
-    await broker.publish("", names.QUARANTINE_QUEUE, copy)
+    try:
+        await broker.publish("", names.QUARANTINE_QUEUE, copy)
+    except Refused:
+        log.error("queue %s is full: a message from %s (id %s) stays there until it has room",
+                  names.QUARANTINE_QUEUE, original_queue, message.message_id or "none")
+        raise
     log.warning("quarantined a message from %s (id %s): %s",
                 original_queue, message.message_id or "none", reason)

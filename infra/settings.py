@@ -7,11 +7,26 @@ from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from contracts.limits import DAY_S, TaskLimits
+from contracts.registry import TaskSpec, task_type_names
 
 # What the development profile allows webhooks to reach: this machine's loopback only.
 DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
+
+KIB, MIB, GIB = 1024, 1024**2, 1024**3
+
+
+class TaskLimitOverride(BaseModel):
+    """An operator's caps for one task type (`TASK_LIMITS`); unset keeps the type's own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    not_before_days: float | None = Field(default=None, ge=0, le=3650)
 
 
 class Settings(BaseSettings):
@@ -60,6 +75,26 @@ class Settings(BaseSettings):
     # One log line per HTTP request costs a fifth of the gateway's time at full load: off by
     # default; failures are logged either way.
     gateway_access_log: bool = False
+    # A request body over this many bytes answers 413, counted as it arrives (never buffered).
+    max_request_bytes: int = Field(default=256 * KIB, ge=1 * KIB, le=64 * MIB)
+    # Requests one gateway process serves at once; past it, 503 with Retry-After (/health and
+    # /health/ready are always answered).
+    gateway_max_concurrency: int = Field(default=1000, ge=1, le=100_000)
+
+    # Caps per task type over the registry's, as JSON: {"webhook": {"timeout_s": 60,
+    # "max_attempts": 10, "not_before_days": 7}}. Give every process the same value.
+    task_limits: dict[str, TaskLimitOverride] = Field(default_factory=dict)
+
+    # Length limits of the queues, applied as RabbitMQ policies (`taskproc topology declare`, and
+    # every process at start-up through the management API). A full task queue refuses new
+    # messages: the gateway answers 503, an outside publisher gets a nack.
+    queue_max_messages: int = Field(default=1_000_000, ge=1)
+    queue_max_bytes: int = Field(default=1 * GIB, ge=1)
+    # tasks.<type>.dead and tasks.quarantine: full, they refuse too and the worker logs an ERROR.
+    dead_queue_max_messages: int = Field(default=100_000, ge=1)
+    dead_queue_max_bytes: int = Field(default=256 * MIB, ge=1)
+    # The management API the policies are set through; its user is RABBITMQ_URL's.
+    rabbitmq_management_url: str = "http://127.0.0.1:15672"
 
     # Workers and the projector serve Prometheus metrics on http://METRICS_HOST:<port>/metrics:
     # the projector on METRICS_PORT, the worker of the n-th task type (registry order) on
@@ -77,6 +112,28 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("task_limits")
+    @classmethod
+    def _known_task_types(
+        cls, value: dict[str, TaskLimitOverride]
+    ) -> dict[str, TaskLimitOverride]:
+        unknown = sorted(set(value) - set(task_type_names()))
+        if unknown:
+            raise ValueError(f"unknown task type(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(task_type_names())}")
+        return value
+
+    def limits_for(self, spec: TaskSpec) -> TaskLimits:
+        """The caps of `spec`: the registry's, with this operator's overrides."""
+        override = self.task_limits.get(spec.name, TaskLimitOverride())
+        default = spec.limits
+        return TaskLimits(
+            timeout_s=override.timeout_s or default.timeout_s,
+            max_attempts=override.max_attempts or default.max_attempts,
+            not_before_s=(default.not_before_s if override.not_before_days is None
+                          else override.not_before_days * DAY_S),
+        )
 
     @property
     def retention(self) -> timedelta:

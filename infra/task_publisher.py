@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from contracts.messages import TaskEnvelope
-from infra.broker import Broker, BrokerUnavailable, PublishError
+from infra.broker import Broker, BrokerUnavailable, PublishError, Refused
 from infra.publishing import publish_task
-from service.errors import PublishFailed
+from service.errors import PublishFailed, QueueFull
 from service.ports import Source
 
 
@@ -22,6 +22,8 @@ class RabbitTaskPublisher:
         try:
             await publish_task(self._broker, envelope, app_id=self._app_id, source=source,
                                traceparent=traceparent)
+        except Refused as error:
+            raise QueueFull(str(error)) from error
         except PublishError as error:
             raise PublishFailed(str(error)) from error
 

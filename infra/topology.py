@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,18 @@ class Binding:
     exchange: str
     queue: str
     routing_key: str = "#"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A RabbitMQ policy: `definition` applies to the queues whose names match `pattern`.
+    The one with the highest priority wins where several match."""
+
+    name: str
+    pattern: str
+    definition: dict[str, Any]
+    priority: int = 10
+    apply_to: str = "queues"
 
 
 @dataclass(frozen=True)
@@ -109,9 +122,17 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
         await queues[binding.queue].bind(exchanges[binding.exchange], binding.routing_key)
 
 
-def definitions(topology: Topology, vhost: str = "/") -> dict[str, Any]:
-    """The topology as a RabbitMQ definitions document (`rabbitmqctl import_definitions`)."""
+def definitions(
+    topology: Topology, vhost: str = "/", policies: Sequence[Policy] = ()
+) -> dict[str, Any]:
+    """The topology as a RabbitMQ definitions document (`rabbitmqctl import_definitions`),
+    with the queue length limits as policies."""
     return {
+        "policies": [
+            {"vhost": vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
+             "definition": p.definition, "priority": p.priority}
+            for p in policies
+        ],
         "exchanges": [
             {"name": e.name, "vhost": vhost, "type": e.type.value, "durable": True,
              "auto_delete": False, "internal": False, "arguments": {}}

@@ -33,3 +33,7 @@ class StoreUnavailable(ServiceError):
 
 class PublishFailed(ServiceError):
     """The broker did not confirm a task: treat it as not sent (nothing was queued)."""
+
+
+class QueueFull(PublishFailed):
+    """The broker refused the task because its queue is at its length limit."""

@@ -11,7 +11,7 @@ import logging
 import uuid
 from datetime import timedelta
 
-from contracts.messages import StatusEvent, TaskEnvelope, utcnow
+from contracts.messages import ErrorInfo, StatusEvent, TaskEnvelope, utcnow
 from contracts.statuses import Status
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
@@ -19,6 +19,7 @@ from service.errors import (
     IdempotencyConflict,
     IdempotencyInProgress,
     PublishFailed,
+    QueueFull,
     StoreUnavailable,
 )
 from service.ports import Claim, Source
@@ -95,10 +96,30 @@ async def _publish(
         retry_base_s=command.retry_base_s,
         not_before=command.not_before,
     )
-    await deps.publisher.publish(envelope, source=source, traceparent=traceparent)
+    try:
+        await deps.publisher.publish(envelope, source=source, traceparent=traceparent)
+    except QueueFull:
+        await _record_refused(deps, envelope, source)
+        raise
     await _record_queued(deps, envelope, source)
     log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
     return task_id
+
+
+async def _record_refused(deps: Dependencies, envelope: TaskEnvelope, source: Source) -> None:
+    """A full queue refused the task, but the projector's submission queue, which is not
+    bounded, took its copy and will record it `queued`: end it `rejected` instead, so no task
+    stays `queued` that never was (a terminal status outranks `queued`, in either order)."""
+    event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
+                        status=Status.REJECTED, attempt=0, worker=deps.app_id, source=source,
+                        at=utcnow(), idempotency_key=envelope.idempotency_key,
+                        error=ErrorInfo(type="QueueFull",
+                                        message="its queue was full; nothing was queued"))
+    try:
+        await deps.recorder.record(event)
+    except StoreUnavailable as error:
+        log.warning("task %s refused by its full queue, and not recorded so: %s",
+                    envelope.task_id, error)
 
 
 async def _record_queued(deps: Dependencies, envelope: TaskEnvelope, source: Source) -> None:

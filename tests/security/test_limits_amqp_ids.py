@@ -1,0 +1,188 @@
+"""Task ids from AMQP on real servers: a message whose id breaks the rule is quarantined, its
+task `rejected` under a derived valid id, and it is acked once (no loop through redeliveries);
+ids at the edges of the rule run as given."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from consumers.handlers import HANDLERS
+from consumers.worker import Worker
+from contracts import names
+from contracts.limits import is_valid_task_id
+from contracts.projection import TaskState
+from contracts.registry import SLEEP, TASK_TYPES
+from contracts.statuses import Status
+from infra.amqp_codec import derived_task_id
+from infra.broker import Broker
+from infra.dead_letters import MongoDeadLetterArchive
+from infra.mongo import mongo_client
+from infra.settings import Settings
+from infra.store import TaskStore
+from infra.topology import build_topology
+from projector.runtime import Projector
+from tests.support.amqp import Queues
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+BODY = b'{"payload": {"seconds": 0}}'
+
+
+@dataclass(frozen=True)
+class Runtime:
+    worker: asyncio.Task[None]
+    projector: asyncio.Task[None]
+    store: TaskStore
+
+
+@pytest.fixture(scope="module")
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """A sleep worker and a projector on the session's vhost, on this event loop."""
+    handler = next(handler for handler in HANDLERS if handler.spec is SLEEP)
+    topology = build_topology(TASK_TYPES)
+    worker_broker = Broker(settings.rabbitmq_url, topology, timeout_s=settings.publish_timeout_s,
+                           name="limits sleep worker", prefetch=SLEEP.prefetch)
+    projector_broker = Broker(settings.rabbitmq_url, topology,
+                              timeout_s=settings.publish_timeout_s, name="limits projector",
+                              prefetch=64)
+    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+    store = TaskStore(client, settings.mongodb_database)
+    stop = asyncio.Event()
+    async with handler.started(settings) as run_task:
+        worker = Worker(SLEEP, run_task, worker_broker, worker_name="limits/sleep",
+                        shutdown_grace_s=5)
+        projector = Projector(projector_broker, store, worker_name="limits/projector",
+                              dead_letters=MongoDeadLetterArchive(
+                                  client, settings.mongodb_database),
+                              batch_size=settings.projector_batch_size,
+                              batch_window_s=settings.projector_batch_window_s)
+        await worker_broker.channel()
+        await projector_broker.channel()
+        running = Runtime(asyncio.create_task(worker.run(stop)),
+                          asyncio.create_task(projector.run(stop)), store)
+        try:
+            yield running
+        finally:
+            stop.set()
+            await asyncio.gather(running.worker, running.projector, return_exceptions=True)
+            await worker_broker.close()
+            await projector_broker.close()
+            await client.close()
+
+
+@pytest.fixture
+async def amqp_channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
+    """A plain confirming channel on the session's vhost, as an outside publisher opens one."""
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        yield await connection.channel(publisher_confirms=True)
+
+
+@pytest.fixture
+def queues(amqp_channel: AbstractChannel) -> Queues:
+    return Queues(amqp_channel)
+
+
+async def state_with(store: TaskStore, task_id: str, status: Status) -> TaskState | None:
+    state = await store.get(task_id)
+    return state if state is not None and state.status is status else None
+
+
+def outside_message(body: bytes, message_id: str | None) -> aio_pika.Message:
+    return aio_pika.Message(body, message_id=message_id, content_type="application/json",
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+
+
+async def publish(channel: AbstractChannel, message: aio_pika.Message) -> None:
+    exchange = await channel.get_exchange(names.task_exchange("sleep"), ensure=False)
+    await exchange.publish(message, routing_key="sleep")
+
+
+async def quarantined_copy(channel: AbstractChannel, body: bytes) -> AbstractIncomingMessage | None:
+    """Take the quarantined message with this body; put every other one back."""
+    queue = await channel.get_queue(names.QUARANTINE_QUEUE, ensure=False)
+    held, found = [], None
+    while (message := await queue.get(fail=False, timeout=10)) is not None:
+        if found is None and message.body == body:
+            await message.ack()
+            found = message
+        else:
+            held.append(message)
+    for message in held:
+        await message.nack(requeue=True)
+    return found
+
+
+INVALID = {
+    "200 emoji as message_id": ("\N{PILE OF POO}" * 60, None),  # 240 bytes: still a shortstr
+    "129 characters as message_id": ("x" * 129, None),
+    "a space as message_id": ("task 1", None),
+    "200 emoji in the body": (None, "\N{PILE OF POO}" * 200),
+    "empty task_id in the body beside an invalid message_id": ("a/b", ""),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID))
+async def test_an_invalid_id_is_quarantined_and_rejected_under_a_derived_id_once(
+    case: str, runtime: Runtime, amqp_channel: AbstractChannel, queues: Queues,
+) -> None:
+    message_id, body_id = INVALID[case]
+    # A unique body, so this case's message and derived id are its own.
+    body = json.dumps({"payload": {"seconds": 0}, "case": case,
+                       **({} if body_id is None else {"task_id": body_id})}).encode()
+    message = outside_message(body, message_id)
+
+    await publish(amqp_channel, message)
+
+    copy = await eventually(lambda: quarantined_copy(amqp_channel, body), timeout_s=30,
+                            what=f"{case}: the message in tasks.quarantine")
+    reason = copy.headers.get(names.HEADER_QUARANTINE_REASON)
+    reason = reason.decode() if isinstance(reason, bytes) else str(reason)
+    derived = derived_task_id(copy)  # the same content and properties as the one published
+    assert is_valid_task_id(derived)
+    assert ("task id is not 1-128 characters" in reason
+            or "does not match the task schema" in reason), reason
+    rejected = await eventually(lambda: state_with(runtime.store, derived, Status.REJECTED),
+                                timeout_s=30, what=f"{case}: rejected as {derived}")
+    assert rejected.error is not None
+    assert rejected.error.type == "InvalidTask"
+    # Acked once: no copy back in the task queue, none left in quarantine.
+    assert await queues.take(names.task_queue("sleep"), message_id or "") is None
+    assert await quarantined_copy(amqp_channel, body) is None
+    assert not runtime.worker.done()
+    assert not runtime.projector.done()
+
+
+@pytest.mark.parametrize("task_id", ["a", "x" * 128, "Order-17:v2.retry_1"])
+async def test_ids_at_the_edges_of_the_rule_run_as_given(
+    task_id: str, runtime: Runtime, amqp_channel: AbstractChannel,
+) -> None:
+    await publish(amqp_channel, outside_message(BODY, task_id))
+
+    await eventually(lambda: state_with(runtime.store, task_id, Status.SUCCEEDED),
+                     timeout_s=30, what=f"{task_id} succeeded")
+
+
+async def test_an_amqp_task_over_a_cap_is_quarantined_and_rejected_naming_the_cap(
+    runtime: Runtime, amqp_channel: AbstractChannel,
+) -> None:
+    task_id = f"over-cap-{uuid.uuid4()}"
+    body = json.dumps({"payload": {"seconds": 0}, "timeout_s": 601, "max_attempts": 21}).encode()
+
+    await publish(amqp_channel, outside_message(body, task_id))
+
+    rejected = await eventually(lambda: state_with(runtime.store, task_id, Status.REJECTED),
+                                timeout_s=30, what=f"{task_id} rejected")
+    assert rejected.error is not None
+    assert rejected.error.message == ("over a limit: timeout_s: at most 600 for sleep; "
+                                      "max_attempts: at most 20 for sleep")
+    assert await quarantined_copy(amqp_channel, body) is not None
