@@ -52,7 +52,8 @@ async def run_worker(
     async with handler.started(settings) as run_task:
         worker = Worker(spec, run_task, broker, worker_name=name,
                         shutdown_grace_s=settings.shutdown_grace_s,
-                        middleware=task_middleware(task_type))
+                        middleware=task_middleware(task_type),
+                        default_tenant=settings.default_tenant)
         port = metrics_port(settings, task_type)
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):
@@ -83,7 +84,8 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
                                       dead_letters=mongo.dead_letters,
                                       batch_size=settings.projector_batch_size,
                                       batch_window_s=settings.projector_batch_window_s,
-                                      middleware=task_middleware(PROJECTOR))
+                                      middleware=task_middleware(PROJECTOR),
+                                      default_tenant=settings.default_tenant)
                 await projector.run(stop)
     finally:
         await broker.close()

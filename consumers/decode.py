@@ -13,7 +13,8 @@ from contracts import topology as names
 from contracts.messages import TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec
-from infra.amqp_codec import positive_int, task_id_of
+from infra.amqp_codec import positive_int, task_id_of, tenant_of
+from service.auth import DEFAULT_TENANT
 
 
 class InvalidTask(Exception):
@@ -38,10 +39,15 @@ class ReceivedTask:
     not_before: datetime | None
     source: str
     idempotency_key: str | None
+    tenant: str
 
 
-def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
-    """Validate `message` as a task of type `spec`; raise InvalidTask with the reason if not."""
+def decode(
+    message: AbstractIncomingMessage, spec: TaskSpec, *, default_tenant: str = DEFAULT_TENANT
+) -> ReceivedTask:
+    """Validate `message` as a task of type `spec`; raise InvalidTask with the reason if not.
+
+    `default_tenant` owns a task whose message names none (infra.amqp_codec.tenant_of)."""
     task_id = task_id_of(message)
     try:
         raw = json.loads(message.body)
@@ -72,6 +78,7 @@ def decode(message: AbstractIncomingMessage, spec: TaskSpec) -> ReceivedTask:
         not_before=body.not_before,
         source="http" if headers.get(names.HEADER_SOURCE) == "http" else "amqp",
         idempotency_key=body.idempotency_key,
+        tenant=tenant_of(message, default_tenant),
     )
 
 

@@ -32,6 +32,7 @@ from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
 from infra.publishing import copy_of, publish_event, quarantine
+from service.auth import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,10 @@ class Worker:
     def __init__(
         self, spec: TaskSpec, handler: RunTask, broker: Broker, *,
         worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, default_tenant: str = DEFAULT_TENANT,
     ) -> None:
         self._spec = spec
+        self._default_tenant = default_tenant
         self._handler = handler
         self._broker = broker
         self._worker_name = worker_name
@@ -99,7 +101,7 @@ class Worker:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
             try:
-                task = decode(message, self._spec)
+                task = decode(message, self._spec, default_tenant=self._default_tenant)
             except InvalidTask as invalid:
                 await self._quarantine(message, invalid)
             else:
@@ -221,7 +223,8 @@ class Worker:
         await self._publish(StatusEvent(
             task_id=task.task_id, task_type=self._spec.name, status=status,
             attempt=task.attempt, run=task.run, worker=self._worker_name,
-            source=task.source, idempotency_key=task.idempotency_key, **fields,
+            source=task.source, idempotency_key=task.idempotency_key, tenant=task.tenant,
+            **fields,
         ))
 
     async def _publish(self, event: StatusEvent) -> None:

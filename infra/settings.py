@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_response_limit: int = Field(default=2048, ge=0, le=1_000_000)
 
+    # Who owns a task that names no tenant: one published straight to RabbitMQ (see
+    # infra.amqp_codec.tenant_of), or one queued before tenants existed.
+    default_tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    # Seconds a gateway trusts what it read about an API key: a revoked key is refused on every
+    # gateway within this long.
+    api_key_cache_s: float = Field(default=2.0, ge=0, le=60)
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     # uvicorn worker processes of the gateway; each holds its own connections.

@@ -35,9 +35,9 @@ async def submit(
     """Queue the task and return its id; with an idempotency key, the same id for the same
     command. Returns only once the broker confirmed it and the read model knows it (or holds
     it until the store is back)."""
-    key = command.idempotency_key
-    if key is None:
+    if command.idempotency_key is None:
         return await _publish(deps, command, str(uuid.uuid4()), source, traceparent)
+    key = claim_key(command.tenant or deps.default_tenant, command.idempotency_key)
     fingerprint = command.fingerprint()
     patience = timedelta(seconds=deps.publish_timeout_s * 2 + 1)
     deadline = utcnow() + patience
@@ -56,6 +56,12 @@ async def submit(
         if utcnow() > deadline:
             raise IdempotencyInProgress(key)
         await asyncio.sleep(_POLL_S)
+
+
+def claim_key(tenant: str, idempotency_key: str) -> str:
+    """Where a tenant's Idempotency-Key is claimed: two tenants' equal keys never meet (a tenant
+    name holds no '/')."""
+    return f"{tenant}/{idempotency_key}"
 
 
 def _abandoned(claim: Claim, patience: timedelta) -> bool:
@@ -95,17 +101,20 @@ async def _publish(
         retry_base_s=command.retry_base_s,
         not_before=command.not_before,
     )
-    await deps.publisher.publish(envelope, source=source, traceparent=traceparent)
-    await _record_queued(deps, envelope, source)
+    tenant = command.tenant or deps.default_tenant
+    await deps.publisher.publish(envelope, source=source, tenant=tenant, traceparent=traceparent)
+    await _record_queued(deps, envelope, source, tenant)
     log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
     return task_id
 
 
-async def _record_queued(deps: Dependencies, envelope: TaskEnvelope, source: Source) -> None:
+async def _record_queued(
+    deps: Dependencies, envelope: TaskEnvelope, source: Source, tenant: str,
+) -> None:
     """Read your writes: the read model knows the task before the caller hears it is queued."""
     event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
                         status=Status.QUEUED, attempt=0, worker=deps.app_id,
-                        source=source,
+                        source=source, tenant=tenant,
                         at=envelope.submitted_at, idempotency_key=envelope.idempotency_key)
     try:
         await deps.recorder.record(event)
