@@ -15,13 +15,14 @@ from contracts.topology import dead_queue
 from infra import services
 from infra.broker import Broker, PublishError
 from infra.composition import mongo_adapters, replay_ports
+from infra.keys_cli import keys_create, keys_list, keys_revoke
 from infra.logging import configure_logging
 from infra.replay import BrokerDeadLetterQueue
 from infra.settings import Settings
 from infra.supervisor import Supervisor
 from infra.topology import build_topology, declare_on, definitions
 from service.dead_letters import DeadLetter, DeadLetterArchive
-from service.errors import StoreUnavailable
+from service.errors import InvalidKeyRequest, StoreUnavailable
 from service.replay import Outcome, ReplayPorts, replay_letter
 
 log = logging.getLogger("taskproc")
@@ -120,6 +121,22 @@ async def _replay_dead_letters(ports: ReplayPorts, args: argparse.Namespace) -> 
     return 1 if missing else 0
 
 
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    """`taskproc keys create|list|revoke` (infra/keys_cli.py does the work)."""
+    try:
+        if args.action == "create":
+            asyncio.run(keys_create(settings, tenant=args.tenant, scopes=args.scopes,
+                                    rate=args.rate))
+        elif args.action == "list":
+            asyncio.run(keys_list(settings))
+        else:
+            return 0 if asyncio.run(keys_revoke(settings, args.key_id)) else 1
+    except (StoreUnavailable, InvalidKeyRequest) as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
 def _print_letters(letters: list[DeadLetter], archived: Mapping[str, DeadLetter]) -> None:
     """One line per letter; `archived` (by letter id) tells which were replayed already."""
     if not letters:
@@ -160,6 +177,20 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="replay every dead letter")
     which.add_argument("task_ids", nargs="*", default=[], metavar="TASK_ID")
     again.set_defaults(handler=_dead_letters)
+    keys = commands.add_parser("keys", help="API keys: create, list, revoke")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    create = key_commands.add_parser("create", help="make a key and print it (shown once)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--scopes", required=True,
+                        help="comma-separated: tasks:submit,tasks:read,tasks:replay (or all)")
+    create.add_argument("--rate", type=float, default=None,
+                        help="requests per second (default 5000)")
+    create.set_defaults(handler=_keys)
+    key_commands.add_parser("list", help="every key; never a secret").set_defaults(
+        handler=_keys)
+    revoke = key_commands.add_parser("revoke", help="refused by every gateway within ~2 s")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=_keys)
     return root
 
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from contracts.registry import task_type_names
-from infra import services
+from infra import local_key, services
 from infra.observability import PROJECTOR, metrics_port
 from infra.settings import Settings
 
@@ -75,6 +75,7 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._request_stop)
         started = services.ensure_local(self._settings.rabbitmq_url, self._settings.mongodb_url)
+        local_key.announce(self._settings)
         mail_sink = not services.port_open(self._settings.smtp_host, self._settings.smtp_port)
         processes = children(self._settings, with_mail_sink=mail_sink)
         try:

@@ -11,6 +11,7 @@ long on every gateway while a request costs a hash and a dict lookup, not a stor
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -102,8 +103,8 @@ class Authenticator:
     """Turns a bearer token into a Principal, or raises Unauthenticated.
 
     While the store is away, a key seen before keeps working (its revocation could not be read
-    anyway) and an unseen one raises StoreUnavailable: an outage of MongoDB does not stop
-    submissions, as it did not before keys.
+    anyway), asked about again once per cache window; an unseen one raises StoreUnavailable. So
+    an outage of MongoDB does not stop submissions, as it did not before keys.
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class Authenticator:
         self._clock = clock
         # Unknown key ids are remembered too, so a stream of bad keys costs no store reads.
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._fetching: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def authenticate(self, token: str | None) -> Principal:
         key_id = key_id_of(token) if token else None
@@ -129,19 +131,27 @@ class Authenticator:
         return key.principal()
 
     async def _lookup(self, key_id: str) -> ApiKey | None:
-        now = self._clock()
         seen = self._seen.get(key_id)
-        if seen is not None and now - seen.at < self._cache_s:
+        if seen is not None and self._clock() - seen.at < self._cache_s:
             return seen.key
+        # One read per key id at a time: requests that find the entry stale together share it.
+        fetching = self._fetching.get(key_id)
+        if fetching is None:
+            fetching = self._fetching[key_id] = asyncio.ensure_future(self._fetch(key_id, seen))
+            fetching.add_done_callback(lambda _: self._fetching.pop(key_id, None))
+        # Shielded: a request that gives up does not cancel the read the others wait for.
+        return await asyncio.shield(fetching)
+
+    async def _fetch(self, key_id: str, seen: _Seen | None) -> ApiKey | None:
         try:
             key = await self._keys.get(key_id)
         except StoreUnavailable:
             if seen is None or seen.key is None:
                 raise
-            log.warning("API key %s: MongoDB unavailable, using what was read %.0fs ago",
-                        key_id, now - seen.at)
-            return seen.key
-        self._seen[key_id] = _Seen(key, now)
+            log.warning("API key %s: MongoDB unavailable; trusting what it said %.0fs ago for "
+                        "%gs more", key_id, self._clock() - seen.at, self._cache_s)
+            key = seen.key
+        self._seen[key_id] = _Seen(key, self._clock())
         self._seen.move_to_end(key_id)
         while len(self._seen) > self._max_cached:
             self._seen.popitem(last=False)

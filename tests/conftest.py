@@ -13,6 +13,7 @@ from infra.composition import mongo_adapters
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
+from tests.support.keys import issue_key
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.services import Backends, backends
 
@@ -48,6 +49,13 @@ def settings(services: Backends, smtp_sink: SmtpSink) -> Settings:
         publish_timeout_s=5.0,
         worker_name="test",
     )
+
+
+@pytest.fixture(scope="session")
+async def api_key(services: Backends) -> str:
+    """A key of tenant `tests` with every scope, in the session's database: what the clients of
+    the e2e and integration tiers send."""
+    return await issue_key(services.mongodb_url, services.mongodb_database)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from contracts.registry import SLEEP, task_type_names
 from gateway.app import create_app
 from infra.logging import configure_logging
 from infra.settings import Settings
+from tests.support.keys import bearer
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -107,7 +108,9 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(settings: Settings, spans: InMemorySpanExporter) -> AsyncIterator[Stack]:
+async def stack(
+    settings: Settings, spans: InMemorySpanExporter, api_key: str
+) -> AsyncIterator[Stack]:
     """The gateway (lifespan started, over ASGI), a `sleep` worker and the projector."""
     settings = settings.model_copy(update={
         "metrics_host": "127.0.0.1",
@@ -122,7 +125,8 @@ async def stack(settings: Settings, spans: InMemorySpanExporter) -> AsyncIterato
         projector = asyncio.create_task(run_projector(settings, stop=stop))
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url="http://gateway", timeout=10) as http:
+                                         base_url="http://gateway", timeout=10,
+                                         headers=bearer(api_key)) as http:
                 yield Stack(http=http, settings=settings)
         finally:
             stop.set()
