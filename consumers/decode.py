@@ -39,7 +39,7 @@ class ReceivedTask:
     not_before: datetime | None
     source: str
     idempotency_key: str | None
-    tenant: str
+    tenant: str = DEFAULT_TENANT
 
 
 def decode(
