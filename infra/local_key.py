@@ -47,6 +47,7 @@ async def ensure_local_key(settings: Settings, path: Path) -> str:
             try:
                 principal = await Authenticator(mongo.api_keys, cache_s=0).authenticate(kept)
                 if principal.scopes.issuperset(SCOPES):
+                    path.chmod(0o600)  # in case it was loosened since
                     return kept
             except Unauthenticated:
                 pass
