@@ -47,7 +47,7 @@ async def ensure_local_key(settings: Settings, path: Path) -> str:
             try:
                 principal = await Authenticator(mongo.api_keys, cache_s=0).authenticate(kept)
                 if principal.scopes.issuperset(SCOPES):
-                    path.chmod(0o600)  # in case it was loosened since
+                    _owner_only(path)  # in case it was loosened since
                     return kept
             except Unauthenticated:
                 pass
@@ -81,4 +81,8 @@ def _write(path: Path, token: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(token + "\n")
-    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+    _owner_only(path)  # an existing file keeps its mode through O_CREAT
+
+
+def _owner_only(path: Path) -> None:
+    os.chmod(path, 0o600)
