@@ -53,8 +53,9 @@ def settings(services: Backends, smtp_sink: SmtpSink) -> Settings:
 
 @pytest.fixture(scope="session")
 async def api_key(services: Backends) -> str:
-    """A key of tenant `tests` with every scope, in the session's database: what the clients of
-    the e2e and integration tiers send."""
+    """A key of the default tenant with every scope, in the session's database: what the clients
+    of the e2e and integration tiers send (it reads tasks they publish straight to RabbitMQ
+    too)."""
     return await issue_key(services.mongodb_url, services.mongodb_database)
 
 

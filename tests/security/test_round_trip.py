@@ -78,11 +78,10 @@ async def events_of(queue: aio_pika.abc.AbstractQueue, task_id: str) -> list[dic
     return found
 
 
-async def test_a_task_is_its_tenants_from_submission_to_success(
-    running: Running, api_key: str,
-) -> None:
-    other_key = await issue_key(running.settings.mongodb_url,
-                                running.settings.mongodb_database, tenant="someone-else")
+async def test_a_task_is_its_tenants_from_submission_to_success(running: Running) -> None:
+    database = running.settings.mongodb_url, running.settings.mongodb_database
+    own_key = await issue_key(*database, tenant=TEST_TENANT)
+    other_key = await issue_key(*database, tenant="someone-else")
     connection = await aio_pika.connect(running.rabbitmq_url)
     channel = await connection.channel()
     # As another service listening for outcomes would: every status event of the vhost.
@@ -90,7 +89,7 @@ async def test_a_task_is_its_tenants_from_submission_to_success(
     await tap.bind(names.EVENTS_EXCHANGE, "#")
     async with connection, httpx.AsyncClient(base_url=running.url, timeout=10) as anonymous, \
             httpx.AsyncClient(base_url=running.url, timeout=10,
-                              headers=bearer(api_key)) as owner, \
+                              headers=bearer(own_key)) as owner, \
             httpx.AsyncClient(base_url=running.url, timeout=10,
                               headers=bearer(other_key)) as stranger:
         refused = await anonymous.post("/tasks", json=SLEEP)
@@ -114,11 +113,11 @@ async def test_a_task_is_its_tenants_from_submission_to_success(
 
 
 async def test_a_task_published_straight_to_rabbitmq_is_the_default_tenants(
-    running: Running, api_key: str,
+    running: Running,
 ) -> None:
-    default_key = await issue_key(running.settings.mongodb_url,
-                                  running.settings.mongodb_database,
-                                  tenant=running.settings.default_tenant)
+    database = running.settings.mongodb_url, running.settings.mongodb_database
+    default_key = await issue_key(*database, tenant=running.settings.default_tenant)
+    tests_key = await issue_key(*database, tenant=TEST_TENANT)
     task_id = f"direct-{uuid.uuid4()}"
     connection = await aio_pika.connect(running.rabbitmq_url)
     async with connection:
@@ -129,7 +128,7 @@ async def test_a_task_published_straight_to_rabbitmq_is_the_default_tenants(
     async with httpx.AsyncClient(base_url=running.url, timeout=10,
                                  headers=bearer(default_key)) as default, \
             httpx.AsyncClient(base_url=running.url, timeout=10,
-                              headers=bearer(api_key)) as tests_tenant:
+                              headers=bearer(tests_key)) as tests_tenant:
         await wait_status(default, task_id, "succeeded")
         hidden = await tests_tenant.get(f"/tasks/{task_id}")
 

@@ -8,16 +8,19 @@ from collections.abc import Iterable
 from infra.composition import mongo_adapters
 from infra.settings import Settings
 from service.api_keys import create_key
-from service.auth import SCOPES
+from service.auth import DEFAULT_TENANT, SCOPES
 
+# A tenant other than the default one, for tests about tenants.
 TEST_TENANT = "tests"
 
 
 async def issue_key(
-    mongodb_url: str, database: str, *, tenant: str = TEST_TENANT,
+    mongodb_url: str, database: str, *, tenant: str = DEFAULT_TENANT,
     scopes: Iterable[str] = SCOPES, rate_per_s: float | None = None,
 ) -> str:
-    """A new key in `database` on `mongodb_url` (every scope unless told); the key."""
+    """A new key in `database` on `mongodb_url`; the key. By default of the default tenant, with
+    every scope: it then also reads the tasks a test publishes straight to RabbitMQ (they name
+    no tenant), as an operator's key would."""
     mongo = mongo_adapters(Settings(mongodb_url=mongodb_url, mongodb_database=database))
     try:
         issued = await create_key(mongo.api_keys, tenant=tenant, scopes=frozenset(scopes),
