@@ -226,6 +226,7 @@ class Projector:
             task_id=task_id_of(message), task_type=task_type, status=Status.DEAD,
             attempt=header_int(message, names.HEADER_ATTEMPT),
             run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
+            tenant=tenant_of(message, self._default_tenant),
             error=ErrorInfo(type="DeliveryLimitExceeded",
                             message="the message was delivered too often without an outcome "
                                     "(its consumer crashed or was stopped each time)"),

@@ -28,6 +28,7 @@ from contracts import topology as names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
+from infra.amqp_codec import tenant_of
 from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
@@ -216,6 +217,7 @@ class Worker:
         await self._publish(StatusEvent(
             task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
             attempt=0, worker=self._worker_name,
+            tenant=tenant_of(message, self._default_tenant),
             error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
         ))
 
