@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.auth import DEFAULT_TENANT, TENANT
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
@@ -45,7 +47,7 @@ class Settings(BaseSettings):
 
     # Who owns a task that names no tenant: one published straight to RabbitMQ (see
     # infra.amqp_codec.tenant_of), or one queued before tenants existed.
-    default_tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    default_tenant: str = Field(default=DEFAULT_TENANT, pattern=f"^{TENANT.pattern}$")
     # Seconds a gateway trusts what it read about an API key: a revoked key is refused on every
     # gateway within this long.
     api_key_cache_s: float = Field(default=2.0, ge=0, le=60)
