@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Response, status
 
-from gateway.auth import Reader, Replayer, Submitter, authenticated
+from gateway.auth import Reader, Replayer, Submitter, api_key
 from gateway.deps import ServicesDep
 from gateway.schemas import Health, Readiness, TaskAccepted, TaskRequest, TaskView
 from service.health import readiness
@@ -21,7 +21,7 @@ TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 # Every route on `tasks` needs a valid key (the router's dependency), whatever scope it names.
 tasks = APIRouter(
-    dependencies=[Depends(authenticated)],
+    dependencies=[Depends(api_key)],
     responses={401: {"description": "No API key, or an unknown or revoked one "
                                     "(with `WWW-Authenticate: Bearer`)"},
                403: {"description": "The API key lacks the scope this endpoint needs"},

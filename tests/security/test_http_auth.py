@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
+from gateway.auth import Reader
 from service.api_keys import revoke_key
 from service.auth import READ, REPLAY, SCOPES, SUBMIT, key_id_of, new_token
 from tests.fast.conftest import SETTINGS, TENANT, ClientFor, Fakes, Issue
@@ -276,11 +278,25 @@ async def test_the_openapi_document_shows_the_bearer_scheme_on_task_endpoints_on
     schemes = document["components"]["securitySchemes"]
     [(name, scheme)] = schemes.items()
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
-    for path, method, scope in (("/tasks", "post", SUBMIT), ("/tasks/{task_id}", "get", READ),
-                                ("/tasks/{task_id}/retry", "post", REPLAY)):
+    assert scheme["bearerFormat"] == "tp_<key_id>_<secret>"
+    for path, method in (("/tasks", "post"), ("/tasks/{task_id}", "get"),
+                         ("/tasks/{task_id}/retry", "post")):
         operation = document["paths"][path][method]
-        # OpenAPI 3.1 lets a non-OAuth scheme list the roles (here: scopes) an operation needs.
-        assert operation["security"] == [{name: [scope]}], path
+        assert operation["security"] == [{name: []}], path
         assert {"401", "403", "429"} <= set(operation["responses"]), path
     for path in ("/health", "/health/ready"):
         assert "security" not in document["paths"][path]["get"]
+
+
+async def test_a_scoped_route_outside_the_task_router_refuses_even_a_valid_key(
+    gateway: FastAPI, client_for: ClientFor, issue: Issue,
+) -> None:
+    # A later route that names a scope but was mounted past the router's key check.
+    async def stray(principal: Reader) -> dict[str, str]:
+        return {"tenant": principal.tenant}
+
+    gateway.add_api_route("/stray", stray, methods=["GET"])
+
+    answer = await (await client_for(await issue())).get("/stray")
+
+    assert answer.status_code == 401
