@@ -47,7 +47,8 @@ async def run_worker(
         worker = Worker(spec, run_task, broker, worker_name=name,
                         shutdown_grace_s=settings.shutdown_grace_s,
                         middleware=task_middleware(task_type),
-                        limits=settings.limits_for(spec))
+                        limits=settings.limits_for(spec),
+                        default_tenant=settings.default_tenant)
         port = metrics_port(settings, task_type)
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):

@@ -14,7 +14,8 @@ from contracts.limits import TASK_ID_RULE, TaskLimits, is_valid_task_id, over_li
 from contracts.messages import TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec
-from infra.amqp_codec import claimed_task_id, positive_int, task_id_of
+from infra.amqp_codec import claimed_task_id, positive_int, task_id_of, tenant_of
+from service.auth import DEFAULT_TENANT
 
 
 class InvalidTask(Exception):
@@ -39,14 +40,16 @@ class ReceivedTask:
     not_before: datetime | None
     source: str
     idempotency_key: str | None
+    tenant: str = DEFAULT_TENANT
 
 
 def decode(
     message: AbstractIncomingMessage, spec: TaskSpec, limits: TaskLimits | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, *, default_tenant: str = DEFAULT_TENANT,
 ) -> ReceivedTask:
     """Validate `message` as a task of type `spec` within `limits` (the spec's own by default);
-    raise InvalidTask with the reason if not."""
+    raise InvalidTask with the reason if not. `default_tenant` owns a task whose message names
+    none (infra.amqp_codec.tenant_of)."""
     task_id = task_id_of(message)
     claimed = claimed_task_id(message)
     if claimed is not None and not is_valid_task_id(claimed):
@@ -87,6 +90,7 @@ def decode(
         not_before=body.not_before,
         source="http" if headers.get(names.HEADER_SOURCE) == "http" else "amqp",
         idempotency_key=body.idempotency_key,
+        tenant=tenant_of(message, default_tenant),
     )
 
 

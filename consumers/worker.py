@@ -29,10 +29,12 @@ from contracts.limits import TaskLimits
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
+from infra.amqp_codec import tenant_of
 from infra.broker import Broker, PublishError, Refused, requeue, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
 from infra.publishing import copy_of, publish_event, quarantine
+from service.auth import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,12 @@ class Worker:
         self, spec: TaskSpec, handler: RunTask, broker: Broker, *,
         worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
         rng: random.Random | None = None, limits: TaskLimits | None = None,
+        default_tenant: str = DEFAULT_TENANT,
     ) -> None:
         self._spec = spec
         # Over a cap, a message is quarantined as `rejected`, as the gateway answers 422.
         self._limits = limits or spec.limits
+        self._default_tenant = default_tenant
         self._handler = handler
         self._broker = broker
         self._worker_name = worker_name
@@ -102,7 +106,8 @@ class Worker:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
             try:
-                task = decode(message, self._spec, self._limits)
+                task = decode(message, self._spec, self._limits,
+                              default_tenant=self._default_tenant)
             except InvalidTask as invalid:
                 await self._quarantine(message, invalid)
             else:
@@ -225,6 +230,7 @@ class Worker:
         await self._publish(StatusEvent(
             task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
             attempt=0, worker=self._worker_name,
+            tenant=tenant_of(message, self._default_tenant),
             error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
         ))
 
@@ -232,7 +238,8 @@ class Worker:
         await self._publish(StatusEvent(
             task_id=task.task_id, task_type=self._spec.name, status=status,
             attempt=task.attempt, run=task.run, worker=self._worker_name,
-            source=task.source, idempotency_key=task.idempotency_key, **fields,
+            source=task.source, idempotency_key=task.idempotency_key, tenant=task.tenant,
+            **fields,
         ))
 
     async def _publish(self, event: StatusEvent) -> None:

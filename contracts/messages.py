@@ -79,3 +79,5 @@ class StatusEvent(BaseModel):
     progress: float | None = Field(default=None, ge=0, le=1)
     next_attempt_at: AwareDatetime | None = None
     idempotency_key: str | None = None
+    # Whose task it is (an API key's tenant, or the default tenant for a direct publish).
+    tenant: str | None = Field(default=None, max_length=64)

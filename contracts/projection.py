@@ -44,6 +44,8 @@ class TaskState(BaseModel):
     position: int
     source: Literal["http", "amqp"] | None = None
     idempotency_key: str | None = None
+    # Who owns the task: the first tenant any of its events named; never changed after that.
+    tenant: str | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
     started_at: AwareDatetime | None = None
@@ -63,12 +65,13 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
         worker=event.worker, error=event.error,
     )
     if state is not None and event_position <= state.position:
-        return _with_late_entry(state, entry)
+        return _with_tenant(_with_late_entry(state, entry), event)
     if state is None:
         return TaskState(
             task_id=event.task_id, task_type=event.task_type, status=event.status,
             attempt=event.attempt, run=event.run, position=event_position, source=event.source,
-            idempotency_key=event.idempotency_key, created_at=event.at, updated_at=event.at,
+            idempotency_key=event.idempotency_key, tenant=event.tenant, created_at=event.at,
+            updated_at=event.at,
             started_at=_started_at(None, event), finished_at=_finished_at(event),
             next_attempt_at=event.next_attempt_at, result=event.result, error=event.error,
             progress=event.progress, history=(entry,),
@@ -82,6 +85,7 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
             "position": event_position,
             "source": state.source or event.source,
             "idempotency_key": state.idempotency_key or event.idempotency_key,
+            "tenant": state.tenant or event.tenant,
             "created_at": min(state.created_at, event.at),
             "updated_at": max(state.updated_at, event.at),
             "started_at": _started_at(None if new_run else state.started_at, event),
@@ -124,6 +128,14 @@ def _with_late_entry(state: TaskState, entry: HistoryEntry) -> TaskState:
     if len(ordered) > HISTORY_LIMIT and ordered[0] is entry:
         return state
     return state.model_copy(update={"history": tuple(ordered[-HISTORY_LIMIT:])})
+
+
+def _with_tenant(state: TaskState, event: StatusEvent) -> TaskState:
+    """A late event still names the owner of a task that had none yet (its `queued` may arrive
+    after the worker's first event); an owner once known never changes."""
+    if state.tenant or not event.tenant:
+        return state
+    return state.model_copy(update={"tenant": event.tenant})
 
 
 def _started_at(previous: datetime | None, event: StatusEvent) -> datetime | None:

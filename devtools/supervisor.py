@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from contracts.registry import task_type_names
 from devtools import local_services as services
+from infra import local_key
 from infra.observability import PROJECTOR, metrics_port
 from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 
@@ -84,6 +85,7 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._request_stop)
         started = services.ensure_local(self._settings.rabbitmq_url, self._settings.mongodb_url)
+        local_key.announce(self._settings)
         mail_sink = not services.port_open(self._settings.smtp_host, self._settings.smtp_port)
         processes = children(self._settings, with_mail_sink=mail_sink)
         try:

@@ -29,7 +29,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             yield
             return
         async with connected_task_service(settings) as connected:
-            app.state.services = Services(connected.tasks, connected.replay, connected.broker)
+            app.state.services = Services(connected.tasks, connected.replay, connected.broker,
+                                          connected.auth)
             yield
 
     app = FastAPI(

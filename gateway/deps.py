@@ -3,24 +3,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from infra.broker import Broker
+from service.auth import Authenticator
 from service.dependencies import Dependencies
 from service.ports import TaskReadModel
+from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
 
 
 @dataclass(frozen=True)
 class Services:
-    """The use cases' dependencies, and the broker link readiness asks."""
+    """The use cases' dependencies, the broker link readiness asks, and who checks API keys
+    and their rate limits."""
 
     tasks: Dependencies
     replay: ReplayPorts
     broker: Broker
+    auth: Authenticator
+    limiter: RateLimiter = field(default_factory=RateLimiter)
 
     @property
     def store(self) -> TaskReadModel:

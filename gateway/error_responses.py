@@ -12,13 +12,16 @@ from fastapi.responses import JSONResponse
 
 from infra.broker import PublishError
 from service.errors import (
+    Forbidden,
     IdempotencyConflict,
     IdempotencyInProgress,
     NotRetryable,
     PublishFailed,
     QueueFull,
+    RateLimited,
     StoreUnavailable,
     TaskNotFound,
+    Unauthenticated,
 )
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,28 @@ async def _on_store(request: Request, error: Exception) -> JSONResponse:
                         content={"detail": "status store unavailable"})
 
 
+async def _on_unauthenticated(request: Request, error: Exception) -> JSONResponse:
+    # RFC 6750: no credentials get a bare challenge; bad ones say the token is invalid.
+    challenge = ('Bearer error="invalid_token"' if request.headers.get("authorization")
+                 else "Bearer")
+    return JSONResponse(status_code=401, headers={"WWW-Authenticate": challenge},
+                        content={"detail": "a valid API key is required: "
+                                           "Authorization: Bearer <key>"})
+
+
+async def _on_forbidden(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Forbidden)
+    return JSONResponse(status_code=403, headers={
+        "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{error.scope}"'},
+        content={"detail": f"this API key lacks the scope {error.scope}"})
+
+
+async def _on_rate_limited(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimited)
+    return JSONResponse(status_code=429, headers={"Retry-After": str(error.retry_after_s)},
+                        content={"detail": "this API key is over its rate limit"})
+
+
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=error)
     return JSONResponse(status_code=500, content={"detail": "internal error"})
@@ -82,6 +107,9 @@ async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(Unauthenticated, _on_unauthenticated)
+    app.add_exception_handler(Forbidden, _on_forbidden)
+    app.add_exception_handler(RateLimited, _on_rate_limited)
     app.add_exception_handler(TaskNotFound, _on_not_found)
     app.add_exception_handler(IdempotencyConflict, _on_key_conflict)
     app.add_exception_handler(IdempotencyInProgress, _on_key_in_progress)

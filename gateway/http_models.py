@@ -33,14 +33,14 @@ class TaskRequestBase(BaseModel):
     not_before: AwareDatetime | None = Field(default=None,
                                              description="Do not start before this time.")
 
-    def command(self, idempotency_key: str | None) -> SubmitTask:
-        """The request as the service layer takes it; the payload as the client meant it
-        (aliases kept, defaults not filled in)."""
+    def command(self, idempotency_key: str | None, *, tenant: str | None = None) -> SubmitTask:
+        """The request as the service layer takes it, on behalf of `tenant`; the payload as the
+        client meant it (aliases kept, defaults not filled in)."""
         wire = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         return SubmitTask(task_type=self.task_type, payload=wire["payload"],
                           max_attempts=self.max_attempts, timeout_s=self.timeout_s,
                           retry_base_s=self.retry_base_s, not_before=self.not_before,
-                          idempotency_key=idempotency_key)
+                          idempotency_key=idempotency_key, tenant=tenant)
 
 
 def _request_model(spec: TaskSpec) -> type[TaskRequestBase]:

@@ -1,12 +1,14 @@
-"""HTTP routes: submit a task, read its status, health and readiness."""
+"""HTTP routes: submit a task, read its status (each needs an API key with a scope), health
+and readiness (open)."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Response, status
 
+from gateway.auth import Reader, Replayer, Submitter, api_key
 from gateway.deps import ServicesDep
 from gateway.http_models import Health, Readiness, TaskAccepted, TaskRequest, TaskView
 from gateway.limits import LimitsDep, check_limits
@@ -18,10 +20,18 @@ from service.tasks import get_task as get_task_state
 # W3C trace context: version-traceid-parentid-flags.
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
-router = APIRouter()
+# Every route on `tasks` needs a valid key (the router's dependency), whatever scope it names.
+tasks = APIRouter(
+    dependencies=[Depends(api_key)],
+    responses={401: {"description": "No API key, or an unknown or revoked one "
+                                    "(with `WWW-Authenticate: Bearer`)"},
+               403: {"description": "The API key lacks the scope this endpoint needs"},
+               429: {"description": "The API key is over its rate limit (with `Retry-After`)"}},
+)
+open_routes = APIRouter()
 
 
-@router.post(
+@tasks.post(
     "/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
@@ -37,50 +47,54 @@ async def submit_task(
     request: Annotated[TaskRequest, Body()],
     services: ServicesDep,
     limits: LimitsDep,
+    principal: Submitter,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     traceparent: Annotated[str | None, Header()] = None,
 ) -> TaskAccepted:
-    """Queue a task. Answers 202 only once RabbitMQ has confirmed the message.
+    """Queue a task (scope `tasks:submit`). Answers 202 only once RabbitMQ has confirmed the
+    message. The task belongs to the key's tenant.
 
     With an `Idempotency-Key` header, repeating the same request returns the same task id and
-    the task runs once.
+    the task runs once. Keys are per tenant.
     """
     check_limits(limits, request.task_type, timeout_s=request.timeout_s,
                  max_attempts=request.max_attempts, not_before=request.not_before)
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
     valid_trace = traceparent if traceparent and TRACEPARENT.fullmatch(traceparent) else None
-    task_id = await submit(services.tasks, request.command(idempotency_key), source="http",
-                           traceparent=valid_trace)
+    command = request.command(idempotency_key, tenant=principal.tenant)
+    task_id = await submit(services.tasks, command, source="http", traceparent=valid_trace)
     return TaskAccepted(task_id=task_id)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskView,
-            responses={404: {"description": "No such task"},
-                       503: {"description": "MongoDB unavailable"}})
-async def get_task(task_id: str, services: ServicesDep) -> TaskView:
-    """A task's current status, attempt, timestamps, result or error, and its history."""
-    return TaskView.of(await get_task_state(services.tasks, task_id))
+@tasks.get("/tasks/{task_id}", response_model=TaskView,
+           responses={404: {"description": "No such task (or another tenant's)"},
+                      503: {"description": "MongoDB unavailable"}})
+async def get_task(task_id: str, services: ServicesDep, principal: Reader) -> TaskView:
+    """A task's current status, attempt, timestamps, result or error, and its history (scope
+    `tasks:read`). Another tenant's task answers 404, as a missing one does."""
+    return TaskView.of(await get_task_state(services.tasks, task_id, principal.tenant))
 
 
-@router.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED,
-             response_model=TaskAccepted,
-             responses={404: {"description": "No such task"},
-                        409: {"description": "The task is not failed or dead, its dead letter "
-                                             "is not kept, or another replay of it is under way"},
-                        503: {"description": "RabbitMQ or MongoDB unavailable"}})
-async def retry_task(task_id: str, services: ServicesDep) -> TaskAccepted:
-    """Run a failed or dead task again from its dead letter: same id, attempts start at 1."""
-    await replay_task(services.replay, task_id)
+@tasks.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED,
+            response_model=TaskAccepted,
+            responses={404: {"description": "No such task (or another tenant's)"},
+                       409: {"description": "The task is not failed or dead, its dead letter "
+                                            "is not kept, or another replay of it is under way"},
+                       503: {"description": "RabbitMQ or MongoDB unavailable"}})
+async def retry_task(task_id: str, services: ServicesDep, principal: Replayer) -> TaskAccepted:
+    """Run a failed or dead task again from its dead letter: same id, attempts start at 1
+    (scope `tasks:replay`)."""
+    await replay_task(services.replay, task_id, principal.tenant)
     return TaskAccepted(task_id=task_id)
 
 
-@router.get("/health", response_model=Health)
+@open_routes.get("/health", response_model=Health)
 async def health() -> Health:
     """Liveness: the gateway process answers."""
     return Health()
 
 
-@router.get("/health/ready", response_model=Readiness,
+@open_routes.get("/health/ready", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "A dependency is unreachable"}})
 async def ready(services: ServicesDep, response: Response) -> Readiness:
     """Readiness: RabbitMQ and MongoDB both answer."""
@@ -89,3 +103,8 @@ async def ready(services: ServicesDep, response: Response) -> Readiness:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Readiness(status="ready" if found.is_ready else "unavailable",
                      rabbitmq=found.broker, mongodb=found.store)
+
+
+router = APIRouter()
+router.include_router(tasks)
+router.include_router(open_routes)

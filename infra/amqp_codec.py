@@ -13,7 +13,9 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from contracts import names
 from contracts.limits import is_valid_task_id
+from service.auth import TENANT
 
 _DERIVED_ID_NAMESPACE = uuid.UUID("8c5b8e0e-6a5f-4d43-9d0e-3b8f2f6c9a11")
 
@@ -46,6 +48,18 @@ def derived_task_id(message: AbstractIncomingMessage) -> str:
     for part in (message.timestamp, message.correlation_id, message.app_id):
         digest.update(repr(part).encode())
     return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, digest.hexdigest()))
+
+
+def tenant_of(message: AbstractIncomingMessage, default_tenant: str) -> str:
+    """The tenant that owns an incoming task message: the one place that decides it.
+
+    Today: the `x-tenant` header the gateway sets from the API key, else `default_tenant`
+    (DEFAULT_TENANT) for a task published straight to RabbitMQ. The header is trusted as it
+    stands, so any publisher with write access to `tasks.*` can name a tenant; deriving a
+    direct publisher's tenant from its RabbitMQ-validated `user_id` belongs here.
+    """
+    tenant = header_str(message, names.HEADER_TENANT)
+    return tenant if tenant is not None and TENANT.fullmatch(tenant) else default_tenant
 
 
 def header_int(message: AbstractIncomingMessage, name: str) -> int:

@@ -23,13 +23,14 @@ from contracts.names import dead_queue
 from contracts.registry import TASK_TYPES, task_type_names
 from infra.broker import Broker, PublishError
 from infra.composition import MongoAdapters, mongo_adapters, replay_ports
+from infra.keys_cli import keys_create, keys_list, keys_revoke
 from infra.logging import configure_logging
 from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies
 from infra.replay import BrokerDeadLetterQueue
 from infra.settings import Settings
 from infra.topology import build_topology, declare_on, definitions
 from service.dead_letters import DeadLetter, DeadLetterArchive
-from service.errors import StoreUnavailable
+from service.errors import InvalidKeyRequest, StoreUnavailable
 from service.replay import Outcome, ReplayPorts, replay_letter
 
 log = logging.getLogger("taskproc")
@@ -129,6 +130,51 @@ def schemas() -> None:
     settings_for("schemas")
     json.dump(json_schemas(), sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+@cli.group()
+def keys() -> None:
+    """API keys: create, list, revoke (stored hashed in MongoDB)."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="the tenant the key acts for")
+@click.option("--scopes", required=True,
+              help="comma-separated: tasks:submit,tasks:read,tasks:replay (or all)")
+@click.option("--rate", type=float, default=None, help="requests per second (default 5000)")
+def keys_create_command(tenant: str, scopes: str, rate: float | None) -> None:
+    """Make a key and print it: it is shown this once."""
+    settings = settings_for("keys")
+    sys.exit(_keys(lambda: keys_create(settings, tenant=tenant, scopes=scopes, rate=rate)))
+
+
+@keys.command("list")
+def keys_list_command() -> None:
+    """Every key, with its tenant, scopes and state; never a secret."""
+    settings = settings_for("keys")
+    sys.exit(_keys(lambda: keys_list(settings)))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke_command(key_id: str) -> None:
+    """Revoke a key: every gateway refuses it within API_KEY_CACHE_S."""
+    settings = settings_for("keys")
+    sys.exit(_keys(lambda: keys_revoke(settings, key_id)))
+
+
+def _keys(action: Callable[[], Awaitable[object]]) -> int:
+    """Run a keys action; 1 when it fails or answers False (no such key)."""
+    try:
+        outcome = asyncio.run(_awaited(action))
+    except (StoreUnavailable, InvalidKeyRequest) as error:
+        log.error("%s", error)
+        return 1
+    return 1 if outcome is False else 0
+
+
+async def _awaited(action: Callable[[], Awaitable[object]]) -> object:
+    return await action()
 
 
 @cli.group("dead-letters")

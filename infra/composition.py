@@ -18,6 +18,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from contracts.registry import TASK_TYPES
+from infra.api_keys import MongoApiKeys
 from infra.broker import Broker, BrokerUnavailable
 from infra.dead_letters import MongoDeadLetterArchive
 from infra.idempotency import MongoIdempotencyKeys
@@ -29,6 +30,7 @@ from infra.settings import Settings
 from infra.store import TaskStore
 from infra.task_publisher import RabbitTaskPublisher
 from infra.topology import build_topology
+from service.auth import Authenticator
 from service.dead_letters import DeadLetterArchive
 from service.dependencies import Dependencies
 from service.errors import StoreUnavailable
@@ -48,6 +50,7 @@ class MongoAdapters:
     tasks: TaskStore
     keys: MongoIdempotencyKeys
     dead_letters: MongoDeadLetterArchive
+    api_keys: MongoApiKeys
 
     async def close(self) -> None:
         await self.client.close()
@@ -59,7 +62,8 @@ def mongo_adapters(settings: Settings, *, remember: int = 0) -> MongoAdapters:
     database = settings.mongodb_database
     return MongoAdapters(client, TaskStore(client, database, remember=remember),
                          MongoIdempotencyKeys(client, database),
-                         MongoDeadLetterArchive(client, database))
+                         MongoDeadLetterArchive(client, database),
+                         MongoApiKeys(client, database))
 
 
 @asynccontextmanager
@@ -72,7 +76,8 @@ async def task_service(
     recorder = GroupCommitRecorder(read_model)
     dependencies = Dependencies(read_model=read_model, keys=keys, publisher=publisher,
                                 recorder=recorder, app_id=app_id,
-                                publish_timeout_s=settings.publish_timeout_s)
+                                publish_timeout_s=settings.publish_timeout_s,
+                                default_tenant=settings.default_tenant)
     recorder.start()
     try:
         yield dependencies
@@ -89,6 +94,7 @@ def replay_ports(
     return ReplayPorts(
         tasks=tasks, archive=archive, publisher=BrokerLetterPublisher(broker),
         queue=BrokerDeadLetterQueue(broker), replayed_by=replayed_by,
+        default_tenant=settings.default_tenant,
         # Long enough for a live replay to connect, publish and record `queued`.
         claim_patience=timedelta(seconds=2 * settings.publish_timeout_s
                                  + settings.mongodb_timeout_s + 1),
@@ -97,12 +103,13 @@ def replay_ports(
 
 @dataclass(frozen=True)
 class Connected:
-    """The use cases' dependencies on the real adapters, and the broker link itself (readiness
-    asks it)."""
+    """The use cases' dependencies on the real adapters, the API keys' authenticator, and the
+    broker link itself (readiness asks it)."""
 
     tasks: Dependencies
     replay: ReplayPorts
     broker: Broker
+    auth: Authenticator
 
 
 @asynccontextmanager
@@ -122,7 +129,8 @@ async def connected_task_service(
                                 app_id=app_id) as dependencies:
             replay = replay_ports(settings, broker, mongo.tasks, mongo.dead_letters,
                                   replayed_by=app_id)
-            yield Connected(dependencies, replay, broker)
+            auth = Authenticator(mongo.api_keys, cache_s=settings.api_key_cache_s)
+            yield Connected(dependencies, replay, broker, auth)
     finally:
         await broker.close()
         await mongo.close()
@@ -139,5 +147,6 @@ async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: Settings) -> 
     try:
         await mongo.tasks.ensure_indexes(settings.retention)
         await mongo.keys.ensure_indexes(settings.idempotency_ttl)
+        await mongo.api_keys.ensure_indexes()
     except StoreUnavailable as error:
         log.warning("starting without MongoDB (status reads answer 503): %s", error)

@@ -17,18 +17,20 @@ log = logging.getLogger(__name__)
 
 async def publish_task(
     broker: Broker, envelope: TaskEnvelope, *, app_id: str, source: str,
-    attempt: int = 1, run: int = 1, traceparent: str | None = None,
+    attempt: int = 1, run: int = 1, traceparent: str | None = None, tenant: str | None = None,
 ) -> None:
     """Publish a task to its typed exchange and wait for RabbitMQ's confirmation.
 
     `traceparent` (W3C trace context) travels as a header of the same name, and stays on every
-    retry, dead-letter and quarantine copy.
+    retry, dead-letter and quarantine copy; so does `tenant` (header `x-tenant`).
     """
     headers: dict[str, Any] = {
         names.HEADER_ATTEMPT: attempt, names.HEADER_RUN: run, names.HEADER_SOURCE: source,
     }
     if traceparent is not None:
         headers[names.HEADER_TRACEPARENT] = traceparent
+    if tenant is not None:
+        headers[names.HEADER_TENANT] = tenant
     message = persistent_message(
         envelope.model_dump_json(exclude_none=True).encode(),
         message_id=envelope.task_id,

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.limits import DAY_S, TaskLimits
 from contracts.registry import TaskSpec, task_type_names
+from service.auth import DEFAULT_TENANT, TENANT
 
 # What the development profile allows webhooks to reach: this machine's loopback only.
 DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
@@ -27,6 +28,7 @@ class TaskLimitOverride(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     not_before_days: float | None = Field(default=None, ge=0, le=3650)
+
 
 
 class Settings(BaseSettings):
@@ -67,6 +69,13 @@ class Settings(BaseSettings):
     # default: no loopback, private, link-local (cloud metadata) or other internal address.
     # `taskproc run` and the tests set loopback (DEV_WEBHOOK_ALLOWED_NETWORKS).
     webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+
+    # Who owns a task that names no tenant: one published straight to RabbitMQ (see
+    # infra.amqp_codec.tenant_of), or one queued before tenants existed.
+    default_tenant: str = Field(default=DEFAULT_TENANT, pattern=f"^{TENANT.pattern}$")
+    # Seconds a gateway trusts what it read about an API key: a revoked key is refused on every
+    # gateway within this long.
+    api_key_cache_s: float = Field(default=2.0, ge=0, le=60)
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000

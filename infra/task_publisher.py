@@ -17,11 +17,12 @@ class RabbitTaskPublisher:
         self._app_id = app_id
 
     async def publish(
-        self, envelope: TaskEnvelope, *, source: Source, traceparent: str | None = None
+        self, envelope: TaskEnvelope, *, source: Source, tenant: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         try:
             await publish_task(self._broker, envelope, app_id=self._app_id, source=source,
-                               traceparent=traceparent)
+                               tenant=tenant, traceparent=traceparent)
         except Refused as error:
             raise QueueFull(str(error)) from error
         except PublishError as error:

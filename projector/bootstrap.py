@@ -45,7 +45,8 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
                                       dead_letters=mongo.dead_letters,
                                       batch_size=settings.projector_batch_size,
                                       batch_window_s=settings.projector_batch_window_s,
-                                      middleware=task_middleware(PROJECTOR))
+                                      middleware=task_middleware(PROJECTOR),
+                                      default_tenant=settings.default_tenant)
                 await projector.run(stop)
     finally:
         await broker.close()

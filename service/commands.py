@@ -14,7 +14,7 @@ class SubmitTask:
     """Run a task of `task_type` on `payload` (in its JSON form, as it will travel).
 
     The options left None take the task type's defaults. With `idempotency_key`, repeating the
-    same command returns the same task, which runs once.
+    same command (of the same tenant) returns the same task, which runs once.
     """
 
     task_type: str
@@ -24,6 +24,9 @@ class SubmitTask:
     retry_base_s: float | None = None
     not_before: datetime | None = None
     idempotency_key: str | None = None
+    # Who submits it (an API key's tenant); None: the default tenant. Idempotency-Keys are
+    # per tenant, so the tenant is not part of the fingerprint but of the key's scope.
+    tenant: str | None = None
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the command but its key, independent of key

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from service.auth import DEFAULT_TENANT
 from service.ports import IdempotencyKeys, StatusRecorder, TaskPublisher, TaskReadModel
 from service.unrecorded import Unrecorded
 
@@ -23,6 +24,9 @@ class Dependencies:
     # How long the broker may take to confirm a publish; a request waiting on another with the
     # same Idempotency-Key waits a little more than twice that.
     publish_timeout_s: float
+    # Who owns a task that names no tenant (published straight to RabbitMQ, or from before
+    # tenants): DEFAULT_TENANT.
+    default_tenant: str = DEFAULT_TENANT
     unrecorded: Unrecorded = field(default_factory=Unrecorded)
 
     async def close(self) -> None:

@@ -37,3 +37,27 @@ class PublishFailed(ServiceError):
 
 class QueueFull(PublishFailed):
     """The broker refused the task because its queue is at its length limit."""
+
+
+class Unauthenticated(ServiceError):
+    """No API key, a malformed one, or one the store does not know or has revoked."""
+
+
+class Forbidden(ServiceError):
+    """The API key lacks the scope this operation needs."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the scope {scope!r}")
+        self.scope = scope
+
+
+class RateLimited(ServiceError):
+    """The API key is over its rate limit; `retry_after_s` is when a request passes again."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
+class InvalidKeyRequest(ServiceError, ValueError):
+    """A key cannot be made as asked (unknown scope, bad tenant name, bad rate)."""

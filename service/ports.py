@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from contracts.messages import StatusEvent, TaskEnvelope
 from contracts.projection import TaskState
+
+if TYPE_CHECKING:
+    from service.auth import ApiKey
 
 # How a task reached the system: through the HTTP API, or published straight to its exchange.
 Source = Literal["http", "amqp"]
@@ -81,10 +84,11 @@ class TaskPublisher(Protocol):
     """Sends tasks to be run."""
 
     async def publish(
-        self, envelope: TaskEnvelope, *, source: Source, traceparent: str | None = None
+        self, envelope: TaskEnvelope, *, source: Source, tenant: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
-        """Return once the broker has confirmed a persistent, routed copy of `envelope`;
-        raise PublishFailed if it has not (nothing was queued)."""
+        """Return once the broker has confirmed a persistent, routed copy of `envelope`
+        (owned by `tenant`); raise PublishFailed if it has not (nothing was queued)."""
         ...
 
     async def ping(self) -> Literal["ok", "reconnecting"]:
@@ -98,4 +102,23 @@ class StatusRecorder(Protocol):
 
     async def record(self, event: StatusEvent) -> None:
         """Return once `event` is in the read model; raise StoreUnavailable if it is not."""
+        ...
+
+
+class ApiKeys(Protocol):
+    """API keys, by key id; the store never sees a key itself, only its hash."""
+
+    async def add(self, key: ApiKey) -> None:
+        """Store a new key; its key id is new (a clash raises StoreUnavailable)."""
+        ...
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        ...
+
+    async def all(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        ...
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        """Mark the key revoked (at `at`, unless it was already); the key, None if unknown."""
         ...

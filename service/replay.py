@@ -21,6 +21,7 @@ from contracts.messages import StatusEvent, utcnow
 from contracts.names import dead_queue
 from contracts.projection import TaskState
 from contracts.statuses import Status
+from service.auth import DEFAULT_TENANT
 from service.dead_letters import (
     DeadLetter,
     DeadLetterArchive,
@@ -30,6 +31,7 @@ from service.dead_letters import (
 )
 from service.errors import NotRetryable, TaskNotFound
 from service.ports import TaskReadModel
+from service.tasks import owner_of
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class ReplayPorts:
     # The projector archives a letter within milliseconds of the task's end; a task that ended
     # longer ago than this without an archived letter died before the archive existed.
     archive_grace: timedelta = timedelta(seconds=5)
+    # Who owns a task that names no tenant (see service.tasks.owner_of).
+    default_tenant: str = DEFAULT_TENANT
 
 
 class Outcome(Enum):
@@ -60,14 +64,18 @@ class Outcome(Enum):
     STALE = "stale"
 
 
-async def replay_task(ports: ReplayPorts, task_id: str) -> DeadLetter:
+async def replay_task(
+    ports: ReplayPorts, task_id: str, tenant: str | None = None
+) -> DeadLetter:
     """Replay the dead letter of a failed or dead task's current run; the letter replayed.
 
-    Raises TaskNotFound, or NotRetryable when the task did not fail, has no dead letter, or
-    another replay of this run got there first.
+    Raises TaskNotFound (also for another tenant's task, when `tenant` is given), or
+    NotRetryable when the task did not fail, has no dead letter, or another replay of this run
+    got there first.
     """
     state = await ports.tasks.get(task_id)
-    if state is None:
+    if state is None or (tenant is not None
+                         and owner_of(state, ports.default_tenant) != tenant):
         raise TaskNotFound(task_id)
     if state.status not in RETRYABLE:
         raise NotRetryable(f"task {task_id} is {state.status}; only failed or dead tasks retry")

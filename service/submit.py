@@ -36,9 +36,9 @@ async def submit(
     """Queue the task and return its id; with an idempotency key, the same id for the same
     command. Returns only once the broker confirmed it and the read model knows it (or holds
     it until the store is back)."""
-    key = command.idempotency_key
-    if key is None:
+    if command.idempotency_key is None:
         return await _publish(deps, command, str(uuid.uuid4()), source, traceparent)
+    key = claim_key(command.tenant or deps.default_tenant, command.idempotency_key)
     fingerprint = command.fingerprint()
     patience = timedelta(seconds=deps.publish_timeout_s * 2 + 1)
     deadline = utcnow() + patience
@@ -57,6 +57,12 @@ async def submit(
         if utcnow() > deadline:
             raise IdempotencyInProgress(key)
         await asyncio.sleep(_POLL_S)
+
+
+def claim_key(tenant: str, idempotency_key: str) -> str:
+    """Where a tenant's Idempotency-Key is claimed: two tenants' equal keys never meet (a tenant
+    name holds no '/')."""
+    return f"{tenant}/{idempotency_key}"
 
 
 def _abandoned(claim: Claim, patience: timedelta) -> bool:
@@ -96,23 +102,27 @@ async def _publish(
         retry_base_s=command.retry_base_s,
         not_before=command.not_before,
     )
+    tenant = command.tenant or deps.default_tenant
     try:
-        await deps.publisher.publish(envelope, source=source, traceparent=traceparent)
+        await deps.publisher.publish(envelope, source=source, tenant=tenant,
+                                     traceparent=traceparent)
     except QueueFull:
-        await _record_refused(deps, envelope, source)
+        await _record_refused(deps, envelope, source, tenant)
         raise
-    await _record_queued(deps, envelope, source)
+    await _record_queued(deps, envelope, source, tenant)
     log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
     return task_id
 
 
-async def _record_refused(deps: Dependencies, envelope: TaskEnvelope, source: Source) -> None:
+async def _record_refused(
+    deps: Dependencies, envelope: TaskEnvelope, source: Source, tenant: str,
+) -> None:
     """A full queue refused the task, but the projector's submission queue, which is not
     bounded, took its copy and will record it `queued`: end it `rejected` instead, so no task
     stays `queued` that never was (a terminal status outranks `queued`, in either order)."""
     event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
                         status=Status.REJECTED, attempt=0, worker=deps.app_id, source=source,
-                        at=utcnow(), idempotency_key=envelope.idempotency_key,
+                        tenant=tenant, at=utcnow(), idempotency_key=envelope.idempotency_key,
                         error=ErrorInfo(type="QueueFull",
                                         message="its queue was full; nothing was queued"))
     try:
@@ -122,11 +132,13 @@ async def _record_refused(deps: Dependencies, envelope: TaskEnvelope, source: So
                     envelope.task_id, error)
 
 
-async def _record_queued(deps: Dependencies, envelope: TaskEnvelope, source: Source) -> None:
+async def _record_queued(
+    deps: Dependencies, envelope: TaskEnvelope, source: Source, tenant: str,
+) -> None:
     """Read your writes: the read model knows the task before the caller hears it is queued."""
     event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
                         status=Status.QUEUED, attempt=0, worker=deps.app_id,
-                        source=source,
+                        source=source, tenant=tenant,
                         at=envelope.submitted_at, idempotency_key=envelope.idempotency_key)
     try:
         await deps.recorder.record(event)

@@ -13,6 +13,7 @@ from infra.composition import mongo_adapters
 from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
+from tests.support.keys import issue_key
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.services import Backends, backends
 
@@ -50,6 +51,14 @@ def settings(services: Backends, smtp_sink: SmtpSink) -> Settings:
         # The tests' webhook receivers listen on 127.0.0.1: the development profile's allowlist.
         webhook_allowed_networks=DEV_WEBHOOK_ALLOWED_NETWORKS,
     )
+
+
+@pytest.fixture(scope="session")
+async def api_key(services: Backends) -> str:
+    """A key of the default tenant with every scope, in the session's database: what the clients
+    of the e2e and integration tiers send (it reads tasks they publish straight to RabbitMQ
+    too)."""
+    return await issue_key(services.mongodb_url, services.mongodb_database)
 
 
 @pytest.fixture(scope="session")

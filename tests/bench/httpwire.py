@@ -8,6 +8,7 @@ sends and the gateway answers: JSON bodies with Content-Length (chunked answers 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -25,18 +26,21 @@ class Connection:
     """One keep-alive connection; one request at a time."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 host: str) -> None:
+                 host: str, headers: Mapping[str, str] | None = None) -> None:
         self._reader = reader
         self._writer = writer
         self._host = host.encode()
+        # Sent with every request (the API key), encoded once.
+        self._headers = [f"{name}: {value}".encode() for name, value in (headers or {}).items()]
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
+    async def open(cls, host: str, port: int,
+                   headers: Mapping[str, str] | None = None) -> Connection:
         reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-        return cls(reader, writer, host)
+        return cls(reader, writer, host, headers)
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> Answer:
-        head = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + self._host]
+        head = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + self._host, *self._headers]
         if body is not None:
             head += [b"Content-Type: application/json",
                      b"Content-Length: " + str(len(body)).encode()]
@@ -90,9 +94,11 @@ class Connection:
 class Pool:
     """Keep-alive connections handed out one request at a time, up to `limit` open at once."""
 
-    def __init__(self, host: str, port: int, limit: int) -> None:
+    def __init__(self, host: str, port: int, limit: int,
+                 headers: Mapping[str, str] | None = None) -> None:
         self._host = host
         self._port = port
+        self._headers = dict(headers or {})
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(limit)
 
@@ -107,7 +113,7 @@ class Pool:
                     except HttpError:
                         # Closed by the server as it went idle, before our request reached it.
                         connection.close()
-                connection = await Connection.open(self._host, self._port)
+                connection = await Connection.open(self._host, self._port, self._headers)
                 return self._keep(connection, await connection.request(method, path, body))
             except BaseException:
                 if connection is not None:

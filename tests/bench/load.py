@@ -202,9 +202,11 @@ def httpx_sender(client: httpx.AsyncClient) -> Send:
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     host, port, kind = spec["host"], int(spec["port"]), spec.get("client", "raw")
     limit = int(spec.get("connections", 512))
-    pool, probe_pool = Pool(host, port, limit), Pool(host, port, 16)
+    # Every request carries the bench's API key (made in the bench's database).
+    headers = {"Authorization": f"Bearer {spec['api_key']}"}
+    pool, probe_pool = Pool(host, port, limit, headers), Pool(host, port, 16, headers)
     client = httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=60,
-                               limits=httpx.Limits(max_connections=limit))
+                               limits=httpx.Limits(max_connections=limit), headers=headers)
     send = httpx_sender(client) if kind == "httpx" else raw_sender(pool)
     try:
         if spec["job"] == "closed":

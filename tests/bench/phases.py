@@ -29,10 +29,11 @@ class Target:
     clients: int
     client: str
     added_ids: IO[str] | None  # every accepted id goes here (to remove them afterwards)
+    api_key: str  # what the load generator sends (made in the stack's database)
 
     def spec(self, job: str, **fields: Any) -> dict[str, Any]:
         return {"job": job, "host": "127.0.0.1", "port": self.port, "clients": self.clients,
-                "client": self.client, **fields}
+                "client": self.client, "api_key": self.api_key, **fields}
 
     def tracker(self) -> tuple[Tracker, Callable[[str, float, float], None]]:
         tracker = Tracker(self.tasks)

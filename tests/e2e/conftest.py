@@ -22,6 +22,7 @@ from contracts.registry import task_type_names
 from contracts.statuses import TERMINAL
 from tests.support import processes
 from tests.support.amqp import Queues
+from tests.support.keys import bearer
 from tests.support.processes import ServiceProcess, process_env
 from tests.support.readiness import wait_for_consumers_gone
 from tests.support.receivers import SmtpSink
@@ -158,8 +159,9 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.url, timeout=30) as client:
+async def http(system: System, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system.url, timeout=30,
+                                 headers=bearer(api_key)) as client:
         yield client
 
 

@@ -21,6 +21,7 @@ from contracts import names
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
 from tests.support.amqp import Queues
+from tests.support.keys import bearer, issue_key
 from tests.support.receivers import SmtpSink
 from tests.support.services import (
     Backends,
@@ -69,7 +70,9 @@ async def isolated_gateway(
     log_dir.mkdir(exist_ok=True)
     gateway = processes.gateway(env, log_dir, port := free_port())
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        key = await issue_key(services.mongodb_url, database)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                     headers=bearer(key)) as client:
             yield IsolatedGateway(client, vhost, url, services.mongodb_url, database)
     finally:
         codes = stop_all([gateway])

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.registry import task_type_names
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
+from tests.support.keys import bearer
 from tests.support.processes import ServiceProcess
 from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port
@@ -102,9 +103,12 @@ def spans_of(process: ServiceProcess, trace_id: str) -> list[dict[str, Any]]:
             if "context" in found and found["context"].get("trace_id") == f"0x{trace_id}"]
 
 
-async def test_one_task_is_one_trace_across_the_three_processes(observed: Observed) -> None:
+async def test_one_task_is_one_trace_across_the_three_processes(
+    observed: Observed, api_key: str
+) -> None:
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
-    async with httpx.AsyncClient(base_url=observed.url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=observed.url, timeout=10,
+                                 headers=bearer(api_key)) as http:
         traceparent = f"00-{trace_id}-{caller_span}-01"
         answer = await http.post("/tasks", headers={"traceparent": traceparent},
                                  json={"task_type": "sleep", "payload": {"seconds": 0}})
@@ -142,8 +146,11 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-async def test_each_process_serves_its_metrics_with_real_values(observed: Observed) -> None:
-    async with httpx.AsyncClient(base_url=observed.url, timeout=10) as http:
+async def test_each_process_serves_its_metrics_with_real_values(
+    observed: Observed, api_key: str
+) -> None:
+    async with httpx.AsyncClient(base_url=observed.url, timeout=10,
+                                 headers=bearer(api_key)) as http:
         answer = await http.post("/tasks", json={"task_type": "sleep", "payload": {"seconds": 0}})
         assert answer.status_code == 202, answer.text
         task_id = answer.json()["task_id"]

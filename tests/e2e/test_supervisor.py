@@ -15,6 +15,7 @@ import pytest
 
 from contracts.names import task_queue
 from tests.e2e.conftest import system_env
+from tests.support.keys import bearer
 from tests.support.processes import ServiceProcess
 from tests.support.readiness import wait_for_consumers
 from tests.support.receivers import SmtpSink
@@ -45,7 +46,9 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     services: Backends, smtp_sink: SmtpSink, log_dir: Path
 ) -> None:
     port = free_port()
-    env = system_env(services, smtp_sink, GATEWAY_PORT=str(port))
+    # Its `.run/api-key` goes to a folder of its own, not the developer's `.run`.
+    run_dir = log_dir / "supervisor-run"
+    env = system_env(services, smtp_sink, GATEWAY_PORT=str(port), TASKPROC_RUN_DIR=str(run_dir))
     supervisor = ServiceProcess("supervisor", ["-m", "infra.cli", "run"], env, log_dir).start()
     try:
         await asyncio.to_thread(wait_for_consumers, supervisor, services.rabbitmq_url,
@@ -59,7 +62,10 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
                          what="the supervisor to log the death")
         await eventually(lambda: _restarted(supervisor), timeout_s=30,
                          what="a second sleep worker")
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        # The local admin key it made on start-up is the one a user would use.
+        key = (run_dir / "api-key").read_text().strip()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                                     headers=bearer(key)) as http:
             accepted = await http.post("/tasks", json={"task_type": "sleep",
                                                        "payload": {"seconds": 0}})
             task_id = accepted.json()["task_id"]

@@ -1,14 +1,19 @@
 """The fast tier: the gateway's FastAPI app in this process, on the service layer's real wiring
-over in-memory ports, called through httpx's ASGI transport. No server, broker or store runs."""
+over in-memory ports, called through httpx's ASGI transport. No server, broker or store runs.
+
+`http` is a client holding an API key with every scope, of tenant `TENANT`; `client_for(key)`
+makes clients with other keys, `issue(...)` makes those keys (tests/security uses both)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
@@ -17,15 +22,32 @@ from infra.broker import Broker
 from infra.composition import task_service
 from infra.settings import Settings
 from infra.topology import build_topology
+from service.api_keys import create_key
+from service.auth import SCOPES, Authenticator
+from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
+from service.submit import claim_key
 from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
 from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
-from tests.support.memory import MemoryIdempotencyKeys, MemoryReadModel, RecordingPublisher
+from tests.support.memory import (
+    ManualClock,
+    MemoryApiKeys,
+    MemoryIdempotencyKeys,
+    MemoryReadModel,
+    RecordingPublisher,
+)
 
 # Nothing listens on port 1: were anything to reach past the fakes, it would fail at once.
 SETTINGS = Settings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
                     mongodb_url="mongodb://127.0.0.1:1/?directConnection=true",
                     publish_timeout_s=0.05)
+# The tenant of the `http` client's key.
+TENANT = "fast"
+
+
+def claimed(idempotency_key: str, tenant: str = TENANT) -> str:
+    """Where the fake holds a tenant's Idempotency-Key (service.submit.claim_key)."""
+    return claim_key(tenant, idempotency_key)
 
 
 @dataclass
@@ -33,16 +55,37 @@ class Fakes:
     read_model: MemoryReadModel
     keys: MemoryIdempotencyKeys
     publisher: RecordingPublisher
+    api_keys: MemoryApiKeys
+    # Drives the API key cache and the rate limits.
+    clock: ManualClock
+
+
+Issue = Callable[..., Awaitable[str]]
+ClientFor = Callable[[str | None], Awaitable[httpx.AsyncClient]]
 
 
 @pytest.fixture
 def fakes() -> Fakes:
-    return Fakes(MemoryReadModel(), MemoryIdempotencyKeys(), RecordingPublisher())
+    return Fakes(MemoryReadModel(), MemoryIdempotencyKeys(), RecordingPublisher(),
+                 MemoryApiKeys(), ManualClock())
 
 
 @pytest.fixture
-async def http(fakes: Fakes) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the gateway app running on `fakes`."""
+def issue(fakes: Fakes) -> Issue:
+    """`await issue(tenant=..., scopes=..., rate_per_s=...)`: a new key in the fake store."""
+
+    async def make(*, tenant: str = TENANT, scopes: tuple[str, ...] = SCOPES,
+                   rate_per_s: float | None = None) -> str:
+        issued = await create_key(fakes.api_keys, tenant=tenant, scopes=frozenset(scopes),
+                                  rate_per_s=rate_per_s)
+        return issued.token
+
+    return make
+
+
+@pytest.fixture
+async def gateway(fakes: Fakes) -> AsyncIterator[FastAPI]:
+    """The gateway app running on `fakes`."""
     async with task_service(SETTINGS, read_model=fakes.read_model, keys=fakes.keys,
                             publisher=fakes.publisher) as tasks:
         # Only readiness asks the broker link itself (and finds nothing on port 1).
@@ -51,7 +94,27 @@ async def http(fakes: Fakes) -> AsyncIterator[httpx.AsyncClient]:
         replay = ReplayPorts(tasks=fakes.read_model, archive=FakeDeadLetterArchive(),
                              publisher=LetterRecorder(), queue=FakeDeadLetterQueue(),
                              replayed_by="fast", claim_patience=timedelta(seconds=1))
-        app = create_app(SETTINGS, services=Services(tasks, replay, unused))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gateway") as client:
-            yield client
+        auth = Authenticator(fakes.api_keys, cache_s=SETTINGS.api_key_cache_s,
+                             clock=fakes.clock)
+        yield create_app(SETTINGS, services=Services(tasks, replay, unused, auth,
+                                                     RateLimiter(clock=fakes.clock)))
+
+
+@pytest.fixture
+async def client_for(gateway: FastAPI) -> AsyncIterator[ClientFor]:
+    """`await client_for(key)`: a client of the gateway sending `key` (None: no key)."""
+    async with AsyncExitStack() as clients:
+
+        async def make(key: str | None) -> httpx.AsyncClient:
+            headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+            return await clients.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=gateway), base_url="http://gateway",
+                headers=headers))
+
+        yield make
+
+
+@pytest.fixture
+async def http(client_for: ClientFor, issue: Issue) -> httpx.AsyncClient:
+    """A client of the gateway with a key of tenant TENANT holding every scope."""
+    return await client_for(await issue())

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from service.ports import Claim
-from tests.fast.conftest import SETTINGS, Fakes
+from tests.fast.conftest import SETTINGS, Fakes, claimed
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.fast
@@ -73,7 +73,7 @@ async def test_one_idempotency_key_gives_one_task_published_once(
     assert {answer.status_code for answer in answers} == {202}
     assert len({answer.json()["task_id"] for answer in answers}) == 1
     assert len(fakes.publisher.published) == 1
-    assert fakes.keys.claims[key].state == "queued"
+    assert fakes.keys.claims[claimed(key)].state == "queued"
 
 
 async def test_an_idempotency_key_reused_with_another_request_is_a_422(
@@ -99,9 +99,9 @@ async def test_a_key_still_being_queued_elsewhere_is_a_409_after_a_while(
     [first] = fakes.publisher.published
     # Another request holds the key, claimed after this one began to wait (a claim older than
     # the wait would count as abandoned by then and be taken over), and never publishes.
-    fingerprint = fakes.keys.claims[key].request_hash
+    fingerprint = fakes.keys.claims[claimed(key)].request_hash
     claimed_at = datetime.now(UTC) + timedelta(seconds=0.5)
-    fakes.keys.claims[key] = Claim(f"elsewhere-{uuid.uuid4()}", fingerprint, "pending",
+    fakes.keys.claims[claimed(key)] = Claim(f"elsewhere-{uuid.uuid4()}", fingerprint, "pending",
                                    claimed_at, is_new=False)
 
     busy = await submit(http, SLEEP, key)
@@ -116,11 +116,11 @@ async def test_an_abandoned_claim_is_taken_over_under_its_task_id(
 ) -> None:
     key, orphan = f"key-{uuid.uuid4()}", f"orphan-{uuid.uuid4()}"
     await submit(http, SLEEP, key)
-    fingerprint = fakes.keys.claims[key].request_hash
+    fingerprint = fakes.keys.claims[claimed(key)].request_hash
     fakes.publisher.published.clear()
     # Its owner claimed it long before any publish could take, then vanished.
     long_ago = datetime.now(UTC) - timedelta(seconds=SETTINGS.publish_timeout_s * 2 + 2)
-    fakes.keys.claims[key] = Claim(orphan, fingerprint, "pending", long_ago, is_new=False)
+    fakes.keys.claims[claimed(key)] = Claim(orphan, fingerprint, "pending", long_ago, is_new=False)
 
     taken_over = await submit(http, SLEEP, key)
 
@@ -140,7 +140,7 @@ async def test_without_a_broker_confirmation_a_submit_is_a_503_that_leaves_nothi
     assert refused.headers["Retry-After"] == "5"
     assert refused.json() == {"detail": "message broker unavailable; nothing was queued"}
     assert fakes.read_model.states == {}
-    assert key not in fakes.keys.claims
+    assert claimed(key) not in fakes.keys.claims
     # The key was given back: once the broker is back, the same request goes through.
     fakes.publisher.down = False
     accepted = await submit(http, SLEEP, key)

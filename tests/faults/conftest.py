@@ -20,6 +20,7 @@ from infra.mongo import mongo_client
 from tests.faults.scoreboard import Row, Scoreboard
 from tests.faults.system import System
 from tests.faults.tracking import TaskTracker, TrackerFactory
+from tests.support.keys import bearer
 from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends, missing
 
@@ -109,10 +110,11 @@ async def system(
 
 @pytest.fixture
 async def tracker_for(
-    receiver: WebhookReceiver, local_services: Backends,
+    receiver: WebhookReceiver, local_services: Backends, system: System,
 ) -> AsyncIterator[TrackerFactory]:
     """`tracker_for(row, gateway_url, mongodb_url=...)`: a TaskTracker reading the scenario's
-    read model (the session database, on the shared server unless told otherwise)."""
+    read model (the session database, on the shared server unless told otherwise), its client
+    sending the API key `system` made for that gateway."""
     clients: list[httpx.AsyncClient] = []
     mongo: list[AsyncMongoClient[dict[str, Any]]] = []
 
@@ -121,7 +123,8 @@ async def tracker_for(
         # Idle connections go before uvicorn's 5 s keep-alive ends them: no request is ever sent
         # on a connection the server is closing.
         limits = httpx.Limits(max_connections=64, keepalive_expiry=2.0)
-        client = httpx.AsyncClient(base_url=base_url, limits=limits)
+        client = httpx.AsyncClient(base_url=base_url, limits=limits,
+                                   headers=bearer(system.api_keys[base_url]))
         clients.append(client)
         store = mongo_client(mongodb_url, timeout_s=2.0)
         mongo.append(store)

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
+from tests.support.keys import issue_key
 from tests.support.processes import ServiceProcess, gateway, process_env, projector, worker
 from tests.support.services import Backends, free_port
 
@@ -36,16 +37,24 @@ class System:
         self._projectors: list[ServiceProcess] = []
         self._starting: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._numbers = itertools.count(1)
+        # Each gateway's API key (every scope), by its base URL: made in the database that
+        # gateway reads, so a scenario's private MongoDB gets its own.
+        self.api_keys: dict[str, str] = {}
 
     def _env(self, overrides: Mapping[str, str]) -> dict[str, str]:
         return {**self.env, **overrides}
 
     async def start_gateway(self, **env: str) -> str:
-        """Start a gateway on a free port; its base URL once `GET /health/ready` answers 200."""
+        """Start a gateway on a free port; its base URL once `GET /health/ready` answers 200
+        (and an API key for it is in `api_keys`)."""
         port = free_port()
-        process = await asyncio.to_thread(gateway, self._env(env), self.log_dir, port)
+        settings = self._env(env)
+        process = await asyncio.to_thread(gateway, settings, self.log_dir, port)
         self.processes.append(process)
-        return f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        self.api_keys[url] = await issue_key(settings["MONGODB_URL"],
+                                             settings["MONGODB_DATABASE"])
+        return url
 
     async def start_worker(self, task_type: str, **env: str) -> ServiceProcess:
         """Start `python -m consumers worker TYPE`; returns once RabbitMQ counts its consumer

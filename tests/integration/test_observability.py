@@ -32,6 +32,7 @@ from gateway.app import create_app
 from infra.logging import configure_logging
 from infra.settings import Settings
 from projector.bootstrap import run_projector
+from tests.support.keys import bearer
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -108,7 +109,9 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(settings: Settings, spans: InMemorySpanExporter) -> AsyncIterator[Stack]:
+async def stack(
+    settings: Settings, spans: InMemorySpanExporter, api_key: str
+) -> AsyncIterator[Stack]:
     """The gateway (lifespan started, over ASGI), a `sleep` worker and the projector."""
     settings = settings.model_copy(update={
         "metrics_host": "127.0.0.1",
@@ -123,7 +126,8 @@ async def stack(settings: Settings, spans: InMemorySpanExporter) -> AsyncIterato
         projector = asyncio.create_task(run_projector(settings, stop=stop))
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url="http://gateway", timeout=10) as http:
+                                         base_url="http://gateway", timeout=10,
+                                         headers=bearer(api_key)) as http:
                 yield Stack(http=http, settings=settings)
         finally:
             stop.set()

@@ -21,13 +21,21 @@ from infra.broker import Broker
 from infra.composition import task_service
 from infra.settings import Settings, TaskLimitOverride
 from infra.topology import build_topology
+from service.api_keys import create_key
+from service.auth import SCOPES, Authenticator
 from service.errors import QueueFull
 from service.ports import Source
 from service.replay import ReplayPorts
 from tests.fast.conftest import SETTINGS
 from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
 from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
-from tests.support.memory import MemoryIdempotencyKeys, MemoryReadModel, RecordingPublisher
+from tests.support.keys import bearer
+from tests.support.memory import (
+    MemoryApiKeys,
+    MemoryIdempotencyKeys,
+    MemoryReadModel,
+    RecordingPublisher,
+)
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.fast
@@ -45,11 +53,12 @@ class HeldPublisher(RecordingPublisher):
         self.waiting = 0
 
     async def publish(
-        self, envelope: TaskEnvelope, *, source: Source, traceparent: str | None = None
+        self, envelope: TaskEnvelope, *, source: Source, tenant: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.waiting += 1
         await self.release.wait()
-        await super().publish(envelope, source=source, traceparent=traceparent)
+        await super().publish(envelope, source=source, tenant=tenant, traceparent=traceparent)
 
 
 class FullQueue(RecordingPublisher):
@@ -60,7 +69,8 @@ class FullQueue(RecordingPublisher):
         self.refused: list[TaskEnvelope] = []
 
     async def publish(
-        self, envelope: TaskEnvelope, *, source: Source, traceparent: str | None = None
+        self, envelope: TaskEnvelope, *, source: Source, tenant: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.refused.append(envelope)
         raise QueueFull("tasks.sleep is full")
@@ -81,9 +91,13 @@ async def gateway(
         replay = ReplayPorts(tasks=read_model, archive=FakeDeadLetterArchive(),
                              publisher=LetterRecorder(), queue=FakeDeadLetterQueue(),
                              replayed_by="security", claim_patience=timedelta(seconds=1))
-        app = create_app(settings, services=Services(tasks, replay, unused))
+        api_keys = MemoryApiKeys()
+        key = await create_key(api_keys, tenant="limits", scopes=frozenset(SCOPES))
+        auth = Authenticator(api_keys, cache_s=settings.api_key_cache_s)
+        app = create_app(settings, services=Services(tasks, replay, unused, auth))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gateway") as client:
+                                     base_url="http://gateway",
+                                     headers=bearer(key.token)) as client:
             yield client, publisher
 
 

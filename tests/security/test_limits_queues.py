@@ -42,6 +42,7 @@ from infra.settings import Settings
 from infra.store import TaskStore
 from infra.topology import build_topology, declare_on
 from tests.support.amqp import Queues
+from tests.support.keys import bearer, issue_key
 from tests.support.services import local_vhost
 from tests.support.waiting import eventually
 
@@ -106,9 +107,10 @@ async def test_a_full_task_queue_answers_503_and_loses_nothing_accepted(
     refused: httpx.Response | None = None
     async with connected_task_service(limited) as connected:
         app = create_app(limited, services=Services(connected.tasks, connected.replay,
-                                                    connected.broker))
+                                                    connected.broker, connected.auth))
+        key = await issue_key(limited.mongodb_url, limited.mongodb_database)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gateway") as http:
+                                     base_url="http://gateway", headers=bearer(key)) as http:
             # Fill: submit until the queue refuses.
             for _ in range(MOST_A_QUEUE_TAKES):
                 response = await http.post("/tasks", json={"task_type": "sleep",
@@ -307,9 +309,10 @@ async def test_without_the_management_api_the_gateway_warns_and_serves(
     with caplog.at_level(logging.WARNING, logger="infra.queue_limits"):
         async with connected_task_service(unreachable) as connected:
             app = create_app(unreachable, services=Services(connected.tasks, connected.replay,
-                                                            connected.broker))
+                                                            connected.broker, connected.auth))
+            key = await issue_key(unreachable.mongodb_url, unreachable.mongodb_database)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url="http://gateway") as http:
+                                         base_url="http://gateway", headers=bearer(key)) as http:
                 response = await http.post("/tasks", json={"task_type": "sleep",
                                                            "payload": {"seconds": 0}})
 

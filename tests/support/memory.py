@@ -12,10 +12,12 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from contracts.messages import StatusEvent, TaskEnvelope, utcnow
 from contracts.projection import TaskState, apply
+from service.auth import ApiKey
 from service.errors import PublishFailed, StoreUnavailable
 from service.ports import Claim, Source
 
@@ -94,11 +96,62 @@ class MemoryIdempotencyKeys:
             raise StoreUnavailable("the in-memory idempotency keys are down")
 
 
+class MemoryApiKeys:
+    """service.ports.ApiKeys in a dict. Set `down` to make every call raise; `reads` counts the
+    lookups that reached it (what the gateway's cache spares)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self.down = False
+        self.reads = 0
+
+    async def add(self, key: ApiKey) -> None:
+        await self._round_trip()
+        if key.key_id in self.keys:
+            raise StoreUnavailable(f"API key id {key.key_id} exists already")
+        self.keys[key.key_id] = key
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        await self._round_trip()
+        self.reads += 1
+        return self.keys.get(key_id)
+
+    async def all(self) -> list[ApiKey]:
+        await self._round_trip()
+        return sorted(self.keys.values(), key=lambda key: key.created_at)
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        await self._round_trip()
+        key = self.keys.get(key_id)
+        if key is not None and key.revoked_at is None:
+            key = self.keys[key_id] = dataclasses.replace(key, revoked_at=at)
+        return key
+
+    async def _round_trip(self) -> None:
+        await asyncio.sleep(0)
+        if self.down:
+            raise StoreUnavailable("the in-memory API keys are down")
+
+
+class ManualClock:
+    """A monotonic clock that moves only when told: cache windows and rate limits in tests."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass(frozen=True)
 class Published:
     envelope: TaskEnvelope
     source: Source
     traceparent: str | None
+    tenant: str | None = None
 
 
 class RecordingPublisher:
@@ -109,12 +162,13 @@ class RecordingPublisher:
         self.down = False
 
     async def publish(
-        self, envelope: TaskEnvelope, *, source: Source, traceparent: str | None = None
+        self, envelope: TaskEnvelope, *, source: Source, tenant: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         await asyncio.sleep(0)
         if self.down:
             raise PublishFailed("the in-memory broker is down")
-        self.published.append(Published(envelope, source, traceparent))
+        self.published.append(Published(envelope, source, traceparent, tenant))
 
     async def ping(self) -> Literal["ok", "reconnecting"]:
         await asyncio.sleep(0)

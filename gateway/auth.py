@@ -1,0 +1,68 @@
+"""API keys on the HTTP API: `Authorization: Bearer <key>`, checked once per request.
+
+The task router depends on `api_key` as a whole, so every task route (those added later too)
+needs a valid key; each route names the scope it needs with a `Submitter`, `Reader` or
+`Replayer` parameter (`Security(authorized, scopes=[...])`). `api_key` is a FastAPI security
+scheme itself, so the OpenAPI document shows the bearer scheme on every task route.
+
+Two dependencies, neither with dependencies of its own: FastAPI spends about 10 us solving
+each dependency of a request, more than the check itself costs (README, "API keys").
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
+
+from gateway.deps import Services
+from service.auth import READ, REPLAY, SUBMIT, Principal
+from service.errors import Forbidden, Unauthenticated
+
+
+class ApiKeyAuth(SecurityBase):
+    """The bearer scheme as OpenAPI shows it, and the check: the request's principal once its
+    key is checked and its rate limit passed. Raises Unauthenticated or RateLimited
+    (gateway/errors.py answers 401, with `WWW-Authenticate`, or 429)."""
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(
+            bearerFormat="tp_<key_id>_<secret>",
+            description="An API key from `taskproc keys create` (with `make run`: "
+                        "`.run/api-key`).")
+        self.scheme_name = "ApiKey"
+
+    async def __call__(self, request: Request) -> Principal:
+        scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+        services: Services = request.app.state.services
+        principal = await services.auth.authenticate(
+            token if scheme.lower() == "bearer" and token else None)
+        services.limiter.admit(principal)
+        request.state.principal = principal
+        return principal
+
+
+api_key = ApiKeyAuth()
+
+
+async def authorized(request: Request, required: SecurityScopes) -> Principal:
+    """The principal `api_key` found (the router's dependency runs before the route's), if its
+    key has every scope the route asks for; else Forbidden (403)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        # Used on a route outside the task router: refuse rather than serve it unguarded.
+        raise Unauthenticated("this route is not behind the task router's key check")
+    for scope in required.scopes:
+        if scope not in principal.scopes:
+            raise Forbidden(scope)
+    return principal
+
+
+# What the routes take: the caller, holding the scope the route needs.
+Submitter = Annotated[Principal, Security(authorized, scopes=[SUBMIT])]
+Reader = Annotated[Principal, Security(authorized, scopes=[READ])]
+Replayer = Annotated[Principal, Security(authorized, scopes=[REPLAY])]
