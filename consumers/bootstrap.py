@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import uuid
 from typing import Any
 
+from consumers.cancels import CancelWatch
 from consumers.handlers import HANDLERS
 from consumers.task_handler import HandlerError, TaskHandler, check_handlers
 from consumers.worker import Worker
 from contracts.registry import TASK_TYPES, get_spec
 from infra.broker import Broker
+from infra.composition import mongo_adapters
 from infra.metrics import metrics_server
 from infra.observability import metrics_port, task_middleware
 from infra.process import stop_on_signals
@@ -42,18 +46,31 @@ async def run_worker(
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
                     prefetch=spec.prefetch)
+    # The worker only reads cancellations from MongoDB; the gateway writes them.
+    mongo = mongo_adapters(settings)
+    cancels = CancelWatch(task_type, mongo.cancellations, lookback=settings.retention,
+                          refresh_s=settings.cancel_refresh_s)
     # Only this type's clients are opened: the webhook worker's HTTP pool, say, and no other.
     async with handler.started(settings) as run_task:
         worker = Worker(spec, run_task, broker, worker_name=name,
                         shutdown_grace_s=settings.shutdown_grace_s,
                         middleware=task_middleware(task_type),
                         limits=settings.limits_for(spec),
-                        default_tenant=settings.default_tenant)
+                        default_tenant=settings.default_tenant, cancels=cancels)
         port = metrics_port(settings, task_type)
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):
                 if await connect(broker, stop, logger=log):
                     await ensure_queue_limits(settings, TASK_TYPES)
-                    await worker.run(stop)
+                    # Every cancellation known before the first task is taken.
+                    async with cancels.watching(broker, _process_id(name), stop) as ready:
+                        if ready:
+                            await worker.run(stop)
         finally:
             await broker.close()
+            await mongo.close()
+
+
+def _process_id(worker_name: str) -> str:
+    """This process in its control queue's name: readable in the console, unique per process."""
+    return f"{worker_name.replace('/', '.')}.{os.getpid()}.{uuid.uuid4().hex[:6]}"

@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from consumers import lifecycle
+from consumers.cancels import CancelWatch
 from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.failures import TaskFailure
 from consumers.task_handler import RunTask
@@ -46,7 +47,7 @@ class Worker:
         self, spec: TaskSpec, handler: RunTask, broker: Broker, *,
         worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
         rng: random.Random | None = None, limits: TaskLimits | None = None,
-        default_tenant: str = DEFAULT_TENANT,
+        default_tenant: str = DEFAULT_TENANT, cancels: CancelWatch | None = None,
     ) -> None:
         self._spec = spec
         # Over a cap, a message is quarantined as `rejected`, as the gateway answers 422.
@@ -60,6 +61,11 @@ class Worker:
         self._rng = rng or random.Random()  # jitters retry delays
         self._in_flight: set[asyncio.Task[None]] = set()
         self._fresh_message = asyncio.Event()
+        # The handler of each task running here, by task id: what a cancellation stops.
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._cancels = cancels
+        if cancels is not None:
+            cancels.on_cancel = self._stop_if_running
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain: finish or requeue what is in flight.
@@ -130,7 +136,22 @@ class Worker:
             log.exception("task %s: unexpected error; requeueing it", message.message_id)
             await requeue(message)
 
+    def _is_cancelled(self, task_id: str) -> bool:
+        return self._cancels is not None and self._cancels.is_cancelled(task_id)
+
+    def _stop_if_running(self, task_id: str) -> None:
+        handler = self._running.get(task_id)
+        if handler is not None:
+            log.info("task %s cancelled while running: stopping its handler", task_id)
+            handler.cancel()
+
     async def _run(self, message: AbstractIncomingMessage, task: ReceivedTask) -> None:
+        if self._is_cancelled(task.task_id):
+            # Queued, back from a retry tier, or waiting for `not_before`: it never starts.
+            # The event repeats what the gateway recorded; the projection ignores the repeat.
+            await self._emit(task, Status.CANCELLED)
+            log.info("task %s was cancelled; dropped it unrun", task.task_id)
+            return
         deferral = lifecycle.admit(task, datetime.now(UTC))
         if deferral is not None:
             await self._park(message, task, task.attempt, deferral.tier_s)
@@ -140,6 +161,7 @@ class Worker:
                           published_at=message.timestamp)
         started = time.monotonic()
         confirmed: lifecycle.Decision | None = None
+        cancelled = False
         self._middleware.before_attempt(attempt)
         try:
             # `running` is confirmed while the handler works, not before it starts: the task
@@ -149,31 +171,50 @@ class Worker:
             await asyncio.sleep(0)  # its publish goes on the channel before the outcome's
             try:
                 outcome = await self._attempt(task)
-                decision = lifecycle.decide(task, outcome, datetime.now(UTC), self._rng)
-                await self._carry_out(message, task, decision)
-                confirmed = decision
+                if self._is_cancelled(task.task_id):
+                    # Cancelled while it ran: whatever the handler came to, the task ends here,
+                    # as the gateway has recorded already (README, Reliability).
+                    await self._emit(task, Status.CANCELLED)
+                    cancelled = True
+                else:
+                    decision = lifecycle.decide(task, outcome, datetime.now(UTC), self._rng)
+                    await self._carry_out(message, task, decision)
+                    confirmed = decision
             except BaseException:
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
                 raise
             await running
         finally:
-            self._middleware.after_attempt(attempt, _outcome(confirmed, time.monotonic() - started))
+            duration_s = time.monotonic() - started
+            self._middleware.after_attempt(attempt, Outcome(status=Status.CANCELLED, error=None,
+                                                   duration_s=duration_s)
+                                           if cancelled else _outcome(confirmed, duration_s))
 
     async def _attempt(self, task: ReceivedTask) -> lifecycle.AttemptOutcome:
-        """Run the handler once, under the task's time limit."""
+        """Run the handler once, under the task's time limit, on a task of its own that a
+        cancellation can stop without stopping this one (which still has to ack)."""
+        handler = asyncio.ensure_future(self._handler(task))
+        self._running[task.task_id] = handler
         try:
             async with asyncio.timeout(task.timeout_s):
-                return lifecycle.Returned(await self._handler(task))
+                return lifecycle.Returned(await handler)
         except TimeoutError:
             return lifecycle.TimedOut()
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if handler.cancelled() and not (current is not None and current.cancelling()):
+                # Only the handler was cancelled, so by a cancellation, not by shutdown.
+                return lifecycle.Raised(TaskCancelled(task.task_id))
             raise
         except Exception as error:  # the handler's failure is this attempt's outcome
             if not isinstance(error, TaskFailure | OSError):
                 log.warning("task %s attempt %d: %s", task.task_id, task.attempt, error,
                             exc_info=error)
             return lifecycle.Raised(error)
+        finally:
+            if self._running.get(task.task_id) is handler:
+                del self._running[task.task_id]
 
     async def _carry_out(
         self, message: AbstractIncomingMessage, task: ReceivedTask, decision: lifecycle.Decision
@@ -244,6 +285,10 @@ class Worker:
 
     async def _publish(self, event: StatusEvent) -> None:
         await publish_event(self._broker, event, headers=self._middleware.event_headers(event))
+
+
+class TaskCancelled(Exception):
+    """The handler was stopped by a cancellation of its task."""
 
 
 def _copy(

@@ -55,3 +55,17 @@ def retry_tier(delay_s: float) -> int:
         if tier >= delay_s:
             return tier
     return RETRY_TIERS_S[-1]
+
+
+# Cancellation. The gateway publishes a `CancelRequest` to this topic exchange as
+# `<type>.cancel`; every worker process binds its own exclusive, auto-delete queue
+# (`task-control.<type>.<process>`) with `<type>.cancel`, so each process of the type hears it.
+CONTROL_EXCHANGE = "task-control"
+
+
+def control_routing_key(task_type: str) -> str:
+    return f"{task_type}.cancel"
+
+
+def control_queue(task_type: str, process: str) -> str:
+    return f"{CONTROL_EXCHANGE}.{task_type}.{process}"

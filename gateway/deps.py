@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from infra.broker import Broker
 from service.auth import Authenticator
+from service.cancel import CancelPorts
 from service.dependencies import Dependencies
 from service.ports import TaskReadModel
 from service.rate_limit import RateLimiter
@@ -26,6 +27,8 @@ class Services:
     broker: Broker
     auth: Authenticator
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    # None where a test builds the app without it: cancel then answers 503.
+    cancel: CancelPorts | None = None
 
     @property
     def store(self) -> TaskReadModel:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from infra.broker import PublishError
 from service.errors import (
+    AlreadyFinished,
     Forbidden,
     IdempotencyConflict,
     IdempotencyInProgress,
@@ -57,6 +58,10 @@ async def _on_key_in_progress(request: Request, error: Exception) -> JSONRespons
 
 
 async def _on_not_retryable(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(error)})
+
+
+async def _on_already_finished(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(error)})
 
 
@@ -114,6 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IdempotencyConflict, _on_key_conflict)
     app.add_exception_handler(IdempotencyInProgress, _on_key_in_progress)
     app.add_exception_handler(NotRetryable, _on_not_retryable)
+    app.add_exception_handler(AlreadyFinished, _on_already_finished)
     app.add_exception_handler(QueueFull, _on_queue_full)
     app.add_exception_handler(PublishFailed, _on_broker)
     # `retry` still reaches the broker itself, not through the service layer's port.

@@ -12,6 +12,8 @@ from gateway.auth import Reader, Replayer, Submitter, api_key
 from gateway.deps import ServicesDep
 from gateway.http_models import Health, Readiness, TaskAccepted, TaskRequest, TaskView
 from gateway.limits import LimitsDep, check_limits
+from service.cancel import cancel_task as cancel_task_use_case
+from service.errors import PublishFailed
 from service.health import readiness
 from service.replay import replay_task
 from service.submit import submit
@@ -85,6 +87,21 @@ async def retry_task(task_id: str, services: ServicesDep, principal: Replayer) -
     """Run a failed or dead task again from its dead letter: same id, attempts start at 1
     (scope `tasks:replay`)."""
     await replay_task(services.replay, task_id, principal.tenant)
+    return TaskAccepted(task_id=task_id)
+
+
+@tasks.post("/tasks/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED,
+            response_model=TaskAccepted,
+            responses={404: {"description": "No such task (or another tenant's)"},
+                       409: {"description": "The task has a terminal status already"},
+                       503: {"description": "MongoDB unavailable: nothing was cancelled"}})
+async def cancel_task(task_id: str, services: ServicesDep, principal: Submitter) -> TaskAccepted:
+    """Cancel a task (scope `tasks:submit`): one not started never starts, a running one has
+    its handler cancelled. Its status becomes `cancelled` at once; see README, Reliability, for
+    a cancel that meets a task finishing."""
+    if services.cancel is None:
+        raise PublishFailed("cancellation is not wired into this gateway")
+    await cancel_task_use_case(services.tasks, services.cancel, task_id, principal.tenant)
     return TaskAccepted(task_id=task_id)
 
 

@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 from contracts.registry import TASK_TYPES
 from infra.api_keys import MongoApiKeys
 from infra.broker import Broker, BrokerUnavailable
+from infra.cancellations import MongoCancellations, RabbitControlPublisher
 from infra.dead_letters import MongoDeadLetterArchive
 from infra.idempotency import MongoIdempotencyKeys
 from infra.mongo import mongo_client
@@ -31,6 +32,7 @@ from infra.store import TaskStore
 from infra.task_publisher import RabbitTaskPublisher
 from infra.topology import build_topology
 from service.auth import Authenticator
+from service.cancel import CancelPorts
 from service.dead_letters import DeadLetterArchive
 from service.dependencies import Dependencies
 from service.errors import StoreUnavailable
@@ -51,6 +53,7 @@ class MongoAdapters:
     keys: MongoIdempotencyKeys
     dead_letters: MongoDeadLetterArchive
     api_keys: MongoApiKeys
+    cancellations: MongoCancellations
 
     async def close(self) -> None:
         await self.client.close()
@@ -63,7 +66,8 @@ def mongo_adapters(settings: Settings, *, remember: int = 0) -> MongoAdapters:
     return MongoAdapters(client, TaskStore(client, database, remember=remember),
                          MongoIdempotencyKeys(client, database),
                          MongoDeadLetterArchive(client, database),
-                         MongoApiKeys(client, database))
+                         MongoApiKeys(client, database),
+                         MongoCancellations(client, database))
 
 
 @asynccontextmanager
@@ -110,6 +114,7 @@ class Connected:
     replay: ReplayPorts
     broker: Broker
     auth: Authenticator
+    cancel: CancelPorts
 
 
 @asynccontextmanager
@@ -130,7 +135,10 @@ async def connected_task_service(
             replay = replay_ports(settings, broker, mongo.tasks, mongo.dead_letters,
                                   replayed_by=app_id)
             auth = Authenticator(mongo.api_keys, cache_s=settings.api_key_cache_s)
-            yield Connected(dependencies, replay, broker, auth)
+            cancel = CancelPorts(mongo.cancellations,
+                                 RabbitControlPublisher(broker, app_id=app_id),
+                                 cancelled_by=app_id)
+            yield Connected(dependencies, replay, broker, auth, cancel)
     finally:
         await broker.close()
         await mongo.close()
@@ -148,5 +156,6 @@ async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: Settings) -> 
         await mongo.tasks.ensure_indexes(settings.retention)
         await mongo.keys.ensure_indexes(settings.idempotency_ttl)
         await mongo.api_keys.ensure_indexes()
+        await mongo.cancellations.ensure_indexes(settings.retention)
     except StoreUnavailable as error:
         log.warning("starting without MongoDB (status reads answer 503): %s", error)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     mongodb_timeout_s: float = Field(default=3.0, gt=0, le=60)
     # Seconds a consumer gives in-flight work after SIGTERM before requeueing it.
     shutdown_grace_s: float = Field(default=20.0, ge=0, le=600)
+    # Seconds between a worker's reloads of the stored cancellations: the longest a cancel
+    # whose control message was lost takes to reach a worker.
+    cancel_refresh_s: float = Field(default=30.0, gt=0, le=3600)
     # The projector writes events to MongoDB in batches of at most this many, closing a batch
     # this many seconds after its first event at the latest.
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -62,7 +62,9 @@ class Topology:
 
 def build_topology(specs: tuple[TaskSpec, ...]) -> Topology:
     """Every exchange, queue and binding the service needs for these task types."""
-    exchanges = [Exchange(names.EVENTS_EXCHANGE, ExchangeType.TOPIC)]
+    exchanges = [Exchange(names.EVENTS_EXCHANGE, ExchangeType.TOPIC),
+                 # Each worker process binds its own exclusive queue to it (consumers/cancels.py).
+                 Exchange(names.CONTROL_EXCHANGE, ExchangeType.TOPIC)]
     to_quarantine = {
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": names.QUARANTINE_QUEUE,

@@ -61,3 +61,11 @@ class RateLimited(ServiceError):
 
 class InvalidKeyRequest(ServiceError, ValueError):
     """A key cannot be made as asked (unknown scope, bad tenant name, bad rate)."""
+
+
+class AlreadyFinished(ServiceError):
+    """The task has a terminal status already: there is nothing left to cancel."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id!r} is already {status}")
+        self.status = status

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from contracts.control import CancelRequest
 from contracts.messages import StatusEvent, TaskEnvelope
 from contracts.projection import TaskState
 
@@ -121,4 +122,26 @@ class ApiKeys(Protocol):
 
     async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
         """Mark the key revoked (at `at`, unless it was already); the key, None if unknown."""
+        ...
+
+
+class Cancellations(Protocol):
+    """Cancelled tasks, kept so that a worker (re)starting learns what it missed; they expire
+    with the tasks' retention."""
+
+    async def add(self, request: CancelRequest) -> None:
+        """Keep `request`; a task cancelled twice keeps its first request."""
+        ...
+
+    async def since(self, task_type: str, after: datetime) -> list[CancelRequest]:
+        """The cancellations of `task_type` made at or after `after`, oldest first."""
+        ...
+
+
+class ControlPublisher(Protocol):
+    """Tells the running workers of a type about a cancellation."""
+
+    async def publish_cancel(self, request: CancelRequest) -> None:
+        """Return once the broker confirmed it (or no worker of the type is listening); raise
+        PublishFailed if the broker did not confirm it."""
         ...

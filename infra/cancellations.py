@@ -1,0 +1,93 @@
+"""Cancellations on MongoDB (collection `cancellations`) and on RabbitMQ (exchange
+`task-control`): the adapters behind service.ports.Cancellations and ControlPublisher."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from contracts import names
+from contracts.control import CancelRequest
+from contracts.messages import utcnow
+from infra.broker import Broker, PublishError, Unroutable, persistent_message
+from infra.expiry import Expiry, ServerKind, server_kind
+from infra.mongo import store_errors
+from service.errors import PublishFailed
+
+log = logging.getLogger(__name__)
+
+# On nx-27017 (no TTL index) the gateway sweeps expired cancellations at most this often.
+_SWEEP_EVERY_S = 600.0
+
+
+class MongoCancellations:
+    """One document per cancelled task, `_id` = task id; expires `retention` after `at`."""
+
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self._client = client
+        self._collection: AsyncCollection[dict[str, Any]] = client[database]["cancellations"]
+        self._expiry: Expiry | None = None
+        self._swept_at = 0.0
+
+    @store_errors
+    async def ensure_indexes(self, retention: timedelta) -> ServerKind:
+        kind = await server_kind(self._client)
+        await self._collection.create_index([("task_type", ASCENDING), ("at", ASCENDING)])
+        expiry = Expiry(self._collection, "at", retention)
+        await expiry.ensure(kind)
+        self._expiry = expiry if kind == "nx-27017" else None
+        return kind
+
+    @store_errors
+    async def add(self, request: CancelRequest) -> None:
+        # $setOnInsert: a second cancel of one task keeps the first one's time.
+        await self._collection.update_one(
+            {"_id": {"$eq": request.task_id}},
+            {"$setOnInsert": {"task_type": request.task_type, "at": request.at,
+                              "by": request.by}},
+            upsert=True)
+        await self._sweep_now_and_then()
+
+    @store_errors
+    async def since(self, task_type: str, after: datetime) -> list[CancelRequest]:
+        cursor = self._collection.find(
+            {"task_type": {"$eq": task_type}, "at": {"$gte": after}}).sort("at", ASCENDING)
+        return [CancelRequest(task_id=document["_id"], task_type=document["task_type"],
+                              at=document["at"], by=document["by"])
+                async for document in cursor]
+
+    async def _sweep_now_and_then(self) -> None:
+        if self._expiry is None or time.monotonic() - self._swept_at < _SWEEP_EVERY_S:
+            return
+        self._swept_at = time.monotonic()
+        removed = await self._expiry.sweep(utcnow())
+        if removed:
+            log.info("expired %d cancellation(s) past their retention", removed)
+
+
+class RabbitControlPublisher:
+    """Publishes cancellations to `task-control` as `<type>.cancel`, confirmed."""
+
+    def __init__(self, broker: Broker, *, app_id: str) -> None:
+        self._broker = broker
+        self._app_id = app_id
+
+    async def publish_cancel(self, request: CancelRequest) -> None:
+        message = persistent_message(
+            request.model_dump_json().encode(), message_id=f"{request.task_id}/cancel",
+            type="cancel_request", timestamp=request.at, app_id=self._app_id,
+            correlation_id=request.task_id)
+        try:
+            await self._broker.publish(names.CONTROL_EXCHANGE,
+                                       names.control_routing_key(request.task_type), message)
+        except Unroutable:
+            # No worker of the type is running: each one loads the cancellation at start-up.
+            log.info("task %s cancelled while no %s worker listens", request.task_id,
+                     request.task_type)
+        except PublishError as error:
+            raise PublishFailed(str(error)) from error
