@@ -67,6 +67,14 @@ class TaskAccepted(BaseModel):
     status: Literal["queued"] = "queued"
 
 
+class CancelAccepted(BaseModel):
+    """The cancel was accepted; `status` is what the task shows now: `cancelled`, or the
+    terminal status it reached first when the cancel met it finishing."""
+
+    task_id: str
+    status: Status
+
+
 class HistoryView(BaseModel):
     status: Status
     attempt: int

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Body, Depends, Header, Response, status
 
 from gateway.auth import Reader, Replayer, Submitter, api_key
 from gateway.deps import ServicesDep
-from gateway.http_models import Health, Readiness, TaskAccepted, TaskRequest, TaskView
+from gateway.http_models import (
+    CancelAccepted,
+    Health,
+    Readiness,
+    TaskAccepted,
+    TaskRequest,
+    TaskView,
+)
 from gateway.limits import LimitsDep, check_limits
 from service.cancel import cancel_task as cancel_task_use_case
 from service.errors import PublishFailed
@@ -91,18 +98,21 @@ async def retry_task(task_id: str, services: ServicesDep, principal: Replayer) -
 
 
 @tasks.post("/tasks/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED,
-            response_model=TaskAccepted,
+            response_model=CancelAccepted,
             responses={404: {"description": "No such task (or another tenant's)"},
                        409: {"description": "The task has a terminal status already"},
                        503: {"description": "MongoDB unavailable: nothing was cancelled"}})
-async def cancel_task(task_id: str, services: ServicesDep, principal: Submitter) -> TaskAccepted:
+async def cancel_task(
+    task_id: str, services: ServicesDep, principal: Submitter
+) -> CancelAccepted:
     """Cancel a task (scope `tasks:submit`): one not started never starts, a running one has
     its handler cancelled. Its status becomes `cancelled` at once; see README, Reliability, for
     a cancel that meets a task finishing."""
     if services.cancel is None:
         raise PublishFailed("cancellation is not wired into this gateway")
-    await cancel_task_use_case(services.tasks, services.cancel, task_id, principal.tenant)
-    return TaskAccepted(task_id=task_id)
+    after = await cancel_task_use_case(services.tasks, services.cancel, task_id,
+                                       principal.tenant)
+    return CancelAccepted(task_id=task_id, status=after.status)
 
 
 @open_routes.get("/health", response_model=Health)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from contracts.control import CancelRequest
 from contracts.messages import StatusEvent
+from contracts.projection import TaskState
 from contracts.statuses import Status
 from service.dependencies import Dependencies
 from service.errors import AlreadyFinished, PublishFailed
@@ -35,10 +36,14 @@ class CancelPorts:
 
 async def cancel_task(
     deps: Dependencies, ports: CancelPorts, task_id: str, tenant: str | None = None
-) -> None:
-    """Cancel the task: TaskNotFound if it is unknown or another tenant's, AlreadyFinished if
-    it has a terminal status; StoreUnavailable if the cancellation could not be kept (then
-    nothing changed, and a repeat is safe)."""
+) -> TaskState:
+    """Cancel the task and return its state after: `cancelled`, unless another terminal status
+    reached the read model first (then that one stays).
+
+    TaskNotFound if it is unknown or another tenant's, AlreadyFinished if it has a terminal
+    status; StoreUnavailable if the cancellation could not be kept (then nothing changed, and
+    a repeat is safe).
+    """
     state = await get_task(deps, task_id, tenant)
     if state.status.is_terminal:
         raise AlreadyFinished(task_id, state.status.value)
@@ -52,10 +57,11 @@ async def cancel_task(
                     task_id, error)
     # Recorded here, not left to a worker: a queued task shows `cancelled` at once, and the
     # projection keeps the first terminal status of a run against every later event.
-    await deps.read_model.apply(StatusEvent(
+    after = await deps.read_model.apply(StatusEvent(
         task_id=task_id, task_type=state.task_type, status=Status.CANCELLED,
         attempt=state.attempt, run=state.run, at=request.at, worker=ports.cancelled_by,
         source=state.source, idempotency_key=state.idempotency_key,
         tenant=state.tenant or deps.default_tenant,
     ))
-    log.info("task %s cancelled", task_id)
+    log.info("task %s cancelled (its status: %s)", task_id, after.status)
+    return after

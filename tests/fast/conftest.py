@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
@@ -24,6 +24,7 @@ from infra.settings import Settings
 from infra.topology import build_topology
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
+from service.cancel import CancelPorts
 from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
 from service.submit import claim_key
@@ -36,6 +37,7 @@ from tests.support.memory import (
     MemoryReadModel,
     RecordingPublisher,
 )
+from tests.support.memory_cancels import MemoryCancellations, RecordingControl
 
 # Nothing listens on port 1: were anything to reach past the fakes, it would fail at once.
 SETTINGS = Settings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
@@ -58,6 +60,8 @@ class Fakes:
     api_keys: MemoryApiKeys
     # Drives the API key cache and the rate limits.
     clock: ManualClock
+    cancellations: MemoryCancellations = field(default_factory=MemoryCancellations)
+    control: RecordingControl = field(default_factory=RecordingControl)
 
 
 Issue = Callable[..., Awaitable[str]]
@@ -96,8 +100,10 @@ async def gateway(fakes: Fakes) -> AsyncIterator[FastAPI]:
                              replayed_by="fast", claim_patience=timedelta(seconds=1))
         auth = Authenticator(fakes.api_keys, cache_s=SETTINGS.api_key_cache_s,
                              clock=fakes.clock)
+        cancel = CancelPorts(fakes.cancellations, fakes.control, cancelled_by="fast")
         yield create_app(SETTINGS, services=Services(tasks, replay, unused, auth,
-                                                     RateLimiter(clock=fakes.clock)))
+                                                     RateLimiter(clock=fakes.clock),
+                                                     cancel=cancel))
 
 
 @pytest.fixture
