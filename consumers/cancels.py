@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from contracts import names
 from contracts.control import CancelRequest
 from contracts.messages import utcnow
-from infra.broker import Broker
+from infra.broker import Broker, stop_consuming
 from service.errors import StoreUnavailable
 from service.ports import Cancellations
 
@@ -82,7 +82,7 @@ class CancelWatch:
             if refresher is not None:
                 refresher.cancel()
                 await asyncio.gather(refresher, return_exceptions=True)
-            await queue.cancel(tag)
+            await stop_consuming(queue, tag)
 
     async def _first_load(self, stop: asyncio.Event) -> bool:
         while not stop.is_set():
