@@ -248,6 +248,7 @@ async def test_with_two_workers_the_one_running_the_task_stops_it(
     cancelled = await events.wait_for(task_id, "cancelled")
 
     assert cancelled["worker"] == running["worker"]
+    assert running["worker"] == f"test/sleep-{probe.ran_by[task_id]}"
     assert probe.cancelled == [task_id]
     # Both heard it; the other one only remembers it. Either one drops a redelivered copy.
     again = await submit_sleep(gateway, 120)
@@ -286,3 +287,20 @@ async def test_a_running_worker_that_missed_the_control_message_stops_the_task_o
     await events.wait_for(task_id, "cancelled")
 
     assert probe.cancelled == [task_id]
+
+
+async def test_a_worker_restarted_after_the_cancel_learns_it_before_it_takes_a_task(
+    gateway: Connected, workers: StartWorker, probe: Probe, empty: Queues, events: EventTap,
+) -> None:
+    stop = await workers("a")
+    stop.set()
+    await eventually(lambda: no_consumer(empty.channel), what="worker a stopped")
+    task_id = await submit_sleep(gateway, 0)
+    await cancel(gateway, task_id)
+
+    await workers("a")
+    dropped = await events.wait_for(task_id, "cancelled")
+
+    assert dropped["worker"] == "test/sleep-a"
+    assert task_id not in probe.started
+    assert await empty.depth(QUEUE) == 0
