@@ -23,17 +23,18 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from consumers import lifecycle
 from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.failures import TaskFailure
+from consumers.progress import ProgressReporter, Report
 from consumers.task_handler import RunTask
 from contracts import names
 from contracts.limits import TaskLimits
-from contracts.messages import ErrorInfo, StatusEvent
+from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
 from infra.amqp_codec import tenant_of
 from infra.broker import Broker, PublishError, Refused, requeue, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
-from infra.publishing import copy_of, publish_event, quarantine
+from infra.publishing import copy_of, publish_event, publish_progress, quarantine
 from service.auth import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
@@ -161,10 +162,16 @@ class Worker:
             self._middleware.after_attempt(attempt, _outcome(confirmed, time.monotonic() - started))
 
     async def _attempt(self, task: ReceivedTask) -> lifecycle.AttemptOutcome:
-        """Run the handler once, under the task's time limit."""
+        """Run the handler once, under the task's time limit, with a progress reporter bound to
+        this attempt (closed when the handler ends: a report not sent by then is dropped)."""
+
+        async def publish(report: Report) -> None:
+            await self._publish_progress(task, report)
+
+        reporter = ProgressReporter(publish, label=f"task {task.task_id}")
         try:
             async with asyncio.timeout(task.timeout_s):
-                return lifecycle.Returned(await self._handler(task))
+                return lifecycle.Returned(await self._handler(task, reporter.progress))
         except TimeoutError:
             return lifecycle.TimedOut()
         except asyncio.CancelledError:
@@ -174,6 +181,8 @@ class Worker:
                 log.warning("task %s attempt %d: %s", task.task_id, task.attempt, error,
                             exc_info=error)
             return lifecycle.Raised(error)
+        finally:
+            await reporter.close()
 
     async def _carry_out(
         self, message: AbstractIncomingMessage, task: ReceivedTask, decision: lifecycle.Decision
@@ -240,6 +249,13 @@ class Worker:
             attempt=task.attempt, run=task.run, worker=self._worker_name,
             source=task.source, idempotency_key=task.idempotency_key, tenant=task.tenant,
             **fields,
+        ))
+
+    async def _publish_progress(self, task: ReceivedTask, report: Report) -> None:
+        await publish_progress(self._broker, ProgressEvent(
+            task_id=task.task_id, task_type=self._spec.name, attempt=task.attempt, run=task.run,
+            fraction=report.fraction, message=report.message, at=report.at,
+            worker=self._worker_name, tenant=task.tenant,
         ))
 
     async def _publish(self, event: StatusEvent) -> None:
