@@ -1,15 +1,18 @@
 """Progress through real RabbitMQ and MongoDB: the gateway (over ASGI), a `sleep` worker with a
 handler of the test's own, and the projector, in process. A report reaches `GET /tasks/{id}`
 while the task runs and stays out of its history; a handler reporting in a tight loop is not
-slowed down, and the broker sees a few reports a second, not thousands."""
+slowed down, and the broker sees a few reports a second, not thousands. The store keeps no
+report of a task it does not have."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -21,9 +24,13 @@ from consumers.bootstrap import run_worker
 from consumers.context import TaskContext
 from consumers.task_handler import TaskHandler
 from contracts import names
+from contracts.messages import ProgressEvent, StatusEvent
 from contracts.payloads import SleepPayload
+from contracts.projection import Progress
 from contracts.registry import SLEEP
+from contracts.statuses import Status
 from gateway.app import create_app
+from infra.composition import mongo_adapters
 from infra.settings import Settings
 from projector.bootstrap import run_projector
 from tests.support.keys import bearer
@@ -169,3 +176,30 @@ async def test_ten_thousand_reports_in_a_loop_cost_little_and_reach_the_broker_t
     assert done["progress"] is not None  # one of the loop's reports, kept after success
     assert done["progress"]["fraction"] in fractions
 
+
+
+async def test_the_store_keeps_a_report_of_a_running_task_and_ignores_one_of_an_unknown_task(
+    settings: Settings,
+) -> None:
+    mongo = mongo_adapters(settings)
+    known, unknown = f"progress-{uuid.uuid4()}", f"progress-{uuid.uuid4()}"
+    at = datetime(2026, 1, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    try:
+        await mongo.tasks.apply(StatusEvent(task_id=known, task_type="sleep",
+                                            status=Status.RUNNING, attempt=1, worker="w"))
+        states = await mongo.tasks.apply_many([
+            ProgressEvent(task_id=known, task_type="sleep", attempt=1, fraction=0.25,
+                          message="a quarter", at=at, worker="w"),
+            ProgressEvent(task_id=unknown, task_type="sleep", attempt=1, fraction=0.5,
+                          worker="w"),
+        ])
+        stored = await mongo.tasks.get(known)
+        never = await mongo.tasks.get(unknown)
+    finally:
+        await mongo.close()
+
+    assert set(states) == {known}
+    assert stored is not None
+    assert stored.progress == Progress(fraction=0.25, message="a quarter", at=at)
+    assert [entry.status for entry in stored.history] == [Status.RUNNING]
+    assert never is None
