@@ -3,17 +3,22 @@ what it may return."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, TypeAlias
 
 from typing_extensions import TypeVar
 
+from consumers.progress import no_progress
 from infra.settings import Settings
 
 # What a handler may return: it becomes the status event's `result`. The worker checks it again
 # at run time, since `Any` slips through.
 JSON: TypeAlias = Mapping[str, "JSON"] | Sequence["JSON"] | str | int | float | bool | None
+
+# Reports how far an attempt got: (fraction 0..1, optional message). The worker binds one to each
+# attempt (`consumers.progress.ProgressReporter`).
+ReportProgress: TypeAlias = Callable[[float, str | None], Awaitable[None]]
 
 # What the task type's start-up hook made (e.g. an `httpx.AsyncClient`); None without a hook,
 # so a handler without one writes a bare `TaskContext`.
@@ -30,3 +35,10 @@ class TaskContext(Generic[C]):
     run: int
     settings: Settings
     clients: C
+    report_progress: ReportProgress = field(default=no_progress, repr=False)
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far this attempt got: `fraction` from 0 to 1, `message` a short note (cut
+        to 200 characters). Returns at once: reports are throttled to a few a second per task,
+        the latest wins, and a report that cannot be published never fails the task."""
+        await self.report_progress(fraction, message)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Generic, TypeAlias, TypeVar, cast, overload
 
-from consumers.context import JSON, TaskContext
+from consumers.context import JSON, ReportProgress, TaskContext
 from consumers.decode import ReceivedTask
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec, check_registry
@@ -24,8 +24,9 @@ C = TypeVar("C")
 Handle: TypeAlias = Callable[[P, TaskContext[C]], Awaitable[JSON]]
 # The start-up hook: opens the type's own clients for the life of the process.
 Clients: TypeAlias = Callable[[Settings], AbstractAsyncContextManager[C]]
-# What the worker calls: one task, run with the clients already open.
-RunTask: TypeAlias = Callable[[ReceivedTask], Awaitable[JSON]]
+# What the worker calls: one task, run with the clients already open, and where its handler's
+# progress reports go.
+RunTask: TypeAlias = Callable[[ReceivedTask, ReportProgress], Awaitable[JSON]]
 
 
 class HandlerError(Exception):
@@ -63,14 +64,14 @@ class TaskHandler(Generic[P, C]):
         """Open this type's clients; yield the function that runs one task with them."""
         async with self._clients(settings) as clients:
 
-            async def run(task: ReceivedTask) -> JSON:
+            async def run(task: ReceivedTask, report_progress: ReportProgress) -> JSON:
                 payload = task.payload
                 # decode() validated it with this spec's model; this narrows it for mypy.
                 if not isinstance(payload, self.spec.payload):
                     raise TypeError(f"{self.spec.name} handler given a {type(payload).__name__}")
                 context = TaskContext(task_id=task.task_id, task_type=self.spec.name,
                                       attempt=task.attempt, run=task.run, settings=settings,
-                                      clients=clients)
+                                      clients=clients, report_progress=report_progress)
                 return await self.handle(payload, context)
 
             yield run

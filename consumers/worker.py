@@ -24,17 +24,18 @@ from consumers import lifecycle
 from consumers.cancels import CancelWatch
 from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.failures import TaskFailure
+from consumers.progress import ProgressReporter, Report
 from consumers.task_handler import RunTask
 from contracts import names
 from contracts.limits import TaskLimits
-from contracts.messages import ErrorInfo, StatusEvent
+from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
 from infra.amqp_codec import tenant_of
 from infra.broker import Broker, PublishError, Refused, requeue, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
-from infra.publishing import copy_of, publish_event, quarantine
+from infra.publishing import copy_of, publish_event, publish_progress, quarantine
 from service.auth import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,15 @@ class Worker:
 
     async def _attempt(self, task: ReceivedTask) -> lifecycle.AttemptOutcome:
         """Run the handler once, under the task's time limit, on a task of its own that a
-        cancellation can stop without stopping this one (which still has to ack)."""
-        handler = asyncio.ensure_future(self._handler(task))
+        cancellation can stop without stopping this one (which still has to ack), with a progress
+        reporter bound to this attempt (closed when the handler ends: a report not sent by then
+        is dropped)."""
+
+        async def publish(report: Report) -> None:
+            await self._publish_progress(task, report)
+
+        reporter = ProgressReporter(publish, label=f"task {task.task_id}")
+        handler = asyncio.ensure_future(self._handler(task, reporter.progress))
         self._running[task.task_id] = handler
         try:
             async with asyncio.timeout(task.timeout_s):
@@ -215,6 +223,7 @@ class Worker:
         finally:
             if self._running.get(task.task_id) is handler:
                 del self._running[task.task_id]
+            await reporter.close()
 
     async def _carry_out(
         self, message: AbstractIncomingMessage, task: ReceivedTask, decision: lifecycle.Decision
@@ -281,6 +290,13 @@ class Worker:
             attempt=task.attempt, run=task.run, worker=self._worker_name,
             source=task.source, idempotency_key=task.idempotency_key, tenant=task.tenant,
             **fields,
+        ))
+
+    async def _publish_progress(self, task: ReceivedTask, report: Report) -> None:
+        await publish_progress(self._broker, ProgressEvent(
+            task_id=task.task_id, task_type=self._spec.name, attempt=task.attempt, run=task.run,
+            fraction=report.fraction, message=report.message, at=report.at,
+            worker=self._worker_name, tenant=task.tenant,
         ))
 
     async def _publish(self, event: StatusEvent) -> None:

@@ -76,8 +76,32 @@ class StatusEvent(BaseModel):
     source: Literal["http", "amqp"] | None = None
     result: Any = None
     error: ErrorInfo | None = None
+    # Not used: progress travels in `ProgressEvent`s, and the read model ignores this field.
     progress: float | None = Field(default=None, ge=0, le=1)
     next_attempt_at: AwareDatetime | None = None
     idempotency_key: str | None = None
     # Whose task it is (an API key's tenant, or the default tenant for a direct publish).
+    tenant: str | None = Field(default=None, max_length=64)
+
+
+PROGRESS_MESSAGE_MAX = 200
+
+
+class ProgressEvent(BaseModel):
+    """How far a running attempt got, published to `task-events` as `<type>.progress`.
+
+    Not a status change: it has no `status`, never enters a task's history, and only moves the
+    progress of a task that is `running` in this run and attempt.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_id: str
+    task_type: str
+    attempt: int = Field(ge=1)
+    run: int = Field(default=1, ge=1)
+    fraction: float = Field(ge=0, le=1, allow_inf_nan=False)
+    message: str | None = Field(default=None, max_length=PROGRESS_MESSAGE_MAX)
+    at: AwareDatetime = Field(default_factory=utcnow)
+    worker: str
     tenant: str | None = Field(default=None, max_length=64)

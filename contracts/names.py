@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 EVENTS_EXCHANGE = "task-events"
+# A progress report goes to `task-events` as `<type>.progress` (no status has that name), with
+# AMQP `type` `progress_event`; a status event's `type` is `status_event`.
+PROGRESS = "progress"
+PROGRESS_EVENT_TYPE = "progress_event"
 QUARANTINE_QUEUE = "tasks.quarantine"
 PROJECTOR_EVENTS_QUEUE = "projector.events"
 PROJECTOR_SUBMISSIONS_QUEUE = "projector.submissions"

@@ -10,11 +10,11 @@ guard on `position`, so concurrent writers cannot interleave.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from contracts.messages import ErrorInfo, StatusEvent
+from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.statuses import Status, position
 
 HISTORY_LIMIT = 50
@@ -29,6 +29,16 @@ class HistoryEntry(BaseModel):
     at: AwareDatetime
     worker: str
     error: ErrorInfo | None = None
+
+
+class Progress(BaseModel):
+    """The last progress report of the task's current attempt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fraction: float
+    message: str | None = None
+    at: AwareDatetime
 
 
 class TaskState(BaseModel):
@@ -53,12 +63,43 @@ class TaskState(BaseModel):
     next_attempt_at: AwareDatetime | None = None
     result: Any = None
     error: ErrorInfo | None = None
-    progress: float | None = None
+    # Kept when the attempt ends (how far it got); cleared when another attempt or run starts.
+    progress: Progress | None = None
     history: tuple[HistoryEntry, ...] = ()
 
 
-def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
-    """The state after `event`; `state` itself (the same object) when it changes nothing."""
+@overload
+def apply(state: TaskState | None, event: StatusEvent) -> TaskState: ...
+@overload
+def apply(state: TaskState, event: ProgressEvent) -> TaskState: ...
+@overload
+def apply(state: TaskState | None, event: StatusEvent | ProgressEvent) -> TaskState | None: ...
+
+
+def apply(state: TaskState | None, event: StatusEvent | ProgressEvent) -> TaskState | None:
+    """The state after `event`; `state` itself (the same object) when it changes nothing.
+
+    A progress event for a task not in the read model yet changes nothing either (None).
+    """
+    if isinstance(event, ProgressEvent):
+        return _with_progress(state, event)
+    return _with_status(state, event)
+
+
+def _with_progress(state: TaskState | None, event: ProgressEvent) -> TaskState | None:
+    """Only a `running` task's current run and attempt take a report, and only a newer one: a
+    report that arrives after the attempt ended, or from an older attempt, changes nothing."""
+    if state is None or state.status is not Status.RUNNING:
+        return state
+    if (event.run, event.attempt) != (state.run, state.attempt):
+        return state
+    if state.progress is not None and event.at <= state.progress.at:
+        return state
+    progress = Progress(fraction=event.fraction, message=event.message, at=event.at)
+    return state.model_copy(update={"progress": progress})
+
+
+def _with_status(state: TaskState | None, event: StatusEvent) -> TaskState:
     event_position = position(event.run, event.attempt, event.status)
     entry = HistoryEntry(
         status=event.status, attempt=event.attempt, run=event.run, at=event.at,
@@ -74,9 +115,10 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
             updated_at=event.at,
             started_at=_started_at(None, event), finished_at=_finished_at(event),
             next_attempt_at=event.next_attempt_at, result=event.result, error=event.error,
-            progress=event.progress, history=(entry,),
+            history=(entry,),
         )
     new_run = event.run != state.run
+    same_attempt = (event.run, event.attempt) == (state.run, state.attempt)
     return state.model_copy(
         update={
             "status": event.status,
@@ -93,7 +135,7 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
             "next_attempt_at": event.next_attempt_at,
             "result": event.result,
             "error": event.error,
-            "progress": event.progress,
+            "progress": state.progress if same_attempt else None,
             "history": (*state.history, entry)[-HISTORY_LIMIT:],
         }
     )

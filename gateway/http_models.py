@@ -83,6 +83,12 @@ class HistoryView(BaseModel):
     error: ErrorInfo | None = None
 
 
+class ProgressView(BaseModel):
+    fraction: float = Field(description="0 to 1, as the handler reported it")
+    message: str | None = None
+    at: datetime
+
+
 class TaskView(BaseModel):
     """A task's status as the read model knows it."""
 
@@ -99,7 +105,8 @@ class TaskView(BaseModel):
     next_attempt_at: datetime | None
     result: Any
     error: ErrorInfo | None
-    progress: float | None
+    progress: ProgressView | None = Field(
+        description="the last progress report of the current attempt; kept when it ends")
     history: list[HistoryView]
 
     @classmethod

@@ -9,7 +9,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
-from contracts.messages import StatusEvent, TaskEnvelope
+from contracts.messages import ProgressEvent, StatusEvent, TaskEnvelope
 from infra.broker import Broker, Refused, persistent_message
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,20 @@ async def publish_event(
         headers=headers or None,
     )
     routing_key = names.event_routing_key(event.task_type, event.status.value)
+    await broker.publish(names.EVENTS_EXCHANGE, routing_key, message)
+
+
+async def publish_progress(broker: Broker, event: ProgressEvent) -> None:
+    """Publish a progress report to `task-events` as `<type>.progress`, confirmed."""
+    message = persistent_message(
+        event.model_dump_json(exclude_none=True).encode(),
+        message_id=f"{event.task_id}/{event.run}/{event.attempt}/progress/{event.at.isoformat()}",
+        type=names.PROGRESS_EVENT_TYPE,
+        timestamp=event.at,
+        app_id=event.worker,
+        correlation_id=event.task_id,
+    )
+    routing_key = names.event_routing_key(event.task_type, names.PROGRESS)
     await broker.publish(names.EVENTS_EXCHANGE, routing_key, message)
 
 

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReplaceO
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from contracts.messages import StatusEvent
+from contracts.messages import ProgressEvent, StatusEvent
 from contracts.projection import TaskState, apply
 from infra.expiry import Expiry, ServerKind, server_kind
 from infra.mongo import store_errors
@@ -89,21 +89,21 @@ class TaskStore:
 
     @store_errors
     async def apply_many(
-        self, events: Sequence[StatusEvent], *, likely_new: bool = False
+        self, events: Sequence[StatusEvent | ProgressEvent], *, likely_new: bool = False
     ) -> dict[str, TaskState]:
         """Fold `events` (of any tasks, in the order they arrived) into the stored states; each
-        task's resulting state, by id.
+        task's resulting state, by id (none for a task known only from progress events).
 
         `likely_new` (task ids just made up) skips the first read: the inserts fail for any task
         that exists after all, and those are read and folded as usual.
         """
-        by_task: dict[str, list[StatusEvent]] = defaultdict(list)
+        by_task: dict[str, list[StatusEvent | ProgressEvent]] = defaultdict(list)
         for event in events:
             by_task[event.task_id].append(event)
         return await self._apply_many(by_task, likely_new)
 
     async def _apply_many(
-        self, by_task: dict[str, list[StatusEvent]], likely_new: bool
+        self, by_task: dict[str, list[StatusEvent | ProgressEvent]], likely_new: bool
     ) -> dict[str, TaskState]:
         results: dict[str, TaskState] = {}
         pending = list(by_task)
@@ -113,11 +113,13 @@ class TaskStore:
             for task_id in pending:
                 before = current.get(task_id)
                 after = fold(before, by_task[task_id])
+                if after is None:
+                    continue  # progress of a task the read model does not have: nothing to do
                 results[task_id] = after
                 if after is not before:
                     writes.append(_Write(before, after))
             missed = await self._write(writes)
-            stored = set(pending).difference(missed)
+            stored = set(results).intersection(pending).difference(missed)
             self._keep(results[task_id] for task_id in stored)
             if not missed:
                 return results
@@ -159,11 +161,12 @@ class TaskStore:
         return []
 
 
-def fold(state: TaskState | None, events: Sequence[StatusEvent]) -> TaskState:
+def fold(
+    state: TaskState | None, events: Sequence[StatusEvent | ProgressEvent]
+) -> TaskState | None:
     """`apply` each event in turn; `state` itself when none of them changes anything."""
     for event in events:
         state = apply(state, event)
-    assert state is not None, "fold needs at least one event"
     return state
 
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from tenacity import RetryCallState, wait_exponential
 
 from contracts import names
-from contracts.messages import ErrorInfo, StatusEvent
+from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
 from infra.amqp_codec import header_int, header_str, task_id_of, tenant_of
@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 _BACKOFF = wait_exponential(multiplier=0.2, min=0.2, max=5.0)
 SWEEP_EVERY_S = 60.0
 
-EventReader = Callable[[AbstractIncomingMessage], Awaitable[StatusEvent | None]]
-Received = tuple[AbstractIncomingMessage, StatusEvent]
+Event = StatusEvent | ProgressEvent
+EventReader = Callable[[AbstractIncomingMessage], Awaitable[Event | None]]
+Received = tuple[AbstractIncomingMessage, Event]
 
 
 class Expiring(Protocol):
@@ -139,8 +140,9 @@ class Projector:
 
     async def _store_batch(self, batch: list[Received]) -> None:
         """One bulk write for the batch, then its acks; requeued if stopping during an outage."""
+        # Middleware sees status changes; progress reports are folded in but not traced.
         projected = [ProjectedEvent(event=event, headers=message.headers or {})
-                     for message, event in batch]
+                     for message, event in batch if isinstance(event, StatusEvent)]
         self._middleware.before_write(projected)
         failure: BaseException | None = None
         try:
@@ -161,7 +163,7 @@ class Projector:
                 log.error("could not settle message %s (%r); it will be redelivered",
                           message.message_id, error)
 
-    async def _apply_until_stored(self, events: list[StatusEvent]) -> bool:
+    async def _apply_until_stored(self, events: list[Event]) -> bool:
         """Retry through a MongoDB outage; False if the projector is stopping meanwhile."""
 
         def holding(state: RetryCallState) -> None:
@@ -187,11 +189,16 @@ class Projector:
                         log.info("expired %d document(s) past their retention", removed)
             await asyncio.sleep(SWEEP_EVERY_S)
 
-    async def _status_event(self, message: AbstractIncomingMessage) -> StatusEvent | None:
+    async def _status_event(self, message: AbstractIncomingMessage) -> Event | None:
+        """A status event, or a progress report (AMQP `type` `progress_event`)."""
+        progress = message.type == names.PROGRESS_EVENT_TYPE
         try:
+            if progress:
+                return ProgressEvent.model_validate_json(message.body)
             return StatusEvent.model_validate_json(message.body)
         except ValidationError as error:
-            reason = f"not a status event: {error.error_count()} error(s)"
+            what = "progress" if progress else "status"
+            reason = f"not a {what} event: {error.error_count()} error(s)"
             await quarantine(self._broker, message, reason, names.PROJECTOR_EVENTS_QUEUE)
             self._middleware.on_quarantine(names.PROJECTOR_EVENTS_QUEUE, reason)
             return None

@@ -186,13 +186,23 @@ class EventTap:
     def __init__(self, queue: AbstractQueue) -> None:
         self._queue = queue
         self._seen: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._progress: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
 
     async def of(self, task_id: str) -> list[dict[str, Any]]:
-        """The events of one task received so far."""
+        """The status events of one task received so far."""
+        await self._receive()
+        return list(self._seen[task_id])
+
+    async def progress_of(self, task_id: str) -> list[dict[str, Any]]:
+        """The progress events (`<type>.progress`) of one task received so far."""
+        await self._receive()
+        return list(self._progress[task_id])
+
+    async def _receive(self) -> None:
         while (message := await self._queue.get(no_ack=True, fail=False)) is not None:
             event = json.loads(message.body)
-            self._seen[event["task_id"]].append(event)
-        return list(self._seen[task_id])
+            kept = self._progress if message.type == names.PROGRESS_EVENT_TYPE else self._seen
+            kept[event["task_id"]].append(event)
 
     async def steps(self, task_id: str) -> list[tuple[str, int]]:
         """(status, attempt) of each event of one task so far."""

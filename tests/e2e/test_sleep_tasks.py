@@ -4,12 +4,14 @@ task's status right after submitting it."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from contracts import names
 from tests.e2e.conftest import Api, EventTap
 from tests.support.amqp import Queues
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +46,31 @@ async def test_a_task_past_its_time_limit_is_retried_then_fails_with_timeout(
     assert dead is not None
     assert dead.header(names.HEADER_DEAD_REASON) == "max_attempts_exhausted"
     assert dead.headers[names.HEADER_ATTEMPT] == 2
+
+
+async def test_a_long_sleep_shows_its_progress_while_it_runs(api: Api, events: EventTap) -> None:
+    task_id = await api.submit("sleep", {"seconds": 3})
+
+    async def reported() -> dict[str, Any] | None:
+        found = await api.task(task_id)
+        return found if found is not None and found["progress"] is not None else None
+
+    running = await eventually(reported, timeout_s=30, what=f"progress of task {task_id}")
+    done = await api.wait_for(task_id)
+    published = await events.progress_of(task_id)
+
+    assert running["status"] == "running"
+    assert 0 <= running["progress"]["fraction"] < 1
+    assert running["progress"]["message"].startswith("slept ")
+    assert done["status"] == "succeeded"
+    # The last report stays once the task is done; none of them is a step of the history.
+    assert done["progress"] is not None
+    assert [step["status"] for step in done["history"]] == ["queued", "running", "succeeded"]
+    assert await events.steps(task_id) == [("running", 1), ("succeeded", 1)]
+    # One report a second: at 0, 1 and 2 s (the window allows 4 a second).
+    assert 2 <= len(published) <= 3
+    assert [event["fraction"] for event in published] == sorted(
+        event["fraction"] for event in published)
 
 
 async def test_a_read_right_after_a_submit_never_answers_404(api: Api) -> None:

@@ -42,6 +42,7 @@ def test_schemas_prints_the_json_schema_of_every_message() -> None:
     assert result.exit_code == 0, result.output
     assert "StatusEvent" in json.dumps(json.loads(result.output))
     assert "CancelRequest" in json.dumps(json.loads(result.output))
+    assert json.loads(result.output)["progress_event"]["title"] == "ProgressEvent"
 
 
 def test_a_replay_names_its_letters_or_all_of_them() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from contracts.messages import SCHEMA_VERSION, ErrorInfo, StatusEvent, TaskBody
+from contracts.messages import SCHEMA_VERSION, ErrorInfo, ProgressEvent, StatusEvent, TaskBody
 from contracts.statuses import Status
 
 
@@ -85,3 +85,25 @@ def test_status_event_defaults_to_run_one_and_an_aware_time() -> None:
 
     assert event.run == 1
     assert event.at.tzinfo is not None
+
+
+def test_a_progress_event_round_trips_and_has_no_status() -> None:
+    sent = ProgressEvent(task_id="t-1", task_type="sleep", attempt=2, run=1, fraction=0.4,
+                         message="uploaded 4 of 10", worker="host/sleep", tenant="acme")
+
+    received = ProgressEvent.model_validate_json(sent.model_dump_json())
+
+    assert received == sent
+    assert "status" not in sent.model_dump()
+
+
+@pytest.mark.parametrize("fields", [
+    {"fraction": 1.01}, {"fraction": -0.1}, {"fraction": float("nan")},
+    {"message": "x" * 201}, {"attempt": 0}, {"status": "running"},
+])
+def test_a_progress_event_refuses_what_a_report_cannot_be(fields: dict[str, Any]) -> None:
+    raw = {"task_id": "t", "task_type": "sleep", "attempt": 1, "worker": "w", "fraction": 0.5,
+           **fields}
+
+    with pytest.raises(ValidationError):
+        ProgressEvent.model_validate(raw)

@@ -15,6 +15,7 @@ from mypy import api as mypy_api
 from consumers.context import JSON, TaskContext
 from consumers.decode import ReceivedTask
 from consumers.handlers import HANDLERS
+from consumers.progress import no_progress
 from consumers.task_handler import HandlerError, TaskHandler, check_handlers
 from contracts.payloads import SleepPayload
 from contracts.registry import (
@@ -125,15 +126,22 @@ def test_a_function_that_is_not_an_async_def_is_refused_when_bound() -> None:
 async def test_a_handler_without_a_hook_gets_its_task_and_no_clients() -> None:
     seen: list[TaskContext] = []
 
+    reports: list[tuple[float, str | None]] = []
+
     async def record(payload: SleepPayload, ctx: TaskContext) -> JSON:
         seen.append(ctx)
+        await ctx.progress(0.5, "half way")
         return await nap(payload, ctx)
+
+    async def report(fraction: float, message: str | None) -> None:
+        reports.append((fraction, message))
 
     probe = spec()
     async with TaskHandler(probe, record).started(Settings()) as run_task:
-        result = await run_task(received(probe, attempt=3))
+        result = await run_task(received(probe, attempt=3), report)
 
     assert result == {"task_id": "t-1", "seconds": 0.5}
+    assert reports == [(0.5, "half way")]  # the worker's reporter for this attempt gets it
     assert [(c.task_id, c.task_type, c.attempt, c.run, c.clients) for c in seen] == [
         ("t-1", "probe", 3, 2, None)]
 
@@ -154,8 +162,8 @@ async def test_the_hook_opens_once_for_all_tasks_and_closes_after() -> None:
     probe = spec()
     async with TaskHandler(probe, use, clients=counter).started(
             Settings(worker_name="w1")) as run_task:
-        await asyncio.gather(run_task(received(probe, attempt=1)),
-                             run_task(received(probe, attempt=2)))
+        await asyncio.gather(run_task(received(probe, attempt=1), no_progress),
+                             run_task(received(probe, attempt=2), no_progress))
         assert events[-1] != "closed"
 
     assert events == ["open for w1", "ran 1", "ran 2", "closed"]

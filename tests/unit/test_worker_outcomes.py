@@ -13,9 +13,10 @@ from typing import Any, cast
 import pytest
 from aio_pika.abc import AbstractMessage
 
-from consumers.context import JSON
+from consumers.context import JSON, ReportProgress
 from consumers.decode import ReceivedTask
 from consumers.failures import PermanentFailure, Retry
+from consumers.task_handler import RunTask
 from consumers.worker import Worker
 from contracts import names
 from contracts.registry import SLEEP
@@ -23,8 +24,6 @@ from contracts.statuses import Status
 from infra.broker import Broker, BrokerUnavailable
 from infra.middleware import Attempt, Middleware, Outcome
 from tests.support.waiting import eventually
-
-RunTask = Callable[[ReceivedTask], Awaitable[JSON]]
 
 
 class Journal(list[str]):
@@ -152,18 +151,18 @@ def _probe(read: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
 
 
 def returning(value: object) -> RunTask:
-    async def handler(task: ReceivedTask) -> JSON:
+    async def handler(task: ReceivedTask, progress: ReportProgress) -> JSON:
         return cast(JSON, value)
     return handler
 
 
 def raising(error: Exception) -> RunTask:
-    async def handler(task: ReceivedTask) -> JSON:
+    async def handler(task: ReceivedTask, progress: ReportProgress) -> JSON:
         raise error
     return handler
 
 
-async def too_slow(task: ReceivedTask) -> JSON:
+async def too_slow(task: ReceivedTask, progress: ReportProgress) -> JSON:
     await asyncio.sleep(5)
     return None
 
@@ -209,7 +208,7 @@ async def test_a_task_not_due_yet_is_parked_without_running_or_events() -> None:
     later = datetime.now(UTC) + timedelta(seconds=3)
     called: list[ReceivedTask] = []
 
-    async def handler(task: ReceivedTask) -> JSON:
+    async def handler(task: ReceivedTask, progress: ReportProgress) -> JSON:
         called.append(task)
         return None
 
@@ -236,3 +235,38 @@ async def test_an_unconfirmed_dead_letter_is_requeued_and_nothing_reports_failed
     assert "ack" not in run.journal
     assert run.journal[-1] == "requeue"
     assert [outcome.status for outcome in run.middleware.outcomes] == [None]
+
+
+async def reports_then_returns(task: ReceivedTask, progress: ReportProgress) -> JSON:
+    """A handler that reports in a tight loop, yielding now and then as real work would."""
+    for step in range(10_000):
+        await progress(step / 10_000, f"step {step}")
+        if step % 1000 == 0:
+            await asyncio.sleep(0)
+    return {"steps": 10_000}
+
+
+async def test_progress_in_a_tight_loop_is_coalesced_and_does_not_hold_the_task() -> None:
+    run = await run_one(reports_then_returns, TASK)
+
+    publishes = run.journal.publishes()
+    # 10,000 reports in well under the 0.25 s window: the first goes out, the rest coalesce and
+    # are dropped when the handler returns.
+    assert 1 <= publishes.count("event progress") <= 2
+    assert [p for p in publishes if p != "event progress"] == ["event running", "event succeeded"]
+    assert run.journal[-1] == "ack"
+    assert [outcome.status for outcome in run.middleware.outcomes] == [Status.SUCCEEDED]
+
+
+async def test_a_progress_report_that_cannot_be_published_does_not_fail_the_task() -> None:
+    async def reports_once(task: ReceivedTask, progress: ReportProgress) -> JSON:
+        await progress(0.5, "half")
+        await asyncio.sleep(0.05)  # the report's publish fails meanwhile
+        return "done"
+
+    run = await run_one(reports_once, TASK, failing={"event progress"})
+
+    assert "publish event progress" in run.journal
+    assert "confirm event progress" not in run.journal
+    assert run.journal[-1] == "ack"
+    assert [outcome.status for outcome in run.middleware.outcomes] == [Status.SUCCEEDED]
