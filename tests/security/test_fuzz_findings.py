@@ -77,3 +77,17 @@ async def test_every_task_operation_documents_413_and_503(client_for: ClientFor)
         responses = document["paths"][path][method]["responses"]
         assert {"401", "403", "413", "429", "503"} <= set(responses), path
     assert "400" in document["paths"]["/tasks"]["post"]["responses"]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/tasks", b"{not json"), ("/tasks", b'{"task_type": "nope"}'), ("/tasks/t-1/retry", b"[")])
+async def test_a_key_without_the_scope_is_a_403_whatever_the_body_holds(
+    client_for: ClientFor, issue: Issue, fakes: Fakes, path: str, body: bytes,
+) -> None:
+    # Was 422 for a body that is not JSON: FastAPI parsed it before the scope check ran.
+    reader = await client_for(await issue(scopes=(READ,)))
+
+    answer = await reader.post(path, content=body, headers={"Content-Type": "application/json"})
+
+    assert answer.status_code == 403, answer.text
+    assert fakes.publisher.published == []
