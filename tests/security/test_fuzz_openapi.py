@@ -62,7 +62,8 @@ MAX_EXAMPLES = 100
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 # What a leaked exception looks like: a traceback, a source line reference, or the name of an
-# exception class from Python, pydantic, Starlette or this code base.
+# exception class from Python, pydantic, Starlette or this code base. (A task's `error.type` is
+# an exception name by design, but no worker runs here, so no answer carries one.)
 LEAK = re.compile(
     r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+|"
     r"\b[A-Z][a-z]\w*(Error|Exception)\b|\b(PublishFailed|QueueFull|StoreUnavailable|"
