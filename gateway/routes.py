@@ -12,7 +12,6 @@ from gateway.auth import KeyFirstRoute, Reader, Replayer, Submitter, api_key
 from gateway.deps import ServicesDep
 from gateway.http_models import Health, Readiness, TaskAccepted, TaskRequest, TaskView
 from gateway.limits import LimitsDep, check_limits
-from service.health import readiness
 from service.replay import replay_task
 from service.submit import submit
 from service.tasks import get_task as get_task_state
@@ -105,8 +104,8 @@ async def health() -> Health:
 @open_routes.get("/health/ready", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "A dependency is unreachable"}})
 async def ready(services: ServicesDep, response: Response) -> Readiness:
-    """Readiness: RabbitMQ and MongoDB both answer."""
-    found = await readiness(services.tasks)
+    """Readiness: RabbitMQ and MongoDB both answer (checked at most once a second)."""
+    found = await services.readiness.check()
     if not found.is_ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Readiness(status="ready" if found.is_ready else "unavailable",
