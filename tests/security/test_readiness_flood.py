@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from fastapi import FastAPI
 
-from service.health import ReadinessProbe
+from service.health import Readiness, ReadinessProbe
 from tests.fast.conftest import ClientFor, Fakes
 
 pytestmark = pytest.mark.fast
@@ -27,17 +27,25 @@ class CountingPing:
 
 
 async def test_concurrent_readiness_probes_share_one_check_of_the_store(
-    client_for: ClientFor, fakes: Fakes, monkeypatch: pytest.MonkeyPatch,
+    gateway: FastAPI, client_for: ClientFor, fakes: Fakes, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ping = CountingPing()
     monkeypatch.setattr(fakes.read_model, "ping", ping)
+    probe: ReadinessProbe = gateway.state.services.readiness
+    check, asked, all_asked = probe.check, 0, asyncio.Event()
+
+    async def counted_check() -> Readiness:
+        nonlocal asked
+        asked += 1
+        if asked == 50:
+            all_asked.set()
+        return await check()
+
+    monkeypatch.setattr(probe, "check", counted_check)
     anonymous = await client_for(None)
 
     probes = [asyncio.create_task(anonymous.get("/health/ready")) for _ in range(50)]
-    while ping.calls == 0:  # the first probe has reached the store
-        await asyncio.sleep(0)
-    for _ in range(100):  # and every other one has had the chance to
-        await asyncio.sleep(0)
+    await asyncio.wait_for(all_asked.wait(), timeout=10)  # all 50 wait while the store is held
     ping.release.set()
     answers = await asyncio.gather(*probes)
 
