@@ -7,6 +7,10 @@ scheme itself, so the OpenAPI document shows the bearer scheme on every task rou
 
 Two dependencies, neither with dependencies of its own: FastAPI spends about 10 us solving
 each dependency of a request, more than the check itself costs (README, "API keys").
+
+FastAPI reads and parses a JSON body before it runs any dependency, so the task router's routes
+are `KeyFirstRoute`s: they run the same key and scope checks before the body is touched, and
+the dependencies then find the principal the route stored (the rate limit counts once).
 """
 
 from __future__ import annotations
