@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +13,7 @@ from infra.broker import Broker
 from service.auth import Authenticator
 from service.cancel import CancelPorts
 from service.dependencies import Dependencies
+from service.health import ReadinessProbe
 from service.ports import TaskReadModel
 from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
@@ -33,6 +35,11 @@ class Services:
     @property
     def store(self) -> TaskReadModel:
         return self.tasks.read_model
+
+    @cached_property
+    def readiness(self) -> ReadinessProbe:
+        """One per app, so concurrent readiness probes share their checks."""
+        return ReadinessProbe(self.tasks)
 
 
 async def get_services(request: Request) -> Services:

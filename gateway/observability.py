@@ -153,4 +153,6 @@ class RequestObservability:
             task_type = json.loads(b"".join(body)).get("task_type")
         except (ValueError, AttributeError):
             return "invalid"
-        return task_type if task_type in self._task_types else "invalid"
+        # Checked as a string first: an object or a list as task_type is unhashable.
+        known = isinstance(task_type, str) and task_type in self._task_types
+        return task_type if known else "invalid"

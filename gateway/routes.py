@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Response, status
 
-from gateway.auth import Reader, Replayer, Submitter, api_key
+from gateway.auth import KeyFirstRoute, Reader, Replayer, Submitter, api_key
 from gateway.deps import ServicesDep
 from gateway.http_models import (
     CancelAccepted,
@@ -21,7 +21,6 @@ from gateway.http_models import (
 from gateway.limits import LimitsDep, check_limits
 from service.cancel import cancel_task as cancel_task_use_case
 from service.errors import PublishFailed
-from service.health import readiness
 from service.replay import replay_task
 from service.submit import submit
 from service.tasks import get_task as get_task_state
@@ -29,13 +28,18 @@ from service.tasks import get_task as get_task_state
 # W3C trace context: version-traceid-parentid-flags.
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
-# Every route on `tasks` needs a valid key (the router's dependency), whatever scope it names.
+# Every route on `tasks` needs a valid key (the router's dependency, checked before the body is
+# read), whatever scope it names.
 tasks = APIRouter(
     dependencies=[Depends(api_key)],
+    route_class=KeyFirstRoute,
     responses={401: {"description": "No API key, or an unknown or revoked one "
                                     "(with `WWW-Authenticate: Bearer`)"},
                403: {"description": "The API key lacks the scope this endpoint needs"},
-               429: {"description": "The API key is over its rate limit (with `Retry-After`)"}},
+               413: {"description": "Request body over MAX_REQUEST_BYTES"},
+               429: {"description": "The API key is over its rate limit (with `Retry-After`)"},
+               503: {"description": "The gateway is at its concurrency limit "
+                                    "(with `Retry-After`)"}},
 )
 open_routes = APIRouter()
 
@@ -44,13 +48,14 @@ open_routes = APIRouter()
     "/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
-    responses={409: {"description": "A request with this Idempotency-Key is still in progress"},
-               413: {"description": "Request body over MAX_REQUEST_BYTES"},
+    responses={400: {"description": "A body that cannot be read as text (not UTF-8)"},
+               409: {"description": "A request with this Idempotency-Key is still in progress"},
                422: {"description": "Invalid JSON, unknown task_type, invalid payload, an "
                                     "option above its task type's cap, or an "
                                     "Idempotency-Key reused with a different request"},
-               503: {"description": "RabbitMQ did not confirm in time or the task queue is "
-                                    "full; nothing was queued"}},
+               503: {"description": "RabbitMQ did not confirm in time, the task queue is "
+                                    "full, or the gateway is at its concurrency limit; "
+                                    "nothing was queued"}},
 )
 async def submit_task(
     request: Annotated[TaskRequest, Body()],
@@ -77,7 +82,8 @@ async def submit_task(
 
 @tasks.get("/tasks/{task_id}", response_model=TaskView,
            responses={404: {"description": "No such task (or another tenant's)"},
-                      503: {"description": "MongoDB unavailable"}})
+                      503: {"description": "MongoDB unavailable, or the gateway is at its "
+                                           "concurrency limit"}})
 async def get_task(task_id: str, services: ServicesDep, principal: Reader) -> TaskView:
     """A task's current status, attempt, timestamps, result or error, and its history (scope
     `tasks:read`). Another tenant's task answers 404, as a missing one does."""
@@ -89,7 +95,8 @@ async def get_task(task_id: str, services: ServicesDep, principal: Reader) -> Ta
             responses={404: {"description": "No such task (or another tenant's)"},
                        409: {"description": "The task is not failed or dead, its dead letter "
                                             "is not kept, or another replay of it is under way"},
-                       503: {"description": "RabbitMQ or MongoDB unavailable"}})
+                       503: {"description": "RabbitMQ or MongoDB unavailable, or the gateway "
+                                            "is at its concurrency limit"}})
 async def retry_task(task_id: str, services: ServicesDep, principal: Replayer) -> TaskAccepted:
     """Run a failed or dead task again from its dead letter: same id, attempts start at 1
     (scope `tasks:replay`)."""
@@ -124,8 +131,8 @@ async def health() -> Health:
 @open_routes.get("/health/ready", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "A dependency is unreachable"}})
 async def ready(services: ServicesDep, response: Response) -> Readiness:
-    """Readiness: RabbitMQ and MongoDB both answer."""
-    found = await readiness(services.tasks)
+    """Readiness: RabbitMQ and MongoDB both answer (checked at most once a second)."""
+    found = await services.readiness.check()
     if not found.is_ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Readiness(status="ready" if found.is_ready else "unavailable",
