@@ -40,6 +40,7 @@ from infra.composition import task_service
 from infra.topology import build_topology
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
+from service.cancel import CancelPorts
 from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
 from tests.fast.conftest import SETTINGS
@@ -52,6 +53,7 @@ from tests.support.memory import (
     MemoryReadModel,
     RecordingPublisher,
 )
+from tests.support.memory_cancels import MemoryCancellations, RecordingControl
 
 pytestmark = pytest.mark.fast
 
@@ -105,9 +107,11 @@ async def _open(stack: AsyncExitStack) -> tuple[httpx.AsyncClient, str]:
     replay = ReplayPorts(tasks=read_model, archive=FakeDeadLetterArchive(),
                          publisher=LetterRecorder(), queue=FakeDeadLetterQueue(),
                          replayed_by="fuzz", claim_patience=timedelta(seconds=1))
+    cancel = CancelPorts(MemoryCancellations(), RecordingControl(), cancelled_by="fuzz")
     app = create_app(SETTINGS, services=Services(
         tasks, replay, unused, Authenticator(api_keys, cache_s=SETTINGS.api_key_cache_s,
-                                             clock=clock), RateLimiter(clock=clock)))
+                                             clock=clock), RateLimiter(clock=clock),
+        cancel=cancel))
     # A rate the fuzz run cannot reach with the clock standing still: it explores, not 429s.
     issued = await create_key(api_keys, tenant="fuzz", scopes=frozenset(SCOPES),
                               rate_per_s=1_000_000)
