@@ -48,7 +48,7 @@ async def run_worker(
                         shutdown_grace_s=settings.shutdown_grace_s,
                         middleware=task_middleware(task_type),
                         limits=settings.limits_for(spec),
-                        default_tenant=settings.default_tenant)
+                        tenants=settings.tenant_rules)
         port = metrics_port(settings, task_type)
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):

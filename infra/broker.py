@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
@@ -52,6 +52,9 @@ class Broker:
         self, url: str, topology: Topology, *, timeout_s: float, name: str, prefetch: int = 0
     ) -> None:
         self._url = url
+        # Every message this process publishes names its RabbitMQ user as `user_id`: RabbitMQ
+        # checks it against the connection, so consumers can trust it (amqp_codec.tenant_of).
+        self.user = unquote(urlsplit(url).username or "guest")
         self._topology = topology
         self._timeout_s = timeout_s
         self._name = name
@@ -138,7 +141,7 @@ class Broker:
         channel = await self.channel()
         return await channel.declare_queue(name, passive=True)
 
-    async def publish(self, exchange: str, routing_key: str, message: AbstractMessage) -> None:
+    async def publish(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
         """Publish persistently and mandatorily; return only once RabbitMQ has confirmed it.
 
         Raises Unroutable when no queue is bound for it and BrokerUnavailable when no
@@ -146,6 +149,7 @@ class Broker:
         """
         if message.delivery_mode != aio_pika.DeliveryMode.PERSISTENT:
             raise ValueError("task and event messages must be persistent")
+        message.user_id = self.user
         channel = await self.channel()
         try:
             async with asyncio.timeout(self._timeout_s):

@@ -46,7 +46,7 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
                                       batch_size=settings.projector_batch_size,
                                       batch_window_s=settings.projector_batch_window_s,
                                       middleware=task_middleware(PROJECTOR),
-                                      default_tenant=settings.default_tenant)
+                                      tenants=settings.tenant_rules)
                 await projector.run(stop)
     finally:
         await broker.close()
