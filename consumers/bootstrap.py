@@ -41,7 +41,8 @@ async def run_worker(
     name = f"{settings.worker_name}/{task_type}{role}"
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
-                    prefetch=spec.prefetch)
+                    prefetch=spec.prefetch,
+                    passive=not settings.rabbitmq_declare_topology)
     # Only this type's clients are opened: the webhook worker's HTTP pool, say, and no other.
     async with handler.started(settings) as run_task:
         worker = Worker(spec, run_task, broker, worker_name=name,

@@ -49,8 +49,11 @@ class Broker:
     """
 
     def __init__(
-        self, url: str, topology: Topology, *, timeout_s: float, name: str, prefetch: int = 0
+        self, url: str, topology: Topology, *, timeout_s: float, name: str, prefetch: int = 0,
+        passive: bool = False,
     ) -> None:
+        """`passive`: check the topology exists instead of declaring it (a user without
+        configure permission; see Settings.rabbitmq_declare_topology)."""
         self._url = url
         # Every message this process publishes names its RabbitMQ user as `user_id`: RabbitMQ
         # checks it against the connection, so consumers can trust it (amqp_codec.tenant_of).
@@ -59,6 +62,7 @@ class Broker:
         self._timeout_s = timeout_s
         self._name = name
         self._prefetch = prefetch
+        self._passive = passive
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -110,7 +114,7 @@ class Broker:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if self._prefetch:
             await channel.set_qos(prefetch_count=self._prefetch)
-        await declare_topology(channel, self._topology)
+        await declare_topology(channel, self._topology, passive=self._passive)
         self._channel = channel
         log.info("connected to RabbitMQ as %r", self._name)
 

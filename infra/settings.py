@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     dead_queue_max_bytes: int = Field(default=256 * MIB, ge=1)
     # The management API the policies are set through; its user is RABBITMQ_URL's.
     rabbitmq_management_url: str = "http://127.0.0.1:15672"
+    # False: a process only checks that the topology exists (passive declares) and leaves the
+    # queue-limit policies alone, for users without configure permission (as `taskproc rabbitmq
+    # setup` makes them); setup, or `taskproc topology declare`, declares it as an admin.
+    rabbitmq_declare_topology: bool = True
     # A CA bundle to check an https:// management API against (else the system's).
     rabbitmq_management_ca_file: str | None = None
 
