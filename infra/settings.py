@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +45,10 @@ class Settings(BaseSettings):
 
     # amqps://user:password@host:5671/vhost?cafile=/ca.pem&certfile=/c.pem&keyfile=/k.pem for TLS.
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Instead of a password in the environment: the file of USER=amqp-url lines `taskproc
+    # rabbitmq setup` writes, and the user whose URL becomes RABBITMQ_URL (docker-compose).
+    rabbitmq_credentials_file: str | None = None
+    rabbitmq_credentials_user: str | None = None
     # This service's own RabbitMQ users (gateway, workers, CLI), comma-separated: the `x-tenant`
     # header of a message whose validated `user_id` is one of them is believed.
     rabbitmq_service_users: Annotated[frozenset[str], NoDecode] = frozenset()
@@ -158,6 +163,21 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"RABBITMQ_TENANTS: not a valid tenant for {', '.join(bad)}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_from_credentials_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("rabbitmq_credentials_file"):
+            return data
+        path, user = data["rabbitmq_credentials_file"], data.get("rabbitmq_credentials_user")
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as error:
+            raise ValueError(f"RABBITMQ_CREDENTIALS_FILE {path}: {error.strerror}") from error
+        urls = dict(line.split("=", 1) for line in lines if "=" in line)
+        if user not in urls:
+            raise ValueError(f"RABBITMQ_CREDENTIALS_USER {user!r} is not in {path}")
+        return {**data, "rabbitmq_url": urls[user]}
 
     @model_validator(mode="after")
     def _no_guest_outside_development(self) -> Settings:

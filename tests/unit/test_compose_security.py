@@ -65,13 +65,15 @@ def test_the_processes_run_in_production_each_as_its_own_rabbitmq_user() -> None
     services = compose()["services"]
     processes = {name: s for name, s in services.items() if s.get("image") == "taskproc:local"
                  and name != "rabbitmq-setup"}
-    users = {name: re.search(r"\^(taskproc-[a-z_-]+)=", " ".join(s["command"]))
+    users = {name: environment(s).get("RABBITMQ_CREDENTIALS_USER")
              for name, s in processes.items()}
 
     assert set(processes) == {"gateway", "send_email-worker", "webhook-worker", "sleep-worker",
                               "projector"}
     assert all(environment(s)["TASKPROC_ENV"] == "production" for s in processes.values())
-    assert {name: found.group(1) if found else None for name, found in users.items()} == {
+    assert all(environment(s)["RABBITMQ_CREDENTIALS_FILE"].startswith("/run/taskproc/")
+               for s in processes.values())
+    assert users == {
         "gateway": "taskproc-gateway", "projector": "taskproc-projector",
         **{f"{t}-worker": f"taskproc-worker-{t}" for t in ("send_email", "webhook", "sleep")}}
     assert all(s["depends_on"]["rabbitmq-setup"]["condition"]
