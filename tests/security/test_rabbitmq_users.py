@@ -254,6 +254,34 @@ async def test_a_mapped_publishers_task_is_its_tenants_whatever_header_it_sends(
     assert hidden == [404, 404]
 
 
+async def test_a_publishers_task_keeps_its_tenant_through_retries_and_its_dead_letter(
+    layout: Layout, system: System,
+) -> None:
+    (billing,) = await keys(system, "billing")
+    task_id = f"retried-{uuid.uuid4()}"
+    connection = await aio_pika.connect(layout.admin_url)
+    async with connection:
+        tap = await (await connection.channel()).declare_queue(exclusive=True)
+        await tap.bind(names.EVENTS_EXCHANGE, "sleep.#")
+        # Each attempt times out: retried once (as the worker's user), then failed and
+        # dead-lettered; every copy must still be billing's.
+        await publish(layout.url(layout.publisher), names.task_exchange("sleep"),
+                      json.dumps({"payload": {"seconds": 3}, "timeout_s": 0.2,
+                                  "max_attempts": 2, "retry_base_s": 0.5}).encode(),
+                      message_id=task_id, user_id=layout.publisher)
+        failed = await view(system, billing, task_id, "failed")
+        events = []
+        while (message := await tap.get(no_ack=True, fail=False, timeout=5)) is not None:
+            event = json.loads(message.body)
+            if event["task_id"] == task_id:
+                events.append((event["status"], event["attempt"], event.get("tenant")))
+
+    assert [step["status"] for step in failed["history"]] == [
+        "queued", "running", "retrying", "running", "failed"]
+    assert events == [("running", 1, "billing"), ("retrying", 1, "billing"),
+                      ("running", 2, "billing"), ("failed", 2, "billing")]
+
+
 async def test_in_production_a_task_without_user_id_is_rejected(
     layout: Layout, system: System,
 ) -> None:
