@@ -17,7 +17,8 @@ COPY gateway ./gateway
 COPY consumers ./consumers
 COPY projector ./projector
 RUN pip install '.[otlp]' \
- && useradd --create-home --uid 10001 taskproc
+ && useradd --create-home --uid 10001 taskproc \
+ && install -d -o taskproc -m 0700 /run/taskproc
 
 USER taskproc
 

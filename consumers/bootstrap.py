@@ -45,7 +45,8 @@ async def run_worker(
     name = f"{settings.worker_name}/{task_type}{role}"
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
-                    prefetch=spec.prefetch)
+                    prefetch=spec.prefetch,
+                    passive=not settings.rabbitmq_declare_topology)
     # The worker only reads cancellations from MongoDB; the gateway writes them.
     mongo = mongo_adapters(settings)
     cancels = CancelWatch(task_type, mongo.cancellations, lookback=settings.retention,
@@ -56,7 +57,7 @@ async def run_worker(
                         shutdown_grace_s=settings.shutdown_grace_s,
                         middleware=task_middleware(task_type),
                         limits=settings.limits_for(spec),
-                        default_tenant=settings.default_tenant, cancels=cancels)
+                        tenants=settings.tenant_rules, cancels=cancels)
         port = metrics_port(settings, task_type)
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):

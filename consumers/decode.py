@@ -14,7 +14,15 @@ from contracts.limits import TASK_ID_RULE, TaskLimits, is_valid_task_id, over_li
 from contracts.messages import TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec
-from infra.amqp_codec import claimed_task_id, positive_int, task_id_of, tenant_of
+from infra.amqp_codec import (
+    DEVELOPMENT_TENANTS,
+    TenantRules,
+    UnknownPublisher,
+    claimed_task_id,
+    positive_int,
+    task_id_of,
+    tenant_of,
+)
 from service.auth import DEFAULT_TENANT
 
 
@@ -45,11 +53,11 @@ class ReceivedTask:
 
 def decode(
     message: AbstractIncomingMessage, spec: TaskSpec, limits: TaskLimits | None = None,
-    now: datetime | None = None, *, default_tenant: str = DEFAULT_TENANT,
+    now: datetime | None = None, *, tenants: TenantRules = DEVELOPMENT_TENANTS,
 ) -> ReceivedTask:
     """Validate `message` as a task of type `spec` within `limits` (the spec's own by default);
-    raise InvalidTask with the reason if not. `default_tenant` owns a task whose message names
-    none (infra.amqp_codec.tenant_of)."""
+    raise InvalidTask with the reason if not. `tenants` says who owns it
+    (infra.amqp_codec.tenant_of); a message from an unknown publisher is invalid."""
     task_id = task_id_of(message)
     claimed = claimed_task_id(message)
     if claimed is not None and not is_valid_task_id(claimed):
@@ -77,6 +85,10 @@ def decode(
     if over:
         reason = "; ".join(f"{item.field}: {item.message}" for item in over)
         raise InvalidTask(f"over a limit: {reason}", task_id)
+    try:
+        tenant = tenant_of(message, tenants)
+    except UnknownPublisher as error:
+        raise InvalidTask(f"publisher not authenticated: {error}", task_id) from error
     headers = message.headers or {}
     return ReceivedTask(
         task_id=task_id,
@@ -90,7 +102,7 @@ def decode(
         not_before=body.not_before,
         source="http" if headers.get(names.HEADER_SOURCE) == "http" else "amqp",
         idempotency_key=body.idempotency_key,
-        tenant=tenant_of(message, default_tenant),
+        tenant=tenant,
     )
 
 

@@ -31,12 +31,11 @@ from contracts.limits import TaskLimits
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
-from infra.amqp_codec import tenant_of
+from infra.amqp_codec import DEVELOPMENT_TENANTS, TenantRules, owner_or_default
 from infra.broker import Broker, PublishError, Refused, requeue, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
 from infra.publishing import copy_of, publish_event, publish_progress, quarantine
-from service.auth import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +47,12 @@ class Worker:
         self, spec: TaskSpec, handler: RunTask, broker: Broker, *,
         worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
         rng: random.Random | None = None, limits: TaskLimits | None = None,
-        default_tenant: str = DEFAULT_TENANT, cancels: CancelWatch | None = None,
+        tenants: TenantRules = DEVELOPMENT_TENANTS, cancels: CancelWatch | None = None,
     ) -> None:
         self._spec = spec
         # Over a cap, a message is quarantined as `rejected`, as the gateway answers 422.
         self._limits = limits or spec.limits
-        self._default_tenant = default_tenant
+        self._tenants = tenants
         self._handler = handler
         self._broker = broker
         self._worker_name = worker_name
@@ -114,7 +113,7 @@ class Worker:
         try:
             try:
                 task = decode(message, self._spec, self._limits,
-                              default_tenant=self._default_tenant)
+                              tenants=self._tenants)
             except InvalidTask as invalid:
                 await self._quarantine(message, invalid)
             else:
@@ -280,7 +279,7 @@ class Worker:
         await self._publish(StatusEvent(
             task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
             attempt=0, worker=self._worker_name,
-            tenant=tenant_of(message, self._default_tenant),
+            tenant=owner_or_default(message, self._tenants),
             error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
         ))
 
@@ -310,8 +309,11 @@ class TaskCancelled(Exception):
 def _copy(
     message: AbstractIncomingMessage, task: ReceivedTask, headers: dict[str, Any]
 ) -> aio_pika.Message:
+    # The copy is published as this worker's RabbitMQ user (a service user): it names the
+    # tenant it was decided to belong to, whoever published the original.
     return copy_of(message, message_id=task.task_id, type=task.spec.name, headers={
-        names.HEADER_ATTEMPT: task.attempt, names.HEADER_RUN: task.run, **headers,
+        names.HEADER_ATTEMPT: task.attempt, names.HEADER_RUN: task.run,
+        names.HEADER_TENANT: task.tenant, **headers,
     })
 
 

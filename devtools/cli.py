@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
 
 from devtools import local_services
-from devtools.supervisor import Supervisor
+from devtools.supervisor import Supervisor, dev_env
 from infra.cli import settings_for
 
 log = logging.getLogger("taskproc")
@@ -17,7 +18,8 @@ log = logging.getLogger("taskproc")
 
 @click.command()
 def run() -> None:
-    """Run every process, restarting any that dies."""
+    """Run every process, restarting any that dies (a local development setup)."""
+    os.environ.update(dev_env())
     settings = settings_for("supervisor")
     try:
         sys.exit(Supervisor(settings).run())
@@ -29,6 +31,7 @@ def run() -> None:
 @click.command()
 def services() -> None:
     """Start RabbitMQ and nx-27017 if not running."""
+    os.environ.update(dev_env())
     settings = settings_for("services")
     try:
         local_services.ensure_local(settings.rabbitmq_url, settings.mongodb_url)

@@ -19,6 +19,7 @@ from contracts.registry import task_type_names
 from devtools import local_services as services
 from infra import local_key
 from infra.observability import PROJECTOR, metrics_port
+from infra.queue_limits import vhost_of
 from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 
 log = logging.getLogger("supervisor")
@@ -48,6 +49,9 @@ def dev_env() -> dict[str, str]:
     may reach loopback (a local receiver), unless WEBHOOK_ALLOWED_NETWORKS says otherwise."""
     env = dict(os.environ)
     env.setdefault("WEBHOOK_ALLOWED_NETWORKS", DEV_WEBHOOK_ALLOWED_NETWORKS)
+    # guest on vhost / of this machine's RabbitMQ, and tasks published without a user_id are
+    # the default tenant's: a local development setup.
+    env.setdefault("TASKPROC_ENV", "development")
     return env
 
 
@@ -94,7 +98,10 @@ class Supervisor:
             log.info("gateway on http://%s:%d, RabbitMQ console on http://127.0.0.1:15672 "
                      "- Ctrl-C stops everything", self._settings.gateway_host,
                      self._settings.gateway_port)
-            log.info("development profile: webhooks may reach public addresses and %s",
+            log.info("development profile (TASKPROC_ENV=%s): RabbitMQ as %s on vhost %s of "
+                     "this machine; webhooks may reach public addresses and %s",
+                     self._settings.taskproc_env, self._settings.rabbitmq_user,
+                     vhost_of(self._settings.rabbitmq_url),
                      dev_env()["WEBHOOK_ALLOWED_NETWORKS"] or "nothing else")
             log.info("Prometheus metrics: %s", ", ".join(
                 f"{name} {url}" for name, url in metrics_urls(self._settings)))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.limits import is_valid_task_id
-from service.auth import TENANT
+from service.auth import DEFAULT_TENANT, TENANT
 
 _DERIVED_ID_NAMESPACE = uuid.UUID("8c5b8e0e-6a5f-4d43-9d0e-3b8f2f6c9a11")
 
@@ -50,16 +52,63 @@ def derived_task_id(message: AbstractIncomingMessage) -> str:
     return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, digest.hexdigest()))
 
 
-def tenant_of(message: AbstractIncomingMessage, default_tenant: str) -> str:
+@dataclass(frozen=True, kw_only=True)
+class TenantRules:
+    """Who may name a task's tenant, from settings (Settings.tenant_rules).
+
+    `service_users`: this service's own RabbitMQ users (gateway, workers, CLI), whose `x-tenant`
+    header is believed. `publishers`: outside publishers' users and the tenant each acts for.
+    `development`: a message from anyone else keeps today's local behaviour (its `x-tenant`
+    header, else `default_tenant`) instead of being refused.
+    """
+
+    default_tenant: str = DEFAULT_TENANT
+    service_users: frozenset[str] = frozenset()
+    publishers: Mapping[str, str] = field(default_factory=dict)
+    development: bool = False
+
+
+class UnknownPublisher(Exception):
+    """Outside development, a task message whose RabbitMQ user this service does not know."""
+
+
+def tenant_of(message: AbstractIncomingMessage, rules: TenantRules) -> str:
     """The tenant that owns an incoming task message: the one place that decides it.
 
-    Today: the `x-tenant` header the gateway sets from the API key, else `default_tenant`
-    (DEFAULT_TENANT) for a task published straight to RabbitMQ. The header is trusted as it
-    stands, so any publisher with write access to `tasks.*` can name a tenant; deriving a
-    direct publisher's tenant from its RabbitMQ-validated `user_id` belongs here.
+    RabbitMQ refuses a message whose `user_id` property is not its connection's user, so
+    `user_id` is who published it. One of this service's users: its `x-tenant` header (set from
+    the API key), else the default tenant. An outside publisher's user: its tenant from
+    RABBITMQ_TENANTS, whatever header it sent. Anyone else (no `user_id`, or an unmapped user):
+    UnknownPublisher, except in development, where the header or the default tenant owns it.
     """
-    tenant = header_str(message, names.HEADER_TENANT)
-    return tenant if tenant is not None and TENANT.fullmatch(tenant) else default_tenant
+    user = message.user_id
+    header = header_str(message, names.HEADER_TENANT)
+    named = header if header is not None and TENANT.fullmatch(header) else None
+    if user is not None and user in rules.service_users:
+        return named or rules.default_tenant
+    if user is not None and user in rules.publishers:
+        return rules.publishers[user]
+    if rules.development:
+        return named or rules.default_tenant
+    raise UnknownPublisher(
+        "no user_id property: outside development a task message must carry its publisher's "
+        "RabbitMQ user as user_id" if user is None else
+        f"RabbitMQ user {user!r} has no tenant (RABBITMQ_TENANTS) and is not one of this "
+        "service's users (RABBITMQ_SERVICE_USERS)")
+
+
+# For in-process use (tests, tools) where no settings are at hand: the local rules. Processes
+# always pass Settings.tenant_rules.
+DEVELOPMENT_TENANTS = TenantRules(development=True)
+
+
+def owner_or_default(message: AbstractIncomingMessage, rules: TenantRules) -> str:
+    """`tenant_of`, or the default tenant for a message it refuses (what a `rejected` or
+    `queued` record of a refused message is filed under)."""
+    try:
+        return tenant_of(message, rules)
+    except UnknownPublisher:
+        return rules.default_tenant
 
 
 def header_int(message: AbstractIncomingMessage, name: str) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
@@ -49,13 +49,20 @@ class Broker:
     """
 
     def __init__(
-        self, url: str, topology: Topology, *, timeout_s: float, name: str, prefetch: int = 0
+        self, url: str, topology: Topology, *, timeout_s: float, name: str, prefetch: int = 0,
+        passive: bool = False,
     ) -> None:
+        """`passive`: check the topology exists instead of declaring it (a user without
+        configure permission; see Settings.rabbitmq_declare_topology)."""
         self._url = url
+        # Every message this process publishes names its RabbitMQ user as `user_id`: RabbitMQ
+        # checks it against the connection, so consumers can trust it (amqp_codec.tenant_of).
+        self.user = unquote(urlsplit(url).username or "guest")
         self._topology = topology
         self._timeout_s = timeout_s
         self._name = name
         self._prefetch = prefetch
+        self._passive = passive
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -107,7 +114,7 @@ class Broker:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if self._prefetch:
             await channel.set_qos(prefetch_count=self._prefetch)
-        await declare_topology(channel, self._topology)
+        await declare_topology(channel, self._topology, passive=self._passive)
         self._channel = channel
         log.info("connected to RabbitMQ as %r", self._name)
 
@@ -138,7 +145,7 @@ class Broker:
         channel = await self.channel()
         return await channel.declare_queue(name, passive=True)
 
-    async def publish(self, exchange: str, routing_key: str, message: AbstractMessage) -> None:
+    async def publish(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
         """Publish persistently and mandatorily; return only once RabbitMQ has confirmed it.
 
         Raises Unroutable when no queue is bound for it and BrokerUnavailable when no
@@ -146,6 +153,7 @@ class Broker:
         """
         if message.delivery_mode != aio_pika.DeliveryMode.PERSISTENT:
             raise ValueError("task and event messages must be persistent")
+        message.user_id = self.user
         channel = await self.channel()
         try:
             async with asyncio.timeout(self._timeout_s):

@@ -15,8 +15,10 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 import click
+from aio_pika.exceptions import AMQPError
 
 from contracts.json_schema import json_schemas
 from contracts.names import dead_queue
@@ -26,6 +28,8 @@ from infra.composition import MongoAdapters, mongo_adapters, replay_ports
 from infra.keys_cli import keys_create, keys_list, keys_revoke
 from infra.logging import configure_logging
 from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies
+from infra.rabbitmq_layout import USER_PREFIX, parse_publisher
+from infra.rabbitmq_setup import process_environment, setup
 from infra.replay import BrokerDeadLetterQueue
 from infra.settings import Settings
 from infra.topology import build_topology, declare_on, definitions
@@ -124,6 +128,53 @@ def topology_declare() -> None:
     log.info("queue length limits applied (policies on the vhost)")
 
 
+@cli.group()
+def rabbitmq() -> None:
+    """The production layout on a broker: vhost, users, permissions."""
+
+
+@rabbitmq.command("setup")
+@click.option("--vhost", default="taskproc", show_default=True)
+@click.option("--publisher", "publishers", multiple=True, metavar="NAME=tenant[:type,type]",
+              help="an outside service's user: publishes to those task types (default all) "
+                   "as that tenant; repeatable")
+@click.option("--credentials-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("rabbitmq-credentials.env"), show_default=True,
+              help="new users' AMQP URLs are appended here (mode 0600)")
+@click.option("--user-prefix", default=USER_PREFIX, show_default=True,
+              help="of the service's own users (users are global to a broker)")
+@click.option("--definitions-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("definitions.json"), show_default=True)
+def rabbitmq_setup(vhost: str, publishers: tuple[str, ...], credentials_file: Path,
+                   user_prefix: str, definitions_file: Path) -> None:
+    """Create (or confirm) the vhost, topology, policies and one user per role, as
+    RABBITMQ_URL's user (an administrator); idempotent."""
+    settings = settings_for("rabbitmq-setup")
+    try:
+        chosen = [parse_publisher(text, task_type_names(), user_prefix) for text in publishers]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--publisher") from error
+    try:
+        report = asyncio.run(setup(settings, vhost=vhost, publishers=chosen,
+                                   credentials_file=credentials_file,
+                                   user_prefix=user_prefix))
+        definitions_file.write_text(json.dumps(report.definitions, indent=2, sort_keys=True)
+                                    + "\n")
+    except (ManagementUnavailable, OSError, AMQPError) as error:
+        log.error("setup failed: %s", error)
+        sys.exit(1)
+    log.info("vhost %s: users created: %s; kept: %s; permissions set: %s", vhost,
+             ", ".join(report.created) or "none", ", ".join(report.kept) or "none",
+             ", ".join(report.changed_permissions) or "none")
+    if report.created:
+        log.info("their AMQP URLs (with the passwords, shown nowhere else) were appended to "
+                 "%s", credentials_file)
+    log.info("wrote %s; give every process these settings besides its own RABBITMQ_URL:",
+             definitions_file)
+    for name, value in process_environment(chosen, task_type_names(), user_prefix).items():
+        print(f"{name}={value}")
+
+
 @cli.command()
 def schemas() -> None:
     """Print the JSON Schema of every message."""
@@ -219,7 +270,8 @@ def _dead_letters(settings: Settings, action: _Action) -> int:
 
 async def _with_clients(settings: Settings, action: _Action) -> int:
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
-                    timeout_s=settings.publish_timeout_s, name="taskproc dead-letters")
+                    timeout_s=settings.publish_timeout_s, name="taskproc dead-letters",
+                    passive=not settings.rabbitmq_declare_topology)
     mongo = mongo_adapters(settings)
     try:
         return await action(broker, mongo)

@@ -125,7 +125,8 @@ async def connected_task_service(
     console; a dependency that is down is not fatal (its calls raise PublishFailed or
     StoreUnavailable until it is back)."""
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
-                    timeout_s=settings.publish_timeout_s, name=name)
+                    timeout_s=settings.publish_timeout_s, name=name,
+                    passive=not settings.rabbitmq_declare_topology)
     mongo = mongo_adapters(settings)
     try:
         await _warm_up(broker, mongo, settings)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import quote, unquote, urlsplit
-
-import httpx
+from urllib.parse import unquote, urlsplit
 
 from contracts import names
 from contracts.registry import TaskSpec
+from infra.management import ManagementUnavailable, management
 from infra.settings import Settings
 from infra.topology import Policy
 
@@ -28,12 +27,7 @@ log = logging.getLogger(__name__)
 
 TASK_QUEUES_POLICY = "taskproc-task-queues"
 DEAD_QUEUES_POLICY = "taskproc-dead-letters"
-_TIMEOUT_S = 5.0
-
-
-class ManagementUnavailable(Exception):
-    """The management API did not take the policies (unreachable, refused, or an error)."""
-
+__all__ = ["ManagementUnavailable", "apply_policies", "ensure_queue_limits", "queue_policies"]
 
 def queue_policies(specs: tuple[TaskSpec, ...], settings: Settings) -> tuple[Policy, ...]:
     """The two policies: task and delay queues; dead-letter and quarantine queues."""
@@ -62,28 +56,21 @@ def vhost_of(amqp_url: str) -> str:
 
 async def apply_policies(settings: Settings, policies: tuple[Policy, ...]) -> None:
     """Set the policies on RABBITMQ_URL's vhost, as its user; ManagementUnavailable if not."""
-    url = urlsplit(settings.rabbitmq_url)
-    auth = (unquote(url.username or "guest"), unquote(url.password or "guest"))
-    vhost = quote(vhost_of(settings.rabbitmq_url), safe="")
-    try:
-        async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url, auth=auth,
-                                     timeout=_TIMEOUT_S) as client:
-            for policy in policies:
-                response = await client.put(
-                    f"/api/policies/{vhost}/{quote(policy.name, safe='')}",
-                    json={"pattern": policy.pattern, "definition": policy.definition,
-                          "priority": policy.priority, "apply-to": policy.apply_to})
-                if response.status_code not in (201, 204):
-                    raise ManagementUnavailable(
-                        f"policy {policy.name}: HTTP {response.status_code} {response.text[:200]}")
-    except httpx.HTTPError as error:
-        raise ManagementUnavailable(
-            f"{settings.rabbitmq_management_url} unreachable: {error!r}") from error
+    vhost = vhost_of(settings.rabbitmq_url)
+    async with management(settings.rabbitmq_management_url, settings.rabbitmq_url,
+                          ca_file=settings.rabbitmq_management_ca_file) as api:
+        for policy in policies:
+            await api.put_policy(vhost, policy.name, {
+                "pattern": policy.pattern, "definition": policy.definition,
+                "priority": policy.priority, "apply-to": policy.apply_to})
 
 
 async def ensure_queue_limits(settings: Settings, specs: tuple[TaskSpec, ...]) -> bool:
     """At start-up: set the policies if the management API answers, else warn and go on
-    (the queues then keep whatever limits they had). True if they were set."""
+    (the queues then keep whatever limits they had). True if they were set. A process that
+    does not declare the topology leaves them to whoever does (`taskproc rabbitmq setup`)."""
+    if not settings.rabbitmq_declare_topology:
+        return False
     try:
         await apply_policies(settings, queue_policies(specs, settings))
     except ManagementUnavailable as error:

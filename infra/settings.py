@@ -5,13 +5,16 @@ from __future__ import annotations
 import socket
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.limits import DAY_S, TaskLimits
 from contracts.registry import TaskSpec, task_type_names
+from infra.amqp_codec import TenantRules
 from service.auth import DEFAULT_TENANT, TENANT
 
 # What the development profile allows webhooks to reach: this machine's loopback only.
@@ -34,7 +37,25 @@ class TaskLimitOverride(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
+    # `development` (what `taskproc run`, the tests and the README's by-hand commands set) allows
+    # RabbitMQ's guest/guest account and lets a task message without a known publisher keep its
+    # `x-tenant` header or go to the default tenant. Anything else is production: processes
+    # refuse guest/guest, and such a message is quarantined as `rejected`.
+    taskproc_env: Literal["development", "production"] = "production"
+
+    # amqps://user:password@host:5671/vhost?cafile=/ca.pem&certfile=/c.pem&keyfile=/k.pem for TLS.
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Instead of a password in the environment: the file of USER=amqp-url lines `taskproc
+    # rabbitmq setup` writes, and the user whose URL becomes RABBITMQ_URL (docker-compose).
+    rabbitmq_credentials_file: str | None = None
+    rabbitmq_credentials_user: str | None = None
+    # This service's own RabbitMQ users (gateway, workers, CLI), comma-separated: the `x-tenant`
+    # header of a message whose validated `user_id` is one of them is believed.
+    rabbitmq_service_users: Annotated[frozenset[str], NoDecode] = frozenset()
+    # Outside publishers: RabbitMQ user -> tenant, as JSON ({"billing-svc": "billing"}). A task
+    # such a user publishes (with its user_id) belongs to that tenant, whatever header it sends.
+    rabbitmq_tenants: dict[str, str] = Field(default_factory=dict)
+    # mongodb://user:password@host/?tls=true&tlsCAFile=/ca.pem&tlsCertificateKeyFile=/c.pem
     mongodb_url: str = "mongodb://127.0.0.1:27017/?directConnection=true"
     mongodb_database: str = "taskproc"
 
@@ -107,6 +128,12 @@ class Settings(BaseSettings):
     dead_queue_max_bytes: int = Field(default=256 * MIB, ge=1)
     # The management API the policies are set through; its user is RABBITMQ_URL's.
     rabbitmq_management_url: str = "http://127.0.0.1:15672"
+    # False: a process only checks that the topology exists (passive declares) and leaves the
+    # queue-limit policies alone, for users without configure permission (as `taskproc rabbitmq
+    # setup` makes them); setup, or `taskproc topology declare`, declares it as an admin.
+    rabbitmq_declare_topology: bool = True
+    # A CA bundle to check an https:// management API against (else the system's).
+    rabbitmq_management_ca_file: str | None = None
 
     # Workers and the projector serve Prometheus metrics on http://METRICS_HOST:<port>/metrics:
     # the projector on METRICS_PORT, the worker of the n-th task type (registry order) on
@@ -124,6 +151,64 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("rabbitmq_service_users", mode="before")
+    @classmethod
+    def _user_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("rabbitmq_tenants")
+    @classmethod
+    def _valid_tenants(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(user for user, tenant in value.items() if not TENANT.fullmatch(tenant))
+        if bad:
+            raise ValueError(f"RABBITMQ_TENANTS: not a valid tenant for {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_from_credentials_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("rabbitmq_credentials_file"):
+            return data
+        path, user = data["rabbitmq_credentials_file"], data.get("rabbitmq_credentials_user")
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as error:
+            raise ValueError(f"RABBITMQ_CREDENTIALS_FILE {path}: {error.strerror}") from error
+        urls = dict(line.split("=", 1) for line in lines if "=" in line)
+        if user not in urls:
+            raise ValueError(f"RABBITMQ_CREDENTIALS_USER {user!r} is not in {path}")
+        return {**data, "rabbitmq_url": urls[user]}
+
+    @model_validator(mode="after")
+    def _no_guest_outside_development(self) -> Settings:
+        password = unquote(urlsplit(self.rabbitmq_url).password or "guest")
+        if self.taskproc_env != "development" and (self.rabbitmq_user, password) == ("guest",
+                                                                                   "guest"):
+            raise ValueError(
+                "RABBITMQ_URL uses RabbitMQ's guest/guest account, which is for local "
+                "development only: give this process a user of its own (`taskproc rabbitmq "
+                "setup`), or set TASKPROC_ENV=development on a development machine")
+        return self
+
+    @property
+    def rabbitmq_user(self) -> str:
+        return unquote(urlsplit(self.rabbitmq_url).username or "guest")
+
+    @property
+    def development(self) -> bool:
+        return self.taskproc_env == "development"
+
+    @property
+    def tenant_rules(self) -> TenantRules:
+        """Who may name a task's tenant (infra.amqp_codec.tenant_of). This process's own
+        RabbitMQ user counts as a service user: a worker's retry copies are its own."""
+        return TenantRules(default_tenant=self.default_tenant,
+                           service_users=self.rabbitmq_service_users | {self.rabbitmq_user},
+                           publishers=dict(self.rabbitmq_tenants),
+                           development=self.development)
 
     @field_validator("task_limits")
     @classmethod

@@ -110,16 +110,24 @@ def build_topology(specs: tuple[TaskSpec, ...]) -> Topology:
     return Topology(tuple(exchanges), tuple(queues), tuple(bindings))
 
 
-async def declare_topology(channel: AbstractChannel, topology: Topology) -> None:
-    """Declare everything; safe to run from every process at every start."""
+async def declare_topology(
+    channel: AbstractChannel, topology: Topology, *, passive: bool = False
+) -> None:
+    """Declare everything; safe to run from every process at every start. `passive`: only
+    check that every exchange and queue exists (needs no configure permission; RabbitMQ closes
+    the channel with NOT_FOUND when one is missing)."""
     exchanges = {
-        exchange.name: await channel.declare_exchange(exchange.name, exchange.type, durable=True)
+        exchange.name: await channel.declare_exchange(exchange.name, exchange.type, durable=True,
+                                                      passive=passive)
         for exchange in topology.exchanges
     }
     queues = {
-        queue.name: await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+        queue.name: await channel.declare_queue(queue.name, durable=True, passive=passive,
+                                                arguments=None if passive else queue.arguments)
         for queue in topology.queues
     }
+    if passive:
+        return
     for binding in topology.bindings:
         await queues[binding.queue].bind(exchanges[binding.exchange], binding.routing_key)
 

@@ -31,7 +31,8 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
     # Twice a batch per queue: one batch is written while the next fills.
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"projector {name}",
-                    prefetch=2 * settings.projector_batch_size)
+                    prefetch=2 * settings.projector_batch_size,
+                    passive=not settings.rabbitmq_declare_topology)
     # A task's later events mostly arrive within a few batches of its first: remembering the
     # states of the last few batches' tasks spares most reads (about 5 KiB each).
     mongo = mongo_adapters(settings, remember=4 * settings.projector_batch_size)
@@ -46,7 +47,7 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
                                       batch_size=settings.projector_batch_size,
                                       batch_window_s=settings.projector_batch_window_s,
                                       middleware=task_middleware(PROJECTOR),
-                                      default_tenant=settings.default_tenant)
+                                      tenants=settings.tenant_rules)
                 await projector.run(stop)
     finally:
         await broker.close()

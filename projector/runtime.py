@@ -25,7 +25,14 @@ from contracts import names
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
-from infra.amqp_codec import header_int, header_str, task_id_of, tenant_of
+from infra.amqp_codec import (
+    DEVELOPMENT_TENANTS,
+    TenantRules,
+    header_int,
+    header_str,
+    owner_or_default,
+    task_id_of,
+)
 from infra.batching import Batcher
 from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.middleware import Middleware, ProjectedEvent
@@ -33,7 +40,6 @@ from infra.publishing import publish_event, quarantine
 from infra.replay import describe
 from infra.retrying import Stopped, failed_try, until_stopped
 from infra.store import TaskStore
-from service.auth import DEFAULT_TENANT
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import StoreUnavailable
 
@@ -57,9 +63,9 @@ class Projector:
         self, broker: Broker, store: TaskStore, *, dead_letters: DeadLetterArchive,
         worker_name: str, batch_size: int, batch_window_s: float,
         expiring: Sequence[Expiring] = (), middleware: Middleware | None = None,
-        default_tenant: str = DEFAULT_TENANT,
+        tenants: TenantRules = DEVELOPMENT_TENANTS,
     ) -> None:
-        self._default_tenant = default_tenant
+        self._tenants = tenants
         self._broker = broker
         self._store = store
         self._dead_letters = dead_letters
@@ -212,7 +218,7 @@ class Projector:
             task_id=task_id_of(message), task_type=task_type, status=Status.QUEUED,
             attempt=0, run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             source="http" if header_str(message, names.HEADER_SOURCE) == "http" else "amqp",
-            tenant=tenant_of(message, self._default_tenant),
+            tenant=owner_or_default(message, self._tenants),
         )
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> StatusEvent | None:
@@ -236,7 +242,7 @@ class Projector:
             task_id=task_id_of(message), task_type=task_type, status=Status.DEAD,
             attempt=header_int(message, names.HEADER_ATTEMPT),
             run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
-            tenant=tenant_of(message, self._default_tenant),
+            tenant=owner_or_default(message, self._tenants),
             error=ErrorInfo(type="DeliveryLimitExceeded",
                             message="the message was delivered too often without an outcome "
                                     "(its consumer crashed or was stopped each time)"),

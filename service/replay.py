@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
+from contracts import names
 from contracts.messages import StatusEvent, utcnow
 from contracts.names import dead_queue
 from contracts.projection import TaskState
@@ -86,7 +87,7 @@ async def replay_task(
         raise NotRetryable(f"task {task_id}: its dead letter is too large to keep outside "
                            f"{dead_queue(state.task_type)}; replay it with `taskproc "
                            f"dead-letters replay {state.task_type} {task_id}`")
-    if _taken(ports, letter, state) or not await _replay(ports, letter):
+    if _taken(ports, letter, state) or not await _replay(ports, letter, _owner(ports, state)):
         raise NotRetryable(f"task {task_id} is being replayed already (run {letter.run})")
     return letter
 
@@ -102,7 +103,8 @@ async def replay_letter(ports: ReplayPorts, letter: DeadLetter) -> Outcome:
     # archive's claim is the one to take.
     candidate = letter if archived is None else dataclasses.replace(
         letter, replay=archived.replay)
-    if _taken(ports, candidate, state) or not await _replay(ports, candidate):
+    if _taken(ports, candidate, state) or not await _replay(ports, candidate,
+                                                          _owner(ports, state)):
         return Outcome.STALE
     return Outcome.REPLAYED
 
@@ -137,7 +139,7 @@ async def _replay_from_queue(ports: ReplayPorts, state: TaskState) -> DeadLetter
     async def choose(letter: DeadLetter) -> bool:
         if replayed or (letter.task_id, letter.run) != (state.task_id, state.run):
             return False
-        if not await _replay(ports, letter):
+        if not await _replay(ports, letter, _owner(ports, state)):
             raise NotRetryable(f"task {state.task_id} is being replayed already "
                                f"(run {letter.run})")
         replayed.append(letter)
@@ -152,13 +154,23 @@ async def _replay_from_queue(ports: ReplayPorts, state: TaskState) -> DeadLetter
     return replayed[0]
 
 
-async def _replay(ports: ReplayPorts, letter: DeadLetter) -> bool:
-    """Claim, publish, record `queued` in the new run; False if another replay claimed it."""
+def _owner(ports: ReplayPorts, state: TaskState | None) -> str | None:
+    return None if state is None else owner_of(state, ports.default_tenant)
+
+
+async def _replay(ports: ReplayPorts, letter: DeadLetter, owner: str | None) -> bool:
+    """Claim, publish, record `queued` in the new run; False if another replay claimed it.
+
+    The copy names the task's `owner` in its tenant header: it is published as this service's
+    user, whose header is believed, and the letter's own header may be an outside publisher's
+    (ignored the first time, as its user named the tenant then)."""
     claim = ReplayClaim(token=uuid.uuid4().hex, at=utcnow())
     if not await ports.archive.claim(letter, claim):
         return False
+    sent = letter if owner is None else dataclasses.replace(
+        letter, headers={**letter.headers, names.HEADER_TENANT: owner})
     try:
-        await ports.publisher.republish(letter)
+        await ports.publisher.republish(sent)
     except Exception:
         await _release(ports, letter, claim)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from infra.topology import build_topology
 from tests.support.keys import issue_key
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.services import Backends, backends
+
+# Every test and every process it starts runs as guest on a vhost of its own: the development
+# profile, unless a test says otherwise (tests/security starts production processes).
+os.environ.setdefault("TASKPROC_ENV", "development")
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +53,8 @@ def settings(services: Backends, smtp_sink: SmtpSink) -> Settings:
         smtp_port=smtp_sink.port,
         publish_timeout_s=5.0,
         worker_name="test",
+        # The tests run as guest on a vhost of their own: the development profile.
+        taskproc_env="development",
         # The tests' webhook receivers listen on 127.0.0.1: the development profile's allowlist.
         webhook_allowed_networks=DEV_WEBHOOK_ALLOWED_NETWORKS,
     )

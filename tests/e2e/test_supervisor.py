@@ -88,9 +88,11 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     children = [pid for pids in started_pids(supervisor.log()).values() for pid in pids]
     assert code == 0
     assert "all processes stopped" in supervisor.log()
-    # The development profile says what webhooks may reach: loopback, besides public addresses.
-    assert "development profile: webhooks may reach public addresses and 127.0.0.0/8" in (
+    # The development profile says so: guest on this machine's RabbitMQ, and what webhooks may
+    # reach (loopback, besides public addresses).
+    assert "development profile (TASKPROC_ENV=development): RabbitMQ as guest on vhost " in (
         supervisor.log())
+    assert "webhooks may reach public addresses and 127.0.0.0/8" in supervisor.log()
     assert "webhook destinations allowed: public addresses and 127.0.0.0/8, ::1/128" in (
         supervisor.log())
     assert "mail-sink" not in started_pids(supervisor.log())  # SMTP was already up

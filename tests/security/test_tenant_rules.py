@@ -7,14 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 
-from consumers.decode import decode
+from consumers.decode import InvalidTask, decode
 from contracts import names
 from contracts.messages import StatusEvent
 from contracts.projection import TaskState, apply
 from contracts.registry import get_spec
 from contracts.statuses import Status
-from infra.amqp_codec import tenant_of
+from infra.amqp_codec import TenantRules, UnknownPublisher, tenant_of
 from service.auth import Principal, hash_token, key_id_of, new_token
 from service.errors import RateLimited
 from service.rate_limit import RateLimiter
@@ -61,16 +62,53 @@ def test_a_late_queued_still_names_the_owner_without_moving_the_status() -> None
 
 # --- a task message's tenant ----------------------------------------------------------------
 
-def test_a_message_names_its_tenant_in_a_header_else_the_default_tenant_owns_it() -> None:
-    tagged = incoming({"payload": {"seconds": 0}}, headers={names.HEADER_TENANT: b"acme"})
-    bare = incoming({"payload": {"seconds": 0}})
-    garbled = incoming({"payload": {"seconds": 0}}, headers={names.HEADER_TENANT: "a/b c"})
+DEV = TenantRules(default_tenant="dflt", development=True)
+PROD = TenantRules(default_tenant="dflt", service_users=frozenset({"gw"}),
+                   publishers={"billing-svc": "billing"})
 
-    assert tenant_of(tagged, "default") == "acme"
-    assert tenant_of(bare, "default") == "default"
-    assert tenant_of(garbled, "default") == "default"
-    assert decode(tagged, get_spec("sleep"), default_tenant="dflt").tenant == "acme"
-    assert decode(bare, get_spec("sleep"), default_tenant="dflt").tenant == "dflt"
+
+def sleep_message(**properties: Any) -> AbstractIncomingMessage:
+    return incoming({"payload": {"seconds": 0}}, message_id="t-1", **properties)
+
+
+def test_in_development_a_message_names_its_tenant_in_a_header_else_the_default_owns_it() -> None:
+    tagged = sleep_message(headers={names.HEADER_TENANT: b"acme"})
+    garbled = sleep_message(headers={names.HEADER_TENANT: "a/b c"})
+
+    assert tenant_of(tagged, DEV) == "acme"
+    assert tenant_of(sleep_message(), DEV) == "dflt"
+    assert tenant_of(garbled, DEV) == "dflt"
+    assert decode(tagged, get_spec("sleep"), tenants=DEV).tenant == "acme"
+    assert decode(sleep_message(), get_spec("sleep"), tenants=DEV).tenant == "dflt"
+
+
+def test_a_service_users_header_names_the_tenant() -> None:
+    assert tenant_of(sleep_message(user_id="gw", headers={names.HEADER_TENANT: "acme"}),
+                     PROD) == "acme"
+    assert tenant_of(sleep_message(user_id="gw"), PROD) == "dflt"
+
+
+@pytest.mark.parametrize("rules", [DEV, PROD], ids=["development", "production"])
+def test_an_outside_publishers_tenant_is_its_users_whatever_header_it_sends(
+    rules: TenantRules,
+) -> None:
+    rules = TenantRules(**{**rules.__dict__, "publishers": {"billing-svc": "billing"}})
+    forged = sleep_message(user_id="billing-svc", headers={names.HEADER_TENANT: "acme"})
+
+    assert tenant_of(forged, rules) == "billing"
+    assert decode(forged, get_spec("sleep"), tenants=rules).tenant == "billing"
+
+
+@pytest.mark.parametrize("properties", [
+    {}, {"headers": {names.HEADER_TENANT: "acme"}}, {"user_id": "stranger"},
+], ids=["no-user-id", "header-only", "unmapped-user"])
+def test_in_production_an_unknown_publishers_task_is_invalid(properties: dict[str, Any]) -> None:
+    message = sleep_message(**properties)
+
+    with pytest.raises(UnknownPublisher):
+        tenant_of(message, PROD)
+    with pytest.raises(InvalidTask, match="publisher not authenticated"):
+        decode(message, get_spec("sleep"), tenants=PROD)
 
 
 # --- keys -----------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ def process_env(backends: Backends, **overrides: str) -> dict[str, str]:
         "MONGODB_DATABASE": backends.mongodb_database,
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        # guest on a vhost of the test's own: the development profile (tests/security starts
+        # processes in production with users of their own).
+        "TASKPROC_ENV": "development",
         # The tests' webhook receivers listen on 127.0.0.1: the development profile's allowlist.
         "WEBHOOK_ALLOWED_NETWORKS": DEV_WEBHOOK_ALLOWED_NETWORKS,
     }

@@ -18,6 +18,7 @@ class FakeIncomingMessage:
     timestamp: datetime | None = None
     correlation_id: str | None = None
     app_id: str | None = None
+    user_id: str | None = None
     type: str | None = None
     exchange: str | None = "tasks.sleep"
 

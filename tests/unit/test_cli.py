@@ -13,10 +13,11 @@ from click.testing import CliRunner
 
 from infra.cli import PLUGIN_GROUP, cli, plugin_commands
 
-VERBS = ["dead-letters", "gateway", "keys", "projector", "run", "schemas", "services",
-         "topology", "worker"]
+VERBS = ["dead-letters", "gateway", "keys", "projector", "rabbitmq", "run", "schemas",
+         "services", "topology", "worker"]
 SUBVERBS = [["topology", "export"], ["topology", "declare"], ["dead-letters", "list"],
-            ["dead-letters", "replay"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"]]
+            ["dead-letters", "replay"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"],
+            ["rabbitmq", "setup"]]
 
 
 def test_the_help_lists_every_verb_of_a_development_install() -> None:

@@ -4,6 +4,7 @@ the queue, what counts as replayed already, and that a failed publish gives the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 
 import pytest
@@ -189,3 +190,17 @@ async def test_a_queue_copy_of_an_unknown_or_unreplayed_task_is_replayed_once(
 
     assert (first, again) == (Outcome.REPLAYED, Outcome.STALE)
     assert len(world.publisher.sent) == 1
+
+
+async def test_a_replayed_copy_names_the_tasks_owner_not_the_letters_header(
+    world: Ports,
+) -> None:
+    await world.tasks.apply(StatusEvent(task_id="t", task_type=TYPE, status=Status.QUEUED,
+                                        attempt=0, worker="unit", tenant="billing"))
+    await world.failed("t")
+    # As an outside publisher sent it: a tenant header of its choosing, which its user overrode.
+    await world.archive.keep(dataclasses.replace(letter("t"), headers={"x-tenant": "acme"}))
+
+    await replay_task(world.ports(), "t")
+
+    assert [sent.headers["x-tenant"] for sent in world.publisher.sent] == ["billing"]

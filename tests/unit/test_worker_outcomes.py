@@ -89,6 +89,7 @@ class Delivery:
     timestamp: datetime | None = None
     correlation_id: str | None = None
     app_id: str | None = None
+    user_id: str | None = None
     type: str | None = None
     delivery_tag: int = 1
 

@@ -1,0 +1,121 @@
+"""The production layout on a broker, as data: one RabbitMQ user per role and the narrowest
+permissions that work for it. Pure; `infra.rabbitmq_setup` applies it.
+
+RabbitMQ permissions are three regexes per user and vhost, matched against resource names:
+`configure` (declare, delete), `write` (publish to an exchange; bind a queue), `read` (consume
+or get from a queue; bind from an exchange). No role here may configure anything: the topology
+is declared once by `taskproc rabbitmq setup` as an admin, and every process only checks it
+exists (passive declares need no permission; RABBITMQ_DECLARE_TOPOLOGY=false).
+
+A publish is checked against its exchange only, never its routing key: a role that publishes
+through the default exchange (`amq.default`: a worker's retry and quarantine copies, the
+projector's quarantine copies) can route to any queue of the vhost by name. That is the one
+place these roles are wider than their job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from contracts import names
+from service.auth import TENANT
+
+NOTHING = "^$"
+DEFAULT_EXCHANGE = "amq.default"
+# Users are global to a broker (not per vhost): a prefix keeps several installations apart.
+USER_PREFIX = "taskproc-"
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def gateway_user(prefix: str = USER_PREFIX) -> str:
+    return f"{prefix}gateway"
+
+
+def projector_user(prefix: str = USER_PREFIX) -> str:
+    return f"{prefix}projector"
+
+
+def worker_user(task_type: str, prefix: str = USER_PREFIX) -> str:
+    return f"{prefix}worker-{task_type}"
+
+
+@dataclass(frozen=True)
+class Permissions:
+    configure: str = NOTHING
+    write: str = NOTHING
+    read: str = NOTHING
+
+    def as_dict(self) -> dict[str, str]:
+        return {"configure": self.configure, "write": self.write, "read": self.read}
+
+
+@dataclass(frozen=True)
+class Role:
+    """One RabbitMQ user: who it is for and what it may do. `tenant` for outside publishers."""
+
+    user: str
+    permissions: Permissions
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """An outside service that publishes tasks: its user, its tenant, the types it may send."""
+
+    user: str
+    tenant: str
+    task_types: tuple[str, ...]
+
+
+def exactly(resources: Iterable[str]) -> str:
+    """A regex matching exactly these names and nothing else."""
+    return "^(" + "|".join(re.escape(name) for name in sorted(set(resources))) + ")$"
+
+
+def parse_publisher(text: str, known_types: Sequence[str], prefix: str = USER_PREFIX
+                    ) -> Publisher:
+    """`NAME=tenant[:type,type]` (every known type when none is given)."""
+    user, sep, rest = text.partition("=")
+    tenant, _, types = rest.partition(":")
+    if not sep or not USER_NAME.fullmatch(user) or not TENANT.fullmatch(tenant):
+        raise ValueError(f"{text!r}: expected NAME=tenant[:type,type] (NAME and tenant letters, "
+                         "digits, '.', '_' or '-')")
+    chosen = tuple(t.strip() for t in types.split(",") if t.strip()) or tuple(known_types)
+    unknown = sorted(set(chosen) - set(known_types))
+    if unknown:
+        raise ValueError(f"{text!r}: unknown task type(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(known_types)}")
+    if user.startswith(prefix):
+        raise ValueError(f"{text!r}: names starting {prefix!r} are this service's own users")
+    return Publisher(user, tenant, chosen)
+
+
+def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple[Role, ...]:
+    """The gateway, one worker per task type, and the projector."""
+    dead_queues = [names.dead_queue(t) for t in task_types]
+    gateway = Role(gateway_user(prefix), Permissions(
+        # Submit to every task exchange; replay reads (and removes) dead letters.
+        write=exactly(names.task_exchange(t) for t in task_types),
+        read=exactly(dead_queues),
+    ))
+    workers = tuple(Role(worker_user(t, prefix), Permissions(
+        # Retry delay queues and tasks.quarantine are reached through the default exchange.
+        write=exactly([DEFAULT_EXCHANGE, names.dead_exchange(t), names.EVENTS_EXCHANGE]),
+        read=exactly([names.task_queue(t)]),
+    )) for t in task_types)
+    projector = Role(projector_user(prefix), Permissions(
+        # `dead` events to task-events; invalid events to tasks.quarantine (default exchange).
+        write=exactly([names.EVENTS_EXCHANGE, DEFAULT_EXCHANGE]),
+        read=exactly([names.PROJECTOR_EVENTS_QUEUE, names.PROJECTOR_SUBMISSIONS_QUEUE,
+                      names.PROJECTOR_DEAD_QUEUE]),
+    ))
+    return (gateway, *workers, projector)
+
+
+def publisher_role(publisher: Publisher) -> Role:
+    """Write to its task exchanges; nothing else (no queue, no other exchange)."""
+    return Role(publisher.user, Permissions(
+        write=exactly(names.task_exchange(t) for t in publisher.task_types),
+    ), tenant=publisher.tenant)

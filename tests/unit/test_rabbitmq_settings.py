@@ -1,0 +1,86 @@
+"""The production rules in the settings and the layout's permission regexes, without a broker
+(tests/security checks the same regexes against the real one)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from infra.rabbitmq_layout import exactly, parse_publisher, publisher_role, service_roles
+from infra.settings import Settings
+
+TYPES = ["send_email", "sleep", "webhook"]
+GUEST = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def test_guest_is_refused_outside_development_with_a_message_naming_the_settings() -> None:
+    with pytest.raises(ValidationError, match="RABBITMQ_URL uses RabbitMQ's guest/guest") as error:
+        Settings(taskproc_env="production", rabbitmq_url=GUEST)
+
+    assert "TASKPROC_ENV=development" in str(error.value)
+    assert Settings(taskproc_env="development", rabbitmq_url=GUEST).development
+    assert Settings(taskproc_env="production", rabbitmq_url="amqp://gw:s3cret@h/taskproc")
+
+
+def test_the_url_can_come_from_setups_credentials_file(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials.env"
+    credentials.write_text("taskproc-gateway=amqp://taskproc-gateway:pw@rabbitmq:5672/taskproc\n")
+
+    chosen = Settings(taskproc_env="production", rabbitmq_credentials_file=str(credentials),
+                      rabbitmq_credentials_user="taskproc-gateway")
+
+    assert chosen.rabbitmq_url.endswith("@rabbitmq:5672/taskproc")
+    assert chosen.tenant_rules.service_users == {"taskproc-gateway"}
+    with pytest.raises(ValidationError, match="'nobody' is not in"):
+        Settings(taskproc_env="production", rabbitmq_credentials_file=str(credentials),
+                 rabbitmq_credentials_user="nobody")
+
+
+def test_tenants_and_service_users_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RABBITMQ_TENANTS", '{"billing-svc": "billing"}')
+    monkeypatch.setenv("RABBITMQ_SERVICE_USERS", "gw, worker-sleep")
+
+    rules = Settings(rabbitmq_url="amqp://gw:pw@h/v").tenant_rules
+
+    assert rules.publishers == {"billing-svc": "billing"}
+    assert rules.service_users == {"gw", "worker-sleep"}
+    with pytest.raises(ValidationError, match="not a valid tenant"):
+        Settings(rabbitmq_tenants={"svc": "no spaces"})
+
+
+def test_exactly_matches_the_names_given_and_no_other() -> None:
+    pattern = re.compile(exactly(["tasks.sleep", "task-events"]))
+
+    assert pattern.fullmatch("tasks.sleep")
+    assert pattern.fullmatch("task-events")
+    for other in ("tasksXsleep", "tasks.sleep.dead", "tasks.sleep2", "xtasks.sleep", ""):
+        assert not pattern.search(other), other
+
+
+def test_a_publisher_writes_only_its_task_exchanges_and_reads_nothing() -> None:
+    role = publisher_role(parse_publisher("billing-svc=billing:sleep", TYPES))
+
+    assert role.tenant == "billing"
+    assert re.search(role.permissions.write, "tasks.sleep")
+    assert not re.search(role.permissions.write, "tasks.webhook")
+    assert (role.permissions.configure, role.permissions.read) == ("^$", "^$")
+    assert parse_publisher("ops=ops", TYPES).task_types == tuple(TYPES)
+
+
+@pytest.mark.parametrize("text", ["billing", "=billing", "svc=not ok", "svc=t:nosuchtype",
+                                  "taskproc-gateway=t"])
+def test_a_malformed_publisher_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(text))):
+        parse_publisher(text, TYPES)
+
+
+def test_no_service_role_may_configure_anything() -> None:
+    roles = service_roles(TYPES)
+
+    assert {role.permissions.configure for role in roles} == {"^$"}
+    assert len({role.user for role in roles}) == len(TYPES) + 2
