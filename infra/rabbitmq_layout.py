@@ -74,6 +74,16 @@ def exactly(resources: Iterable[str]) -> str:
     return "^(" + "|".join(re.escape(name) for name in sorted(set(resources))) + ")$"
 
 
+def prefixed(prefix: str) -> str:
+    """A regex matching every name that starts with `prefix` and has more after it."""
+    return "^" + re.escape(prefix) + ".+$"
+
+
+def either(*patterns: str) -> str:
+    """A regex matching what any of `patterns` (each anchored) matches."""
+    return "|".join(patterns)
+
+
 def parse_publisher(text: str, known_types: Sequence[str], prefix: str = USER_PREFIX
                     ) -> Publisher:
     """`NAME=tenant[:type,type]` (every known type when none is given)."""
@@ -96,15 +106,12 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
     """The gateway, one worker per task type, and the projector."""
     dead_queues = [names.dead_queue(t) for t in task_types]
     gateway = Role(gateway_user(prefix), Permissions(
-        # Submit to every task exchange; replay reads (and removes) dead letters.
-        write=exactly(names.task_exchange(t) for t in task_types),
+        # Submit to every task exchange; cancel through task-control; replay reads (and
+        # removes) dead letters.
+        write=exactly([*(names.task_exchange(t) for t in task_types), names.CONTROL_EXCHANGE]),
         read=exactly(dead_queues),
     ))
-    workers = tuple(Role(worker_user(t, prefix), Permissions(
-        # Retry delay queues and tasks.quarantine are reached through the default exchange.
-        write=exactly([DEFAULT_EXCHANGE, names.dead_exchange(t), names.EVENTS_EXCHANGE]),
-        read=exactly([names.task_queue(t)]),
-    )) for t in task_types)
+    workers = tuple(_worker_role(t, prefix) for t in task_types)
     projector = Role(projector_user(prefix), Permissions(
         # `dead` events to task-events; invalid events to tasks.quarantine (default exchange).
         write=exactly([names.EVENTS_EXCHANGE, DEFAULT_EXCHANGE]),
@@ -112,6 +119,20 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
                       names.PROJECTOR_DEAD_QUEUE]),
     ))
     return (gateway, *workers, projector)
+
+
+def _worker_role(task_type: str, prefix: str) -> Role:
+    # Each worker process declares, binds and consumes a control queue of its own,
+    # `task-control.<type>.<process>`, to hear cancellations of its type.
+    own_control_queues = prefixed(names.control_queue(task_type, ""))
+    return Role(worker_user(task_type, prefix), Permissions(
+        configure=own_control_queues,
+        # Retry delay queues and tasks.quarantine are reached through the default exchange.
+        write=either(exactly([DEFAULT_EXCHANGE, names.dead_exchange(task_type),
+                              names.EVENTS_EXCHANGE]), own_control_queues),
+        read=either(exactly([names.task_queue(task_type), names.CONTROL_EXCHANGE]),
+                    own_control_queues),
+    ))
 
 
 def publisher_role(publisher: Publisher) -> Role:

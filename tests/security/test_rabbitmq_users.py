@@ -273,7 +273,8 @@ async def test_a_publishers_task_keeps_its_tenant_through_retries_and_its_dead_l
         events = []
         while (message := await tap.get(no_ack=True, fail=False, timeout=5)) is not None:
             event = json.loads(message.body)
-            if event["task_id"] == task_id:
+            # Status events only: progress events share the exchange.
+            if event["task_id"] == task_id and "status" in event:
                 events.append((event["status"], event["attempt"], event.get("tenant")))
 
     assert [step["status"] for step in failed["history"]] == [
