@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from infra.rabbitmq_layout import exactly, parse_publisher, publisher_role, service_roles
+from infra.rabbitmq_layout import (
+    USER_PREFIX,
+    exactly,
+    parse_publisher,
+    publisher_role,
+    service_roles,
+)
 from infra.settings import Settings
 
 TYPES = ["send_email", "sleep", "webhook"]
@@ -79,8 +85,17 @@ def test_a_malformed_publisher_is_refused(text: str) -> None:
         parse_publisher(text, TYPES)
 
 
-def test_no_service_role_may_configure_anything() -> None:
+def test_a_service_role_may_configure_only_a_worker_s_own_control_queues() -> None:
     roles = service_roles(TYPES)
 
-    assert {role.permissions.configure for role in roles} == {"^$"}
+    for role in roles:
+        pattern = re.compile(role.permissions.configure)
+        if role.user.startswith(f"{USER_PREFIX}worker-"):
+            task_type = role.user.removeprefix(f"{USER_PREFIX}worker-")
+            assert pattern.match(f"task-control.{task_type}.vm.sleep.12.ab12")
+            assert not pattern.match(f"tasks.{task_type}")
+            assert not pattern.match("task-control")
+            assert not pattern.match("task-control.other.vm.12")
+        else:
+            assert role.permissions.configure == "^$"
     assert len({role.user for role in roles}) == len(TYPES) + 2
