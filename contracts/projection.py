@@ -55,6 +55,8 @@ class TaskState(BaseModel):
     error: ErrorInfo | None = None
     progress: float | None = None
     history: tuple[HistoryEntry, ...] = ()
+    # The labels of the first event that carried any (its `queued`); never changed after that.
+    labels: tuple[str, ...] = ()
 
 
 def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
@@ -65,7 +67,7 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
         worker=event.worker, error=event.error,
     )
     if state is not None and event_position <= state.position:
-        return _with_tenant(_with_late_entry(state, entry), event)
+        return _with_labels(_with_tenant(_with_late_entry(state, entry), event), event)
     if state is None:
         return TaskState(
             task_id=event.task_id, task_type=event.task_type, status=event.status,
@@ -74,7 +76,7 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
             updated_at=event.at,
             started_at=_started_at(None, event), finished_at=_finished_at(event),
             next_attempt_at=event.next_attempt_at, result=event.result, error=event.error,
-            progress=event.progress, history=(entry,),
+            progress=event.progress, history=(entry,), labels=_labels_of(event),
         )
     new_run = event.run != state.run
     return state.model_copy(
@@ -95,6 +97,7 @@ def apply(state: TaskState | None, event: StatusEvent) -> TaskState:
             "error": event.error,
             "progress": event.progress,
             "history": (*state.history, entry)[-HISTORY_LIMIT:],
+            "labels": state.labels or _labels_of(event),
         }
     )
 
@@ -136,6 +139,19 @@ def _with_tenant(state: TaskState, event: StatusEvent) -> TaskState:
     if state.tenant or not event.tenant:
         return state
     return state.model_copy(update={"tenant": event.tenant})
+
+
+def _labels_of(event: StatusEvent) -> tuple[str, ...]:
+    # A label given twice is kept once, in the order first given.
+    return tuple(dict.fromkeys(event.labels or ()))
+
+
+def _with_labels(state: TaskState, event: StatusEvent) -> TaskState:
+    """A late `queued` (a direct publish's, from the projector) still brings the labels of a
+    task whose worker events came first; labels once known never change."""
+    if state.labels or not event.labels:
+        return state
+    return state.model_copy(update={"labels": _labels_of(event)})
 
 
 def _started_at(previous: datetime | None, event: StatusEvent) -> datetime | None:

@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from infra.broker import Broker
+from infra.queue_depths import BrokerQueueDepths
 from service.auth import Authenticator
 from service.dependencies import Dependencies
-from service.ports import TaskReadModel
+from service.ports import QueueDepths, TaskReadModel
 from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
 
@@ -26,10 +27,16 @@ class Services:
     broker: Broker
     auth: Authenticator
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    # Where `GET /tasks/stats` reads queue depths; None: passive declares through `broker`.
+    queues: QueueDepths | None = None
 
     @property
     def store(self) -> TaskReadModel:
         return self.tasks.read_model
+
+    @property
+    def queue_depths(self) -> QueueDepths:
+        return self.queues or BrokerQueueDepths(self.broker, self.tasks.publish_timeout_s)
 
 
 async def get_services(request: Request) -> Services:

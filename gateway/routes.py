@@ -12,6 +12,7 @@ from gateway.auth import Reader, Replayer, Submitter, api_key
 from gateway.deps import ServicesDep
 from gateway.http_models import Health, Readiness, TaskAccepted, TaskRequest, TaskView
 from gateway.limits import LimitsDep, check_limits
+from gateway.listing_routes import listing
 from service.health import readiness
 from service.replay import replay_task
 from service.submit import submit
@@ -106,5 +107,7 @@ async def ready(services: ServicesDep, response: Response) -> Readiness:
 
 
 router = APIRouter()
+# Before `tasks`: its `/tasks/{task_id}` would take `/tasks/stats` for a task's id.
+router.include_router(listing)
 router.include_router(tasks)
 router.include_router(open_routes)

@@ -25,7 +25,7 @@ from contracts import names
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
-from infra.amqp_codec import header_int, header_str, task_id_of, tenant_of
+from infra.amqp_codec import header_int, header_str, labels_of, task_id_of, tenant_of
 from infra.batching import Batcher
 from infra.broker import Broker, PublishError, requeue, stop_consuming
 from infra.middleware import Middleware, ProjectedEvent
@@ -205,7 +205,7 @@ class Projector:
             task_id=task_id_of(message), task_type=task_type, status=Status.QUEUED,
             attempt=0, run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             source="http" if header_str(message, names.HEADER_SOURCE) == "http" else "amqp",
-            tenant=tenant_of(message, self._default_tenant),
+            tenant=tenant_of(message, self._default_tenant), labels=labels_of(message),
         )
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> StatusEvent | None:

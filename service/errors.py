@@ -61,3 +61,7 @@ class RateLimited(ServiceError):
 
 class InvalidKeyRequest(ServiceError, ValueError):
     """A key cannot be made as asked (unknown scope, bad tenant name, bad rate)."""
+
+
+class InvalidCursor(ServiceError, ValueError):
+    """A listing's `cursor` is not one a listing answered."""
