@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
@@ -30,6 +30,7 @@ from service.submit import claim_key
 from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
 from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
 from tests.support.memory import (
+    FixedQueueDepths,
     ManualClock,
     MemoryApiKeys,
     MemoryIdempotencyKeys,
@@ -58,6 +59,8 @@ class Fakes:
     api_keys: MemoryApiKeys
     # Drives the API key cache and the rate limits.
     clock: ManualClock
+    # What `GET /tasks/stats` shows an admin key as queue depths.
+    queues: FixedQueueDepths = field(default_factory=FixedQueueDepths)
 
 
 Issue = Callable[..., Awaitable[str]]
@@ -97,7 +100,8 @@ async def gateway(fakes: Fakes) -> AsyncIterator[FastAPI]:
         auth = Authenticator(fakes.api_keys, cache_s=SETTINGS.api_key_cache_s,
                              clock=fakes.clock)
         yield create_app(SETTINGS, services=Services(tasks, replay, unused, auth,
-                                                     RateLimiter(clock=fakes.clock)))
+                                                     RateLimiter(clock=fakes.clock),
+                                                     queues=fakes.queues))
 
 
 @pytest.fixture

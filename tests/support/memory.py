@@ -22,7 +22,7 @@ from contracts.statuses import Status
 from service.auth import ApiKey
 from service.errors import PublishFailed, StoreUnavailable
 from service.ports import Claim, Source
-from service.queries import SortKey, TaskCount, TaskCounts, TaskPage, TaskQuery
+from service.queries import QueueDepth, SortKey, TaskCount, TaskCounts, TaskPage, TaskQuery
 
 
 class MemoryReadModel:
@@ -199,3 +199,17 @@ class RecordingPublisher:
         if self.down:
             raise PublishFailed("the in-memory broker is down")
         return "ok"
+
+
+class FixedQueueDepths:
+    """service.ports.QueueDepths that answers `depths` as set. Set `down` to make it raise."""
+
+    def __init__(self) -> None:
+        self.found: list[QueueDepth] = []
+        self.down = False
+
+    async def depths(self) -> list[QueueDepth]:
+        await asyncio.sleep(0)
+        if self.down:
+            raise PublishFailed("the in-memory broker is down")
+        return list(self.found)
