@@ -199,12 +199,17 @@ class _Write:
         return ReplaceOne(guard, document, upsert=True)
 
 
+_NOT_STATE = frozenset({"_id", task_queries.LIST_KEY, task_queries.UPDATED_KEY})
+
+
 def to_document(state: TaskState) -> dict[str, Any]:
     document = state.model_dump(mode="python", exclude={"task_id"})
     document["history"] = list(document["history"])
-    return {"_id": state.task_id, **document}
+    return {"_id": state.task_id, **document, **task_queries.derived_fields(
+        state.task_id, state.created_at, state.updated_at)}
 
 
 def to_state(document: dict[str, Any]) -> TaskState:
-    fields = {key: value for key, value in document.items() if key != "_id"}
+    fields = {key: value for key, value in document.items()
+              if key not in _NOT_STATE}
     return TaskState.model_validate({"task_id": document["_id"], **fields})

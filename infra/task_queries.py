@@ -1,12 +1,17 @@
 """Listing and counting tasks in MongoDB, in the query forms an index serves on MongoDB and on
 nx-27017 alike.
 
+Listings sort on `list_key`, a string the store writes into every task document: the creation
+time in microseconds since the epoch (17 digits) and the task id, so "after the cursor" and the
+creation-time bounds are one exclusive range on one indexed field. Not `created_at` itself:
+nx-27017 compares dates to the whole second, so a cursor on it would skip or repeat the tasks of
+one second.
+
 A listing is split into queries that each match one owner and at most one status with `$eq`
 (nx-27017 serves neither `$in` nor `$or` from an index, and `{"f": v}` from none), each sorted
-by (created_at, _id) and limited to one more than the page; their answers are merged in Python.
-A page after a cursor (created_at c, id i) is two such queries per branch: created_at == c with
-_id past i, and created_at strictly past c. Labels match with `$all` (nx-27017's `$eq` on an
-array field matches nothing; MongoDB serves `$all` from the multikey index).
+on `list_key` and limited to one more than the page; their answers are merged in Python.
+Labels match with `$all` (nx-27017's `$eq` on an array field matches nothing; MongoDB serves
+`$all` from the multikey index, nx-27017 filters the tenant's tasks by it).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -26,24 +32,52 @@ from service.queries import SortKey, TaskCount, TaskCounts, TaskPage, TaskQuery
 
 Document = dict[str, Any]
 
-# (tenant, created_at) lists a tenant's tasks; with status or type or labels between, a
-# filtered listing; (tenant, idempotency_key) finds a key's task. No index names `_id`:
-# nx-27017 refuses every later insert if one does.
+LIST_KEY = "list_key"
+# `updated_at` as a string of microseconds, for the same reason: bounds exact on nx-27017 too.
+UPDATED_KEY = "updated_key"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Sorts after every character a task id may hold ([A-Za-z0-9._:-]); "|" too, which
+# separates the time from the id.
+_AFTER_EVERY_ID = "~"
+
+# (tenant, list_key) lists a tenant's tasks; with status or type or labels between, a filtered
+# listing; (tenant, idempotency_key) finds a key's task. No index names `_id`: nx-27017 refuses
+# every later insert if one does.
 LISTING_INDEXES: tuple[list[tuple[str, int]], ...] = (
-    [("tenant", ASCENDING), ("created_at", DESCENDING)],
-    [("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
-    [("tenant", ASCENDING), ("task_type", ASCENDING), ("created_at", DESCENDING)],
-    [("tenant", ASCENDING), ("labels", ASCENDING), ("created_at", DESCENDING)],
+    [("tenant", ASCENDING), (LIST_KEY, DESCENDING)],
+    [("tenant", ASCENDING), ("status", ASCENDING), (LIST_KEY, DESCENDING)],
+    [("tenant", ASCENDING), ("task_type", ASCENDING), (LIST_KEY, DESCENDING)],
+    [("tenant", ASCENDING), ("labels", ASCENDING), (LIST_KEY, DESCENDING)],
     [("tenant", ASCENDING), ("idempotency_key", ASCENDING)],
 )
 
 
+def _micros(at: datetime) -> str:
+    return f"{max(0, (at - _EPOCH) // timedelta(microseconds=1)):017d}"
+
+
+def _millis(at: datetime) -> datetime:
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def derived_fields(task_id: str, created_at: datetime, updated_at: datetime) -> Document:
+    """What the store writes besides a task's state, for listings (dropped when read back).
+    To the millisecond, as MongoDB keeps dates: a cursor made from a stored task then names
+    its own key."""
+    return {LIST_KEY: list_key(created_at, task_id), UPDATED_KEY: _micros(_millis(updated_at))}
+
+
+def list_key(created_at: datetime, task_id: str) -> str:
+    """Where a task sorts in a listing, as one string (SortKey's order), to the millisecond."""
+    return f"{_micros(_millis(created_at))}|{task_id}"
+
+
 async def find(
-    tasks: AsyncCollection[Document], query: TaskQuery, to_state: Any,
+    tasks: AsyncCollection[Document], query: TaskQuery,
+    to_state: Callable[[Document], TaskState],
 ) -> TaskPage:
     """One page of `query` (see the module's docstring for how it is asked)."""
-    direction = ASCENDING if query.ascending else DESCENDING
-    sort = [("created_at", direction), ("_id", direction)]
+    sort = [(LIST_KEY, ASCENDING if query.ascending else DESCENDING)]
     wanted = query.limit + 1
     answers: list[list[TaskState]] = []
     for selector in _selectors(query):
@@ -62,7 +96,7 @@ def _selectors(query: TaskQuery) -> Iterator[Document]:
             branch = {**common, "tenant": {"$eq": owner}}
             if status is not None:
                 branch["status"] = {"$eq": status.value}
-            yield from _after(branch, query)
+            yield branch
 
 
 def _common(query: TaskQuery) -> Document:
@@ -73,48 +107,36 @@ def _common(query: TaskQuery) -> Document:
             selector[field] = {"$eq": value}
     if query.labels:
         selector["labels"] = {"$all": list(query.labels)}
-    created = _range(query.created_after, query.created_before)
-    if created:
-        selector["created_at"] = created
-    updated = _range(query.updated_after, query.updated_before)
+    keys = _key_range(query)
+    if keys:
+        selector[LIST_KEY] = keys
+    updated: Document = {}
+    if query.updated_after is not None:
+        updated["$gt"] = _micros(query.updated_after)
+    if query.updated_before is not None:
+        updated["$lt"] = _micros(query.updated_before)
     if updated:
-        selector["updated_at"] = updated
+        selector[UPDATED_KEY] = updated
     return selector
 
 
-def _range(after: Any, before: Any) -> Document:
+def _key_range(query: TaskQuery) -> Document:
+    """The creation-time bounds and the cursor as exclusive bounds on `list_key`."""
+    lower: list[str] = []
+    upper: list[str] = []
+    if query.created_after is not None:
+        lower.append(_micros(query.created_after) + "|" + _AFTER_EVERY_ID)
+    if query.created_before is not None:
+        upper.append(_micros(query.created_before) + "|")
+    if query.after is not None:
+        cursor = list_key(query.after.created_at, query.after.task_id)
+        (lower if query.ascending else upper).append(cursor)
     bounds: Document = {}
-    if after is not None:
-        bounds["$gt"] = after
-    if before is not None:
-        bounds["$lt"] = before
+    if lower:
+        bounds["$gt"] = max(lower)
+    if upper:
+        bounds["$lt"] = min(upper)
     return bounds
-
-
-def _after(branch: Document, query: TaskQuery) -> Iterator[Document]:
-    """`branch` limited to what comes after the cursor: ties on created_at past the id, then
-    strictly later (or earlier, newest first) created_at."""
-    key = query.after
-    if key is None:
-        yield branch
-        return
-    bounds: Document = branch.get("created_at", {})
-    if _within(key.created_at, bounds):
-        past = "$gt" if query.ascending else "$lt"
-        yield {**branch, "created_at": {"$eq": key.created_at}, "_id": {past: key.task_id}}
-    yield {**branch, "created_at": _tighter(bounds, query.ascending, key.created_at)}
-
-
-def _within(value: Any, bounds: Document) -> bool:
-    return ("$gt" not in bounds or value > bounds["$gt"]) and (
-        "$lt" not in bounds or value < bounds["$lt"])
-
-
-def _tighter(bounds: Document, ascending: bool, value: Any) -> Document:
-    """`bounds` with `value` as a further exclusive bound on the side the listing moves to."""
-    if ascending:
-        return {**bounds, "$gt": max(bounds.get("$gt", value), value)}
-    return {**bounds, "$lt": min(bounds.get("$lt", value), value)}
 
 
 async def count(
