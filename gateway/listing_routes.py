@@ -108,7 +108,7 @@ async def list_my_tasks(
              responses={200: {"content": {"application/json": {"example": _STATS_EXAMPLE}}}})
 async def stats(services: ServicesDep, principal: Reader) -> StatsView:
     """The caller's tasks counted per type and status (scope `tasks:read`); each status is
-    counted up to 10,000 (past that it is named in `capped`).
+    counted up to 2,000 (past that it is named in `capped`).
 
     `queues`, the depths of every task, retry and dead-letter queue, count every tenant's
     messages: only keys with `tasks:replay` (operators) see them; for others it is null.

@@ -22,7 +22,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEPARATOR = "|"
 # How many tasks of each status `task_stats` reads at most: counting is a scan of the tenant's
 # tasks of that status on nx-27017 (about 0.1 ms a task), index-only on MongoDB.
-STATS_CAP = 10_000
+STATS_CAP = 2_000
 
 
 @dataclass(frozen=True)
