@@ -297,3 +297,18 @@ async def test_a_store_that_is_down_is_a_503_for_listing(
     fakes.read_model.down = True
 
     assert (await http.get("/tasks")).status_code == 503
+
+
+async def test_the_openapi_document_shows_listing_and_stats_with_examples(
+    client_for: ClientFor,
+) -> None:
+    document = (await (await client_for(None)).get("/openapi.json")).json()
+
+    listing, stats = document["paths"]["/tasks"]["get"], document["paths"]["/tasks/stats"]["get"]
+    parameters = {parameter["name"]: parameter for parameter in listing["parameters"]}
+    assert {"status", "task_type", "source", "idempotency_key", "label", "created_after",
+            "updated_before", "limit", "order", "cursor"} <= set(parameters)
+    assert "examples" in parameters["label"]
+    for operation in (listing, stats):
+        assert "example" in operation["responses"]["200"]["content"]["application/json"]
+        assert operation["security"] == [{"ApiKey": []}]
