@@ -24,11 +24,6 @@ DAY_S = 86_400.0
 LABEL_PATTERN = r"^[A-Za-z0-9._:/=-]{1,64}$"
 LABEL_RULE = "1-64 characters of [A-Za-z0-9._:/=-]"
 MAX_LABELS = 10
-_LABEL = re.compile(LABEL_PATTERN)
-
-
-def is_valid_label(value: str) -> bool:
-    return _LABEL.fullmatch(value) is not None
 
 
 def is_valid_task_id(value: str) -> bool:
