@@ -84,6 +84,20 @@ async def test_invalid_labels_are_a_422_and_nothing_is_published(
     assert fakes.publisher.published == []
 
 
+async def test_labels_are_part_of_the_request_an_idempotency_key_is_bound_to(
+    http: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    headers = {"Idempotency-Key": "labelled-once"}
+    first = await http.post("/tasks", json={**SLEEP, "labels": ["a"]}, headers=headers)
+
+    again = await http.post("/tasks", json={**SLEEP, "labels": ["a"]}, headers=headers)
+    other = await http.post("/tasks", json={**SLEEP, "labels": ["b"]}, headers=headers)
+
+    assert again.json()["task_id"] == first.json()["task_id"]
+    assert other.status_code == 422
+    assert len(fakes.publisher.published) == 1
+
+
 async def test_ten_labels_of_every_allowed_character_are_taken(http: httpx.AsyncClient) -> None:
     labels = ["a.b_c:d/e=f-G9", *(f"l{n}" for n in range(9))]
 
@@ -92,8 +106,12 @@ async def test_ten_labels_of_every_allowed_character_are_taken(http: httpx.Async
     assert accepted.status_code == 202
 
 
-async def test_a_label_filter_with_bad_characters_is_a_422(http: httpx.AsyncClient) -> None:
-    answer = await http.get("/tasks", params={"label": "no spaces"})
+@pytest.mark.parametrize("labels", [["no spaces"], [f"l{n}" for n in range(11)]],
+                         ids=["bad characters", "eleven"])
+async def test_an_invalid_label_filter_is_a_422(
+    http: httpx.AsyncClient, labels: list[str]
+) -> None:
+    answer = await http.get("/tasks", params={"label": labels})
 
     assert answer.status_code == 422
 
