@@ -19,6 +19,12 @@ _TASK_ID = re.compile(TASK_ID_PATTERN)
 
 DAY_S = 86_400.0
 
+# Labels a task may carry (`nightly`, `customer=42`, `schedule:abc`): listed and filtered on,
+# never interpreted. The alphabet keeps them safe in query strings, logs and MongoDB keys.
+LABEL_PATTERN = r"^[A-Za-z0-9._:/=-]{1,64}$"
+LABEL_RULE = "1-64 characters of [A-Za-z0-9._:/=-]"
+MAX_LABELS = 10
+
 
 def is_valid_task_id(value: str) -> bool:
     # fullmatch: `$` alone would let a trailing newline through.

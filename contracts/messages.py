@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.limits import TASK_ID_PATTERN
+from contracts.limits import LABEL_PATTERN, MAX_LABELS, TASK_ID_PATTERN
 from contracts.statuses import Status
 
 SCHEMA_VERSION: Literal[1] = 1
+
+
+Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
+# Up to MAX_LABELS labels, in the order given (a repeated one is kept once by the read model).
+Labels = Annotated[tuple[Label, ...], Field(max_length=MAX_LABELS)]
 
 
 def utcnow() -> datetime:
@@ -27,6 +32,7 @@ class TaskOptions(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     retry_base_s: float | None = Field(default=None, gt=0, le=600)
+    labels: Labels | None = None
     schema_version: Literal[1] = SCHEMA_VERSION
 
 
@@ -82,6 +88,8 @@ class StatusEvent(BaseModel):
     idempotency_key: str | None = None
     # Whose task it is (an API key's tenant, or the default tenant for a direct publish).
     tenant: str | None = Field(default=None, max_length=64)
+    # The task's labels; `queued` events carry them (the first event that has them sets them).
+    labels: Labels | None = None
 
 
 PROGRESS_MESSAGE_MAX = 200

@@ -66,6 +66,8 @@ class TaskState(BaseModel):
     # Kept when the attempt ends (how far it got); cleared when another attempt or run starts.
     progress: Progress | None = None
     history: tuple[HistoryEntry, ...] = ()
+    # The labels of the first event that carried any (its `queued`); never changed after that.
+    labels: tuple[str, ...] = ()
 
 
 @overload
@@ -106,7 +108,7 @@ def _with_status(state: TaskState | None, event: StatusEvent) -> TaskState:
         worker=event.worker, error=event.error,
     )
     if state is not None and event_position <= state.position:
-        return _with_tenant(_with_late_entry(state, entry), event)
+        return _with_labels(_with_tenant(_with_late_entry(state, entry), event), event)
     if state is None:
         return TaskState(
             task_id=event.task_id, task_type=event.task_type, status=event.status,
@@ -115,7 +117,7 @@ def _with_status(state: TaskState | None, event: StatusEvent) -> TaskState:
             updated_at=event.at,
             started_at=_started_at(None, event), finished_at=_finished_at(event),
             next_attempt_at=event.next_attempt_at, result=event.result, error=event.error,
-            history=(entry,),
+            history=(entry,), labels=_labels_of(event),
         )
     new_run = event.run != state.run
     same_attempt = (event.run, event.attempt) == (state.run, state.attempt)
@@ -137,6 +139,7 @@ def _with_status(state: TaskState | None, event: StatusEvent) -> TaskState:
             "error": event.error,
             "progress": state.progress if same_attempt else None,
             "history": (*state.history, entry)[-HISTORY_LIMIT:],
+            "labels": state.labels or _labels_of(event),
         }
     )
 
@@ -178,6 +181,19 @@ def _with_tenant(state: TaskState, event: StatusEvent) -> TaskState:
     if state.tenant or not event.tenant:
         return state
     return state.model_copy(update={"tenant": event.tenant})
+
+
+def _labels_of(event: StatusEvent) -> tuple[str, ...]:
+    # A label given twice is kept once, in the order first given.
+    return tuple(dict.fromkeys(event.labels or ()))
+
+
+def _with_labels(state: TaskState, event: StatusEvent) -> TaskState:
+    """A late `queued` (a direct publish's, from the projector) still brings the labels of a
+    task whose worker events came first; labels once known never change."""
+    if state.labels or not event.labels:
+        return state
+    return state.model_copy(update={"labels": _labels_of(event)})
 
 
 def _started_at(previous: datetime | None, event: StatusEvent) -> datetime | None:

@@ -10,11 +10,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from infra.broker import Broker
+from infra.queue_depths import BrokerQueueDepths
 from service.auth import Authenticator
 from service.cancel import CancelPorts
 from service.dependencies import Dependencies
 from service.health import ReadinessProbe
-from service.ports import TaskReadModel
+from service.ports import QueueDepths, TaskReadModel
 from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
 
@@ -31,6 +32,8 @@ class Services:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     # None where a test builds the app without it: cancel then answers 503.
     cancel: CancelPorts | None = None
+    # Where `GET /tasks/stats` reads queue depths; None: passive declares through `broker`.
+    queues: QueueDepths | None = None
 
     @property
     def store(self) -> TaskReadModel:
@@ -40,6 +43,10 @@ class Services:
     def readiness(self) -> ReadinessProbe:
         """One per app, so concurrent readiness probes share their checks."""
         return ReadinessProbe(self.tasks)
+
+    @property
+    def queue_depths(self) -> QueueDepths:
+        return self.queues or BrokerQueueDepths(self.broker, self.tasks.publish_timeout_s)
 
 
 async def get_services(request: Request) -> Services:

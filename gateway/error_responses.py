@@ -16,6 +16,7 @@ from service.errors import (
     Forbidden,
     IdempotencyConflict,
     IdempotencyInProgress,
+    InvalidCursor,
     NotRetryable,
     PublishFailed,
     QueueFull,
@@ -105,6 +106,11 @@ async def _on_rate_limited(request: Request, error: Exception) -> JSONResponse:
                         content={"detail": "this API key is over its rate limit"})
 
 
+async def _on_invalid_cursor(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": [{
+        "loc": ["query", "cursor"], "type": "invalid_cursor", "msg": str(error)}]})
+
+
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=error)
     return JSONResponse(status_code=500, content={"detail": "internal error"})
@@ -125,4 +131,5 @@ def install_error_handlers(app: FastAPI) -> None:
     # `retry` still reaches the broker itself, not through the service layer's port.
     app.add_exception_handler(PublishError, _on_broker)
     app.add_exception_handler(StoreUnavailable, _on_store)
+    app.add_exception_handler(InvalidCursor, _on_invalid_cursor)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
-from contracts.messages import ErrorInfo
+from contracts.limits import LABEL_RULE, MAX_LABELS
+from contracts.messages import ErrorInfo, Labels
 from contracts.payloads import Payload
 from contracts.projection import TaskState
 from contracts.registry import TASK_TYPES, TaskSpec
@@ -32,6 +33,10 @@ class TaskRequestBase(BaseModel):
         description="Overrides the type's first retry delay; later ones double (capped).")
     not_before: AwareDatetime | None = Field(default=None,
                                              description="Do not start before this time.")
+    labels: Labels = Field(
+        default=(), description=f"Up to {MAX_LABELS} labels, each {LABEL_RULE}; "
+                                "`GET /tasks?label=...` finds the task by them.",
+        examples=[["nightly", "customer=42"]])
 
     def command(self, idempotency_key: str | None, *, tenant: str | None = None) -> SubmitTask:
         """The request as the service layer takes it, on behalf of `tenant`; the payload as the
@@ -40,7 +45,7 @@ class TaskRequestBase(BaseModel):
         return SubmitTask(task_type=self.task_type, payload=wire["payload"],
                           max_attempts=self.max_attempts, timeout_s=self.timeout_s,
                           retry_base_s=self.retry_base_s, not_before=self.not_before,
-                          idempotency_key=idempotency_key, tenant=tenant)
+                          idempotency_key=idempotency_key, tenant=tenant, labels=self.labels)
 
 
 def _request_model(spec: TaskSpec) -> type[TaskRequestBase]:
@@ -108,6 +113,7 @@ class TaskView(BaseModel):
     progress: ProgressView | None = Field(
         description="the last progress report of the current attempt; kept when it ends")
     history: list[HistoryView]
+    labels: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(cls, state: TaskState) -> TaskView:
@@ -126,3 +132,34 @@ class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     rabbitmq: str
     mongodb: str
+
+
+class TaskPageView(BaseModel):
+    """One page of a listing, newest first unless `order=asc`."""
+
+    items: list[TaskView]
+    next: str | None = Field(description="Pass as `cursor` for the next page; null on the last "
+                                          "one. Opaque; stable while new tasks arrive.")
+
+
+class TaskCountView(BaseModel):
+    task_type: str
+    status: Status
+    count: int
+
+
+class QueueView(BaseModel):
+    queue: str
+    messages: int = Field(description="Messages ready for delivery (not those held unacked)")
+    consumers: int
+
+
+class StatsView(BaseModel):
+    """The caller's tasks counted per type and status, and (admin keys) the queue depths."""
+
+    counts: list[TaskCountView]
+    capped: list[Status] = Field(description="Statuses with more tasks than were counted: their "
+                                             "counts are lower bounds")
+    queues: list[QueueView] | None = Field(
+        description="Every tenant's messages: only for keys with `tasks:replay`; null for "
+                    "others, or when RabbitMQ did not answer")

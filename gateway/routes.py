@@ -19,6 +19,7 @@ from gateway.http_models import (
     TaskView,
 )
 from gateway.limits import LimitsDep, check_limits
+from gateway.listing_routes import listing
 from service.cancel import cancel_task as cancel_task_use_case
 from service.errors import PublishFailed
 from service.replay import replay_task
@@ -140,5 +141,7 @@ async def ready(services: ServicesDep, response: Response) -> Readiness:
 
 
 router = APIRouter()
+# Before `tasks`: its `/tasks/{task_id}` would take `/tasks/stats` for a task's id.
+router.include_router(listing)
 router.include_router(tasks)
 router.include_router(open_routes)

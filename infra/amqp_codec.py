@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import names
 from contracts.limits import is_valid_task_id
+from contracts.messages import Labels
 from service.auth import DEFAULT_TENANT, TENANT
 
+_LABELS: TypeAdapter[tuple[str, ...]] = TypeAdapter(Labels)
 _DERIVED_ID_NAMESPACE = uuid.UUID("8c5b8e0e-6a5f-4d43-9d0e-3b8f2f6c9a11")
 
 
@@ -125,3 +128,20 @@ def header_str(message: AbstractIncomingMessage, name: str) -> str | None:
 
 def positive_int(value: Any) -> int:
     return value if isinstance(value, int) and value >= 1 else 1
+
+
+def labels_of(message: AbstractIncomingMessage) -> tuple[str, ...] | None:
+    """The labels a task message's body carries, if its body is JSON with valid ones; None
+    otherwise (the worker quarantines a body with invalid ones, the projector just records the
+    task without them)."""
+    try:
+        body = json.loads(message.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    raw = body.get("labels") if isinstance(body, dict) else None
+    if raw is None:
+        return None
+    try:
+        return _LABELS.validate_python(raw)
+    except ValidationError:
+        return None

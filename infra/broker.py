@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -173,6 +175,19 @@ class Broker:
         if name not in self._exchanges:
             self._exchanges[name] = await channel.get_exchange(name, ensure=False)
         return self._exchanges[name]
+
+    @contextlib.asynccontextmanager
+    async def side_channel(self) -> AsyncIterator[AbstractChannel]:
+        """A short-lived channel of its own, for passive declares: a missing queue closes the
+        channel it is asked on, which must not be the publishing one."""
+        await self.channel()
+        assert self._connection is not None
+        side = await self._connection.channel(publisher_confirms=False)
+        try:
+            yield side
+        finally:
+            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await side.close()
 
     async def close(self) -> None:
         if self._connecting is not None:

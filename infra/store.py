@@ -19,9 +19,11 @@ from pymongo.errors import BulkWriteError
 
 from contracts.messages import ProgressEvent, StatusEvent
 from contracts.projection import TaskState, apply
+from infra import task_queries
 from infra.expiry import Expiry, ServerKind, server_kind
 from infra.mongo import store_errors
 from service.errors import StoreUnavailable
+from service.queries import TaskCounts, TaskPage, TaskQuery
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class TaskStore:
         await self._tasks.create_index([("status", ASCENDING), ("updated_at", DESCENDING)])
         await self._tasks.create_index([("task_type", ASCENDING), ("updated_at", DESCENDING)])
         await self._tasks.create_index([("created_at", DESCENDING)])
+        for keys in task_queries.LISTING_INDEXES:
+            await self._tasks.create_index(keys)
         # Finished tasks expire; a task without finished_at is never removed.
         expiry = Expiry(self._tasks, "finished_at", retention)
         await expiry.ensure(kind)
@@ -81,6 +85,15 @@ class TaskStore:
     async def get(self, task_id: str) -> TaskState | None:
         document = await self._tasks.find_one({"_id": {"$eq": task_id}})
         return None if document is None else to_state(document)
+
+    @store_errors
+    async def find(self, query: TaskQuery) -> TaskPage:
+        """One page of a listing (infra/task_queries.py says how it is asked)."""
+        return await task_queries.find(self._tasks, query, to_state)
+
+    @store_errors
+    async def count(self, owners: tuple[str | None, ...], cap: int) -> TaskCounts:
+        return await task_queries.count(self._tasks, owners, cap)
 
     async def apply(self, event: StatusEvent, *, likely_new: bool = False) -> TaskState:
         """Fold `event` into the stored state; a stale or repeated event changes nothing."""
@@ -189,12 +202,17 @@ class _Write:
         return ReplaceOne(guard, document, upsert=True)
 
 
+_NOT_STATE = frozenset({"_id", task_queries.LIST_KEY, task_queries.UPDATED_KEY})
+
+
 def to_document(state: TaskState) -> dict[str, Any]:
     document = state.model_dump(mode="python", exclude={"task_id"})
     document["history"] = list(document["history"])
-    return {"_id": state.task_id, **document}
+    return {"_id": state.task_id, **document, **task_queries.derived_fields(
+        state.task_id, state.created_at, state.updated_at)}
 
 
 def to_state(document: dict[str, Any]) -> TaskState:
-    fields = {key: value for key, value in document.items() if key != "_id"}
+    fields = {key: value for key, value in document.items()
+              if key not in _NOT_STATE}
     return TaskState.model_validate({"task_id": document["_id"], **fields})

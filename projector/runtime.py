@@ -30,6 +30,7 @@ from infra.amqp_codec import (
     TenantRules,
     header_int,
     header_str,
+    labels_of,
     owner_or_default,
     task_id_of,
 )
@@ -218,7 +219,7 @@ class Projector:
             task_id=task_id_of(message), task_type=task_type, status=Status.QUEUED,
             attempt=0, run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
             source="http" if header_str(message, names.HEADER_SOURCE) == "http" else "amqp",
-            tenant=owner_or_default(message, self._tenants),
+            tenant=owner_or_default(message, self._tenants), labels=labels_of(message),
         )
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> StatusEvent | None:

@@ -27,6 +27,7 @@ class SubmitTask:
     # Who submits it (an API key's tenant); None: the default tenant. Idempotency-Keys are
     # per tenant, so the tenant is not part of the fingerprint but of the key's scope.
     tenant: str | None = None
+    labels: tuple[str, ...] = ()
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the command but its key, independent of key
@@ -36,5 +37,8 @@ class SubmitTask:
                    "retry_base_s": self.retry_base_s,
                    "not_before": self.not_before.isoformat() if self.not_before else None}
         request.update({name: value for name, value in options.items() if value is not None})
+        if self.labels:
+            # Only when given, so a request without labels keeps its fingerprint of before.
+            request["labels"] = list(self.labels)
         canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()

@@ -69,3 +69,7 @@ class AlreadyFinished(ServiceError):
     def __init__(self, task_id: str, status: str) -> None:
         super().__init__(f"task {task_id!r} is already {status}")
         self.status = status
+
+
+class InvalidCursor(ServiceError, ValueError):
+    """A listing's `cursor` is not one a listing answered."""

@@ -18,6 +18,7 @@ from contracts.projection import TaskState
 
 if TYPE_CHECKING:
     from service.auth import ApiKey
+    from service.queries import QueueDepth, TaskCounts, TaskPage, TaskQuery
 
 # How a task reached the system: through the HTTP API, or published straight to its exchange.
 Source = Literal["http", "amqp"]
@@ -47,6 +48,15 @@ class TaskReadModel(Protocol):
 
     async def ping(self) -> None:
         """Return if the store answers; raise StoreUnavailable if it does not."""
+        ...
+
+    async def find(self, query: TaskQuery) -> TaskPage:
+        """One page of the tasks `query` lists, in its order (see service.queries)."""
+        ...
+
+    async def count(self, owners: tuple[str | None, ...], cap: int) -> TaskCounts:
+        """How many tasks of these owners there are per type and status, reading at most
+        `cap` tasks of each status."""
         ...
 
 
@@ -144,4 +154,12 @@ class ControlPublisher(Protocol):
     async def publish_cancel(self, request: CancelRequest) -> None:
         """Return once the broker confirmed it (or no worker of the type is listening); raise
         PublishFailed if the broker did not confirm it."""
+
+
+class QueueDepths(Protocol):
+    """How deep the task queues are (global: every tenant's tasks share them)."""
+
+    async def depths(self) -> list[QueueDepth]:
+        """Each task, retry and dead-letter queue; raise PublishFailed if the broker does not
+        answer."""
         ...

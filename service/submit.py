@@ -101,6 +101,7 @@ async def _publish(
         timeout_s=command.timeout_s,
         retry_base_s=command.retry_base_s,
         not_before=command.not_before,
+        labels=command.labels or None,
     )
     tenant = command.tenant or deps.default_tenant
     try:
@@ -123,6 +124,7 @@ async def _record_refused(
     event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
                         status=Status.REJECTED, attempt=0, worker=deps.app_id, source=source,
                         tenant=tenant, at=utcnow(), idempotency_key=envelope.idempotency_key,
+                        labels=envelope.labels,
                         error=ErrorInfo(type="QueueFull",
                                         message="its queue was full; nothing was queued"))
     try:
@@ -139,7 +141,8 @@ async def _record_queued(
     event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
                         status=Status.QUEUED, attempt=0, worker=deps.app_id,
                         source=source, tenant=tenant,
-                        at=envelope.submitted_at, idempotency_key=envelope.idempotency_key)
+                        at=envelope.submitted_at, idempotency_key=envelope.idempotency_key,
+                        labels=envelope.labels)
     try:
         await deps.recorder.record(event)
     except StoreUnavailable as error:

@@ -17,6 +17,7 @@ from contracts.messages import ErrorInfo, StatusEvent
 from contracts.projection import TaskState, apply
 from contracts.statuses import Status
 from infra.store import to_document
+from infra.task_queries import derived_fields
 
 _ORIGIN = datetime(2020, 1, 1, tzinfo=UTC)
 _TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at", "next_attempt_at")
@@ -81,6 +82,7 @@ def _shifted(template: dict[str, Any], new_id: str, delta: timedelta) -> dict[st
         if document.get(name) is not None:
             document[name] = document[name] + delta
     document["history"] = [{**entry, "at": entry["at"] + delta} for entry in template["history"]]
+    document.update(derived_fields(new_id, document["created_at"], document["updated_at"]))
     return document
 
 

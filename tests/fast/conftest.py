@@ -31,6 +31,7 @@ from service.submit import claim_key
 from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
 from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
 from tests.support.memory import (
+    FixedQueueDepths,
     ManualClock,
     MemoryApiKeys,
     MemoryIdempotencyKeys,
@@ -62,6 +63,8 @@ class Fakes:
     clock: ManualClock
     cancellations: MemoryCancellations = field(default_factory=MemoryCancellations)
     control: RecordingControl = field(default_factory=RecordingControl)
+    # What `GET /tasks/stats` shows an admin key as queue depths.
+    queues: FixedQueueDepths = field(default_factory=FixedQueueDepths)
 
 
 Issue = Callable[..., Awaitable[str]]
@@ -103,7 +106,7 @@ async def gateway(fakes: Fakes) -> AsyncIterator[FastAPI]:
         cancel = CancelPorts(fakes.cancellations, fakes.control, cancelled_by="fast")
         yield create_app(SETTINGS, services=Services(tasks, replay, unused, auth,
                                                      RateLimiter(clock=fakes.clock),
-                                                     cancel=cancel))
+                                                     cancel=cancel, queues=fakes.queues))
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.fast
 SLEEP = {"task_type": "sleep", "payload": {"seconds": 0}}
 # Every task endpoint: (method, path), the scope it needs.
 ENDPOINTS = [(("POST", "/tasks"), SUBMIT), (("GET", "/tasks/t-1"), READ),
-             (("POST", "/tasks/t-1/retry"), REPLAY)]
+             (("POST", "/tasks/t-1/retry"), REPLAY),
+             (("GET", "/tasks?status=failed"), READ), (("GET", "/tasks/stats"), READ)]
 
 
 async def call(client: httpx.AsyncClient, method: str, path: str) -> httpx.Response:

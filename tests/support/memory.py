@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,9 +18,11 @@ from typing import Literal
 
 from contracts.messages import StatusEvent, TaskEnvelope, utcnow
 from contracts.projection import TaskState, apply
+from contracts.statuses import Status
 from service.auth import ApiKey
 from service.errors import PublishFailed, StoreUnavailable
 from service.ports import Claim, Source
+from service.queries import QueueDepth, SortKey, TaskCount, TaskCounts, TaskPage, TaskQuery
 
 
 class MemoryReadModel:
@@ -50,6 +53,27 @@ class MemoryReadModel:
 
     async def ping(self) -> None:
         await self._round_trip()
+
+    async def find(self, query: TaskQuery) -> TaskPage:
+        await self._round_trip()
+        found = sorted((state for state in self.states.values() if query.matches(state)),
+                       key=SortKey.of, reverse=not query.ascending)
+        items = found[:query.limit]
+        more = len(found) > query.limit
+        return TaskPage(items, SortKey.of(items[-1]) if more else None)
+
+    async def count(self, owners: tuple[str | None, ...], cap: int) -> TaskCounts:
+        await self._round_trip()
+        per_status: dict[Status, Counter[str]] = defaultdict(Counter)
+        for state in self.states.values():
+            if state.tenant in owners:
+                per_status[state.status][state.task_type] += 1
+        capped = frozenset(status for status, types in per_status.items()
+                           if types.total() > cap)
+        counts = [TaskCount(task_type, status, count)
+                  for status, types in per_status.items() for task_type, count in types.items()]
+        # Counts exactly: a capped status's counts are lower bounds, and exact ones are too.
+        return TaskCounts(sorted(counts, key=lambda c: (c.task_type, c.status)), capped)
 
     async def _round_trip(self) -> None:
         # Let other tasks run, as a real store's IO would.
@@ -175,3 +199,17 @@ class RecordingPublisher:
         if self.down:
             raise PublishFailed("the in-memory broker is down")
         return "ok"
+
+
+class FixedQueueDepths:
+    """service.ports.QueueDepths that answers `depths` as set. Set `down` to make it raise."""
+
+    def __init__(self) -> None:
+        self.found: list[QueueDepth] = []
+        self.down = False
+
+    async def depths(self) -> list[QueueDepth]:
+        await asyncio.sleep(0)
+        if self.down:
+            raise PublishFailed("the in-memory broker is down")
+        return list(self.found)

@@ -1,0 +1,165 @@
+"""Listing and counting tasks in MongoDB, in the query forms an index serves on MongoDB and on
+nx-27017 alike.
+
+Listings sort on `list_key`, a string the store writes into every task document: the creation
+time in microseconds since the epoch (17 digits) and the task id, so "after the cursor" and the
+creation-time bounds are one exclusive range on one indexed field. Not `created_at` itself:
+nx-27017 compares dates to the whole second, so a cursor on it would skip or repeat the tasks of
+one second.
+
+A listing is split into queries that each match one owner and at most one status with `$eq`
+(nx-27017 serves neither `$in` nor `$or` from an index, and `{"f": v}` from none), each sorted
+on `list_key` and limited to one more than the page; their answers are merged in Python.
+Labels match with `$all` (nx-27017's `$eq` on an array field matches nothing; MongoDB serves
+`$all` from the multikey index, nx-27017 filters the tenant's tasks by it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+
+from contracts.projection import TaskState
+from contracts.statuses import Status
+from service.queries import SortKey, TaskCount, TaskCounts, TaskPage, TaskQuery
+
+Document = dict[str, Any]
+
+LIST_KEY = "list_key"
+# `updated_at` as a string of microseconds, for the same reason: bounds exact on nx-27017 too.
+UPDATED_KEY = "updated_key"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Sorts after every character a task id may hold ([A-Za-z0-9._:-]); "|" too, which
+# separates the time from the id.
+_AFTER_EVERY_ID = "~"
+
+# (tenant, list_key) lists a tenant's tasks; with status or type or labels between, a filtered
+# listing; (tenant, idempotency_key) finds a key's task. No index names `_id`: nx-27017 refuses
+# every later insert if one does.
+LISTING_INDEXES: tuple[list[tuple[str, int]], ...] = (
+    [("tenant", ASCENDING), (LIST_KEY, DESCENDING)],
+    [("tenant", ASCENDING), ("status", ASCENDING), (LIST_KEY, DESCENDING)],
+    [("tenant", ASCENDING), ("task_type", ASCENDING), (LIST_KEY, DESCENDING)],
+    [("tenant", ASCENDING), ("labels", ASCENDING), (LIST_KEY, DESCENDING)],
+    [("tenant", ASCENDING), ("idempotency_key", ASCENDING)],
+)
+
+
+def _micros(at: datetime) -> str:
+    return f"{max(0, (at - _EPOCH) // timedelta(microseconds=1)):017d}"
+
+
+def _millis(at: datetime) -> datetime:
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def derived_fields(task_id: str, created_at: datetime, updated_at: datetime) -> Document:
+    """What the store writes besides a task's state, for listings (dropped when read back).
+    To the millisecond, as MongoDB keeps dates: a cursor made from a stored task then names
+    its own key."""
+    return {LIST_KEY: list_key(created_at, task_id), UPDATED_KEY: _micros(_millis(updated_at))}
+
+
+def list_key(created_at: datetime, task_id: str) -> str:
+    """Where a task sorts in a listing, as one string (SortKey's order), to the millisecond."""
+    return f"{_micros(_millis(created_at))}|{task_id}"
+
+
+async def find(
+    tasks: AsyncCollection[Document], query: TaskQuery,
+    to_state: Callable[[Document], TaskState],
+) -> TaskPage:
+    """One page of `query` (see the module's docstring for how it is asked)."""
+    sort = [(LIST_KEY, ASCENDING if query.ascending else DESCENDING)]
+    wanted = query.limit + 1
+    answers: list[list[TaskState]] = []
+    for selector in _selectors(query):
+        cursor = tasks.find(selector).sort(sort).limit(wanted)
+        answers.append([to_state(document) async for document in cursor])
+    merged = heapq.merge(*answers, key=SortKey.of, reverse=not query.ascending)
+    found = list(itertools.islice(merged, wanted))
+    items = found[:query.limit]
+    return TaskPage(items, SortKey.of(items[-1]) if len(found) > query.limit else None)
+
+
+def _selectors(query: TaskQuery) -> Iterator[Document]:
+    common = _common(query)
+    for owner in query.owners:
+        for status in query.statuses or (None,):
+            branch = {**common, "tenant": {"$eq": owner}}
+            if status is not None:
+                branch["status"] = {"$eq": status.value}
+            yield branch
+
+
+def _common(query: TaskQuery) -> Document:
+    selector: Document = {}
+    for field, value in (("task_type", query.task_type), ("source", query.source),
+                         ("idempotency_key", query.idempotency_key)):
+        if value is not None:
+            selector[field] = {"$eq": value}
+    if query.labels:
+        selector["labels"] = {"$all": list(query.labels)}
+    keys = _key_range(query)
+    if keys:
+        selector[LIST_KEY] = keys
+    updated: Document = {}
+    if query.updated_after is not None:
+        updated["$gt"] = _micros(query.updated_after)
+    if query.updated_before is not None:
+        updated["$lt"] = _micros(query.updated_before)
+    if updated:
+        selector[UPDATED_KEY] = updated
+    return selector
+
+
+def _key_range(query: TaskQuery) -> Document:
+    """The creation-time bounds and the cursor as exclusive bounds on `list_key`."""
+    lower: list[str] = []
+    upper: list[str] = []
+    if query.created_after is not None:
+        lower.append(_micros(query.created_after) + "|" + _AFTER_EVERY_ID)
+    if query.created_before is not None:
+        upper.append(_micros(query.created_before) + "|")
+    if query.after is not None:
+        cursor = list_key(query.after.created_at, query.after.task_id)
+        (lower if query.ascending else upper).append(cursor)
+    bounds: Document = {}
+    if lower:
+        bounds["$gt"] = max(lower)
+    if upper:
+        bounds["$lt"] = min(upper)
+    return bounds
+
+
+async def count(
+    tasks: AsyncCollection[Document], owners: tuple[str | None, ...], cap: int,
+) -> TaskCounts:
+    """Per owner and status, the types of at most `cap` + 1 tasks read off the (tenant, status,
+    created_at) index: no aggregation (nx-27017 runs `$group` and `count_documents` as scans
+    of the whole collection, 2.6 s at 20,000 tasks)."""
+    per_status: dict[Status, Counter[str]] = {}
+    capped: set[Status] = set()
+    for status in Status:
+        types: Counter[str] = Counter()
+        for owner in owners:
+            selector = {"tenant": {"$eq": owner}, "status": {"$eq": status.value}}
+            left = cap + 1 - types.total()
+            if left <= 0:
+                break
+            cursor = tasks.find(selector, {"task_type": 1, "_id": 0}).limit(left)
+            types.update([document["task_type"] async for document in cursor])
+        if types.total() > cap:
+            capped.add(status)
+        if types:
+            per_status[status] = types
+    counts = [TaskCount(task_type, status, number)
+              for status, types in per_status.items() for task_type, number in types.items()]
+    return TaskCounts(sorted(counts, key=lambda c: (c.task_type, c.status)), frozenset(capped))
