@@ -1,0 +1,114 @@
+"""The task page in a real headless Chromium (Debian's `chromium`, driven by Playwright) against
+the real processes: it lists a submitted task, follows its status without a reload, and cancels
+a running task."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from tests.e2e.conftest import Api, System
+from tests.support.services import ON_CI
+
+pytestmark = pytest.mark.e2e
+
+# Where the README's screenshot comes from: `TASKPROC_UI_SCREENSHOT=docs/ui.png pytest
+# tests/e2e/test_task_page.py` rewrites it; otherwise it goes to the module's log directory.
+SCREENSHOT_ENV = "TASKPROC_UI_SCREENSHOT"
+LABEL = "ui-e2e"
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if ON_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+async def page(chromium_path: str, system: System, api_key: str) -> AsyncIterator[Page]:
+    """The task page, opened and given the test's key through its form."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1360, "height": 760})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append(message.text)
+                    if message.type == "error" else None)
+            page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
+                    if response.status >= 400 else None)
+            await page.goto(f"{system.url}/ui")
+            await page.fill("#key-input", api_key)
+            await page.click("#key-form button[type=submit]")
+            await expect(page.locator("#app")).to_be_visible()
+            yield page
+            assert errors == [], f"the page logged errors: {errors}"
+        finally:
+            await browser.close()
+
+
+def row_status(page: Page, task_id: str) -> str:
+    return f'#tasks tr[data-task-id="{task_id}"] .status'
+
+
+async def test_the_page_is_open_and_allows_no_inline_script(system: System) -> None:
+    async with httpx.AsyncClient(base_url=system.url) as client:
+        answer = await client.get("/ui")
+        script = await client.get("/ui/static/ui.js")
+        other = await client.get("/ui/static/..%2Fapp.py")
+
+    assert answer.status_code == 200
+    policy = answer.headers["content-security-policy"]
+    assert "default-src 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert other.status_code == 404
+
+
+async def test_the_list_follows_a_task_to_its_end_without_a_reload(page: Page, api: Api) -> None:
+    await page.evaluate("window.loadedOnce = true")
+    await page.fill("#filter-label", LABEL)
+    await page.dispatch_event("#filters", "change")
+    unlabelled = await api.submit("sleep", {"seconds": 0})
+    # Longer than one refresh period (2 s), so one refresh lands while it runs.
+    task_id = await api.submit("sleep", {"seconds": 3}, labels=[LABEL])
+
+    status = page.locator(row_status(page, task_id))
+    await expect(status).to_have_text("running", timeout=10_000)
+    await expect(status).to_have_text("succeeded", timeout=10_000)
+
+    assert await page.evaluate("window.loadedOnce") is True  # the same document: no reload
+    assert await page.locator(f'#tasks tr[data-task-id="{unlabelled}"]').count() == 0
+
+
+async def test_a_running_task_is_cancelled_from_its_detail(
+    page: Page, api: Api, module_log_dir: Path
+) -> None:
+    task_id = await api.submit("sleep", {"seconds": 120}, labels=[LABEL, "nightly"])
+    await api.wait_for(task_id, "running")
+    await page.click(f'#tasks tr[data-task-id="{task_id}"]')
+    await expect(page.locator("#d-id")).to_have_text(task_id)
+    await expect(page.locator("#d-status")).to_have_text("running")
+
+    await page.click("#cancel")
+
+    await expect(page.locator("#d-status")).to_have_text("cancelled", timeout=10_000)
+    await expect(page.locator(row_status(page, task_id))).to_have_text("cancelled")
+    await expect(page.locator("#d-history li").last).to_contain_text("cancelled")
+    await expect(page.locator("#cancel")).to_be_hidden()
+    assert (await api.task(task_id) or {})["status"] == "cancelled"
+    target = Path(os.environ.get(SCREENSHOT_ENV) or module_log_dir / "ui.png")
+    await page.screenshot(path=str(target), full_page=True)
