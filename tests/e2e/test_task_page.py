@@ -36,13 +36,21 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-async def page(chromium_path: str, system: System, api_key: str) -> AsyncIterator[Page]:
+def page_errors() -> list[str]:
+    """What the page logged as an error, and each answer of 400 or more it got: none, unless a
+    test expects some and takes them out."""
+    return []
+
+
+@pytest.fixture
+async def page(chromium_path: str, system: System, api_key: str,
+               page_errors: list[str]) -> AsyncIterator[Page]:
     """The task page, opened and given the test's key through its form."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path, headless=True)
         try:
             page = await browser.new_page(viewport={"width": 1360, "height": 760})
-            errors: list[str] = []
+            errors = page_errors
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("console", lambda message: errors.append(message.text)
                     if message.type == "error" else None)
@@ -52,6 +60,7 @@ async def page(chromium_path: str, system: System, api_key: str) -> AsyncIterato
             await page.fill("#key-input", api_key)
             await page.click("#key-form button[type=submit]")
             await expect(page.locator("#app")).to_be_visible()
+            await expect(page.locator("#key-form")).to_be_hidden()
             yield page
             assert errors == [], f"the page logged errors: {errors}"
         finally:
@@ -76,6 +85,19 @@ async def test_the_page_is_open_and_allows_no_inline_script(system: System) -> N
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("text/javascript")
     assert other.status_code == 404
+
+
+async def test_a_refused_key_brings_the_key_form_back(page: Page, page_errors: list[str]) -> None:
+    await page.evaluate("sessionStorage.setItem('taskproc.apiKey', 'tp_not_a_real_key')")
+
+    await page.reload()
+
+    await expect(page.locator("#notice")).to_contain_text("refused")
+    await expect(page.locator("#key-form")).to_be_visible()
+    await expect(page.locator("#app")).to_be_hidden()
+    assert await page.evaluate("sessionStorage.getItem('taskproc.apiKey')") is None
+    assert any(error.startswith("401 ") for error in page_errors)
+    page_errors.clear()
 
 
 async def test_the_list_follows_a_task_to_its_end_without_a_reload(page: Page, api: Api) -> None:
