@@ -1,5 +1,5 @@
 // The task page: a plain script over the JSON API. Everything shown from the API goes through
-// textContent (never innerHTML), so a task's payload, labels or error cannot inject markup.
+// textContent, never parsed as HTML, so a task's result, labels or error cannot inject markup.
 "use strict";
 
 const KEY_SLOT = "taskproc.apiKey";

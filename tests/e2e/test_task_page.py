@@ -71,7 +71,7 @@ def row_status(page: Page, task_id: str) -> str:
     return f'#tasks tr[data-task-id="{task_id}"] .status'
 
 
-async def test_the_page_is_open_and_allows_no_inline_script(system: System) -> None:
+async def test_the_page_is_served_by_the_real_gateway_under_its_csp(system: System) -> None:
     async with httpx.AsyncClient(base_url=system.url) as client:
         answer = await client.get("/ui")
         script = await client.get("/ui/static/ui.js")
