@@ -5,15 +5,20 @@ a running task."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, Route, async_playwright, expect
 
 from tests.e2e.conftest import Api, System
+from tests.e2e.test_replay import failed_task
+from tests.support.receivers import WebhookReceiver
 from tests.support.services import ON_CI
 
 pytestmark = pytest.mark.e2e
@@ -134,3 +139,56 @@ async def test_a_running_task_is_cancelled_from_its_detail(
     assert (await api.task(task_id) or {})["status"] == "cancelled"
     target = Path(os.environ.get(SCREENSHOT_ENV) or module_log_dir / "ui.png")
     await page.screenshot(path=str(target), full_page=True)
+
+
+async def test_a_failed_task_shows_its_error_and_is_replayed_from_the_page(
+    page: Page, api: Api, webhook_receiver: WebhookReceiver
+) -> None:
+    task_id, _ = await failed_task(api, webhook_receiver)  # its receiver answers 200 next time
+    await page.click(f'#tasks tr[data-task-id="{task_id}"]')
+    await expect(page.locator("#d-status")).to_have_text("failed")
+    await expect(page.locator("#d-error")).to_contain_text("404")
+    await expect(page.locator("#cancel")).to_be_hidden()
+
+    await page.click("#retry")
+
+    await expect(page.locator("#d-status")).to_have_text("succeeded", timeout=15_000)
+    await expect(page.locator("#d-attempt")).to_have_text(re.compile(r"/ 2$"))
+    await expect(page.locator("#retry")).to_be_hidden()
+    await expect(page.locator("#d-result-box")).to_be_visible()
+
+
+MARKUP = '<img src="/x" onerror="window.injected = true"><b id="injected">bold</b>'
+FAKE_ID = "00000000-0000-4000-8000-00000000beef"
+
+
+def _fake_task() -> dict[str, Any]:
+    """A running task whose every free text is markup, as a hostile payload could make it."""
+    at = "2026-11-30T08:00:00Z"
+    return {"task_id": FAKE_ID, "task_type": MARKUP, "status": "running", "attempt": 1,
+            "run": 1, "source": "http", "created_at": at, "updated_at": at, "started_at": at,
+            "finished_at": None, "next_attempt_at": None, "result": None,
+            "error": {"type": "Boom", "message": MARKUP},
+            "progress": {"fraction": 0.4, "message": MARKUP, "at": at},
+            "history": [{"status": "running", "attempt": 1, "run": 1, "at": at,
+                         "error": {"type": "Boom", "message": MARKUP}}],
+            "labels": ["customer=42"]}
+
+
+async def test_task_data_is_shown_as_text_never_as_markup(page: Page) -> None:
+    # The gateway's answers are replaced in the browser: no handler returns such text on demand.
+    async def answer(route: Route) -> None:
+        whole = urlparse(route.request.url).path == "/tasks"
+        await route.fulfill(json={"items": [_fake_task()], "next": None} if whole
+                            else _fake_task())
+
+    await page.route(lambda url: urlparse(url).path.startswith("/tasks"), answer)
+    await page.click(f'#tasks tr[data-task-id="{FAKE_ID}"]')
+
+    await expect(page.locator("#d-error")).to_have_text(f"Boom: {MARKUP}")
+    await expect(page.locator("#d-type")).to_have_text(MARKUP)
+    await expect(page.locator("#d-progress-text")).to_contain_text(MARKUP)
+    await expect(page.locator("#d-progress")).to_have_js_property("value", 0.4)
+    await expect(page.locator("#cancel")).to_be_visible()
+    assert await page.locator("#injected, #app img").count() == 0
+    assert await page.evaluate("window.injected") is None
