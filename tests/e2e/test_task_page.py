@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from playwright.async_api import Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from tests.e2e.conftest import Api, System
 from tests.e2e.test_replay import failed_task
@@ -47,29 +47,40 @@ def page_errors() -> list[str]:
     return []
 
 
+@pytest.fixture(scope="module")
+async def browser(chromium_path: str) -> AsyncIterator[Browser]:
+    """One headless Chromium for the module (a launch costs about 2 s); each test gets a fresh
+    context, so no cookie, storage or route of one test reaches the next."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium_path, headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
 @pytest.fixture
-async def page(chromium_path: str, system: System, api_key: str,
+async def page(browser: Browser, system: System, api_key: str,
                page_errors: list[str]) -> AsyncIterator[Page]:
     """The task page, opened and given the test's key through its form."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path, headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 1360, "height": 760})
-            errors = page_errors
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("console", lambda message: errors.append(message.text)
-                    if message.type == "error" else None)
-            page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
-                    if response.status >= 400 else None)
-            await page.goto(f"{system.url}/ui")
-            await page.fill("#key-input", api_key)
-            await page.click("#key-form button[type=submit]")
-            await expect(page.locator("#app")).to_be_visible()
-            await expect(page.locator("#key-form")).to_be_hidden()
-            yield page
-            assert errors == [], f"the page logged errors: {errors}"
-        finally:
-            await browser.close()
+    context = await browser.new_context(viewport={"width": 1360, "height": 760})
+    try:
+        page = await context.new_page()
+        errors = page_errors
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text)
+                if message.type == "error" else None)
+        page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
+                if response.status >= 400 else None)
+        await page.goto(f"{system.url}/ui")
+        await page.fill("#key-input", api_key)
+        await page.click("#key-form button[type=submit]")
+        await expect(page.locator("#app")).to_be_visible()
+        await expect(page.locator("#key-form")).to_be_hidden()
+        yield page
+        assert errors == [], f"the page logged errors: {errors}"
+    finally:
+        await context.close()
 
 
 def row_status(page: Page, task_id: str) -> str:
