@@ -113,7 +113,9 @@ function renderList(page) {
     const status = document.createElement("td");
     status.appendChild(statusBadge(task.status));
     row.append(text("td", when(task.created_at)), text("td", task.task_type), status,
-               text("td", percent(task.progress)), text("td", (task.labels || []).join(", ")),
+               // An ended task keeps its last report (how far it got); the list shows only live ones.
+               text("td", FINAL.has(task.status) ? "" : percent(task.progress)),
+               text("td", (task.labels || []).join(", ")),
                text("td", task.task_id, "mono"));
     row.addEventListener("click", () => select(task.task_id));
     return row;
