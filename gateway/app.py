@@ -12,6 +12,7 @@ from gateway.error_responses import install_error_handlers
 from gateway.limits import BodySizeLimit, ConcurrencyLimit, limit_table
 from gateway.observability import install_observability
 from gateway.routes import router
+from gateway.ui import ui
 from infra.composition import connected_task_service
 from infra.logging import configure_logging
 from infra.settings import Settings
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services
     app.state.task_limits = limit_table(settings)
     app.include_router(router)
+    app.include_router(ui)
     install_error_handlers(app)
     # Added first, so they run inside the observability middleware: refusals are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
