@@ -163,7 +163,7 @@ async def cancel(api: Api, task_id: str) -> int:
 @api_options
 async def watch(api: Api, task_id: str, interval: float) -> int:
     """Follow a task until it ends, with a progress bar; exit 0 if it succeeded, else 1."""
-    line = _Line(sys.stdout.isatty() and not api.as_json)
+    line = ProgressLine(sys.stdout.isatty() and not api.as_json)
     async with api.client() as client:
         while True:
             view = await client.task(task_id)
@@ -192,7 +192,7 @@ def _watch_line(view: Json) -> str:
     return f"[{bar}] {percent} {view['status']} (attempt {view.get('attempt')}) {message}".rstrip()
 
 
-class _Line:
+class ProgressLine:
     """On a terminal, one line redrawn in place; otherwise a line per change."""
 
     def __init__(self, redraw: bool) -> None:

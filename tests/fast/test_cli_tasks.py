@@ -23,6 +23,7 @@ from contracts.projection import apply
 from contracts.statuses import Status
 from infra.api_cli import ApiEnvironment
 from infra.cli import cli
+from infra.task_cli import ProgressLine
 from service.auth import READ
 from tests.fast.conftest import TENANT, Fakes, Issue
 
@@ -192,6 +193,17 @@ async def test_over_the_rate_limit_is_429_with_its_delay(taskproc: Invoke, issue
     assert "; retry after " in second.stderr
 
 
+async def test_a_store_outage_is_503_with_its_delay(taskproc: Invoke, fakes: Fakes) -> None:
+    await stored(fakes, "t-1")
+    fakes.read_model.down = True
+
+    result = await taskproc("status", "t-1")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: unavailable (503): ")
+    assert result.stderr.endswith("; retry after 5 s\n")
+
+
 @pytest.mark.usefixtures("no_key_file")
 async def test_an_unreachable_gateway_exits_1() -> None:
     result = await asyncio.to_thread(CliRunner().invoke, cli, [
@@ -354,3 +366,15 @@ async def test_watch_of_a_task_that_fails_exits_1_with_its_error(
     assert result.exit_code == 1
     view = json.loads(result.stdout)
     assert (view["status"], view["error"]["type"]) == ("failed", "Boom")
+
+
+def test_on_a_terminal_the_watch_line_is_redrawn_in_place(capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    line = ProgressLine(redraw=True)
+
+    line.show("[...] running 4 of 10")
+    line.show("[...] running 4 of 10")
+    line.show("[###] done")
+    line.end()
+
+    assert capsys.readouterr().out == "\r[...] running 4 of 10\r[###] done           \n"
