@@ -30,8 +30,11 @@ from infra.logging import configure_logging
 from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies
 from infra.rabbitmq_layout import USER_PREFIX, parse_publisher
 from infra.rabbitmq_setup import process_environment, setup
+from infra.read_model_migration import backfill_listing_keys, count_missing
 from infra.replay import BrokerDeadLetterQueue
+from infra.schedule_cli import schedules
 from infra.settings import Settings
+from infra.task_cli import TASK_VERBS
 from infra.topology import build_topology, declare_on, definitions
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import InvalidKeyRequest, StoreUnavailable
@@ -326,6 +329,47 @@ def _print_letters(letters: list[DeadLetter], archived: Mapping[str, DeadLetter]
         state = "-" if kept is None else "replayed" if kept.replayed else "kept"
         print(f"{letter.task_id:<38} {letter.run:>3} {letter.attempt:>7} {letter.reason:<24} "
               f"{state:<10} {letter.last_error or ''}")
+
+
+# The HTTP API's verbs (infra/task_cli.py, infra/schedule_cli.py).
+for _verb in [*TASK_VERBS, schedules]:
+    cli.add_command(_verb)
+
+
+@cli.group("read-model")
+def read_model() -> None:
+    """The MongoDB read model: upgrades."""
+
+
+@read_model.command("migrate")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="documents per round trip")
+def read_model_migrate(batch: int) -> None:
+    """Give tasks stored before listing existed their listing keys (`GET /tasks` lists them
+    then); idempotent: run it after upgrading a store that has tasks."""
+    settings = settings_for("read-model")
+    sys.exit(asyncio.run(_migrate(settings, batch)))
+
+
+async def _migrate(settings: Settings, batch: int) -> int:
+    mongo = mongo_adapters(settings)
+    tasks = mongo.client[settings.mongodb_database]["tasks"]
+    try:
+        missing = await count_missing(tasks)
+        if not missing:
+            print("every task has its listing keys; nothing to do", file=sys.stderr)
+            return 0
+        with click.progressbar(length=missing, label="tasks", file=sys.stderr) as bar:
+            done = await backfill_listing_keys(tasks, batch=batch, on_batch=bar.update)
+    except StoreUnavailable as error:
+        log.error("%s", error)
+        return 1
+    finally:
+        await mongo.close()
+    print(f"{done.updated} task(s) given listing keys", file=sys.stderr)
+    for task_id in done.unreadable:
+        print(f"unreadable, left as it is: {task_id}", file=sys.stderr)
+    return 1 if done.unreadable else 0
 
 
 def main(argv: list[str] | None = None) -> None:

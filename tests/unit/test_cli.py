@@ -13,11 +13,12 @@ from click.testing import CliRunner
 
 from infra.cli import PLUGIN_GROUP, cli, plugin_commands
 
-VERBS = ["dead-letters", "gateway", "keys", "projector", "rabbitmq", "run", "schemas",
-         "services", "topology", "worker"]
+VERBS = ["cancel", "dead-letters", "gateway", "keys", "list", "projector", "rabbitmq",
+         "read-model", "run", "schedules", "schemas", "services", "status", "submit", "topology",
+         "watch", "worker"]
 SUBVERBS = [["topology", "export"], ["topology", "declare"], ["dead-letters", "list"],
             ["dead-letters", "replay"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"],
-            ["rabbitmq", "setup"]]
+            ["rabbitmq", "setup"], ["read-model", "migrate"]]
 
 
 def test_the_help_lists_every_verb_of_a_development_install() -> None:
