@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, Response, status
 
 from gateway.auth import KeyFirstRoute, Reader, Replayer, Submitter, api_key
+from gateway.batch_routes import batches
 from gateway.deps import ServicesDep
 from gateway.http_models import (
     CancelAccepted,
@@ -143,5 +144,6 @@ async def ready(services: ServicesDep, response: Response) -> Readiness:
 router = APIRouter()
 # Before `tasks`: its `/tasks/{task_id}` would take `/tasks/stats` for a task's id.
 router.include_router(listing)
+router.include_router(batches)
 router.include_router(tasks)
 router.include_router(open_routes)
