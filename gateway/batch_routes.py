@@ -20,6 +20,7 @@ from contracts.messages import Labels
 from contracts.statuses import Status
 from gateway.auth import KeyFirstRoute, Reader, Submitter, api_key
 from gateway.deps import ServicesDep
+from gateway.follow_ups import checked_follow_ups
 from gateway.http_models import TaskRequest
 from gateway.limits import LimitsDep
 from service.batches import (
@@ -101,9 +102,11 @@ async def submit_tasks(
     Each task carries the label `batch=<batch_id>` and the batch's `labels`."""
     _check(request, limits)
     commands = tuple(
-        dataclasses.replace(task.command(None, tenant=principal.tenant),
-                            labels=tuple(dict.fromkeys((*task.labels, *request.labels))))
-        for task in request.tasks)
+        dataclasses.replace(
+            task.command(None, tenant=principal.tenant),
+            labels=tuple(dict.fromkeys((*task.labels, *request.labels))),
+            then=checked_follow_ups(task.then, limits, ("body", "tasks", index)))
+        for index, task in enumerate(request.tasks))
     batch = SubmitBatch(commands, idempotency_key=idempotency_key, tenant=principal.tenant)
     try:
         accepted = await submit_batch(services.tasks, batch, source="http")
@@ -124,7 +127,8 @@ def _check(request: BatchRequest, limits: LimitsDep) -> None:
                             max_attempts=task.max_attempts, not_before=task.not_before, now=now)
         errors += [{"loc": ("body", "tasks", index, over.field), "msg": over.message,
                     "type": "over_limit"} for over in found]
-        if len({*task.labels, *request.labels}) + 1 > MAX_LABELS:
+        # `batch=<id>`, and `workflow=<id>` for a task with `then`.
+        if len({*task.labels, *request.labels}) + 1 + bool(task.then) > MAX_LABELS:
             errors.append({"loc": ("body", "tasks", index, "labels"), "type": "too_long",
                            "msg": f"with the batch's labels and `batch=<id>`, over "
                                   f"{MAX_LABELS} labels"})

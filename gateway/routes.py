@@ -3,6 +3,7 @@ and readiness (open)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Header, Response, status
 from gateway.auth import KeyFirstRoute, Reader, Replayer, Submitter, api_key
 from gateway.batch_routes import batches
 from gateway.deps import ServicesDep
+from gateway.follow_ups import checked_follow_ups
 from gateway.http_models import (
     CancelAccepted,
     Health,
@@ -77,7 +79,9 @@ async def submit_task(
                  max_attempts=request.max_attempts, not_before=request.not_before)
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
     valid_trace = traceparent if traceparent and TRACEPARENT.fullmatch(traceparent) else None
-    command = request.command(idempotency_key, tenant=principal.tenant)
+    command = dataclasses.replace(
+        request.command(idempotency_key, tenant=principal.tenant),
+        then=checked_follow_ups(request.then, limits, ("body",), request.labels))
     task_id = await submit(services.tasks, command, source="http", traceparent=valid_trace)
     return TaskAccepted(task_id=task_id)
 

@@ -20,9 +20,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from contracts.messages import StatusEvent, TaskEnvelope, utcnow
+from contracts.messages import FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.projection import TaskState
 from contracts.statuses import Status
+from contracts.workflows import workflow_label
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
 from service.errors import IdempotencyConflict, PublishFailed, StoreUnavailable, TaskNotFound
@@ -140,11 +141,14 @@ async def _publish(
 
 
 def _envelope(command: SubmitTask, task_id: str, label: str) -> TaskEnvelope:
-    labels = tuple(dict.fromkeys((*command.labels, label)))
+    workflow = (workflow_label(task_id),) if command.then else ()
+    labels = tuple(dict.fromkeys((*command.labels, label, *workflow)))
     return TaskEnvelope(task_id=task_id, task_type=command.task_type, payload=command.payload,
                         submitted_at=utcnow(), max_attempts=command.max_attempts,
                         timeout_s=command.timeout_s, retry_base_s=command.retry_base_s,
-                        not_before=command.not_before, labels=labels)
+                        not_before=command.not_before, labels=labels,
+                        then=[FollowUp.model_validate(step) for step in command.then] or None,
+                        workflow_id=task_id if command.then else None)
 
 
 async def _record_queued(
