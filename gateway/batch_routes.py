@@ -82,6 +82,7 @@ class BatchView(BaseModel):
             "batch_id": _EXAMPLE_ID,
             "task_ids": ["5d1f3c0e-7a2b-5c4d-9e8f-0a1b2c3d4e5f",
                          "8b7a6c5d-4e3f-5a2b-9c1d-0e9f8a7b6c5d"]}}}},
+        400: {"description": "A body that cannot be read as text (not UTF-8)"},
         409: {"description": "A request with this Idempotency-Key is still in progress"},
         413: {"description": "Request body over MAX_REQUEST_BYTES"},
         422: {"description": "Any task invalid (`loc` names its index in `tasks`), more than "
