@@ -11,7 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from contracts import names
-from contracts.limits import TASK_ID_RULE, TaskLimits, is_valid_task_id, over_limits
+from contracts.limits import MAX_LABELS, TASK_ID_RULE, TaskLimits, is_valid_task_id, over_limits
 from contracts.messages import FollowUp, TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TASK_TYPES, TaskSpec
@@ -94,6 +94,9 @@ def decode(
     unknown = _unknown_follow_up_types(body.then or [])
     if unknown:
         raise InvalidTask(f"then: unknown task types {sorted(unknown)}", task_id)
+    if _labels_full(body.then or []):
+        raise InvalidTask(f"then: a follow-up has no room for the label workflow=<id> "
+                          f"(at most {MAX_LABELS - 1} labels of its own)", task_id)
     try:
         tenant = tenant_of(message, tenants)
     except UnknownPublisher as error:
@@ -127,6 +130,11 @@ def _unknown_follow_up_types(steps: list[FollowUp]) -> set[str]:
             found.add(step.task_type)
         found |= _unknown_follow_up_types(step.then or [])
     return found
+
+
+def _labels_full(steps: list[FollowUp]) -> bool:
+    return any(len(set(step.labels or ())) >= MAX_LABELS or _labels_full(step.then or [])
+               for step in steps)
 
 
 def _brief(error: ValidationError) -> str:
