@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fast.conftest import Fakes
+from contracts.json_schema import json_schemas
+from service.auth import SUBMIT
+from tests.fast.conftest import ClientFor, Fakes, Issue
 
 pytestmark = pytest.mark.fast
 
@@ -87,3 +89,24 @@ async def test_then_is_part_of_the_idempotency_fingerprint(http: httpx.AsyncClie
 
 async def test_an_unknown_workflow_is_not_found(http: httpx.AsyncClient) -> None:
     assert (await http.get("/workflows/nope")).status_code == 404
+
+
+async def test_a_workflow_needs_tasks_read_and_belongs_to_its_tenant(
+    http: httpx.AsyncClient, issue: Issue, client_for: ClientFor
+) -> None:
+    task_id = (await http.post("/tasks", json=sleep(0, then=[sleep(0)]))).json()["task_id"]
+    anonymous = await client_for(None)
+    submitter = await client_for(await issue(scopes=(SUBMIT,)))
+    other = await client_for(await issue(tenant="other"))
+
+    assert (await anonymous.get(f"/workflows/{task_id}")).status_code == 401
+    assert (await submitter.get(f"/workflows/{task_id}")).status_code == 403
+    assert (await other.get(f"/workflows/{task_id}")).status_code == 404
+    assert (await http.get(f"/workflows/{task_id}")).status_code == 200
+
+
+def test_the_json_schema_of_a_task_message_has_the_workflow_fields() -> None:
+    body = json_schemas()["task_body"]
+
+    assert {"then", "workflow_id", "previous_result"} <= set(body["properties"])
+    assert "FollowUp" in body["$defs"]
