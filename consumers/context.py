@@ -36,6 +36,8 @@ class TaskContext(Generic[C]):
     settings: Settings
     clients: C
     report_progress: ReportProgress = field(default=no_progress, repr=False)
+    # In a workflow, the result of the step before this one (README, Workflows); else None.
+    previous_result: JSON = None
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far this attempt got: `fraction` from 0 to 1, `message` a short note (cut

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from contracts import names
-from contracts.limits import TASK_ID_RULE, TaskLimits, is_valid_task_id, over_limits
-from contracts.messages import TaskBody
+from contracts.limits import MAX_LABELS, TASK_ID_RULE, TaskLimits, is_valid_task_id, over_limits
+from contracts.messages import FollowUp, TaskBody
 from contracts.payloads import Payload
-from contracts.registry import TaskSpec
+from contracts.registry import TASK_TYPES, TaskSpec
 from infra.amqp_codec import (
     DEVELOPMENT_TENANTS,
     TenantRules,
@@ -49,6 +50,11 @@ class ReceivedTask:
     source: str
     idempotency_key: str | None
     tenant: str = DEFAULT_TENANT
+    # A workflow's step (README, Workflows): what to submit when it succeeds, and what the
+    # step before it returned.
+    then: tuple[FollowUp, ...] = ()
+    workflow_id: str | None = None
+    previous_result: Any = None
 
 
 def decode(
@@ -85,6 +91,12 @@ def decode(
     if over:
         reason = "; ".join(f"{item.field}: {item.message}" for item in over)
         raise InvalidTask(f"over a limit: {reason}", task_id)
+    unknown = _unknown_follow_up_types(body.then or [])
+    if unknown:
+        raise InvalidTask(f"then: unknown task types {sorted(unknown)}", task_id)
+    if _labels_full(body.then or []):
+        raise InvalidTask(f"then: a follow-up has no room for the label workflow=<id> "
+                          f"(at most {MAX_LABELS - 1} labels of its own)", task_id)
     try:
         tenant = tenant_of(message, tenants)
     except UnknownPublisher as error:
@@ -103,7 +115,26 @@ def decode(
         source="http" if headers.get(names.HEADER_SOURCE) == "http" else "amqp",
         idempotency_key=body.idempotency_key,
         tenant=tenant,
+        then=tuple(body.then or ()),
+        workflow_id=body.workflow_id,
+        previous_result=body.previous_result,
     )
+
+
+def _unknown_follow_up_types(steps: list[FollowUp]) -> set[str]:
+    # A follow-up no exchange takes would be unroutable each time the parent succeeds.
+    known = {spec.name for spec in TASK_TYPES}
+    found: set[str] = set()
+    for step in steps:
+        if step.task_type not in known:
+            found.add(step.task_type)
+        found |= _unknown_follow_up_types(step.then or [])
+    return found
+
+
+def _labels_full(steps: list[FollowUp]) -> bool:
+    return any(len(set(step.labels or ())) >= MAX_LABELS or _labels_full(step.then or [])
+               for step in steps)
 
 
 def _brief(error: ValidationError) -> str:

@@ -24,6 +24,7 @@ from consumers import lifecycle
 from consumers.cancels import CancelWatch
 from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.failures import TaskFailure
+from consumers.follow_ups import submit_follow_ups
 from consumers.progress import ProgressReporter, Report
 from consumers.task_handler import RunTask
 from contracts import names
@@ -230,6 +231,8 @@ class Worker:
         """Publish what the decision asks for, each copy before the event that reports it."""
         match decision:
             case lifecycle.Succeed(result=result):
+                # A workflow's next steps are confirmed before `succeeded` and the ack.
+                await submit_follow_ups(self._broker, task, result, app_id=self._worker_name)
                 await self._emit(task, Status.SUCCEEDED, result=result)
                 # Per-task success is the common case and the read model has it: a line per
                 # task would be the busiest thing a worker does.

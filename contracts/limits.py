@@ -24,6 +24,10 @@ DAY_S = 86_400.0
 LABEL_PATTERN = r"^[A-Za-z0-9._:/=-]{1,64}$"
 LABEL_RULE = "1-64 characters of [A-Za-z0-9._:/=-]"
 MAX_LABELS = 10
+# A workflow (`then`): follow-ups per task, nesting depth, and tasks in all.
+MAX_THEN = 10
+MAX_WORKFLOW_DEPTH = 10
+MAX_WORKFLOW_TASKS = 100
 
 
 def is_valid_task_id(value: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.limits import LABEL_PATTERN, MAX_LABELS, TASK_ID_PATTERN
+from contracts.limits import LABEL_PATTERN, MAX_LABELS, MAX_THEN, TASK_ID_PATTERN
 from contracts.statuses import Status
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -33,7 +33,27 @@ class TaskOptions(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     retry_base_s: float | None = Field(default=None, gt=0, le=600)
     labels: Labels | None = None
+    # A workflow (README, Workflows): the tasks submitted when this one succeeds, each given
+    # this one's result as `previous_result`; all of them carry `workflow=<workflow_id>`.
+    then: list[FollowUp] | None = Field(default=None, max_length=MAX_THEN)
+    workflow_id: str | None = Field(default=None, pattern=TASK_ID_PATTERN)
+    previous_result: Any = None
     schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class FollowUp(BaseModel):
+    """A task to submit when the one naming it succeeds: what `POST /tasks` takes but an
+    Idempotency-Key and `not_before`. Its payload is checked at submission (the gateway)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: str
+    payload: dict[str, Any]
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    retry_base_s: float | None = Field(default=None, gt=0, le=600)
+    labels: Labels | None = None
+    then: list[FollowUp] | None = Field(default=None, max_length=MAX_THEN)
 
 
 class TaskBody(TaskOptions):

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
-from contracts.limits import LABEL_RULE, MAX_LABELS
+from contracts.limits import (
+    LABEL_RULE,
+    MAX_LABELS,
+    MAX_THEN,
+    MAX_WORKFLOW_DEPTH,
+    MAX_WORKFLOW_TASKS,
+)
 from contracts.messages import ErrorInfo, Labels
 from contracts.payloads import Payload
 from contracts.projection import TaskState
@@ -37,6 +43,15 @@ class TaskRequestBase(BaseModel):
         default=(), description=f"Up to {MAX_LABELS} labels, each {LABEL_RULE}; "
                                 "`GET /tasks?label=...` finds the task by them.",
         examples=[["nightly", "customer=42"]])
+    then: list[dict[str, Any]] | None = Field(
+        default=None, max_length=MAX_THEN,
+        description="A workflow: tasks to submit when this one succeeds (each what this "
+                    "endpoint takes, but `not_before`; each may have its own `then`, "
+                    f"{MAX_WORKFLOW_DEPTH} deep, {MAX_WORKFLOW_TASKS} in all). Each is handed "
+                    "this task's result as `previous_result`; every task of the workflow "
+                    "carries the label `workflow=<id of the first task>`.",
+        examples=[[{"task_type": "sleep", "payload": {"seconds": 1},
+                    "then": [{"task_type": "sleep", "payload": {"seconds": 2}}]}]])
 
     def command(self, idempotency_key: str | None, *, tenant: str | None = None) -> SubmitTask:
         """The request as the service layer takes it, on behalf of `tenant`; the payload as the

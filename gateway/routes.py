@@ -3,13 +3,16 @@ and readiness (open)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Response, status
 
 from gateway.auth import KeyFirstRoute, Reader, Replayer, Submitter, api_key
+from gateway.batch_routes import batches
 from gateway.deps import ServicesDep
+from gateway.follow_ups import checked_follow_ups
 from gateway.http_models import (
     CancelAccepted,
     Health,
@@ -20,6 +23,7 @@ from gateway.http_models import (
 )
 from gateway.limits import LimitsDep, check_limits
 from gateway.listing_routes import listing
+from gateway.workflow_routes import workflows
 from service.cancel import cancel_task as cancel_task_use_case
 from service.errors import PublishFailed
 from service.replay import replay_task
@@ -76,7 +80,9 @@ async def submit_task(
                  max_attempts=request.max_attempts, not_before=request.not_before)
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
     valid_trace = traceparent if traceparent and TRACEPARENT.fullmatch(traceparent) else None
-    command = request.command(idempotency_key, tenant=principal.tenant)
+    command = dataclasses.replace(
+        request.command(idempotency_key, tenant=principal.tenant),
+        then=checked_follow_ups(request.then, limits, ("body",), request.labels))
     task_id = await submit(services.tasks, command, source="http", traceparent=valid_trace)
     return TaskAccepted(task_id=task_id)
 
@@ -143,5 +149,7 @@ async def ready(services: ServicesDep, response: Response) -> Readiness:
 router = APIRouter()
 # Before `tasks`: its `/tasks/{task_id}` would take `/tasks/stats` for a task's id.
 router.include_router(listing)
+router.include_router(batches)
+router.include_router(workflows)
 router.include_router(tasks)
 router.include_router(open_routes)

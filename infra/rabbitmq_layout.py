@@ -111,7 +111,7 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
         write=exactly([*(names.task_exchange(t) for t in task_types), names.CONTROL_EXCHANGE]),
         read=exactly(dead_queues),
     ))
-    workers = tuple(_worker_role(t, prefix) for t in task_types)
+    workers = tuple(_worker_role(t, prefix, task_types) for t in task_types)
     projector = Role(projector_user(prefix), Permissions(
         # `dead` events to task-events; invalid events to tasks.quarantine (default exchange).
         write=exactly([names.EVENTS_EXCHANGE, DEFAULT_EXCHANGE]),
@@ -121,15 +121,18 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
     return (gateway, *workers, projector)
 
 
-def _worker_role(task_type: str, prefix: str) -> Role:
+def _worker_role(task_type: str, prefix: str, task_types: Sequence[str]) -> Role:
     # Each worker process declares, binds and consumes a control queue of its own,
     # `task-control.<type>.<process>`, to hear cancellations of its type.
     own_control_queues = prefixed(names.control_queue(task_type, ""))
     return Role(worker_user(task_type, prefix), Permissions(
         configure=own_control_queues,
         # Retry delay queues and tasks.quarantine are reached through the default exchange.
+        # A workflow step's follow-ups go to their types' task exchanges (README, Workflows).
         write=either(exactly([DEFAULT_EXCHANGE, names.dead_exchange(task_type),
-                              names.EVENTS_EXCHANGE]), own_control_queues),
+                              names.EVENTS_EXCHANGE,
+                              *(names.task_exchange(t) for t in task_types)]),
+                     own_control_queues),
         read=either(exactly([names.task_queue(task_type), names.CONTROL_EXCHANGE]),
                     own_control_queues),
     ))

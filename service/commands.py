@@ -28,6 +28,8 @@ class SubmitTask:
     # per tenant, so the tenant is not part of the fingerprint but of the key's scope.
     tenant: str | None = None
     labels: tuple[str, ...] = ()
+    # A workflow's follow-ups (contracts.messages.FollowUp, in their JSON form), checked.
+    then: tuple[dict[str, Any], ...] = ()
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the command but its key, independent of key
@@ -40,5 +42,7 @@ class SubmitTask:
         if self.labels:
             # Only when given, so a request without labels keeps its fingerprint of before.
             request["labels"] = list(self.labels)
+        if self.then:
+            request["then"] = list(self.then)
         canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()

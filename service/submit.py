@@ -11,8 +11,9 @@ import logging
 import uuid
 from datetime import timedelta
 
-from contracts.messages import ErrorInfo, StatusEvent, TaskEnvelope, utcnow
+from contracts.messages import ErrorInfo, FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.statuses import Status
+from contracts.workflows import workflow_label
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
 from service.errors import (
@@ -101,7 +102,9 @@ async def _publish(
         timeout_s=command.timeout_s,
         retry_base_s=command.retry_base_s,
         not_before=command.not_before,
-        labels=command.labels or None,
+        labels=_labels(command, task_id) or None,
+        then=[FollowUp.model_validate(step) for step in command.then] or None,
+        workflow_id=task_id if command.then else None,
     )
     tenant = command.tenant or deps.default_tenant
     try:
@@ -113,6 +116,13 @@ async def _publish(
     await _record_queued(deps, envelope, source, tenant)
     log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
     return task_id
+
+
+def _labels(command: SubmitTask, task_id: str) -> tuple[str, ...]:
+    """The task's labels; a workflow's first task carries `workflow=<its id>` as its steps do."""
+    if not command.then:
+        return command.labels
+    return tuple(dict.fromkeys((*command.labels, workflow_label(task_id))))
 
 
 async def _record_refused(

@@ -15,11 +15,21 @@ REPORT_FROM_S = 2.0
 async def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
     if payload.seconds < REPORT_FROM_S:
         await asyncio.sleep(payload.seconds)
-        return {"slept_s": payload.seconds}
+        return _result(payload, ctx)
     # Against the clock, so the reports' small delays do not add up to a longer sleep.
     end = time.monotonic() + payload.seconds
     while (left := end - time.monotonic()) > 0:
         done = payload.seconds - left
         await ctx.progress(done / payload.seconds, f"slept {done:.0f} of {payload.seconds:g} s")
         await asyncio.sleep(min(1.0, left))
-    return {"slept_s": payload.seconds}
+    return _result(payload, ctx)
+
+
+def _result(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
+    """In a workflow, also how long the chain has slept so far, counting the step before this
+    one's `total_slept_s` (or `slept_s`): it shows each step saw the previous result."""
+    if not isinstance(ctx.previous_result, dict):
+        return {"slept_s": payload.seconds}
+    before = ctx.previous_result.get("total_slept_s", ctx.previous_result.get("slept_s", 0))
+    total = payload.seconds + (before if isinstance(before, int | float) else 0)
+    return {"slept_s": payload.seconds, "total_slept_s": total}

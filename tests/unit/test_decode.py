@@ -250,3 +250,27 @@ def test_a_dead_letter_is_listed_and_replayed_under_the_id_decode_reports(
     letter = describe(message, "sleep")
 
     assert letter.task_id == _decoded_id(body, message_id)
+
+
+def test_a_workflow_step_decodes_with_its_follow_ups_and_the_previous_result() -> None:
+    body = {"payload": {"seconds": 0}, "workflow_id": "root", "previous_result": {"n": 1},
+            "then": [{"task_type": "webhook", "payload": {"url": "https://example.com"}}]}
+
+    task = decode(incoming(body, message_id="m-wf"), SLEEP)
+
+    assert (task.workflow_id, task.previous_result) == ("root", {"n": 1})
+    assert [step.task_type for step in task.then] == ["webhook"]
+
+
+@pytest.mark.parametrize(("then", "reason"), [
+    ([{"task_type": "sleep", "payload": {}, "then": [{"task_type": "nope", "payload": {}}]}],
+     "unknown task types ['nope']"),
+    ([{"task_type": "sleep", "payload": {}, "labels": [f"l{n}" for n in range(10)]}],
+     "no room for the label workflow=<id>"),
+], ids=["unknown type, deeper", "labels full"])
+def test_a_follow_up_that_could_never_be_published_is_invalid(
+    then: list[dict[str, Any]], reason: str
+) -> None:
+    refused = invalid({"payload": {"seconds": 0}, "then": then}, message_id="m-bad")
+
+    assert reason in str(refused)

@@ -1,0 +1,94 @@
+"""A workflow step redelivered after its follow-ups were published but before its ack, against
+real RabbitMQ and MongoDB: the worker and the projector run on this event loop, and the first
+`succeeded` of the parent is made to fail as a broker outage would, so the worker requeues the
+parent after it had confirmed its follow-up. The follow-up is published again under the same id
+(at-least-once) and the read model keeps one record of it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from aio_pika.abc import AbstractChannel
+
+import consumers.worker
+from consumers.bootstrap import run_worker
+from consumers.context import TaskContext
+from consumers.task_handler import TaskHandler
+from contracts import names
+from contracts.messages import StatusEvent
+from contracts.payloads import SleepPayload
+from contracts.registry import SLEEP
+from contracts.statuses import Status
+from contracts.workflows import follow_up_id, workflow_label
+from infra.broker import Broker, BrokerUnavailable
+from infra.composition import connected_task_service
+from infra.publishing import publish_event as real_publish_event
+from infra.settings import Settings
+from projector.bootstrap import run_projector
+from service.commands import SubmitTask
+from service.queries import TaskQuery
+from service.submit import submit
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_redelivered_parent_does_not_duplicate_its_follow_up(
+    settings: Settings, amqp_channel: AbstractChannel, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = settings.model_copy(update={"worker_name": "workflow", "metrics_port": 0})
+    ran: Counter[str] = Counter()
+    seen: list[Any] = []
+
+    async def handle(payload: SleepPayload, ctx: TaskContext) -> dict[str, Any]:
+        ran[ctx.task_id] += 1
+        seen.append(ctx.previous_result)
+        return {"slept_s": payload.seconds}
+
+    failed: list[str] = []
+
+    async def first_success_lost(broker: Broker, event: StatusEvent, **kw: Any) -> None:
+        if event.status is Status.SUCCEEDED and not failed:
+            failed.append(event.task_id)
+            raise BrokerUnavailable("simulated: the broker went away before `succeeded`")
+        await real_publish_event(broker, event, **kw)
+
+    monkeypatch.setattr(consumers.worker, "publish_event", first_success_lost)
+    stop = asyncio.Event()
+    async with connected_task_service(settings, name="workflow gateway") as gateway:
+        await gateway.tasks.publisher.ping()  # declares the topology the tap binds to
+        tap = await amqp_channel.declare_queue(exclusive=True)
+        await tap.bind(names.task_exchange("sleep"), "#")
+        worker = asyncio.create_task(run_worker(settings, "sleep", stop=stop,
+                                                handler=TaskHandler(SLEEP, handle)))
+        projector = asyncio.create_task(run_projector(settings, stop=stop))
+        try:
+            parent = await submit(gateway.tasks, SubmitTask(
+                task_type="sleep", payload={"seconds": 0},
+                then=({"task_type": "sleep", "payload": {"seconds": 0.5}},)), source="http")
+            child = follow_up_id(parent, 0)
+
+            async def both_succeeded() -> list[Any] | None:
+                page = await gateway.tasks.read_model.find(TaskQuery(
+                    owners=(settings.default_tenant, None), labels=(workflow_label(parent),)))
+                done = all(state.status is Status.SUCCEEDED for state in page.items)
+                return page.items if done and len(page.items) == 2 else None
+
+            states = await eventually(both_succeeded, timeout_s=30, what="both steps done")
+            published: Counter[str] = Counter()
+            while (message := await tap.get(fail=False, timeout=5)) is not None:
+                await message.ack()
+                published[str(message.message_id)] += 1
+        finally:
+            stop.set()
+            await asyncio.gather(worker, projector)
+
+    assert failed == [parent]
+    assert ran[parent] == 2  # redelivered after its follow-up was confirmed
+    assert published[child] == 2  # ... so the follow-up was published twice, with one id
+    assert sorted(state.task_id for state in states) == sorted([parent, child])
+    assert ran[child] >= 1
+    assert {"slept_s": 0} in seen  # the follow-up saw its parent's result
