@@ -20,7 +20,10 @@ async def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
     end = time.monotonic() + payload.seconds
     while (left := end - time.monotonic()) > 0:
         done = payload.seconds - left
-        await ctx.progress(done / payload.seconds, f"slept {done:.0f} of {payload.seconds:g} s")
+        # A wake-up a hair early leaves milliseconds to sleep: a report then says nothing new.
+        if left >= 0.5:
+            await ctx.progress(done / payload.seconds,
+                               f"slept {done:.0f} of {payload.seconds:g} s")
         await asyncio.sleep(min(1.0, left))
     return _result(payload, ctx)
 
