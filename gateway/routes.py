@@ -20,6 +20,7 @@ from gateway.http_models import (
 )
 from gateway.limits import LimitsDep, check_limits
 from gateway.listing_routes import listing
+from gateway.schedule_routes import schedules
 from service.cancel import cancel_task as cancel_task_use_case
 from service.errors import PublishFailed
 from service.replay import replay_task
@@ -144,4 +145,5 @@ router = APIRouter()
 # Before `tasks`: its `/tasks/{task_id}` would take `/tasks/stats` for a task's id.
 router.include_router(listing)
 router.include_router(tasks)
+router.include_router(schedules)
 router.include_router(open_routes)

@@ -28,6 +28,9 @@ class SubmitTask:
     # per tenant, so the tenant is not part of the fingerprint but of the key's scope.
     tenant: str | None = None
     labels: tuple[str, ...] = ()
+    # The task's id, when the caller makes it (a schedule's run: from its run key); None: a
+    # new one. Not part of the fingerprint.
+    task_id: str | None = None
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the command but its key, independent of key

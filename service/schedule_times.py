@@ -1,0 +1,110 @@
+"""When a schedule runs: the next due time of a cron expression (in its time zone) or of an
+interval, and what a due time that was missed turns into under the schedule's catch-up policy.
+
+Pure: every function takes `now`, so tests drive it with any clock.
+
+Daylight saving time (cron only; an interval counts real seconds): croniter works in the
+schedule's local time. A local time that does not exist (the hour skipped in spring) is run at
+the first existing instant after it; a local time that occurs twice (the hour repeated in
+autumn) runs once, at its first occurrence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+CatchUp = Literal["skip", "last"]
+
+
+class InvalidTiming(ValueError):
+    """A cron expression that is not five valid fields, an unknown time zone, or neither or
+    both of cron and interval."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a schedule is due: `cron` (5 fields, read in `timezone`) or every `interval_s`
+    seconds counted from `anchor`."""
+
+    cron: str | None
+    interval_s: float | None
+    timezone: str
+    anchor: datetime
+
+    def check(self) -> None:
+        """Raise InvalidTiming unless exactly one of cron and interval is set and valid."""
+        if (self.cron is None) == (self.interval_s is None):
+            raise InvalidTiming("give exactly one of cron and interval_s")
+        zone(self.timezone)
+        if self.cron is not None and (len(self.cron.split()) != 5
+                                      or not croniter.is_valid(self.cron)):
+            raise InvalidTiming(f"not a 5-field cron expression: {self.cron!r}")
+        if self.interval_s is not None and self.interval_s <= 0:
+            raise InvalidTiming("interval_s must be positive")
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first due time strictly after `moment`, in UTC."""
+        if self.interval_s is not None:
+            elapsed = (moment - self.anchor).total_seconds()
+            steps = max(0, math.floor(elapsed / self.interval_s) + 1)
+            due = self.anchor + timedelta(seconds=steps * self.interval_s)
+            # Float rounding must never give a time at or before `moment`.
+            while due <= moment:
+                due += timedelta(seconds=self.interval_s)
+            return due.astimezone(UTC)
+        assert self.cron is not None
+        local = moment.astimezone(zone(self.timezone))
+        following: datetime = croniter(self.cron, local).get_next(datetime)
+        return following.astimezone(UTC)
+
+    def latest_at_or_before(self, moment: datetime, since: datetime) -> datetime:
+        """The last due time at or before `moment`, walking forward from `since` (a due
+        time at or before `moment`)."""
+        if self.interval_s is not None:
+            elapsed = (moment - self.anchor).total_seconds()
+            steps = math.floor(elapsed / self.interval_s)
+            latest = self.anchor + timedelta(seconds=steps * self.interval_s)
+            return max(latest, since).astimezone(UTC)
+        latest = since
+        following = self.next_after(latest)
+        while following <= moment:
+            latest, following = following, self.next_after(following)
+        return latest
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a schedule's due time `slot`: run the task for `run_at` (None: run
+    nothing), then wait for `next_run_at`."""
+
+    slot: datetime
+    run_at: datetime | None
+    next_run_at: datetime
+
+
+def decide(timing: Timing, catch_up: CatchUp, slot: datetime, now: datetime,
+           grace: timedelta) -> Decision:
+    """The due time `slot` (<= now) is on time if at most `grace` has passed since it: it runs,
+    and the next one follows it (so a scheduler that fell behind works through them). Later
+    than that it was missed (no scheduler ran then): `skip` runs nothing, `last` runs the most
+    recent missed due time once; either way the next one is the first after `now`."""
+    if now - slot <= grace:
+        return Decision(slot, slot, timing.next_after(slot))
+    following = timing.next_after(now)
+    if catch_up == "skip":
+        return Decision(slot, None, following)
+    return Decision(slot, timing.latest_at_or_before(now, slot), following)
+
+
+def zone(name: str) -> ZoneInfo:
+    """The time zone of this IANA name; InvalidTiming if there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise InvalidTiming(f"unknown time zone {name!r}") from error
