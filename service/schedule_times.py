@@ -3,10 +3,11 @@ interval, and what a due time that was missed turns into under the schedule's ca
 
 Pure: every function takes `now`, so tests drive it with any clock.
 
-Daylight saving time (cron only; an interval counts real seconds): croniter works in the
-schedule's local time. A local time that does not exist (the hour skipped in spring) is run at
-the first existing instant after it; a local time that occurs twice (the hour repeated in
-autumn) runs once, at its first occurrence.
+Daylight saving time (cron only; an interval counts real seconds): a cron expression is read in
+the schedule's local wall-clock time. A local time that does not exist (the hour skipped in
+spring: 02:30 in Europe/Paris) runs at the first instant after it (03:00); a local time that
+occurs twice (the hour repeated in autumn) runs once, at its first occurrence, so `*/30 * * * *`
+runs nothing during the repeated hour.
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ class Timing:
                 due += timedelta(seconds=self.interval_s)
             return due.astimezone(UTC)
         assert self.cron is not None
-        local = moment.astimezone(zone(self.timezone))
-        following: datetime = croniter(self.cron, local).get_next(datetime)
-        return following.astimezone(UTC)
+        tz = zone(self.timezone)
+        times = croniter(self.cron, moment.astimezone(tz))
+        while True:
+            following: datetime = times.get_next(datetime)
+            if not _repeated(following.astimezone(tz)):
+                return following.astimezone(UTC)
 
     def latest_at_or_before(self, moment: datetime, since: datetime) -> datetime:
         """The last due time at or before `moment`, walking forward from `since` (a due
@@ -100,6 +104,15 @@ def decide(timing: Timing, catch_up: CatchUp, slot: datetime, now: datetime,
     if catch_up == "skip":
         return Decision(slot, None, following)
     return Decision(slot, timing.latest_at_or_before(now, slot), following)
+
+
+def _repeated(local: datetime) -> bool:
+    """Whether `local` is the second occurrence of a wall-clock time that occurs twice (the
+    hour repeated when clocks go back): croniter would run it a second time."""
+    wall = local.replace(tzinfo=None)
+    first = wall.replace(tzinfo=local.tzinfo, fold=0).utcoffset()
+    second = wall.replace(tzinfo=local.tzinfo, fold=1).utcoffset()
+    return first != second and local.utcoffset() == second
 
 
 def zone(name: str) -> ZoneInfo:
