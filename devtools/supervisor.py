@@ -1,8 +1,8 @@
 """`taskproc run`: every process of the system in the foreground, restarted if one dies.
 
 It starts the local services that are not running, then the gateway, one consumer per task type,
-the projector and the scheduler, as a deployment's restart policy would keep them. SIGINT or SIGTERM stops
-everything it started, and only that.
+the projector and the scheduler, as a deployment's restart policy would keep them. SIGINT or
+SIGTERM stops everything it started, and only that.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ schedules = APIRouter(
                429: {"description": "The API key is over its rate limit"},
                503: {"description": "MongoDB unavailable"}},
 )
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such schedule (or another tenant's)"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such schedule (or another tenant's)"}}
 
 
 def _store(services: ServicesDep) -> Schedules:

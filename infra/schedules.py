@@ -85,7 +85,7 @@ class MongoSchedules:
         changes: dict[str, Any] = {"next_run_at": next_run_at,
                                    "next_run_key": millis(next_run_at)}
         if run is not None:
-            changes.update(last_run_at=run.run_at, last_task_id=run.task_id)
+            changes.update(last_run_at=run.run_at or run.slot, last_task_id=run.task_id)
         # Guarded by the due time it was at: of two schedulers, one moves it.
         result = await self._schedules.update_one(
             {"_id": {"$eq": schedule.schedule_id},

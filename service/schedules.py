@@ -58,13 +58,14 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Run:
-    """One due time of one schedule, claimed before its task is published: `run_key` is
-    unique, so of two schedulers only one claims it."""
+    """One due time (`slot`) of one schedule, claimed before its task is published: `run_key`
+    is unique, so of two schedulers only one claims it. `run_at`: the due time the task runs
+    for (the slot, or the latest missed one under `catch_up=last`); None: skipped."""
 
     run_key: str
     schedule_id: str
     slot: datetime
-    run_at: datetime
+    run_at: datetime | None
     task_id: str
     claimed_at: datetime
     submitted: bool = False
@@ -185,5 +186,5 @@ def with_run(schedule: Schedule, next_run_at: datetime, run: Run | None) -> Sche
     """The schedule after `advance` (what the in-memory store keeps)."""
     if run is None:
         return replace(schedule, next_run_at=next_run_at)
-    return replace(schedule, next_run_at=next_run_at, last_run_at=run.run_at,
+    return replace(schedule, next_run_at=next_run_at, last_run_at=run.run_at or run.slot,
                    last_task_id=run.task_id)

@@ -60,24 +60,31 @@ class _Outcome:
 
 
 async def _handle(ports: SchedulerPorts, schedule: Schedule, now: datetime) -> _Outcome:
-    decision = decide(schedule.timing, schedule.catch_up, schedule.next_run_at, now, ports.grace)
-    if decision.run_at is None:
-        log.info("schedule %s: due time %s missed, skipped (catch_up=skip)",
-                 schedule.schedule_id, decision.slot.isoformat())
-        moved = await ports.schedules.advance(schedule, decision.next_run_at, None)
-        return _Outcome(0, int(moved))
-    key = run_key(schedule.schedule_id, decision.slot)
-    mine = Run(run_key=key, schedule_id=schedule.schedule_id, slot=decision.slot,
-               run_at=decision.run_at, task_id=run_task_id(key), claimed_at=now)
+    """Claim the due time (a skipped one too, so every scheduler follows the one decision the
+    claim's winner made), submit its task if it runs, move the schedule on."""
+    slot = schedule.next_run_at
+    decision = decide(schedule.timing, schedule.catch_up, slot, now, ports.grace)
+    key = run_key(schedule.schedule_id, slot)
+    mine = Run(run_key=key, schedule_id=schedule.schedule_id, slot=slot,
+               run_at=decision.run_at, task_id=run_task_id(key), claimed_at=now,
+               submitted=decision.run_at is None)
     run, is_new = await ports.schedules.claim_run(mine)
     submitted = 0
-    if is_new or (not run.submitted and now - run.claimed_at > ports.patience):
+    if run.run_at is None:
+        if is_new:
+            log.info("schedule %s: due time %s missed, skipped (catch_up=skip)",
+                     schedule.schedule_id, slot.isoformat())
+    elif is_new or (not run.submitted and now - run.claimed_at > ports.patience):
         if not await _submit(ports, schedule, run):
             return _Outcome(0, 0)
         submitted = 1
     elif not run.submitted:
         return _Outcome(0, 0)  # another scheduler is submitting it right now
-    moved = await ports.schedules.advance(schedule, decision.next_run_at, run)
+    # On time, the next due time follows this one; after a catch-up, the first after now.
+    following = (schedule.timing.next_after(slot) if run.run_at == slot
+                 else schedule.timing.next_after(now))
+    moved = await ports.schedules.advance(schedule, following,
+                                          run if run.run_at is not None else None)
     return _Outcome(submitted, int(moved))
 
 
@@ -96,5 +103,5 @@ async def _submit(ports: SchedulerPorts, schedule: Schedule, run: Run) -> bool:
                     run.run_key, error)
         return False
     log.info("schedule %s: submitted task %s for %s", schedule.schedule_id, run.task_id,
-             run.run_at.isoformat())
+             (run.run_at or run.slot).isoformat())
     return True

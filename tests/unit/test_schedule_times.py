@@ -12,8 +12,8 @@ ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 GRACE = timedelta(seconds=5)
 
 
-def at(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def cron(expression: str, timezone: str = "UTC") -> Timing:
