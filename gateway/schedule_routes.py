@@ -66,9 +66,7 @@ async def create(
             catch_up=request.catch_up, labels=request.labels,
             max_attempts=request.max_attempts, timeout_s=request.timeout_s)
     except InvalidTiming as error:
-        field = "cron" if request.cron is not None and "cron" in str(error) else (
-            "timezone" if "zone" in str(error) else "interval_s")
-        raise RequestValidationError([{"loc": ("body", field), "msg": str(error),
+        raise RequestValidationError([{"loc": ("body", error.field), "msg": str(error),
                                        "type": "invalid_schedule"}]) from error
     return ScheduleView.of(await add_schedule(store, schedule))
 

@@ -25,7 +25,11 @@ CatchUp = Literal["skip", "last"]
 
 class InvalidTiming(ValueError):
     """A cron expression that is not five valid fields, an unknown time zone, or neither or
-    both of cron and interval."""
+    both of cron and interval; `field` names the one at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -41,13 +45,13 @@ class Timing:
     def check(self) -> None:
         """Raise InvalidTiming unless exactly one of cron and interval is set and valid."""
         if (self.cron is None) == (self.interval_s is None):
-            raise InvalidTiming("give exactly one of cron and interval_s")
+            raise InvalidTiming("interval_s", "give exactly one of cron and interval_s")
         zone(self.timezone)
         if self.cron is not None and (len(self.cron.split()) != 5
                                       or not croniter.is_valid(self.cron)):
-            raise InvalidTiming(f"not a 5-field cron expression: {self.cron!r}")
+            raise InvalidTiming("cron", f"not a 5-field cron expression: {self.cron!r}")
         if self.interval_s is not None and self.interval_s <= 0:
-            raise InvalidTiming("interval_s must be positive")
+            raise InvalidTiming("interval_s", "interval_s must be positive")
 
     def next_after(self, moment: datetime) -> datetime:
         """The first due time strictly after `moment`, in UTC."""
@@ -120,4 +124,4 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise InvalidTiming(f"unknown time zone {name!r}") from error
+        raise InvalidTiming("timezone", f"unknown time zone {name!r}") from error
