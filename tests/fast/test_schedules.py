@@ -4,6 +4,7 @@ delete."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import httpx
@@ -21,7 +22,7 @@ VIEW_FIELDS = {"schedule_id", "task_type", "payload", "cron", "interval_s", "tim
                "created_at", "max_attempts", "timeout_s"}
 
 
-async def created(http: httpx.AsyncClient, body: dict[str, object] = EVERY_5_MIN) -> str:
+async def created(http: httpx.AsyncClient, body: Mapping[str, object] = EVERY_5_MIN) -> str:
     answer = await http.post("/schedules", json=body)
     assert answer.status_code == 201, answer.text
     schedule_id: str = answer.json()["schedule_id"]
