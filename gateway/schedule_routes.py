@@ -30,6 +30,7 @@ schedules = APIRouter(
     tags=["schedules"],
     responses={401: {"description": "No API key, or an unknown or revoked one"},
                403: {"description": "The API key lacks the scope this endpoint needs"},
+               413: {"description": "Request body over MAX_REQUEST_BYTES"},
                429: {"description": "The API key is over its rate limit"},
                503: {"description": "MongoDB unavailable"}},
 )
@@ -47,7 +48,8 @@ StoreDep = Annotated[Schedules, Depends(_store)]
 
 
 @schedules.post("/schedules", status_code=status.HTTP_201_CREATED, response_model=ScheduleView,
-                responses={422: {"description": "Invalid cron expression (5 fields), unknown "
+                responses={400: {"description": "A body that cannot be read as text (not UTF-8)"},
+                           422: {"description": "Invalid cron expression (5 fields), unknown "
                                                 "time zone, not exactly one of cron and "
                                                 "interval_s, or an invalid task"}})
 async def create(
