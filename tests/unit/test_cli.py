@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from infra.cli import PLUGIN_GROUP, cli, plugin_commands
 
-VERBS = ["dead-letters", "gateway", "keys", "projector", "rabbitmq", "run", "schemas",
-         "services", "topology", "worker"]
+VERBS = ["dead-letters", "gateway", "keys", "projector", "rabbitmq", "run", "scheduler",
+         "schemas", "services", "topology", "worker"]
 SUBVERBS = [["topology", "export"], ["topology", "declare"], ["dead-letters", "list"],
             ["dead-letters", "replay"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"],
             ["rabbitmq", "setup"]]
