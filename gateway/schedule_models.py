@@ -28,8 +28,9 @@ class ScheduleRequestBase(BaseModel):
                              description="5 fields (minute hour day month weekday), read in "
                                          "`timezone`. Exactly one of cron and interval_s.",
                              examples=["*/5 * * * *"])
-    interval_s: float | None = Field(default=None, gt=0, le=366 * 86400,
-                                     description="Seconds between runs, counted from creation.",
+    interval_s: float | None = Field(default=None, ge=1, le=366 * 86400,
+                                     description="Seconds between runs (1 s up to a year), "
+                                                 "counted from creation.",
                                      examples=[300])
     timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"])
     catch_up: CatchUp = Field(default="skip",

@@ -69,6 +69,7 @@ async def test_an_interval_schedule_runs_first_one_interval_after_creation(
     ({"timezone": "Mars/Olympus"}, "timezone"),
     ({"cron": None}, "interval_s"),
     ({"interval_s": 60}, "interval_s"),
+    ({"cron": None, "interval_s": 0.5}, "interval_s"),
     ({"catch_up": "all"}, "catch_up"),
     ({"payload": {"seconds": -1}}, "payload"),
     ({"task_type": "nope"}, None),
