@@ -16,6 +16,7 @@ COPY infra ./infra
 COPY gateway ./gateway
 COPY consumers ./consumers
 COPY projector ./projector
+COPY scheduler ./scheduler
 RUN pip install '.[otlp]' \
  && useradd --create-home --uid 10001 taskproc \
  && install -d -o taskproc -m 0700 /run/taskproc

@@ -1,8 +1,8 @@
 """`taskproc run`: every process of the system in the foreground, restarted if one dies.
 
-It starts the local services that are not running, then the gateway, one consumer per task type
-and the projector, as a deployment's restart policy would keep them. SIGINT or SIGTERM stops
-everything it started, and only that.
+It starts the local services that are not running, then the gateway, one consumer per task type,
+the projector and the scheduler, as a deployment's restart policy would keep them. SIGINT or
+SIGTERM stops everything it started, and only that.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def children(settings: Settings, *, with_mail_sink: bool) -> list[Child]:
     result += [Child(f"{name}-worker", [python, "-m", "consumers", "worker", name])
                for name in task_type_names()]
     result.append(Child("projector", [python, "-m", "projector"]))
+    result.append(Child("scheduler", [python, "-m", "scheduler"]))
     if with_mail_sink:
         result.append(Child("mail-sink", [python, "-m", "devtools.mail_sink"]))
     return result

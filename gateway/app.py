@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             return
         async with connected_task_service(settings) as connected:
             app.state.services = Services(connected.tasks, connected.replay, connected.broker,
-                                          connected.auth, cancel=connected.cancel)
+                                          connected.auth, cancel=connected.cancel,
+                                          schedules=connected.schedules)
             yield
 
     app = FastAPI(

@@ -18,6 +18,7 @@ from service.health import ReadinessProbe
 from service.ports import QueueDepths, TaskReadModel
 from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
+from service.schedules import Schedules
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Services:
     cancel: CancelPorts | None = None
     # Where `GET /tasks/stats` reads queue depths; None: passive declares through `broker`.
     queues: QueueDepths | None = None
+    # Where schedules are kept; None where a test builds the app without them (503).
+    schedules: Schedules | None = None
 
     @property
     def store(self) -> TaskReadModel:

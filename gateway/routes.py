@@ -23,6 +23,7 @@ from gateway.http_models import (
 )
 from gateway.limits import LimitsDep, check_limits
 from gateway.listing_routes import listing
+from gateway.schedule_routes import schedules
 from gateway.workflow_routes import workflows
 from service.cancel import cancel_task as cancel_task_use_case
 from service.errors import PublishFailed
@@ -152,4 +153,5 @@ router.include_router(listing)
 router.include_router(batches)
 router.include_router(workflows)
 router.include_router(tasks)
+router.include_router(schedules)
 router.include_router(open_routes)

@@ -27,6 +27,7 @@ from infra.mongo import mongo_client
 from infra.queue_limits import ensure_queue_limits
 from infra.recording import GroupCommitRecorder
 from infra.replay import BrokerDeadLetterQueue, BrokerLetterPublisher
+from infra.schedules import MongoSchedules
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.task_publisher import RabbitTaskPublisher
@@ -54,6 +55,7 @@ class MongoAdapters:
     dead_letters: MongoDeadLetterArchive
     api_keys: MongoApiKeys
     cancellations: MongoCancellations
+    schedules: MongoSchedules
 
     async def close(self) -> None:
         await self.client.close()
@@ -67,7 +69,8 @@ def mongo_adapters(settings: Settings, *, remember: int = 0) -> MongoAdapters:
                          MongoIdempotencyKeys(client, database),
                          MongoDeadLetterArchive(client, database),
                          MongoApiKeys(client, database),
-                         MongoCancellations(client, database))
+                         MongoCancellations(client, database),
+                         MongoSchedules(client, database))
 
 
 @asynccontextmanager
@@ -115,6 +118,7 @@ class Connected:
     broker: Broker
     auth: Authenticator
     cancel: CancelPorts
+    schedules: MongoSchedules
 
 
 @asynccontextmanager
@@ -139,7 +143,7 @@ async def connected_task_service(
             cancel = CancelPorts(mongo.cancellations,
                                  RabbitControlPublisher(broker, app_id=app_id),
                                  cancelled_by=app_id)
-            yield Connected(dependencies, replay, broker, auth, cancel)
+            yield Connected(dependencies, replay, broker, auth, cancel, mongo.schedules)
     finally:
         await broker.close()
         await mongo.close()
@@ -158,5 +162,6 @@ async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: Settings) -> 
         await mongo.keys.ensure_indexes(settings.idempotency_ttl)
         await mongo.api_keys.ensure_indexes()
         await mongo.cancellations.ensure_indexes(settings.retention)
+        await mongo.schedules.ensure_indexes()
     except StoreUnavailable as error:
         log.warning("starting without MongoDB (status reads answer 503): %s", error)

@@ -37,6 +37,10 @@ def projector_user(prefix: str = USER_PREFIX) -> str:
     return f"{prefix}projector"
 
 
+def scheduler_user(prefix: str = USER_PREFIX) -> str:
+    return f"{prefix}scheduler"
+
+
 def worker_user(task_type: str, prefix: str = USER_PREFIX) -> str:
     return f"{prefix}worker-{task_type}"
 
@@ -103,7 +107,7 @@ def parse_publisher(text: str, known_types: Sequence[str], prefix: str = USER_PR
 
 
 def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple[Role, ...]:
-    """The gateway, one worker per task type, and the projector."""
+    """The gateway, one worker per task type, the projector and the scheduler."""
     dead_queues = [names.dead_queue(t) for t in task_types]
     gateway = Role(gateway_user(prefix), Permissions(
         # Submit to every task exchange; cancel through task-control; replay reads (and
@@ -118,7 +122,10 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
         read=exactly([names.PROJECTOR_EVENTS_QUEUE, names.PROJECTOR_SUBMISSIONS_QUEUE,
                       names.PROJECTOR_DEAD_QUEUE]),
     ))
-    return (gateway, *workers, projector)
+    # Submits the runs of schedules, as the gateway submits tasks.
+    scheduler = Role(scheduler_user(prefix), Permissions(
+        write=exactly(names.task_exchange(t) for t in task_types)))
+    return (gateway, *workers, projector, scheduler)
 
 
 def _worker_role(task_type: str, prefix: str, task_types: Sequence[str]) -> Role:

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     # this many seconds after its first event at the latest.
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)
     projector_batch_window_s: float = Field(default=0.002, ge=0, le=1)
+    # A schedule's due time at most this many seconds late still runs; later, it was missed
+    # (no scheduler ran) and the schedule's catch_up policy decides.
+    scheduler_grace_s: float = Field(default=5.0, gt=0, le=3600)
+    # The longest the scheduler sleeps between looks for due schedules (a new schedule due
+    # sooner than it waits at most this long for its first run).
+    scheduler_max_sleep_s: float = Field(default=1.0, gt=0, le=30)
     # Days a finished task stays in the read model.
     retention_days: int = Field(default=30, ge=1)
     # Hours an Idempotency-Key is remembered.

@@ -30,6 +30,9 @@ class SubmitTask:
     labels: tuple[str, ...] = ()
     # A workflow's follow-ups (contracts.messages.FollowUp, in their JSON form), checked.
     then: tuple[dict[str, Any], ...] = ()
+    # The task's id, when the caller makes it (a schedule's run: from its run key); None: a
+    # new one. Not part of the fingerprint.
+    task_id: str | None = None
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the command but its key, independent of key

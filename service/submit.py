@@ -38,7 +38,8 @@ async def submit(
     command. Returns only once the broker confirmed it and the read model knows it (or holds
     it until the store is back)."""
     if command.idempotency_key is None:
-        return await _publish(deps, command, str(uuid.uuid4()), source, traceparent)
+        task_id = command.task_id or str(uuid.uuid4())
+        return await _publish(deps, command, task_id, source, traceparent)
     key = claim_key(command.tenant or deps.default_tenant, command.idempotency_key)
     fingerprint = command.fingerprint()
     patience = timedelta(seconds=deps.publish_timeout_s * 2 + 1)

@@ -96,6 +96,7 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     assert "webhook destinations allowed: public addresses and 127.0.0.0/8, ::1/128" in (
         supervisor.log())
     assert "mail-sink" not in started_pids(supervisor.log())  # SMTP was already up
+    assert len(started_pids(supervisor.log())["scheduler"]) == 1  # make run runs the scheduler
     assert [pid for pid in children if alive(pid)] == []
     assert port_open("127.0.0.1", RABBIT_PORT)  # running before, so left alone
     assert port_open("127.0.0.1", MONGO_PORT)

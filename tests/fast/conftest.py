@@ -39,6 +39,7 @@ from tests.support.memory import (
     RecordingPublisher,
 )
 from tests.support.memory_cancels import MemoryCancellations, RecordingControl
+from tests.support.memory_schedules import MemorySchedules
 
 # Nothing listens on port 1: were anything to reach past the fakes, it would fail at once.
 SETTINGS = Settings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
@@ -65,6 +66,7 @@ class Fakes:
     control: RecordingControl = field(default_factory=RecordingControl)
     # What `GET /tasks/stats` shows an admin key as queue depths.
     queues: FixedQueueDepths = field(default_factory=FixedQueueDepths)
+    schedules: MemorySchedules = field(default_factory=MemorySchedules)
 
 
 Issue = Callable[..., Awaitable[str]]
@@ -106,7 +108,8 @@ async def gateway(fakes: Fakes) -> AsyncIterator[FastAPI]:
         cancel = CancelPorts(fakes.cancellations, fakes.control, cancelled_by="fast")
         yield create_app(SETTINGS, services=Services(tasks, replay, unused, auth,
                                                      RateLimiter(clock=fakes.clock),
-                                                     cancel=cancel, queues=fakes.queues))
+                                                     cancel=cancel, queues=fakes.queues,
+                                                     schedules=fakes.schedules))
 
 
 @pytest.fixture

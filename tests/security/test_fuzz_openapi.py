@@ -54,6 +54,7 @@ from tests.support.memory import (
     RecordingPublisher,
 )
 from tests.support.memory_cancels import MemoryCancellations, RecordingControl
+from tests.support.memory_schedules import MemorySchedules
 
 pytestmark = pytest.mark.fast
 
@@ -111,7 +112,7 @@ async def _open(stack: AsyncExitStack) -> tuple[httpx.AsyncClient, str]:
     app = create_app(SETTINGS, services=Services(
         tasks, replay, unused, Authenticator(api_keys, cache_s=SETTINGS.api_key_cache_s,
                                              clock=clock), RateLimiter(clock=clock),
-        cancel=cancel))
+        cancel=cancel, schedules=MemorySchedules()))
     # A rate the fuzz run cannot reach with the clock standing still: it explores, not 429s.
     issued = await create_key(api_keys, tenant="fuzz", scopes=frozenset(SCOPES),
                               rate_per_s=1_000_000)
@@ -155,7 +156,7 @@ def test_every_answer_with_a_key_is_documented_and_leaks_nothing(
     assert_no_leak(answer)
 
 
-@schema.include(path_regex="^/tasks").parametrize()
+@schema.include(path_regex="^/(tasks|schedules)").parametrize()
 @FUZZ_SETTINGS
 def test_every_task_endpoint_without_a_key_answers_401(
     case: FuzzCase, gateway: Gateway,

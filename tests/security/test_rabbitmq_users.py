@@ -90,7 +90,8 @@ async def test_setup_writes_the_credentials_once_readable_by_its_owner_only(
     layout: Layout, tmp_path: Path,
 ) -> None:
     assert sorted(layout.first.created) == sorted(layout.urls)
-    assert len(layout.urls) == 2 + len(TYPES) + 1
+    # gateway, projector, scheduler, one worker per type, the publisher
+    assert len(layout.urls) == 3 + len(TYPES) + 1
     passwords = {url.split(":")[2].split("@")[0] for url in layout.urls.values()}
     assert len(passwords) == len(layout.urls)  # each its own
     assert "password" not in json.dumps(layout.first.definitions).replace("password_hash", "")

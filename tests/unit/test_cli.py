@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from infra.cli import PLUGIN_GROUP, cli, plugin_commands
 
 VERBS = ["cancel", "dead-letters", "gateway", "keys", "list", "projector", "rabbitmq",
-         "read-model", "run", "schedules", "schemas", "services", "status", "submit", "topology",
-         "watch", "worker"]
+         "read-model", "run", "scheduler", "schedules", "schemas", "services", "status", "submit",
+         "topology", "watch", "worker"]
 SUBVERBS = [["topology", "export"], ["topology", "declare"], ["dead-letters", "list"],
             ["dead-letters", "replay"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"],
             ["rabbitmq", "setup"], ["read-model", "migrate"]]

@@ -69,12 +69,13 @@ def test_the_processes_run_in_production_each_as_its_own_rabbitmq_user() -> None
              for name, s in processes.items()}
 
     assert set(processes) == {"gateway", "send_email-worker", "webhook-worker", "sleep-worker",
-                              "projector"}
+                              "projector", "scheduler"}
     assert all(environment(s)["TASKPROC_ENV"] == "production" for s in processes.values())
     assert all(environment(s)["RABBITMQ_CREDENTIALS_FILE"].startswith("/run/taskproc/")
                for s in processes.values())
     assert users == {
         "gateway": "taskproc-gateway", "projector": "taskproc-projector",
+        "scheduler": "taskproc-scheduler",
         **{f"{t}-worker": f"taskproc-worker-{t}" for t in ("send_email", "webhook", "sleep")}}
     assert all(s["depends_on"]["rabbitmq-setup"]["condition"]
                == "service_completed_successfully" for s in processes.values())

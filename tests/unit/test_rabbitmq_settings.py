@@ -98,4 +98,4 @@ def test_a_service_role_may_configure_only_a_worker_s_own_control_queues() -> No
             assert not pattern.match("task-control.other.vm.12")
         else:
             assert role.permissions.configure == "^$"
-    assert len({role.user for role in roles}) == len(TYPES) + 2
+    assert len({role.user for role in roles}) == len(TYPES) + 3

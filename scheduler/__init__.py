@@ -1,0 +1,1 @@
+"""The scheduler process: submits the tasks of due schedules."""

@@ -1,0 +1,190 @@
+"""Schedules: a task submitted again and again, by a cron expression or an interval.
+
+The use cases the gateway calls (create, read, list, pause, resume, delete), the port the
+schedules are kept behind, and the run record that makes each due time submit one task.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from contracts.messages import utcnow
+from service.errors import TaskNotFound
+from service.schedule_times import CatchUp, Timing
+
+# A task id made from a run's key: a run submitted again after a crash keeps its task id.
+RUN_NAMESPACE = uuid.UUID("5b0e7c62-8f0e-4f55-9d1e-1f3c2a6d9e41")
+
+
+class ScheduleNotFound(TaskNotFound):
+    def __init__(self, schedule_id: str) -> None:
+        LookupError.__init__(self, f"no schedule {schedule_id!r}")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule and where it stands; times in UTC."""
+
+    schedule_id: str
+    tenant: str
+    task_type: str
+    payload: dict[str, Any]
+    cron: str | None
+    interval_s: float | None
+    timezone: str
+    catch_up: CatchUp
+    labels: tuple[str, ...]
+    max_attempts: int | None
+    timeout_s: float | None
+    paused: bool
+    next_run_at: datetime
+    created_at: datetime
+    last_run_at: datetime | None = None
+    last_task_id: str | None = None
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(self.cron, self.interval_s, self.timezone, anchor=self.created_at)
+
+    @property
+    def task_labels(self) -> tuple[str, ...]:
+        """Every task of the schedule carries `schedule=<id>` first, then the schedule's."""
+        own = f"schedule={self.schedule_id}"
+        return (own, *(label for label in self.labels if label != own))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One due time (`slot`) of one schedule, claimed before its task is published: `run_key`
+    is unique, so of two schedulers only one claims it. `run_at`: the due time the task runs
+    for (the slot, or the latest missed one under `catch_up=last`); None: skipped."""
+
+    run_key: str
+    schedule_id: str
+    slot: datetime
+    run_at: datetime | None
+    task_id: str
+    claimed_at: datetime
+    submitted: bool = False
+
+
+def run_key(schedule_id: str, slot: datetime) -> str:
+    return f"{schedule_id}/{slot.isoformat()}"
+
+
+def run_task_id(key: str) -> str:
+    return str(uuid.uuid5(RUN_NAMESPACE, key))
+
+
+class Schedules(Protocol):
+    """Schedules, and the runs claimed of them. `next_run_at` is indexed (as epoch
+    milliseconds, which compare exactly on every MongoDB-protocol server)."""
+
+    async def add(self, schedule: Schedule) -> None:
+        ...
+
+    async def get(self, schedule_id: str) -> Schedule | None:
+        ...
+
+    async def of_tenant(self, tenant: str) -> list[Schedule]:
+        """The tenant's schedules, oldest first."""
+        ...
+
+    async def delete(self, schedule_id: str) -> bool:
+        """Remove it; False if there was none."""
+        ...
+
+    async def set_paused(self, schedule_id: str, paused: bool,
+                         next_run_at: datetime) -> Schedule | None:
+        """Pause or resume it (resuming sets its next run); the result, None if unknown."""
+        ...
+
+    async def due(self, now: datetime, limit: int) -> list[Schedule]:
+        """Unpaused schedules with `next_run_at <= now`, earliest first."""
+        ...
+
+    async def earliest(self) -> datetime | None:
+        """The earliest `next_run_at` of the unpaused schedules."""
+        ...
+
+    async def advance(self, schedule: Schedule, next_run_at: datetime,
+                      run: Run | None) -> bool:
+        """Move the schedule from its `next_run_at` to `next_run_at`, noting `run`; False (and
+        nothing changed) if it is no longer at its `next_run_at` (another scheduler moved it,
+        or it was paused, resumed or deleted)."""
+        ...
+
+    async def claim_run(self, run: Run) -> tuple[Run, bool]:
+        """Insert `run` unless a run of its key exists; the run now stored under the key, and
+        whether it is `run`, new."""
+        ...
+
+    async def mark_submitted(self, key: str) -> None:
+        ...
+
+
+def create_schedule(tenant: str, *, task_type: str, payload: dict[str, Any],
+                    cron: str | None, interval_s: float | None, timezone: str,
+                    catch_up: CatchUp, labels: tuple[str, ...], max_attempts: int | None,
+                    timeout_s: float | None, now: datetime | None = None) -> Schedule:
+    """A new schedule, its first run the first due time after `now`; InvalidTiming for a bad
+    cron expression, time zone or interval."""
+    now = now or utcnow()
+    # Whole milliseconds, as MongoDB keeps it: every scheduler counts intervals from the same
+    # anchor.
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    timing = Timing(cron, interval_s, timezone, anchor=now)
+    timing.check()
+    return Schedule(schedule_id=str(uuid.uuid4()), tenant=tenant, task_type=task_type,
+                    payload=payload, cron=cron, interval_s=interval_s, timezone=timezone,
+                    catch_up=catch_up, labels=labels, max_attempts=max_attempts,
+                    timeout_s=timeout_s, paused=False, next_run_at=timing.next_after(now),
+                    created_at=now)
+
+
+async def add_schedule(store: Schedules, schedule: Schedule) -> Schedule:
+    await store.add(schedule)
+    return schedule
+
+
+async def get_schedule(store: Schedules, schedule_id: str, tenant: str) -> Schedule:
+    """The tenant's schedule; ScheduleNotFound for another tenant's, as for a missing one."""
+    found = await store.get(schedule_id)
+    if found is None or found.tenant != tenant:
+        raise ScheduleNotFound(schedule_id)
+    return found
+
+
+async def list_schedules(store: Schedules, tenant: str) -> list[Schedule]:
+    return await store.of_tenant(tenant)
+
+
+async def delete_schedule(store: Schedules, schedule_id: str, tenant: str) -> None:
+    await get_schedule(store, schedule_id, tenant)
+    if not await store.delete(schedule_id):
+        raise ScheduleNotFound(schedule_id)
+
+
+async def pause_schedule(store: Schedules, schedule_id: str, tenant: str, *,
+                         paused: bool, now: datetime | None = None) -> Schedule:
+    """Pause it, or resume it: a resumed schedule runs next at its first due time after now
+    (what it missed while paused is not run)."""
+    found = await get_schedule(store, schedule_id, tenant)
+    next_run_at = found.next_run_at
+    if not paused and found.paused:
+        next_run_at = found.timing.next_after(now or utcnow())
+    changed = await store.set_paused(schedule_id, paused, next_run_at)
+    if changed is None:
+        raise ScheduleNotFound(schedule_id)
+    return changed
+
+
+def with_run(schedule: Schedule, next_run_at: datetime, run: Run | None) -> Schedule:
+    """The schedule after `advance` (what the in-memory store keeps)."""
+    if run is None:
+        return replace(schedule, next_run_at=next_run_at)
+    return replace(schedule, next_run_at=next_run_at, last_run_at=run.run_at or run.slot,
+                   last_task_id=run.task_id)

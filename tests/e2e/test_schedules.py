@@ -1,0 +1,199 @@
+"""Schedules end to end: the real gateway, workers, projector and `python -m scheduler`
+processes on real RabbitMQ and MongoDB.
+
+The order of every step is explicit: a scheduler is started and ready (its log says so) before
+a schedule is due; for catch-up it is stopped (its process has exited), time passes, then it is
+started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from infra.mongo import mongo_client
+from infra.settings import Settings
+from service.schedules import run_key, run_task_id
+from tests.e2e.conftest import Api, System, stop_all, system_env
+from tests.support.processes import ServiceProcess
+from tests.support.receivers import SmtpSink
+from tests.support.services import Backends
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+# A due time more than this late counts as missed.
+GRACE_S = 2
+# How long a stopped scheduler stays down: several 1 s due times, well past the grace.
+DOWNTIME_S = 5
+
+
+@pytest.fixture
+def scheduler_env(services: Backends, smtp_sink: SmtpSink) -> dict[str, str]:
+    return system_env(services, smtp_sink, SCHEDULER_GRACE_S=str(GRACE_S),
+                      SCHEDULER_MAX_SLEEP_S="0.2")
+
+
+@pytest.fixture
+def schedulers(scheduler_env: dict[str, str], module_log_dir: Path,
+               system: System) -> Iterator[list[ServiceProcess]]:
+    """Start schedulers with `start(name)`; every one still running is stopped after."""
+    started: list[ServiceProcess] = []
+    yield started
+    codes = stop_all([process for process in started if process.running()])
+    assert all(code == 0 for code in codes.values()), codes
+
+
+def start_scheduler(started: list[ServiceProcess], env: dict[str, str], log_dir: Path,
+                    name: str) -> ServiceProcess:
+    process = ServiceProcess(name, ["-m", "scheduler"], {**env, "WORKER_NAME": name},
+                             log_dir).start()
+    started.append(process)
+    process.wait_for_log("running (looks for due schedules", timeout_s=30)
+    return process
+
+
+@pytest.fixture
+async def mongo(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+    yield client
+    await client.close()
+
+
+async def create(http: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    body = {"task_type": "sleep", "payload": {"seconds": 0}, "interval_s": 1, **fields}
+    answer = await http.post("/schedules", json=body)
+    assert answer.status_code == 201, answer.text
+    view: dict[str, Any] = answer.json()
+    return view
+
+
+async def tasks_of(http: httpx.AsyncClient, schedule_id: str) -> list[dict[str, Any]]:
+    answer = await http.get("/tasks", params={"label": f"schedule={schedule_id}",
+                                              "limit": 200, "order": "asc"})
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
+async def runs_of(mongo: AsyncMongoClient[dict[str, Any]], settings: Settings,
+                  schedule_id: str) -> list[dict[str, Any]]:
+    """The claimed due times of a schedule (collection `schedule_runs`), earliest first."""
+    cursor = mongo[settings.mongodb_database]["schedule_runs"].find(
+        {"schedule_id": {"$eq": schedule_id}}).sort("slot", 1)
+    return [run async for run in cursor]
+
+
+async def at_least(http: httpx.AsyncClient, schedule_id: str, count: int,
+                   timeout_s: float = 30) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]] | None:
+        found = await tasks_of(http, schedule_id)
+        return found if len(found) >= count else None
+
+    return await eventually(probe, timeout_s=timeout_s,
+                            what=f"{count} tasks of schedule {schedule_id}")
+
+
+async def test_an_interval_schedule_runs_as_labelled_tasks(
+    http: httpx.AsyncClient, api: Api, schedulers: list[ServiceProcess],
+    scheduler_env: dict[str, str], module_log_dir: Path,
+) -> None:
+    start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-a")
+    schedule = await create(http, labels=["e2e"])
+    sid = schedule["schedule_id"]
+
+    found = await at_least(http, sid, 3)
+    await http.post(f"/schedules/{sid}/pause")
+
+    for task in found[:3]:
+        assert task["labels"] == [f"schedule={sid}", "e2e"]
+        assert task["task_type"] == "sleep"
+        await api.wait_for(task["task_id"], "succeeded")
+    view = (await http.get(f"/schedules/{sid}")).json()
+    assert view["last_task_id"] is not None
+    assert view["paused"] is True
+
+
+async def test_two_schedulers_at_once_submit_each_due_time_once(
+    http: httpx.AsyncClient, api: Api, schedulers: list[ServiceProcess],
+    scheduler_env: dict[str, str], module_log_dir: Path, settings: Settings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    first = start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-1")
+    second = start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-2")
+    schedule = await create(http)
+    sid = schedule["schedule_id"]
+
+    await at_least(http, sid, 6)
+    await http.post(f"/schedules/{sid}/pause")
+    stop_all([first, second])
+    runs = await runs_of(mongo, settings, sid)
+    tasks = await tasks_of(http, sid)
+
+    # One claim per due time, one task id per claim, due times a second apart with none left out.
+    slots = [run["slot"] for run in runs]
+    assert len(runs) >= 6
+    assert all(later - earlier == timedelta(seconds=1)
+               for earlier, later in itertools.pairwise(slots))
+    assert [run["task_id"] for run in runs] == [run_task_id(run_key(sid, run["slot"]))
+                                                for run in runs]
+    assert all(run["submitted"] for run in runs)
+    assert sorted(task["task_id"] for task in tasks) == sorted(run["task_id"] for run in runs)
+    for task in tasks:
+        done = await api.wait_for(task["task_id"], "succeeded")
+        assert [step["status"] for step in done["history"]].count("queued") == 1
+        assert done["attempt"] == 1
+    # Each task was published by one scheduler, once.
+    submitted = re.findall(r"submitted task (\S+)", first.log() + second.log())
+    assert sorted(submitted) == sorted(run["task_id"] for run in runs)
+
+
+async def test_catch_up_after_downtime_skip_runs_nothing_missed_last_runs_the_latest(
+    http: httpx.AsyncClient, schedulers: list[ServiceProcess],
+    scheduler_env: dict[str, str], module_log_dir: Path, settings: Settings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    before = start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-before")
+    skip = (await create(http, catch_up="skip"))["schedule_id"]
+    last = (await create(http, catch_up="last"))["schedule_id"]
+    await at_least(http, skip, 2)
+    await at_least(http, last, 2)
+
+    # Stop; let several due times pass; start again.
+    stop_all([before])
+    stopped = {sid: (await http.get(f"/schedules/{sid}")).json() for sid in (skip, last)}
+    await asyncio.sleep(DOWNTIME_S)
+    start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-after")
+
+    async def caught_up(sid: str) -> list[dict[str, Any]] | None:
+        # The first due time after the downtime, and one run on time after it.
+        missed = datetime.fromisoformat(stopped[sid]["next_run_at"])
+        runs = await runs_of(mongo, settings, sid)
+        after = [run for run in runs if run["slot"].timestamp() >= missed.timestamp()]
+        return after if len(after) >= 2 and all(run["submitted"] for run in after) else None
+
+    skipped = await eventually(lambda: caught_up(skip), timeout_s=30, what="skip caught up")
+    ran_last = await eventually(lambda: caught_up(last), timeout_s=30, what="last caught up")
+    for sid in (skip, last):
+        await http.post(f"/schedules/{sid}/pause")
+
+    # skip: the missed due time ran nothing; the next run is a due time after the restart.
+    assert skipped[0]["run_at"] is None
+    assert skipped[1]["slot"] - skipped[0]["slot"] >= timedelta(seconds=DOWNTIME_S - 1)
+    skip_tasks = {task["task_id"] for task in await tasks_of(http, skip)}
+    assert run_task_id(run_key(skip, skipped[0]["slot"])) not in skip_tasks
+    # last: the missed due time ran once, for the most recent missed time, not the first.
+    assert ran_last[0]["run_at"] - ran_last[0]["slot"] >= timedelta(seconds=DOWNTIME_S - 1)
+    assert ran_last[0]["run_at"] < ran_last[1]["slot"]
+    last_tasks = {task["task_id"] for task in await tasks_of(http, last)}
+    assert ran_last[0]["task_id"] in last_tasks
+    assert ran_last[1]["slot"] - ran_last[0]["slot"] >= timedelta(seconds=DOWNTIME_S - 1)

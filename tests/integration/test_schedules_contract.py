@@ -1,0 +1,112 @@
+"""The schedules store's contract, run against the MongoDB adapter and the in-memory fake: due
+by `next_run_at` to the millisecond (nx-27017 compares dates to the second, the adapter a
+number), one claim of a run wins, a schedule moves on only from the due time it was read at."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from contracts.messages import utcnow
+from infra.mongo import mongo_client
+from infra.schedules import MongoSchedules
+from infra.settings import Settings
+from service.schedules import Run, Schedule, Schedules, create_schedule, run_key, run_task_id
+from tests.support.memory_schedules import MemorySchedules
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["mongodb", "memory"])
+async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Schedules]:
+    if request.param == "memory":
+        yield MemorySchedules()
+        return
+    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+    # A database of its own: `due` and `earliest` see every schedule stored.
+    schedules = MongoSchedules(client, f"{settings.mongodb_database}-sched-{uuid.uuid4().hex[:8]}")
+    await schedules.ensure_indexes()
+    yield schedules
+    await client.close()
+
+
+def a_schedule(tenant: str = "acme", **changes: object) -> Schedule:
+    schedule = create_schedule(tenant, task_type="sleep", payload={"seconds": 0}, cron=None,
+                               interval_s=60, timezone="UTC", catch_up="skip",
+                               labels=("a",), max_attempts=None, timeout_s=None)
+    return dataclasses.replace(schedule, **changes)  # type: ignore[arg-type]
+
+
+async def test_a_schedule_reads_back_as_stored(store: Schedules) -> None:
+    schedule = a_schedule()
+    await store.add(schedule)
+
+    assert await store.get(schedule.schedule_id) == schedule
+    assert await store.of_tenant("acme") == [schedule]
+    assert await store.of_tenant("other") == []
+    assert await store.get("unknown") is None
+
+
+async def test_due_compares_to_the_millisecond(store: Schedules) -> None:
+    now = utcnow().replace(microsecond=500_000)
+    due = a_schedule(next_run_at=now - timedelta(milliseconds=1))
+    not_yet = a_schedule(next_run_at=now + timedelta(milliseconds=200))
+    paused = a_schedule(next_run_at=now - timedelta(seconds=5), paused=True)
+    for schedule in (due, not_yet, paused):
+        await store.add(schedule)
+
+    assert [s.schedule_id for s in await store.due(now, 10)] == [due.schedule_id]
+    assert await store.earliest() == due.next_run_at
+
+
+async def test_of_concurrent_claims_of_a_run_exactly_one_wins(store: Schedules) -> None:
+    schedule = a_schedule()
+    key = run_key(schedule.schedule_id, schedule.next_run_at)
+    runs = [Run(run_key=key, schedule_id=schedule.schedule_id, slot=schedule.next_run_at,
+                run_at=schedule.next_run_at, task_id=run_task_id(key), claimed_at=utcnow())
+            for _ in range(4)]
+
+    claimed = await asyncio.gather(*(store.claim_run(run) for run in runs))
+
+    assert sorted(is_new for _, is_new in claimed) == [False, False, False, True]
+    assert {run.task_id for run, _ in claimed} == {run_task_id(key)}
+    await store.mark_submitted(key)
+    again, is_new = await store.claim_run(runs[0])
+    assert (again.submitted, is_new) == (True, False)
+
+
+async def test_a_schedule_moves_on_only_from_the_due_time_it_was_read_at(
+    store: Schedules,
+) -> None:
+    schedule = a_schedule()
+    await store.add(schedule)
+    following = schedule.next_run_at + timedelta(seconds=60)
+
+    moved = await asyncio.gather(*(store.advance(schedule, following, None) for _ in range(3)))
+
+    assert sorted(moved) == [False, False, True]
+    after = await store.get(schedule.schedule_id)
+    assert after is not None
+    assert after.next_run_at == following
+
+
+async def test_pause_resume_and_delete(store: Schedules) -> None:
+    schedule = a_schedule()
+    await store.add(schedule)
+    later = schedule.next_run_at + timedelta(minutes=5)
+
+    paused = await store.set_paused(schedule.schedule_id, True, schedule.next_run_at)
+    assert paused is not None
+    assert paused.paused
+    assert not await store.advance(schedule, later, None)
+    resumed = await store.set_paused(schedule.schedule_id, False, later)
+    assert resumed is not None
+    assert (resumed.paused, resumed.next_run_at) == (False, later)
+    assert await store.delete(schedule.schedule_id)
+    assert not await store.delete(schedule.schedule_id)
+    assert await store.set_paused(schedule.schedule_id, True, later) is None

@@ -1,0 +1,143 @@
+"""The scheduler's tick on in-memory ports with a fake clock: one task per due time, however
+many schedulers tick; catch-up policies; recovery of a run claimed by a scheduler that died."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from infra.composition import task_service
+from infra.settings import Settings
+from service.dependencies import Dependencies
+from service.schedule_times import CatchUp
+from service.schedules import Run, Schedule, create_schedule, run_key, run_task_id
+from service.scheduling import SchedulerPorts, tick
+from tests.support.memory import MemoryIdempotencyKeys, MemoryReadModel, RecordingPublisher
+from tests.support.memory_schedules import MemorySchedules
+
+START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+Tasks = tuple[Dependencies, RecordingPublisher, MemoryReadModel]
+SETTINGS = Settings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
+                    mongodb_url="mongodb://127.0.0.1:1/?directConnection=true")
+
+
+@pytest.fixture
+async def tasks() -> AsyncIterator[Tasks]:
+    read_model, publisher = MemoryReadModel(), RecordingPublisher()
+    async with task_service(SETTINGS, read_model=read_model, keys=MemoryIdempotencyKeys(),
+                            publisher=publisher, app_id="scheduler-test") as deps:
+        yield deps, publisher, read_model
+
+
+def ports(deps: Dependencies, store: MemorySchedules) -> SchedulerPorts:
+    return SchedulerPorts(tasks=deps, schedules=store, grace=timedelta(seconds=5),
+                          patience=timedelta(seconds=20))
+
+
+async def every_minute(store: MemorySchedules, catch_up: CatchUp = "skip") -> Schedule:
+    schedule = create_schedule("acme", task_type="sleep", payload={"seconds": 0}, cron=None,
+                               interval_s=60, timezone="UTC", catch_up=catch_up,
+                               labels=("nightly",), max_attempts=2, timeout_s=None, now=START)
+    await store.add(schedule)
+    return schedule
+
+
+async def test_each_due_time_submits_one_labelled_task_of_the_tenant(tasks: Tasks) -> None:
+    deps, publisher, read_model = tasks
+    store = MemorySchedules()
+    schedule = await every_minute(store)
+    assert await tick(ports(deps, store), START + timedelta(seconds=59)) == 0
+    for minute in (1, 2, 3):
+        await tick(ports(deps, store), START + timedelta(minutes=minute, seconds=1))
+    envelopes = [p.envelope for p in publisher.published]
+    assert len(envelopes) == 3
+    assert {p.tenant for p in publisher.published} == {"acme"}
+    assert all(e.labels == (f"schedule={schedule.schedule_id}", "nightly") for e in envelopes)
+    assert all(e.max_attempts == 2 for e in envelopes)
+    expected = [run_task_id(run_key(schedule.schedule_id, START + timedelta(minutes=m)))
+                for m in (1, 2, 3)]
+    assert [e.task_id for e in envelopes] == expected
+    state = await read_model.get(expected[0])
+    assert state is not None
+    assert state.status == "queued"
+    after = await store.get(schedule.schedule_id)
+    assert after is not None
+    assert after.next_run_at == START + timedelta(minutes=4)
+    assert after.last_task_id == expected[-1]
+
+
+async def test_two_schedulers_ticking_at_once_submit_each_due_time_once(tasks: Tasks) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    await every_minute(store)
+    for minute in range(1, 6):
+        now = START + timedelta(minutes=minute, seconds=1)
+        await asyncio.gather(tick(ports(deps, store), now), tick(ports(deps, store), now))
+    ids = [p.envelope.task_id for p in publisher.published]
+    assert len(ids) == 5
+    assert len(set(ids)) == 5
+
+
+async def test_skip_after_downtime_runs_nothing_missed(tasks: Tasks) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    schedule = await every_minute(store, "skip")
+    await tick(ports(deps, store), START + timedelta(minutes=5, seconds=30))
+    assert publisher.published == []
+    after = await store.get(schedule.schedule_id)
+    assert after is not None
+    assert after.next_run_at == START + timedelta(minutes=6)
+
+
+async def test_last_after_downtime_runs_the_latest_missed_once(tasks: Tasks) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    schedule = await every_minute(store, "last")
+    await tick(ports(deps, store), START + timedelta(minutes=5, seconds=30))
+    assert len(publisher.published) == 1
+    after = await store.get(schedule.schedule_id)
+    assert after is not None
+    assert after.last_run_at == START + timedelta(minutes=5)
+    assert after.next_run_at == START + timedelta(minutes=6)
+
+
+async def test_paused_schedules_do_not_run(tasks: Tasks) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    schedule = await every_minute(store)
+    await store.set_paused(schedule.schedule_id, True, schedule.next_run_at)
+    await tick(ports(deps, store), START + timedelta(minutes=1, seconds=1))
+    assert publisher.published == []
+
+
+async def test_a_run_abandoned_between_claim_and_submit_is_resubmitted_with_its_task_id(
+    tasks: Tasks,
+) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    schedule = await every_minute(store)
+    slot = START + timedelta(minutes=1)
+    key = run_key(schedule.schedule_id, slot)
+    # A scheduler claimed the run, then died before it published.
+    await store.claim_run(Run(run_key=key, schedule_id=schedule.schedule_id, slot=slot,
+                              run_at=slot, task_id=run_task_id(key), claimed_at=slot))
+    await tick(ports(deps, store), slot + timedelta(seconds=2))
+    assert publisher.published == []  # it may still be publishing
+    await tick(ports(deps, store), slot + timedelta(seconds=25))
+    assert [p.envelope.task_id for p in publisher.published] == [run_task_id(key)]
+
+
+async def test_a_failed_publish_is_retried_without_a_second_task_id(tasks: Tasks) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    await every_minute(store, "last")
+    publisher.down = True
+    await tick(ports(deps, store), START + timedelta(minutes=1, seconds=1))
+    publisher.down = False
+    await tick(ports(deps, store), START + timedelta(minutes=1, seconds=30))
+    ids = {p.envelope.task_id for p in publisher.published}
+    assert len(publisher.published) == 1
+    assert len(ids) == 1
