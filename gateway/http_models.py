@@ -91,6 +91,9 @@ class CancelAccepted(BaseModel):
     """The cancel was accepted; `status` is what the task shows now: `cancelled`, or the
     terminal status it reached first when the cancel met it finishing."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"task_id": "5f0c8a1e-1b2c-4d3e-8f90-123456789abc", "status": "cancelled"}]})
+
     task_id: str
     status: Status
 
@@ -111,6 +114,22 @@ class ProgressView(BaseModel):
 
 class TaskView(BaseModel):
     """A task's status as the read model knows it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task_id": "5f0c8a1e-1b2c-4d3e-8f90-123456789abc", "task_type": "sleep",
+        "status": "succeeded", "attempt": 1, "run": 1, "source": "http",
+        "created_at": "2026-11-30T09:24:16.100000Z", "updated_at": "2026-11-30T09:24:18.878000Z",
+        "started_at": "2026-11-30T09:24:16.120000Z",
+        "finished_at": "2026-11-30T09:24:18.878000Z", "next_attempt_at": None,
+        "result": {"slept_s": 2.0}, "error": None,
+        "progress": {"fraction": 0.5, "message": "slept 1 of 2 s",
+                     "at": "2026-11-30T09:24:17.120000Z"},
+        "history": [
+            {"status": "queued", "attempt": 0, "run": 1, "at": "2026-11-30T09:24:16.100000Z"},
+            {"status": "running", "attempt": 1, "run": 1, "at": "2026-11-30T09:24:16.120000Z"},
+            {"status": "succeeded", "attempt": 1, "run": 1,
+             "at": "2026-11-30T09:24:18.878000Z"}],
+        "labels": ["demo"]}]})
 
     task_id: str
     task_type: str

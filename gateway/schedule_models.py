@@ -62,6 +62,15 @@ else:
 
 
 class ScheduleView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "schedule_id": "54b4484b-27f6-4754-ba1b-5d0cace9553b", "task_type": "send_email",
+        "payload": {"to": ["ops@example.com"], "subject": "nightly", "body": "ran"},
+        "cron": "0 2 * * *", "interval_s": None, "timezone": "Europe/Paris", "catch_up": "skip",
+        "labels": ["nightly"], "max_attempts": None, "timeout_s": None, "paused": False,
+        "next_run_at": "2026-12-01T01:00:00Z", "last_run_at": "2026-11-30T01:00:00Z",
+        "last_task_id": "0d6f1c52-4c1e-5a43-9d55-0b7a3c2e9f10",
+        "created_at": "2026-11-02T10:00:00Z"}]})
+
     schedule_id: str
     task_type: str
     payload: dict[str, Any]
