@@ -3,81 +3,34 @@ with the reason, the task is `rejected`, and the consumer goes on with the next 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from consumers.handlers import HANDLERS
-from consumers.worker import Worker
 from contracts import names
 from contracts.projection import TaskState
-from contracts.registry import TASK_TYPES, WEBHOOK
+from contracts.registry import WEBHOOK
 from contracts.statuses import Status
-from infra.broker import Broker
-from infra.dead_letters import MongoDeadLetterArchive
-from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore
-from infra.topology import build_topology
-from projector.runtime import Projector
 from tests.support.amqp import Queues
 from tests.support.receivers import WebhookReceiver
+from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """A webhook consumer and a projector running on the test's event loop."""
-
-    worker: asyncio.Task[None]
-    projector: asyncio.Task[None]
-    store: TaskStore
-
-    def still_running(self) -> bool:
-        return not self.worker.done() and not self.projector.done()
 
 
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    handler = next(handler for handler in HANDLERS if handler.spec is WEBHOOK)
-    spec = handler.spec
-    topology = build_topology(TASK_TYPES)
-    worker_broker = Broker(settings.rabbitmq_url, topology, timeout_s=settings.publish_timeout_s,
-                           name="integration webhook worker", prefetch=spec.prefetch)
-    projector_broker = Broker(settings.rabbitmq_url, topology,
-                              timeout_s=settings.publish_timeout_s,
-                              name="integration projector", prefetch=64)
-    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    store = TaskStore(client, settings.mongodb_database)
-    stop = asyncio.Event()
-    async with handler.started(settings) as run_task:
-        worker = Worker(spec, run_task, worker_broker, worker_name="integration/webhook",
-                        shutdown_grace_s=5)
-        projector = Projector(projector_broker, store, worker_name="integration/projector",
-                              dead_letters=MongoDeadLetterArchive(
-                                  client, settings.mongodb_database),
-                              batch_size=settings.projector_batch_size,
-                              batch_window_s=settings.projector_batch_window_s)
-        await worker_broker.channel()
-        await projector_broker.channel()
-        running = Runtime(asyncio.create_task(worker.run(stop)),
-                          asyncio.create_task(projector.run(stop)), store)
-        try:
-            yield running
-        finally:
-            stop.set()
-            await asyncio.gather(running.worker, running.projector, return_exceptions=True)
-            await worker_broker.close()
-            await projector_broker.close()
-            await client.close()
+    async with worker_and_projector(settings, WEBHOOK, name="integration") as running:
+        yield running
 
 
 async def publish_raw(channel: AbstractChannel, body: bytes, message_id: str) -> None:

@@ -4,32 +4,24 @@ ids at the edges of the rule run as given."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from consumers.handlers import HANDLERS
-from consumers.worker import Worker
 from contracts import names
 from contracts.limits import is_valid_task_id
 from contracts.projection import TaskState
-from contracts.registry import SLEEP, TASK_TYPES
+from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.amqp_codec import derived_task_id
-from infra.broker import Broker
-from infra.dead_letters import MongoDeadLetterArchive
-from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore
-from infra.topology import build_topology
-from projector.runtime import Projector
 from tests.support.amqp import Queues
+from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -37,46 +29,13 @@ pytestmark = pytest.mark.integration
 BODY = b'{"payload": {"seconds": 0}}'
 
 
-@dataclass(frozen=True)
-class Runtime:
-    worker: asyncio.Task[None]
-    projector: asyncio.Task[None]
-    store: TaskStore
 
 
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """A sleep worker and a projector on the session's vhost, on this event loop."""
-    handler = next(handler for handler in HANDLERS if handler.spec is SLEEP)
-    topology = build_topology(TASK_TYPES)
-    worker_broker = Broker(settings.rabbitmq_url, topology, timeout_s=settings.publish_timeout_s,
-                           name="limits sleep worker", prefetch=SLEEP.prefetch)
-    projector_broker = Broker(settings.rabbitmq_url, topology,
-                              timeout_s=settings.publish_timeout_s, name="limits projector",
-                              prefetch=64)
-    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    store = TaskStore(client, settings.mongodb_database)
-    stop = asyncio.Event()
-    async with handler.started(settings) as run_task:
-        worker = Worker(SLEEP, run_task, worker_broker, worker_name="limits/sleep",
-                        shutdown_grace_s=5)
-        projector = Projector(projector_broker, store, worker_name="limits/projector",
-                              dead_letters=MongoDeadLetterArchive(
-                                  client, settings.mongodb_database),
-                              batch_size=settings.projector_batch_size,
-                              batch_window_s=settings.projector_batch_window_s)
-        await worker_broker.channel()
-        await projector_broker.channel()
-        running = Runtime(asyncio.create_task(worker.run(stop)),
-                          asyncio.create_task(projector.run(stop)), store)
-        try:
-            yield running
-        finally:
-            stop.set()
-            await asyncio.gather(running.worker, running.projector, return_exceptions=True)
-            await worker_broker.close()
-            await projector_broker.close()
-            await client.close()
+    async with worker_and_projector(settings, SLEEP, name="limits") as running:
+        yield running
 
 
 @pytest.fixture
