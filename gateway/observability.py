@@ -38,6 +38,8 @@ from infra.observability import service_name
 from infra.tracing import TRACEPARENT, configure_tracing, current_traceparent, parent_context
 
 _SUBMIT_ROUTE = "/tasks"
+# Where `POST /tasks` notes the task type it validated (request.state), for the submissions metric.
+SUBMITTED_TASK_TYPE = "submitted_task_type"
 _UNMATCHED = "unmatched"
 _TRACE_HEADERS = frozenset({TRACEPARENT.encode(), b"tracestate"})
 
@@ -108,7 +110,10 @@ class RequestObservability:
             code = answer["code"]
             self._count(method, route, code, time.perf_counter() - started)
             if submission:
-                self._count_submission(self._task_type_of(body), code)
+                # The route notes the type of a request it took; only a refused one (422) has
+                # its kept body read again here.
+                noted = scope.get("state", {}).get(SUBMITTED_TASK_TYPE)
+                self._count_submission(noted or self._task_type_of(body), code)
             if span is not None and attached is not None:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)

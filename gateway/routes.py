@@ -7,7 +7,7 @@ import dataclasses
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
 
 from gateway.auth import KeyFirstRoute, Reader, Replayer, Submitter, api_key
 from gateway.batch_routes import batches
@@ -23,6 +23,7 @@ from gateway.http_models import (
 )
 from gateway.limits import LimitsDep, check_limits
 from gateway.listing_routes import listing
+from gateway.observability import SUBMITTED_TASK_TYPE
 from gateway.schedule_routes import schedules
 from gateway.workflow_routes import workflows
 from service.cancel import cancel_task as cancel_task_use_case
@@ -65,6 +66,7 @@ open_routes = APIRouter()
 )
 async def submit_task(
     request: Annotated[TaskRequest, Body()],
+    http: Request,
     services: ServicesDep,
     limits: LimitsDep,
     principal: Submitter,
@@ -77,6 +79,7 @@ async def submit_task(
     With an `Idempotency-Key` header, repeating the same request returns the same task id and
     the task runs once. Keys are per tenant.
     """
+    setattr(http.state, SUBMITTED_TASK_TYPE, request.task_type)
     check_limits(limits, request.task_type, timeout_s=request.timeout_s,
                  max_attempts=request.max_attempts, not_before=request.not_before)
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
