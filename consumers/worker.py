@@ -32,13 +32,18 @@ from contracts.limits import TaskLimits
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
+from infra.acks import Acks
 from infra.amqp_codec import DEVELOPMENT_TENANTS, TenantRules, owner_or_default
-from infra.broker import Broker, PublishError, Refused, requeue, stop_consuming
+from infra.broker import Broker, PublishError, Refused, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
 from infra.publishing import copy_of, publish_event, publish_progress, quarantine
 
 log = logging.getLogger(__name__)
+
+# Acks wait up to this long to go out together (infra/acks.py): a task's outcome is confirmed
+# before its ack is due, so the wait costs a prefetch slot for a moment, not latency.
+ACK_WINDOW_S = 0.005
 
 
 class Worker:
@@ -61,6 +66,7 @@ class Worker:
         self._middleware = middleware or Middleware()
         self._rng = rng or random.Random()  # jitters retry delays
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._acks = Acks(window_s=ACK_WINDOW_S, flush_at=1)
         self._fresh_message = asyncio.Event()
         # The handler of each task running here, by task id: what a cancellation stops.
         self._running: dict[str, asyncio.Task[Any]] = {}
@@ -85,6 +91,8 @@ class Worker:
             # RabbitMQ applies a new prefetch to consumers started after it.
             await stop_consuming(queue, tag)
             await self._broker.set_prefetch(self._spec.prefetch)
+            # A quarter of the window per ack: the rest of it keeps tasks coming meanwhile.
+            self._acks.flush_at = max(1, self._spec.prefetch // 4)
             tag = await queue.consume(self._on_message)
             log.info("consuming %s (prefetch %d)", queue.name, self._spec.prefetch)
             await stop.wait()
@@ -92,8 +100,11 @@ class Worker:
         await self._drain()
 
     async def _drain(self) -> None:
-        if not self._in_flight:
-            return
+        if self._in_flight:
+            await self._finish_in_flight()
+        await self._acks.flush()
+
+    async def _finish_in_flight(self) -> None:
         log.info("stopping: %d task(s) in flight, %.0fs grace", len(self._in_flight), self._grace_s)
         _, unfinished = await asyncio.wait(self._in_flight, timeout=self._grace_s or None)
         for task in unfinished:
@@ -103,6 +114,7 @@ class Worker:
             log.warning("requeued %d unfinished task(s)", len(unfinished))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._acks.track(message)  # first, before anything awaits: deliveries stay in order
         if not message.redelivered:
             self._fresh_message.set()
         # Each message runs on its own task; prefetch bounds how many run at once.
@@ -119,23 +131,22 @@ class Worker:
                 await self._quarantine(message, invalid)
             else:
                 await self._run(message, task)
-            await message.ack()
+            self._acks.ack(message)
         except asyncio.CancelledError:
             # Shutdown: back to the queue, never to the dead-letter queue.
-            await requeue(message)
+            await self._acks.requeue(message)
             raise
         except PublishError as error:
             log.error("task %s: outcome not confirmed (%s); it will be redelivered",
                       message.message_id, error)
-            await requeue(message)
+            await self._acks.requeue(message)
         except (AMQPError, ChannelInvalidStateError) as error:
-            log.error("task %s: ack failed (%r); RabbitMQ will redeliver it",
-                      message.message_id, error)
+            log.error("task %s: %r; RabbitMQ will redeliver it", message.message_id, error)
         except Exception:
             # A bug in this runtime, not in the handler: requeue, so the delivery limit ends a
             # message that triggers it every time as `dead` instead of holding it forever.
             log.exception("task %s: unexpected error; requeueing it", message.message_id)
-            await requeue(message)
+            await self._acks.requeue(message)
 
     def _is_cancelled(self, task_id: str) -> bool:
         return self._cancels is not None and self._cancels.is_cancelled(task_id)

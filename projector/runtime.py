@@ -25,6 +25,7 @@ from contracts import names
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
+from infra.acks import Acks
 from infra.amqp_codec import (
     DEVELOPMENT_TENANTS,
     TenantRules,
@@ -35,7 +36,7 @@ from infra.amqp_codec import (
     task_id_of,
 )
 from infra.batching import Batcher
-from infra.broker import Broker, PublishError, requeue, stop_consuming
+from infra.broker import Broker, PublishError, stop_consuming
 from infra.middleware import Middleware, ProjectedEvent
 from infra.publishing import publish_event, quarantine
 from infra.replay import describe
@@ -77,6 +78,9 @@ class Projector:
         self._batches: Batcher[Received] = Batcher(self._store_batch, max_size=batch_size,
                                                    window_s=batch_window_s)
         self._in_flight: set[asyncio.Task[Any]] = set()
+        # A batch's messages are acked together once it is stored; the few settled on their own
+        # (dead letters) wait a moment for company.
+        self._acks = Acks(window_s=batch_window_s, flush_at=batch_size)
         self._stopping = asyncio.Event()
         self._stop = asyncio.Event()
 
@@ -107,6 +111,7 @@ class Projector:
             self._stopping.set()
             sweeper.cancel()
             await asyncio.gather(writer, sweeper, return_exceptions=True)
+            await self._acks.flush()
 
     def _dispatcher(
         self, reader: EventReader
@@ -114,6 +119,7 @@ class Projector:
         async def on_message(message: AbstractIncomingMessage) -> None:
             # aio-pika runs each delivery on a task of its own already: read on that one, and
             # keep it to wait for at shutdown.
+            self._acks.track(message)  # first, before anything awaits: deliveries stay in order
             current = asyncio.current_task()
             assert current is not None
             self._in_flight.add(current)
@@ -129,21 +135,21 @@ class Projector:
         try:
             event = await reader(message)
             if event is None:
-                await message.ack()
+                self._acks.ack(message)
             else:
                 self._batches.add((message, event))
         except PublishError as error:
             log.error("message %s: %s; it will be redelivered", message.message_id, error)
-            await requeue(message)
+            await self._acks.requeue(message)
         except StoreUnavailable as error:
             log.warning("message %s: %s; it will be redelivered", message.message_id, error)
-            await requeue(message)
+            await self._acks.requeue(message)
         except (AMQPError, ChannelInvalidStateError) as error:
             log.error("could not settle message %s (%r); it will be redelivered",
                       message.message_id, error)
         except Exception:
             log.exception("message %s: unexpected error; requeueing it", message.message_id)
-            await requeue(message)
+            await self._acks.requeue(message)
 
     async def _store_batch(self, batch: list[Received]) -> None:
         """One bulk write for the batch, then its acks; requeued if stopping during an outage."""
@@ -160,15 +166,13 @@ class Projector:
         if not stored and failure is None:
             failure = StoreUnavailable("stopped while MongoDB was unavailable")
         self._middleware.after_write(projected, failure)
+        if not stored:
+            for message, _ in batch:
+                await self._acks.requeue(message)
+            return
         for message, _ in batch:
-            try:
-                if stored:
-                    await message.ack()
-                else:
-                    await message.nack(requeue=True)
-            except (AMQPError, ChannelInvalidStateError) as error:
-                log.error("could not settle message %s (%r); it will be redelivered",
-                          message.message_id, error)
+            self._acks.ack(message)
+        await self._acks.flush()  # mostly one multiple ack for the whole batch
 
     async def _apply_until_stored(self, events: list[Event]) -> bool:
         """Retry through a MongoDB outage; False if the projector is stopping meanwhile."""

@@ -92,8 +92,9 @@ class Delivery:
     user_id: str | None = None
     type: str | None = None
     delivery_tag: int = 1
+    channel: str = "channel 1"  # what the worker's acks group deliveries by
 
-    async def ack(self) -> None:
+    async def ack(self, multiple: bool = False) -> None:
         self.journal.append("ack")
 
     async def nack(self, requeue: bool = True) -> None:
