@@ -32,8 +32,11 @@ class Batcher(Generic[T]):
         self._items: list[T] = []
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
+        self._first_at = 0.0  # when the oldest item waiting arrived (loop time)
 
     def add(self, item: T) -> None:
+        if not self._items:
+            self._first_at = asyncio.get_running_loop().time()
         self._items.append(item)
         self._arrived.set()
         if len(self._items) >= self._max_size:
@@ -51,9 +54,11 @@ class Batcher(Generic[T]):
                     return
                 self._arrived.clear()
                 continue
-            if not stop.is_set():
-                # Wait for the batch to fill, at most the window: a quiet system answers fast.
-                await first_of(self._full, stop, timeout_s=self._window_s)
+            # Wait for the batch to fill, at most the window from its oldest item's arrival: a
+            # quiet system answers fast, and items that waited out a flush go at once.
+            left_s = self._first_at + self._window_s - asyncio.get_running_loop().time()
+            if left_s > 0 and not stop.is_set():
+                await first_of(self._full, stop, timeout_s=left_s)
             batch = self.take()
             try:
                 await self._flush(batch)
