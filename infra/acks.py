@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
@@ -81,6 +83,8 @@ class Acks:
         """Finished: the next flush acks it."""
         delivery = self._delivery(message)
         if delivery is None:
+            # Not tracked (its channel's runs were given up after a failed ack): on its own.
+            self._start(self._ack_alone(message))
             return
         delivery.finished = True
         self._waiting += 1
@@ -113,9 +117,18 @@ class Acks:
     def _flush_soon(self) -> None:
         self._timer = None
         self._scheduled = True
-        task = asyncio.get_running_loop().create_task(self._flush_due())
+        self._start(self._flush_due())
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
+
+    async def _ack_alone(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await message.ack()
+        except (AMQPError, ChannelInvalidStateError, RuntimeError) as error:
+            log.warning("could not ack a message (%r); RabbitMQ will redeliver it", error)
 
     async def _flush_due(self) -> None:
         async with self._lock:

@@ -160,3 +160,17 @@ async def test_a_closed_channel_is_forgotten_and_its_messages_left_to_redelivery
     await acks.flush()
 
     assert wire.frames == []
+
+
+async def test_a_delivery_whose_channel_runs_were_given_up_is_acked_on_its_own() -> None:
+    wire, acks = Wire(closed=True), Acks(window_s=SLOW, flush_at=1000)
+    messages = deliver(acks, wire, 3)
+    acks.ack(messages[0])
+    await acks.flush()  # fails: the channel's runs are given up, 2 and 3 untracked
+    wire.closed = False
+
+    acks.ack(messages[1])
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+    assert wire.frames == [("ack", 2, False)]
