@@ -28,7 +28,6 @@ class Batcher(Generic[T]):
         self._max_size = max_size
         self._window_s = window_s
         self._items: list[T] = []
-        self._first_at = 0.0  # when the oldest item waiting arrived (loop time)
         # What `run` waits on, if anything, and how many items end that wait. A future and a
         # timer per batch, not `asyncio.wait` on events: that made tasks for every batch and
         # was 5 % of a busy projector's time.
@@ -36,8 +35,6 @@ class Batcher(Generic[T]):
         self._wake_at = 1
 
     def add(self, item: T) -> None:
-        if not self._items:
-            self._first_at = asyncio.get_running_loop().time()
         self._items.append(item)
         if len(self._items) >= self._wake_at:
             self._wake()
@@ -53,12 +50,14 @@ class Batcher(Generic[T]):
                 await self._until(1, stop)
                 if not self._items:
                     return  # stopped, and nothing left
-                # Wait for the batch to fill, at most the window from its oldest item's
-                # arrival: a quiet system answers fast, and items that waited out a flush go
-                # at once.
-                left_s = self._first_at + self._window_s - asyncio.get_running_loop().time()
-                if left_s > 0:
-                    await self._until(self._max_size, stop, timeout_s=left_s)
+                # Wait for the batch to fill, at most the window: a quiet system answers fast.
+                # Under load the window starts when the previous flush ends, so batches grow
+                # with the load (items that arrived during a flush wait a little longer, and
+                # the store takes fewer, larger writes).
+                if self._window_s > 0:
+                    await self._until(self._max_size, stop, timeout_s=self._window_s)
+                else:
+                    await asyncio.sleep(0)  # what is ready to run this loop pass joins in
                 batch = self._take()
                 try:
                     await self._flush(batch)

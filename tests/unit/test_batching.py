@@ -78,22 +78,3 @@ async def test_stopping_flushes_everything_left_in_batches_of_the_maximum_size()
     assert [recorder.flushed.get_nowait() for _ in range(3)] == [[0, 1], [2, 3], [4]]
     assert len(batcher) == 0
 
-
-async def test_items_that_waited_out_a_flush_longer_than_the_window_go_at_once() -> None:
-    recorder, stop = Recorder(), asyncio.Event()
-    recorder.release.clear()
-    window_s = 0.2
-    batcher = Batcher(recorder.flush, max_size=100, window_s=window_s)
-    running = asyncio.create_task(batcher.run(stop))
-    batcher.add(1)
-    assert await recorder.next_batch() == [1]
-    batcher.add(2)  # arrives while 1 is being flushed, which takes longer than the window
-    await asyncio.sleep(window_s * 1.5)
-    released = asyncio.get_running_loop().time()
-    recorder.release.set()
-
-    assert await recorder.next_batch() == [2]
-    # Its window ran out while it waited: no second window after the flush.
-    assert asyncio.get_running_loop().time() - released < window_s / 2
-    stop.set()
-    await running
