@@ -1,13 +1,18 @@
-"""Integration-tier fixtures: an ops-eye view of the session's vhost over a plain AMQP channel."""
+"""Integration-tier fixtures: an ops-eye view of the session's vhost over a plain AMQP channel,
+and a MongoDB client of the test's own."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
+from pymongo import AsyncMongoClient
 
+from infra.mongo import mongo_client
+from infra.settings import Settings
 from tests.support.amqp import Queues
 from tests.support.services import Backends
 
@@ -23,3 +28,11 @@ async def amqp_channel(services: Backends) -> AsyncIterator[AbstractChannel]:
 @pytest.fixture
 def queues(amqp_channel: AbstractChannel) -> Queues:
     return Queues(amqp_channel)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    """A MongoDB client as the services make theirs, closed after the test."""
+    connection = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+    yield connection
+    await connection.close()

@@ -14,20 +14,11 @@ from pymongo import AsyncMongoClient
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
 from infra.expiry import server_kind
-from infra.mongo import mongo_client
-from infra.settings import Settings
 from infra.store import TaskStore
 
 pytestmark = pytest.mark.integration
 
 RETENTION = timedelta(days=30)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    connection = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    yield connection
-    await connection.close()
 
 
 @pytest.fixture

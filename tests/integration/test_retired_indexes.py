@@ -4,7 +4,6 @@ paid for by every write."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,8 +11,6 @@ import pytest
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
 from infra import task_queries
-from infra.mongo import mongo_client
-from infra.settings import Settings
 from infra.store import TaskStore
 
 pytestmark = pytest.mark.integration
@@ -23,13 +20,6 @@ RETIRED = (
     [("task_type", ASCENDING), ("updated_at", DESCENDING)],
     [("created_at", DESCENDING)],
 )
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    connection = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    yield connection
-    await connection.close()
 
 
 async def test_a_store_made_by_an_earlier_version_loses_the_indexes_nothing_reads(

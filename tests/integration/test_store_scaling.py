@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -19,7 +19,6 @@ from pymongo import AsyncMongoClient
 from contracts.messages import StatusEvent
 from contracts.projection import apply
 from contracts.statuses import Status
-from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore, to_document
 
@@ -35,13 +34,6 @@ def finished_task(task_id: str) -> dict[str, Any]:
     event = StatusEvent(task_id=task_id, task_type="sleep", status=Status.SUCCEEDED, attempt=1,
                         worker="scaling-test")
     return to_document(apply(None, event))
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    connection = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
-    yield connection
-    await connection.close()
 
 
 async def filled_store(
