@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,26 +22,10 @@ from tests.support import processes
 from tests.support.keys import bearer
 from tests.support.processes import ServiceProcess
 from tests.support.receivers import SmtpSink
-from tests.support.services import Backends, free_port
+from tests.support.services import Backends, free_port, free_port_block
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port_block(size: int) -> int:
-    """A base port with `size` consecutive free ports (a worker's is the projector's + n)."""
-    for _ in range(50):
-        base = free_port()
-        if base + size > 65_000:
-            continue
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no block of free ports")
 
 
 @dataclass

@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from infra.logging import configure_logging
 from infra.settings import Settings
 from projector.bootstrap import run_projector
 from tests.support.keys import bearer
+from tests.support.services import free_port_block
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -58,24 +58,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield exporter
     exporter.shutdown()
-
-
-def _free_port_block(size: int) -> int:
-    """A base port with `size` consecutive free ports (a worker's is the projector's + n)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        if base + size > 65_000:
-            continue
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no block of free ports")
 
 
 @dataclass(frozen=True)
@@ -115,7 +97,7 @@ async def stack(
     """The gateway (lifespan started, over ASGI), a `sleep` worker and the projector."""
     settings = settings.model_copy(update={
         "metrics_host": "127.0.0.1",
-        "metrics_port": _free_port_block(2 + len(task_type_names())),
+        "metrics_port": free_port_block(2 + len(task_type_names())),
         "worker_name": "observability",
     })
     app = create_app(settings)

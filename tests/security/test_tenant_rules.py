@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from consumers.decode import InvalidTask, decode
 from contracts import names
 from contracts.messages import StatusEvent
-from contracts.projection import TaskState, apply
+from contracts.projection import apply
 from contracts.registry import get_spec
 from contracts.statuses import Status
 from infra.amqp_codec import TenantRules, UnknownPublisher, tenant_of
@@ -20,6 +20,7 @@ from service.auth import Principal, hash_token, key_id_of, new_token
 from service.errors import RateLimited
 from service.rate_limit import RateLimiter
 from tests.support.memory import ManualClock
+from tests.support.projection import fold
 from tests.unit.fakes import incoming
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -29,13 +30,6 @@ def event(status: Status, attempt: int, seconds: float = 0, **fields: Any) -> St
     return StatusEvent(task_id="t-1", task_type="sleep", status=status, attempt=attempt,
                        at=T0 + timedelta(seconds=seconds), worker="w-1", **fields)
 
-
-def fold(*events: StatusEvent) -> TaskState:
-    state: TaskState | None = None
-    for each in events:
-        state = apply(state, each)
-    assert state is not None
-    return state
 
 
 # --- the projection -------------------------------------------------------------------------

@@ -43,6 +43,22 @@ def free_port() -> int:
         return port
 
 
+def free_port_block(size: int) -> int:
+    """A base port with `size` consecutive free ports (a worker's is the projector's + n)."""
+    for _ in range(50):
+        base = free_port()
+        if base + size > 65_000:
+            continue
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports")
+
+
 def missing(what: str) -> None:
     """A required service is absent: a failure on CI, a skip on a developer's machine."""
     message = f"{what} is not running (start it with `make services`)"

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contracts.messages import StatusEvent
-from contracts.projection import TaskState, apply
+from contracts.projection import apply
 from contracts.statuses import Status
+from tests.support.projection import fold
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -17,13 +18,6 @@ def event(status: Status, attempt: int, *, seconds: float = 0, run: int = 1) -> 
     return StatusEvent(task_id="t-1", task_type="sleep", status=status, attempt=attempt,
                        run=run, at=T0 + timedelta(seconds=seconds), worker="w-1")
 
-
-def fold(*events: StatusEvent) -> TaskState:
-    state: TaskState | None = None
-    for each in events:
-        state = apply(state, each)
-    assert state is not None
-    return state
 
 
 @pytest.mark.parametrize("late", [

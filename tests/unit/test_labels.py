@@ -10,12 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.messages import StatusEvent, TaskBody
-from contracts.projection import TaskState, apply
 from contracts.statuses import Status
 from infra.task_queries import list_key
 from service.errors import InvalidCursor
 from service.listing import decode_cursor, encode_cursor
 from service.queries import SortKey
+from tests.support.projection import fold
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -24,13 +24,6 @@ def event(status: Status, attempt: int = 1, **fields: Any) -> StatusEvent:
     return StatusEvent(task_id="t-1", task_type="sleep", status=status, attempt=attempt,
                        at=T0, worker="w", **fields)
 
-
-def fold(*events: StatusEvent) -> TaskState:
-    state: TaskState | None = None
-    for each in events:
-        state = apply(state, each)
-    assert state is not None
-    return state
 
 
 @pytest.mark.parametrize("labels", [["nightly", "customer=42", "a.b_c:d/e-f"], ["x" * 64],

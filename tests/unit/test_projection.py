@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.projection import HISTORY_LIMIT, TaskState, apply
 from contracts.statuses import Status, position
+from tests.support.projection import fold
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -24,13 +25,6 @@ def event(
         at=T0 + timedelta(seconds=seconds), worker="w-1", **fields,
     )
 
-
-def fold(*events: StatusEvent) -> TaskState:
-    state: TaskState | None = None
-    for each in events:
-        state = apply(state, each)
-    assert state is not None
-    return state
 
 
 def test_first_event_creates_the_state() -> None:

@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contracts.messages import ProgressEvent, StatusEvent
-from contracts.projection import Progress, TaskState, apply
+from contracts.projection import Progress, apply
 from contracts.statuses import Status
+from tests.support.projection import fold
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -28,13 +29,6 @@ def report(fraction: float, attempt: int = 1, *, run: int = 1, seconds: float = 
                          fraction=fraction, message=message,
                          at=T0 + timedelta(seconds=seconds), worker="w-1")
 
-
-def fold(*events: StatusEvent | ProgressEvent) -> TaskState:
-    state: TaskState | None = None
-    for each in events:
-        state = apply(state, each)
-    assert state is not None
-    return state
 
 
 def test_a_report_sets_the_progress_of_a_running_task_and_nothing_else() -> None:
