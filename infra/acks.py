@@ -81,11 +81,12 @@ class Acks:
 
     def ack(self, message: AbstractIncomingMessage) -> None:
         """Finished: the next flush acks it."""
-        delivery = self._delivery(message)
-        if delivery is None:
+        found = self._find(message)
+        if found is None:
             # Not tracked (its channel's runs were given up after a failed ack): on its own.
             self._start(self._ack_alone(message))
             return
+        delivery = found[1]
         delivery.finished = True
         self._waiting += 1
         if self._scheduled:
@@ -99,7 +100,12 @@ class Acks:
 
     async def requeue(self, message: AbstractIncomingMessage) -> None:
         """Give it back to its queue now (counts toward a quorum queue's delivery limit)."""
-        self._forget(message)
+        found = self._find(message)
+        if found is not None:
+            channel, delivery = found
+            del channel.deliveries[message.delivery_tag or 0]
+            if delivery.finished:
+                self._waiting -= 1
         try:
             await message.nack(requeue=True)
         except (AMQPError, ChannelInvalidStateError) as error:
@@ -169,18 +175,10 @@ class Acks:
             self._waiting -= sum(d.finished for d in deliveries.values())
             del self._channels[key]
 
-    def _delivery(self, message: AbstractIncomingMessage) -> _Delivery | None:
+    def _find(self, message: AbstractIncomingMessage) -> tuple[_Channel, _Delivery] | None:
+        """The tracked delivery of `message`, and its channel's state."""
         for channel in self._channels.values():
             delivery = channel.deliveries.get(message.delivery_tag or 0)
             if delivery is not None and delivery.message is message:
-                return delivery
+                return channel, delivery
         return None
-
-    def _forget(self, message: AbstractIncomingMessage) -> None:
-        for channel in self._channels.values():
-            delivery = channel.deliveries.get(message.delivery_tag or 0)
-            if delivery is not None and delivery.message is message:
-                del channel.deliveries[message.delivery_tag or 0]
-                if delivery.finished:
-                    self._waiting -= 1
-                return

@@ -13,7 +13,6 @@ import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
@@ -205,14 +204,6 @@ def persistent_message(body: bytes, **properties: Any) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         **properties,
     )
-
-
-async def requeue(message: AbstractIncomingMessage) -> None:
-    """Give a message back to its queue (counts toward a quorum queue's delivery limit)."""
-    try:
-        await message.nack(requeue=True)
-    except (AMQPError, ChannelInvalidStateError) as error:
-        log.debug("nack failed (%r); RabbitMQ requeues unacked messages on close", error)
 
 
 _CANCEL_TIMEOUT_S = 5.0

@@ -77,4 +77,3 @@ async def test_stopping_flushes_everything_left_in_batches_of_the_maximum_size()
 
     assert [recorder.flushed.get_nowait() for _ in range(3)] == [[0, 1], [2, 3], [4]]
     assert len(batcher) == 0
-
