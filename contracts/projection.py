@@ -1,7 +1,8 @@
 """The projection: one pure function folds status events into a task's read-model state.
 
 Applying an event twice changes nothing; an older event never overwrites a newer one; a terminal
-status never regresses within its run. An event that arrives late (events travel on several
+status never regresses within its run; a task belongs to the first tenant any of its events names,
+and an event that names another tenant (or none) changes nothing of it. An event that arrives late (events travel on several
 queues, and are applied concurrently) still takes its place in the history, so the history
 tells every step even when the status has moved past it. The store writes the result with a
 guard on `position`, so concurrent writers cannot interleave.
@@ -83,9 +84,21 @@ def apply(state: TaskState | None, event: StatusEvent | ProgressEvent) -> TaskSt
 
     A progress event for a task not in the read model yet changes nothing either (None).
     """
+    if state is not None and not _same_owner(state, event):
+        return state
     if isinstance(event, ProgressEvent):
         return _with_progress(state, event)
     return _with_status(state, event)
+
+
+def _same_owner(state: TaskState, event: StatusEvent | ProgressEvent) -> bool:
+    """Whether `event` may change `state`: a task id is its owner's for the task's whole life.
+
+    Publishers choose task ids, so another tenant may name an id that is taken: its events
+    (and one that names no tenant) never touch the owner's task. A record that names no owner
+    (written before owners were recorded) takes the first one an event names.
+    """
+    return state.tenant is None or event.tenant == state.tenant
 
 
 def _with_progress(state: TaskState | None, event: ProgressEvent) -> TaskState | None:

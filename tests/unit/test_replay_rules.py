@@ -36,12 +36,13 @@ class Ports:
                            queue=self.queue, replayed_by="unit", archive_grace=grace,
                            claim_patience=timedelta(seconds=12))
 
-    async def failed(self, task_id: str, *, run: int = 1, ended: datetime | None = None) -> None:
+    async def failed(self, task_id: str, *, run: int = 1, ended: datetime | None = None,
+                     tenant: str | None = None) -> None:
         at = ended or utcnow() - timedelta(minutes=1)
         for status, attempt in ((Status.QUEUED, 0), (Status.RUNNING, 1), (Status.FAILED, 1)):
             await self.tasks.apply(StatusEvent(
                 task_id=task_id, task_type=TYPE, status=status, attempt=attempt, run=run,
-                worker="unit", at=at,
+                worker="unit", at=at, tenant=tenant,
                 error=ErrorInfo(type="X", message="y") if status is Status.FAILED else None))
 
 
@@ -197,7 +198,7 @@ async def test_a_replayed_copy_names_the_tasks_owner_not_the_letters_header(
 ) -> None:
     await world.tasks.apply(StatusEvent(task_id="t", task_type=TYPE, status=Status.QUEUED,
                                         attempt=0, worker="unit", tenant="billing"))
-    await world.failed("t")
+    await world.failed("t", tenant="billing")
     # As an outside publisher sent it: a tenant header of its choosing, which its user overrode.
     await world.archive.keep(dataclasses.replace(letter("t"), headers={"x-tenant": "acme"}))
 
