@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from contracts.json_depth import nests_deeper
+from contracts.limits import MAX_PAYLOAD_DEPTH
 
 
 class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_deep(cls, data: Any) -> Any:
+        # Checked first, without recursion: a deeper payload would be accepted, then fail to
+        # serialize (a 500 at the gateway, a requeue loop at the worker).
+        if nests_deeper(data, MAX_PAYLOAD_DEPTH):
+            raise ValueError(f"nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+        return data
 
 
 class SendEmailPayload(Payload):
@@ -79,11 +100,23 @@ class WebhookPayload(Payload):
 
 
 def redacted_url(url: AnyHttpUrl) -> str:
-    """`scheme://host[:port]/path`: what logs, events and errors may show of a webhook URL
-    (its query and userinfo may hold secrets)."""
+    """`scheme://host[:port]`, then `(path #<tag>)` unless the path is `/`: what logs, events
+    and errors may show of a webhook URL. Its query and userinfo may hold secrets, and so may
+    its path (`https://hooks.example.com/services/T0/B0/<secret>`): the path shows only as a
+    tag (path_tag) that tells two paths apart without giving either away."""
     default_port = {"http": 80, "https": 443}.get(url.scheme)
     port = f":{url.port}" if url.port is not None and url.port != default_port else ""
-    return f"{url.scheme}://{url.host}{port}{url.path or '/'}"
+    origin = f"{url.scheme}://{url.host}{port}"
+    path = url.path or "/"
+    return origin if path == "/" else f"{origin} (path #{path_tag(path)})"
+
+
+def path_tag(path: str) -> str:
+    """The first 8 hex digits of the SHA-256 of a URL's path as sent (percent-encoded): a
+    tenant can compute it for its own URLs (`printf %s /in | sha256sum | cut -c1-8`). 32 bits
+    cannot be reversed for a random path secret; a short guessable path could be, but then it
+    was no secret."""
+    return hashlib.sha256(path.encode()).hexdigest()[:8]
 
 
 class SleepPayload(Payload):

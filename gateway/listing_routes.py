@@ -44,7 +44,7 @@ _PAGE_EXAMPLE: dict[str, Any] = {
                "finished_at": "2026-11-30T08:00:00.410000Z", "next_attempt_at": None,
                "result": None, "progress": None,
                "error": {"type": "PermanentFailure",
-                         "message": "POST https://hooks.example.com/x answered 404"},
+                         "message": "POST https://hooks.example.com (path #b3d1db31) answered 404"},
                "history": [], "labels": ["nightly", "customer=42"]}],
     "next": "MTc2NDQ4OTYwMDEyMDAwMHw5YjJmNmMxZS0zZDRhLTRmNWItOGM3ZC0xZTJmM2E0YjVjNmQ",
 }

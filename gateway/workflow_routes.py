@@ -35,7 +35,7 @@ _EXAMPLE: dict[str, Any] = {
         {"task_id": "2f1e9a7b-6c2d-5e4f-8a1b-3c4d5e6f7a8b", "task_type": "webhook",
          "status": "failed", "created_at": "2026-11-30T08:00:01Z", "result": None,
          "error": {"type": "PermanentFailure",
-                   "message": "POST https://hooks.example.com/x answered 404"}}]}
+                   "message": "POST https://hooks.example.com (path #b3d1db31) answered 404"}}]}
 
 
 class StepView(BaseModel):

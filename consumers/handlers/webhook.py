@@ -1,8 +1,9 @@
 """`webhook`: one HTTP request; 2xx succeeds, 5xx / 429 / timeouts retry, other 4xx fail.
 
 The request goes only to a public address, or one the operator allowed (`egress`), and the
-answer is read under one deadline and a byte cap. Messages name the URL without its query or
-userinfo, and never the payload's header values: they reach logs, events and the API.
+answer is read under one deadline and a byte cap. Messages name the URL by its origin and a tag
+of its path (contracts.payloads.redacted_url: a path, query or userinfo may hold a secret), and
+never the payload's header values: they reach logs, events and the API.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import aio_pika
 import pytest
 
 from contracts import names
+from contracts.payloads import path_tag
 from tests.e2e.conftest import Api, EventTap, System
 from tests.support.amqp import Queues
 from tests.support.receivers import Delivery, WebhookReceiver
@@ -160,11 +161,12 @@ async def test_a_webhook_to_an_address_outside_the_allowlist_fails_without_a_req
 SECRET = "s3cr3t-e2e-never-shown"
 
 
-async def test_a_failed_webhook_shows_neither_its_query_nor_its_header_values(
+async def test_a_failed_webhook_shows_neither_its_path_query_nor_header_values(
     api: Api, webhook_receiver: WebhookReceiver, queues: Queues, events: EventTap,
     system: System,
 ) -> None:
-    path = unique_path("secret")
+    # A secret in the path too, as in `https://hooks.example.com/services/T0/B0/<secret>`.
+    path = unique_path(f"services/{SECRET}")
     webhook_receiver.answers[path] = [403]
 
     task_id = await api.submit("webhook", {
@@ -173,7 +175,8 @@ async def test_a_failed_webhook_shows_neither_its_query_nor_its_header_values(
 
     done = await api.wait_for(task_id)
     assert done["status"] == "failed"
-    assert done["error"]["message"] == f"POST {webhook_receiver.url(path)} answered 403"
+    origin = webhook_receiver.url("/").rstrip("/")
+    assert done["error"]["message"] == f"POST {origin} (path #{path_tag(path)}) answered 403"
     [delivery] = deliveries_to(webhook_receiver, f"{path}?token={SECRET}")
     assert delivery.headers["Authorization"] == f"Bearer {SECRET}"
     failed = await events.wait_for(task_id, "failed")

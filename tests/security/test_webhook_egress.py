@@ -28,7 +28,7 @@ from consumers.failures import PermanentFailure, Retry
 from consumers.handlers.egress import DestinationNotAllowed, Network
 from consumers.handlers.egress_transport import egress_client
 from consumers.handlers.webhook import call_webhook
-from contracts.payloads import WebhookPayload
+from contracts.payloads import WebhookPayload, path_tag, redacted_url
 from infra.settings import Settings
 from tests.support.receivers import WebhookReceiver
 
@@ -278,11 +278,43 @@ async def test_errors_show_the_url_without_query_and_no_header_value(
     with pytest.raises(Retry) as answered:
         await run_webhook({"url": url, "headers": {"Authorization": f"Bearer {SECRET}"}})
 
-    shown = f"POST http://127.0.0.1:{webhook_receiver.port}{path} answered 500"
+    shown = (f"POST http://127.0.0.1:{webhook_receiver.port} (path #{path_tag(path)}) "
+             "answered 500")
     assert str(answered.value) == shown
     [delivery] = [d for d in list(webhook_receiver.deliveries) if d.path.startswith(path)]
     assert delivery.headers["Authorization"] == f"Bearer {SECRET}"  # it was sent, not shown
     assert SECRET not in caplog.text
+
+
+async def test_a_secret_in_the_path_shows_only_as_a_tag_of_the_path(
+    webhook_receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Slack-style: the last segments of the path are the credential.
+    path = f"/services/T0/B0/{SECRET}-{uuid.uuid4().hex}"
+    webhook_receiver.answers[path] = [404]
+    # httpx's own request log names the whole URL; configure_logging keeps it at WARNING.
+    caplog.set_level(logging.DEBUG, logger="webhook")
+
+    with pytest.raises(PermanentFailure) as answered:
+        await run_webhook({"url": webhook_receiver.url(path)})
+
+    assert str(answered.value) == (f"POST http://127.0.0.1:{webhook_receiver.port} "
+                                   f"(path #{path_tag(path)}) answered 404")
+    assert [d.path for d in list(webhook_receiver.deliveries) if d.path == path] == [path]
+    assert SECRET not in caplog.text
+    assert "/services/" not in str(answered.value)
+
+
+def test_the_path_tag_tells_paths_apart_and_is_left_out_for_the_root() -> None:
+    def shown(url: str) -> str:
+        return redacted_url(WebhookPayload.model_validate({"url": url}).url)
+
+    assert shown("https://hooks.example.com/a/1") != shown("https://hooks.example.com/a/2")
+    assert shown("https://hooks.example.com/a/1?x=1") == shown("https://hooks.example.com/a/1")
+    assert shown("https://hooks.example.com") == "https://hooks.example.com"
+    assert shown("https://hooks.example.com:8443/") == "https://hooks.example.com:8443"
+    tag = path_tag("/in")
+    assert shown("http://hooks.example.com/in") == f"http://hooks.example.com (path #{tag})"
 
 
 async def test_a_timeout_and_a_refused_destination_are_reported_redacted(
@@ -298,7 +330,8 @@ async def test_a_timeout_and_a_refused_destination_are_reported_redacted(
         await run_webhook({"url": f"https://internal.example.com/x?key={SECRET}"},
                           resolve=resolve)
 
-    assert str(timed_out.value) == f"POST http://127.0.0.1:{server.port}/slow timed out after 0.3s"
+    assert str(timed_out.value) == (f"POST http://127.0.0.1:{server.port} "
+                                    f"(path #{path_tag('/slow')}) timed out after 0.3s")
     assert str(refused.value) == "destination not allowed: internal.example.com"
     assert "10.1.2.3" in caplog.text  # the operator's log says why; the API does not
     assert SECRET not in caplog.text
