@@ -188,7 +188,9 @@ def _watch_line(view: Json) -> str:
     filled = 0 if fraction is None else round(max(0.0, min(1.0, float(fraction))) * 30)
     bar = "#" * filled + "." * (30 - filled)
     percent = "   -" if fraction is None else f"{float(fraction) * 100:3.0f}%"
-    message = progress.get("message") or ""
+    # The handler's last report stays on an ended task; on the last line it would read as if
+    # the task were still at that step, so the line ends on the state alone.
+    message = "" if view["status"] in TERMINAL else progress.get("message") or ""
     return f"[{bar}] {percent} {view['status']} (attempt {view.get('attempt')}) {message}".rstrip()
 
 

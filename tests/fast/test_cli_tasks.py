@@ -350,7 +350,8 @@ async def test_watch_follows_progress_to_success_and_exits_0(
     assert lines[0].endswith("queued (attempt 0)")
     assert [line.split("] ")[1] for line in lines[1:5]] == [
         "   - running (attempt 1)", " 40% running (attempt 1) 4 of 10",
-        " 80% running (attempt 1) 8 of 10", "100% succeeded (attempt 1) 8 of 10"]
+        # Ended, the line says so alone: the last report ("8 of 10") would read as stale.
+        " 80% running (attempt 1) 8 of 10", "100% succeeded (attempt 1)"]
     assert lines[4].startswith("[" + "#" * 30 + "]")
     assert "status:   succeeded" in result.stdout
 
