@@ -32,6 +32,16 @@ async def test_the_page_needs_no_key_and_forbids_inline_script(client_for: Clien
     assert answer.headers["x-content-type-options"] == "nosniff"
 
 
+async def test_the_key_prompt_says_where_make_runs_key_is(client_for: ClientFor) -> None:
+    client = await client_for(None)
+
+    page = (await client.get("/ui")).text
+
+    prompt = page.split('<form id="key-form"', 1)[1].split("</form>", 1)[0]
+    assert "<code>.run/api-key</code>" in prompt
+    assert "taskproc keys create" in prompt
+
+
 @pytest.mark.parametrize(("name", "media_type"), [("ui.js", "text/javascript"),
                                                    ("ui.css", "text/css"),
                                                    ("favicon.svg", "image/svg+xml")])
