@@ -26,8 +26,9 @@ from contracts.registry import TASK_TYPES, task_type_names
 from infra.broker import Broker, PublishError
 from infra.composition import MongoAdapters, mongo_adapters, replay_ports
 from infra.keys_cli import keys_create, keys_list, keys_revoke
+from infra.local_settings import SettingsError, cli_settings
 from infra.logging import configure_logging
-from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies
+from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies, vhost_of
 from infra.rabbitmq_layout import USER_PREFIX, parse_publisher
 from infra.rabbitmq_setup import process_environment, setup
 from infra.read_model_migration import backfill_listing_keys, count_missing
@@ -38,7 +39,7 @@ from infra.task_cli import TASK_VERBS
 from infra.topology import build_topology, declare_on, definitions
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import InvalidKeyRequest, StoreUnavailable
-from service.replay import Outcome, ReplayPorts, replay_letter
+from service.replay import ReplayPorts, replay_queue
 
 log = logging.getLogger("taskproc")
 
@@ -48,9 +49,14 @@ CLI_APP_ID = "taskproc-cli"
 _Action = Callable[[Broker, MongoAdapters], Awaitable[int]]
 
 
-def settings_for(role: str) -> Settings:
-    """The settings from the environment, with logging configured for `role`."""
-    settings = Settings()
+def settings_for(role: str, *, development_file: bool = True) -> Settings:
+    """The settings from the environment over `make run`'s development file (when there is one
+    and `development_file`: infra.local_settings), with logging configured for `role`. Settings
+    that do not validate end the command with one line on stderr and status 1, no traceback."""
+    try:
+        settings = cli_settings(use_file=development_file)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
     configure_logging(settings, role)
     return settings
 
@@ -107,11 +113,12 @@ def topology() -> None:
 
 
 @topology.command("export")
-@click.option("--vhost", default="/", show_default=True, help="the vhost the file names")
-def topology_export(vhost: str) -> None:
+@click.option("--vhost", default=None, help="the vhost the file names  [default: RABBITMQ_URL's]")
+def topology_export(vhost: str | None) -> None:
     """Print a RabbitMQ definitions file."""
     settings = settings_for("topology")
-    document = definitions(build_topology(TASK_TYPES), vhost=vhost,
+    document = definitions(build_topology(TASK_TYPES),
+                           vhost=vhost_of(settings.rabbitmq_url) if vhost is None else vhost,
                            policies=queue_policies(TASK_TYPES, settings))
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -181,7 +188,7 @@ def rabbitmq_setup(vhost: str, publishers: tuple[str, ...], credentials_file: Pa
 @cli.command()
 def schemas() -> None:
     """Print the JSON Schema of every message."""
-    settings_for("schemas")
+    # Needs no settings: the schemas come from the registry alone.
     json.dump(json_schemas(), sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -257,7 +264,7 @@ def dead_letters_replay(task_type: str, task_ids: tuple[str, ...], replay_all: b
     if replay_all == bool(task_ids):
         raise click.UsageError("give either --all or one or more TASK_IDs")
     settings = settings_for("dead-letters")
-    chosen = None if replay_all else set(task_ids)
+    chosen = None if replay_all else frozenset(task_ids)
     sys.exit(_dead_letters(settings, lambda broker, mongo: _replay_dead_letters(
         replay_ports(settings, broker, mongo.tasks, mongo.dead_letters, replayed_by=CLI_APP_ID),
         task_type, chosen)))
@@ -293,30 +300,22 @@ async def _list_dead_letters(
     return 0
 
 
-async def _replay_dead_letters(ports: ReplayPorts, task_type: str, chosen: set[str] | None) -> int:
-    """Replay the chosen letters (all when None); drop the stale copies of replayed ones."""
-    replayed: list[DeadLetter] = []
-    stale: list[DeadLetter] = []
-
-    async def take(letter: DeadLetter) -> bool:
-        if chosen is not None and letter.task_id not in chosen:
-            return False
-        outcome = await replay_letter(ports, letter)
-        (replayed if outcome is Outcome.REPLAYED else stale).append(letter)
-        return True
-
-    await ports.queue.scan(task_type, take)
-    _print_letters(replayed, {})
-    for letter in stale:
+async def _replay_dead_letters(
+    ports: ReplayPorts, task_type: str, chosen: frozenset[str] | None
+) -> int:
+    """Replay the chosen letters (all when None) once each; drop the stale copies of replayed
+    ones."""
+    done = await replay_queue(ports, task_type, chosen)
+    # The archive as the replays left it: each replayed letter shows its claim.
+    _print_letters(done.replayed,
+                   await ports.archive.find_many([letter.letter_id for letter in done.replayed]))
+    for letter in done.stale:
         print(f"dropped stale copy: {letter.task_id} (run {letter.run} was replayed already)",
               file=sys.stderr)
-    print(f"{len(replayed)} replayed from {dead_queue(task_type)}", file=sys.stderr)
-    if chosen is None:
-        return 0
-    missing = chosen - {letter.task_id for letter in [*replayed, *stale]}
-    for task_id in sorted(missing):
+    print(f"{len(done.replayed)} replayed from {dead_queue(task_type)}", file=sys.stderr)
+    for task_id in sorted(done.missing):
         print(f"not found: {task_id}", file=sys.stderr)
-    return 1 if missing else 0
+    return 1 if done.missing else 0
 
 
 def _print_letters(letters: list[DeadLetter], archived: Mapping[str, DeadLetter]) -> None:

@@ -59,13 +59,19 @@ class BrokerDeadLetterQueue:
         self._broker = broker
 
     async def scan(self, task_type: str, choose: Choose | None = None) -> list[DeadLetter]:
-        """Every dead letter of `task_type`; those `choose` takes are acked (off the queue),
-        everything else goes back to the queue untouched, also when `choose` raises."""
+        """The dead letters of `task_type` present when the scan starts; those `choose` takes
+        are acked (off the queue), everything else goes back untouched, also when `choose`
+        raises."""
         queue = await self._broker.queue(names.dead_queue(task_type))
+        # A letter that dies while the scan runs (a replayed task failing again at once) lands
+        # behind those present at the start: reading past them would replay it again. Declared
+        # again for the count, as the robust channel hands back the queue object of its first
+        # declaration, with that moment's count.
+        present = min((await queue.declare()).message_count or 0, MAX_SCAN)
         held: list[AbstractIncomingMessage] = []
         found: list[DeadLetter] = []
         try:
-            while len(held) < MAX_SCAN:
+            while len(found) < present:
                 message = await queue.get(no_ack=False, fail=False)
                 if message is None:
                     break

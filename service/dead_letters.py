@@ -87,4 +87,5 @@ class DeadLetterQueue(Protocol):
     """The broker's `tasks.<type>.dead` queue, read by scanning it (holding what it has read)."""
 
     async def scan(self, task_type: str, choose: Choose | None = None) -> list[DeadLetter]:
-        """Every letter in the queue; those `choose` takes are removed, the others put back."""
+        """Every letter in the queue when the scan starts (never one that arrives during it);
+        those `choose` takes are removed, the others put back."""

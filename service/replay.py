@@ -109,6 +109,46 @@ async def replay_letter(ports: ReplayPorts, letter: DeadLetter) -> Outcome:
     return Outcome.REPLAYED
 
 
+@dataclass(frozen=True)
+class QueueReplay:
+    """What one pass over `tasks.<type>.dead` did."""
+
+    replayed: list[DeadLetter]
+    # Copies of runs replayed already (or of earlier runs): dropped from the queue.
+    stale: list[DeadLetter]
+    # Chosen task ids with no letter in the queue.
+    missing: frozenset[str]
+
+
+async def replay_queue(
+    ports: ReplayPorts, task_type: str, chosen: frozenset[str] | None
+) -> QueueReplay:
+    """Replay the chosen tasks' letters in the dead-letter queue (every letter when None) and
+    drop the stale copies; each task is replayed at most once per call.
+
+    A replayed task that dies again at once sends a new letter to the queue being read: the scan
+    stops at the letters present when it started, and a task replayed here is skipped (its new
+    letter stays in the queue for the next command).
+    """
+    replayed: list[DeadLetter] = []
+    stale: list[DeadLetter] = []
+    replayed_ids: set[str] = set()
+
+    async def take(letter: DeadLetter) -> bool:
+        if (chosen is not None and letter.task_id not in chosen) or letter.task_id in replayed_ids:
+            return False
+        if await replay_letter(ports, letter) is Outcome.REPLAYED:
+            replayed.append(letter)
+            replayed_ids.add(letter.task_id)
+        else:
+            stale.append(letter)
+        return True
+
+    await ports.queue.scan(task_type, take)
+    seen = {letter.task_id for letter in [*replayed, *stale]}
+    return QueueReplay(replayed, stale, frozenset() if chosen is None else chosen - seen)
+
+
 def _taken(ports: ReplayPorts, letter: DeadLetter, state: TaskState | None) -> bool:
     """Claimed by a replay that is alive or done (not one abandoned before it published)."""
     if letter.replay is None:
@@ -176,7 +216,7 @@ async def _replay(ports: ReplayPorts, letter: DeadLetter, owner: str | None) -> 
         raise
     await ports.tasks.apply(StatusEvent(
         task_id=letter.task_id, task_type=letter.task_type, status=Status.QUEUED, attempt=0,
-        run=letter.run + 1, worker=ports.replayed_by,
+        run=letter.run + 1, worker=ports.replayed_by, tenant=owner,
     ))
     log.info("replayed %s task %s (run %d) from its dead letter", letter.task_type,
              letter.task_id, letter.run + 1)

@@ -81,7 +81,10 @@ async def test_the_cli_lists_and_replays_dead_letters(
     [line] = [line for line in listed.stdout.splitlines() if line.startswith(task_id)]
     assert "permanent_failure" in line
     assert "answered 404" in line
+    assert line.split()[4] == "kept"
     assert replayed.returncode == 0, replayed.stderr
+    [row] = [line for line in replayed.stdout.splitlines() if line.startswith(task_id)]
+    assert row.split()[4] == "replayed"
     assert "1 replayed from tasks.webhook.dead" in replayed.stderr
     assert missing.returncode == 1
     assert "not found: no-such-task" in missing.stderr

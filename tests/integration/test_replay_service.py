@@ -9,6 +9,7 @@ import decimal
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import aio_pika
@@ -26,9 +27,9 @@ from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
-from service.dead_letters import DeadLetter, ReplayClaim
+from service.dead_letters import DeadLetter, LetterPublisher, ReplayClaim
 from service.errors import NotRetryable
-from service.replay import Outcome, ReplayPorts, replay_letter, replay_task
+from service.replay import Outcome, ReplayPorts, replay_letter, replay_queue, replay_task
 from tests.support.amqp import Queues
 
 pytestmark = pytest.mark.integration
@@ -209,3 +210,67 @@ async def test_a_letter_too_large_to_archive_is_replayed_only_from_the_queue(
 
     with pytest.raises(NotRetryable, match="taskproc dead-letters replay"):
         await replay_task(ports, task_id)
+
+
+@dataclass
+class FailingAtOnce:
+    """The real letter publisher, then a worker whose task dies at once (up to `deaths` times):
+    the copy's own dead letter lands in the dead queue, archived and `failed` in the read model,
+    while the replay command is still reading that queue."""
+
+    publisher: LetterPublisher
+    store: TaskStore
+    archive: MongoDeadLetterArchive
+    queues: Queues
+    deaths: int
+    sent: list[DeadLetter] = field(default_factory=list)
+
+    async def republish(self, letter: DeadLetter) -> None:
+        await self.publisher.republish(letter)
+        self.sent.append(letter)
+        if len(self.sent) > self.deaths:
+            return
+        await self.queues.take(names.task_queue(TYPE), letter.task_id)
+        died = dataclasses.replace(letter, run=letter.run + 1, attempt=1, replay=None)
+        for status in (Status.RUNNING, Status.FAILED):
+            await self.store.apply(StatusEvent(
+                task_id=died.task_id, task_type=TYPE, status=status, attempt=1, run=died.run,
+                worker="integration",
+                error=ErrorInfo(type="X", message="y") if status is Status.FAILED else None))
+        await self.archive.keep(died)
+        await dead_letter(self.queues, died)
+
+
+async def dead_letter(queues: Queues, letter: DeadLetter) -> None:
+    """Put `letter` in its dead queue as the broker would have."""
+    assert letter.body is not None
+    await queues.channel.default_exchange.publish(aio_pika.Message(
+        letter.body, message_id=letter.task_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={**{k: v for k, v in letter.headers.items() if k != "x-death"},
+                 names.HEADER_RUN: letter.run, names.HEADER_ATTEMPT: letter.attempt}),
+        routing_key=names.dead_queue(TYPE))
+
+
+async def test_one_replay_command_replays_each_letter_once_though_the_task_dies_again_at_once(
+    ports: ReplayPorts, store: TaskStore, archive: MongoDeadLetterArchive, queues: Queues,
+) -> None:
+    task_id = await a_failed_task(store)
+    letter = a_letter(task_id)
+    await archive.keep(letter)
+    await dead_letter(queues, letter)
+    # Letters of other tasks behind it: the scan is still reading when the copy dies again.
+    for _ in range(5):
+        await dead_letter(queues, a_letter(f"other-{uuid.uuid4().hex}"))
+    worker = FailingAtOnce(ports.publisher, store, archive, queues, deaths=5)
+
+    done = await replay_queue(dataclasses.replace(ports, publisher=worker), TYPE,
+                              frozenset({task_id}))
+
+    assert [(sent.task_id, sent.run) for sent in worker.sent] == [(task_id, 1)]
+    assert [(replayed.task_id, replayed.run) for replayed in done.replayed] == [(task_id, 1)]
+    state = await store.get(task_id)
+    assert state is not None
+    assert (state.status, state.run) == (Status.FAILED, 2)
+    # The new run's letter stays for inspection (and for the next command).
+    assert await queues.take(names.dead_queue(TYPE), task_id) is not None
+
