@@ -28,6 +28,12 @@ MAX_LABELS = 10
 MAX_THEN = 10
 MAX_WORKFLOW_DEPTH = 10
 MAX_WORKFLOW_TASKS = 100
+# JSON nesting, in levels of objects and arrays. Python's parser recurses and pydantic will not
+# serialize past 255 levels, so a deeper document fails as a bug (a 500, a requeue loop) instead
+# of as bad input. A payload's cap holds wherever a payload is validated; a task message body's
+# is checked before it is parsed and leaves room for a payload at its cap in a full workflow.
+MAX_PAYLOAD_DEPTH = 64
+MAX_BODY_DEPTH = 128
 
 
 def is_valid_task_id(value: str) -> bool:

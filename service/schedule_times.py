@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 CatchUp = Literal["skip", "last"]
 
@@ -50,6 +50,9 @@ class Timing:
         if self.cron is not None and (len(self.cron.split()) != 5
                                       or not croniter.is_valid(self.cron)):
             raise InvalidTiming("cron", f"not a 5-field cron expression: {self.cron!r}")
+        if self.cron is not None and not _ever_fires(self.cron):
+            raise InvalidTiming("cron", f"{self.cron!r} names no date that exists "
+                                        "(such as 31 February): it would never run")
         if self.interval_s is not None and self.interval_s <= 0:
             raise InvalidTiming("interval_s", "interval_s must be positive")
 
@@ -108,6 +111,16 @@ def decide(timing: Timing, catch_up: CatchUp, slot: datetime, now: datetime,
     if catch_up == "skip":
         return Decision(slot, None, following)
     return Decision(slot, timing.latest_at_or_before(now, slot), following)
+
+
+def _ever_fires(cron: str) -> bool:
+    # croniter gives up on a day that no month has (`0 0 31 2 *`) after a bounded search,
+    # about a millisecond; a valid expression finds its next date far sooner.
+    try:
+        croniter(cron, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def _repeated(local: datetime) -> bool:

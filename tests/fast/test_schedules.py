@@ -22,6 +22,13 @@ VIEW_FIELDS = {"schedule_id", "task_type", "payload", "cron", "interval_s", "tim
                "created_at", "max_attempts", "timeout_s"}
 
 
+def _nested(levels: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 async def created(http: httpx.AsyncClient, body: Mapping[str, object] = EVERY_5_MIN) -> str:
     answer = await http.post("/schedules", json=body)
     assert answer.status_code == 201, answer.text
@@ -66,6 +73,7 @@ async def test_an_interval_schedule_runs_first_one_interval_after_creation(
     ({"cron": "*/5 * * *"}, "cron"),
     ({"cron": "* * * * * *"}, "cron"),
     ({"cron": "99 * * * *"}, "cron"),
+    ({"cron": "0 0 31 2 *"}, "cron"),  # valid fields, but 31 February never comes
     ({"timezone": "Mars/Olympus"}, "timezone"),
     ({"cron": None}, "interval_s"),
     ({"interval_s": 60}, "interval_s"),
@@ -74,6 +82,8 @@ async def test_an_interval_schedule_runs_first_one_interval_after_creation(
     ({"payload": {"seconds": -1}}, "payload"),
     ({"task_type": "nope"}, None),
     ({"labels": [f"l{i}" for i in range(10)]}, "labels"),
+    ({"task_type": "webhook", "payload": {"url": "https://example.com/hook",
+                                          "json": _nested(300)}}, "payload"),
 ])
 async def test_invalid_schedules_answer_422(
     http: httpx.AsyncClient, fakes: Fakes, change: dict[str, object], field: str | None,

@@ -63,6 +63,23 @@ async def test_a_valid_traceparent_travels_with_the_task_and_a_malformed_one_is_
     assert [p.traceparent for p in fakes.publisher.published] == [passed_on]
 
 
+@pytest.mark.parametrize("levels", [256, 900])
+async def test_a_payload_nested_too_deep_is_a_422_and_nothing_is_published(
+    http: httpx.AsyncClient, fakes: Fakes, levels: int
+) -> None:
+    # Written out by hand: the JSON encoder itself recurses.
+    body = ('{"task_type": "webhook", "payload": {"url": "https://example.com/hook", "json": '
+            + "[" * levels + "]" * levels + "}}")
+
+    answer = await http.post("/tasks", content=body,
+                             headers={"content-type": "application/json"})
+
+    assert answer.status_code == 422, answer.text
+    assert [(problem["loc"], problem["msg"]) for problem in answer.json()["detail"]] == [
+        (["body", "webhook", "payload"], "Value error, nested deeper than 64 levels")]
+    assert fakes.publisher.published == []
+
+
 async def test_one_idempotency_key_gives_one_task_published_once(
     http: httpx.AsyncClient, fakes: Fakes
 ) -> None:
