@@ -1,0 +1,107 @@
+"""The admin verbs in a plain second terminal: they read the settings `make run` left in
+`.run/settings.env`, `schemas` needs none, and settings that do not validate are one line on
+stderr and status 1, never a traceback. The processes never read that file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devtools.supervisor import dev_env
+from infra import local_settings
+from infra.local_key import LOCAL_TENANT
+from infra.settings import Settings
+
+
+def plain_env() -> dict[str, str]:
+    """A second terminal's environment: none of the settings, none of `make run`'s variables."""
+    fields = {name.upper() for name in Settings.model_fields}
+    return {name: value for name, value in os.environ.items()
+            if name.upper() not in fields and not name.startswith("TASKPROC_")}
+
+
+def taskproc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`taskproc ARGS` as a user runs it, in `cwd` (where `.run/` would be)."""
+    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=cwd, env=plain_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("verb", [["keys", "list"], ["keys", "create", "--tenant", "t",
+                                                     "--scopes", "all"],
+                                  ["keys", "revoke", "k"], ["topology", "export"],
+                                  ["dead-letters", "list", "sleep"],
+                                  ["read-model", "migrate"]], ids=" ".join)
+def test_without_make_runs_file_a_refused_setting_is_one_line_and_status_1(
+    tmp_path: Path, verb: list[str]
+) -> None:
+    ran = taskproc(tmp_path, *verb)
+
+    assert ran.returncode == 1
+    assert "Traceback" not in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert "RABBITMQ_URL uses RabbitMQ's guest/guest account" in ran.stderr
+    assert "make run" in ran.stderr  # and where the development settings would come from
+
+
+def test_schemas_needs_no_settings(tmp_path: Path) -> None:
+    ran = taskproc(tmp_path, "schemas")
+
+    assert ran.returncode == 0, ran.stderr
+    assert "task_body" in json.loads(ran.stdout)
+
+
+def test_the_verbs_read_the_file_make_run_writes(tmp_path: Path) -> None:
+    environ = {**plain_env(), **dev_env(), "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1/dev-x",
+               "RABBITMQ_TENANTS": '{"billing-svc": "billing"}', "GATEWAY_PORT": "8123"}
+    settings = Settings(_env_file=None, **{"taskproc_env": "development",
+                                           "gateway_port": 8123})
+    local_settings.write(settings, environ, tmp_path / ".run" / "settings.env")
+
+    exported = taskproc(tmp_path, "topology", "export")
+
+    assert exported.returncode == 0, exported.stderr
+    # RABBITMQ_URL's vhost, from the file: the definitions load where `make run` runs.
+    assert {queue["vhost"] for queue in json.loads(exported.stdout)["queues"]} == {"dev-x"}
+    path = tmp_path / ".run" / "settings.env"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a URL may carry a password
+    read = local_settings.cli_settings(path)
+    assert (read.taskproc_env, read.default_tenant) == ("development", LOCAL_TENANT)
+    assert read.rabbitmq_tenants == {"billing-svc": "billing"}
+    assert local_settings.gateway_url(path) == "http://127.0.0.1:8123"
+
+
+def test_the_environment_wins_over_the_file(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "settings.env"
+    local_settings.write(Settings(taskproc_env="development"),
+                         {"TASKPROC_ENV": "development", "MONGODB_DATABASE": "from-file"}, path)
+    monkeypatch.setenv("MONGODB_DATABASE", "from-env")
+
+    assert local_settings.cli_settings(path).mongodb_database == "from-env"
+
+
+def test_the_processes_do_not_read_the_file(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".run").mkdir()
+    local_settings.write(Settings(taskproc_env="development"), {"TASKPROC_ENV": "development"},
+                         tmp_path / ".run" / "settings.env")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TASKPROC_ENV")
+
+    # What gateway, workers, projector and scheduler build: production, guest refused.
+    with pytest.raises(ValueError, match="guest/guest"):
+        Settings()
+
+
+def test_make_runs_processes_give_a_raw_publish_to_the_local_keys_tenant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DEFAULT_TENANT", raising=False)
+
+    assert dev_env()["DEFAULT_TENANT"] == LOCAL_TENANT
