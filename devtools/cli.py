@@ -20,7 +20,9 @@ log = logging.getLogger("taskproc")
 def run() -> None:
     """Run every process, restarting any that dies (a local development setup)."""
     os.environ.update(dev_env())
-    settings = settings_for("supervisor")
+    # Its own settings are the environment's: the file it writes for the command line may be
+    # a stale one from an earlier run with other variables.
+    settings = settings_for("supervisor", development_file=False)
     try:
         sys.exit(Supervisor(settings).run())
     except local_services.ServiceError as error:
@@ -32,7 +34,7 @@ def run() -> None:
 def services() -> None:
     """Start RabbitMQ and nx-27017 if not running."""
     os.environ.update(dev_env())
-    settings = settings_for("services")
+    settings = settings_for("services", development_file=False)
     try:
         local_services.ensure_local(settings.rabbitmq_url, settings.mongodb_url)
     except local_services.ServiceError as error:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -106,19 +107,78 @@ def _install_rabbitmq() -> None:
 def ensure_mongodb(port: int = 27017) -> Started | None:
     """The MongoDB-protocol server `nx-27017`, data under .run/mongodb, as a daemon."""
     if port_open("127.0.0.1", port):
+        # Another checkout's server shares its tasks, keys and schedules with this one: say
+        # whose it is, so that is never a surprise.
+        log.info("MongoDB-protocol server already running on 127.0.0.1:%d: using it, not "
+                 "started here (%s)", port, describe_listener(port))
         return None
     executable = shutil.which("nx-27017") or str(Path(sys.executable).with_name("nx-27017"))
     data_dir = RUN_DIR / "mongodb"
     data_dir.mkdir(parents=True, exist_ok=True)
     pid_file = RUN_DIR / "nx-27017.pid"
-    log.info("starting nx-27017 on 127.0.0.1:%d (data in %s)", port, data_dir)
+    log.info("nothing on 127.0.0.1:%d: starting nx-27017 there (data in %s)", port, data_dir)
     result = _run(executable, "-d", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                   "-p", str(port), "--pid-file", str(pid_file),
                   "--log-file", str(RUN_DIR / "nx-27017.log"))
     if result.returncode != 0:
         raise ServiceError(f"nx-27017 failed to start: {result.stderr.strip()[-500:]}")
     wait_for_port("127.0.0.1", port, what="nx-27017", timeout_s=30)
+    log.info("started nx-27017 on 127.0.0.1:%d (data in %s); stopped with this process",
+             port, data_dir)
     return Started("nx-27017", (executable, "--stop", "--pid-file", str(pid_file)))
+
+
+_PROC = Path("/proc")
+_TCP_LISTEN = "0A"
+
+
+def describe_listener(port: int) -> str:
+    """Who listens on TCP `port` of this machine, from /proc: pid, command and data folder."""
+    pid = listening_pid(port)
+    if pid is None:
+        return "its process is not visible from here: another user's or a container's"
+    try:
+        raw = (_PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return f"pid {pid}"
+    command = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    data_dir = next((after for before, after in pairwise(command)
+                     if before in ("--data-dir", "--dbpath")), None)
+    name = " ".join(Path(part).name for part in command[:2])
+    return f"pid {pid}: {name}, data in {data_dir or 'a folder its command line does not name'}"
+
+
+def listening_pid(port: int) -> int | None:
+    """The process holding a socket that listens on TCP `port`, if this user may see it."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (_PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == _TCP_LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def redacted(url: str) -> str:
+    """A service URL without its password, for the log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from contracts.registry import task_type_names
 from devtools import local_services as services
-from infra import local_key
+from infra import local_key, local_settings
 from infra.observability import PROJECTOR, metrics_port
 from infra.queue_limits import vhost_of
 from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
@@ -52,6 +52,9 @@ def dev_env() -> dict[str, str]:
     # guest on vhost / of this machine's RabbitMQ, and tasks published without a user_id are
     # the default tenant's: a local development setup.
     env.setdefault("TASKPROC_ENV", "development")
+    # The default tenant is the local key's (infra.local_key), so that key reads what the
+    # README's raw publish (no user_id) sends.
+    env.setdefault("DEFAULT_TENANT", local_key.LOCAL_TENANT)
     return env
 
 
@@ -90,15 +93,20 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._request_stop)
         started = services.ensure_local(self._settings.rabbitmq_url, self._settings.mongodb_url)
+        log.info("MongoDB database %s at %s", self._settings.mongodb_database,
+                 services.redacted(self._settings.mongodb_url))
         local_key.announce(self._settings)
+        written = local_settings.write(self._settings, dev_env())
+        log.info("settings for the command line in %s: `.venv/bin/taskproc keys list` and the "
+                 "other verbs in another terminal use this system", written)
         mail_sink = not services.port_open(self._settings.smtp_host, self._settings.smtp_port)
         processes = children(self._settings, with_mail_sink=mail_sink)
         try:
             for child in processes:
                 child.start()
-            log.info("gateway on http://%s:%d, RabbitMQ console on http://127.0.0.1:15672 "
-                     "- Ctrl-C stops everything", self._settings.gateway_host,
-                     self._settings.gateway_port)
+            gateway = f"http://{self._settings.gateway_host}:{self._settings.gateway_port}"
+            log.info("gateway on %s, task page %s/ui, RabbitMQ console on "
+                     "http://127.0.0.1:15672 - Ctrl-C stops everything", gateway, gateway)
             log.info("development profile (TASKPROC_ENV=%s): RabbitMQ as %s on vhost %s of "
                      "this machine; webhooks may reach public addresses and %s",
                      self._settings.taskproc_env, self._settings.rabbitmq_user,

@@ -16,6 +16,7 @@ from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 import click
 import httpx
 
+from infra import local_settings
 from infra.api_client import (
     DEFAULT_URL,
     KEY_FILE,
@@ -98,8 +99,12 @@ def api_options(
 
 
 _CONNECTION_OPTIONS = [
-    click.option("--url", envvar=URL_VARIABLE, default=DEFAULT_URL, show_default=True,
-                 help=f"the gateway (or {URL_VARIABLE})"),
+    # Without TASKPROC_URL, the gateway `make run` serves (its settings file says where: it may
+    # run on another GATEWAY_PORT), else the default.
+    click.option("--url", envvar=URL_VARIABLE,
+                 default=lambda: local_settings.gateway_url() or DEFAULT_URL,
+                 show_default=f"{URL_VARIABLE}, else make run's gateway, else {DEFAULT_URL}",
+                 help="the gateway"),
     click.option("--key", default=None,
                  help=f"the API key (else {KEY_VARIABLE}, else the file {KEY_FILE})"),
     click.option("--json", "as_json", is_flag=True, help="print JSON, for scripts"),

@@ -1,5 +1,8 @@
 """The local admin key of `make run`: made on first start, kept in `.run/api-key` (mode 0600),
-reused while it still works. Development tooling, like the supervisor that calls `announce`."""
+reused while it still works. Development tooling, like the supervisor that calls `announce`.
+
+Its tenant is DEFAULT_TENANT, which `make run` sets to `local`: a task published straight to
+RabbitMQ without a `user_id` goes to that tenant, so the local key reads it."""
 
 from __future__ import annotations
 
@@ -32,38 +35,43 @@ def announce(settings: Settings) -> None:
         asyncio.run(ensure_local_key(settings, path))
     except StoreUnavailable as error:
         log.warning("no local API key (MongoDB unavailable: %s); make one later with "
-                    "`taskproc keys create --tenant local --scopes all`", error)
+                    "`.venv/bin/taskproc keys create --tenant %s --scopes all`", error,
+                    settings.default_tenant)
         return
     log.info("%s", usage(settings, path))
 
 
 async def ensure_local_key(settings: Settings, path: Path) -> str:
-    """The key in `path` if the store still accepts it with every scope; else a new admin key
-    of tenant `local`, written there (0600). The key."""
+    """The key in `path` if the store still accepts it with every scope for DEFAULT_TENANT;
+    else a new admin key of that tenant, written there (0600). The key."""
     mongo = mongo_adapters(settings)
     try:
         kept = _read(path)
         if kept is not None:
             try:
                 principal = await Authenticator(mongo.api_keys, cache_s=0).authenticate(kept)
-                if principal.scopes.issuperset(SCOPES):
+                if (principal.scopes.issuperset(SCOPES)
+                        and principal.tenant == settings.default_tenant):
                     _owner_only(path)  # in case it was loosened since
                     return kept
             except Unauthenticated:
                 pass
-            log.info("%s no longer works (revoked, or another database): making a new key",
-                     path)
-        issued = await create_key(mongo.api_keys, tenant=LOCAL_TENANT, scopes=frozenset(SCOPES))
+            log.info("%s no longer works (revoked, another database or another tenant than "
+                     "DEFAULT_TENANT): making a new key", path)
+        issued = await create_key(mongo.api_keys, tenant=settings.default_tenant,
+                                  scopes=frozenset(SCOPES))
     finally:
         await mongo.close()
     _write(path, issued.token)
-    log.info("made a local admin API key (tenant %s, every scope) in %s", LOCAL_TENANT, path)
+    log.info("made a local admin API key (tenant %s, every scope) in %s",
+             settings.default_tenant, path)
     return issued.token
 
 
 def usage(settings: Settings, path: Path) -> str:
     """How to use the key, for the start-up banner."""
-    return (f"local admin API key in {path} (tenant {LOCAL_TENANT}, every scope): "
+    return (f"local admin API key in {path} (tenant {settings.default_tenant}, every scope; "
+            f"also the tenant of tasks published without a user_id): "
             f"curl -H \"Authorization: Bearer $(cat {path})\" "
             f"http://{settings.gateway_host}:{settings.gateway_port}/tasks/<task_id>")
 

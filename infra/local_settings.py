@@ -5,7 +5,8 @@ database and gateway without exporting anything.
 Only the command line reads it, and only when it is there: the processes (gateway, workers,
 projector, scheduler) take their settings from the environment alone, so a production process
 still refuses guest/guest whatever file lies in its working directory. A variable set in the
-environment wins over the file.
+environment wins over the file, and a shell that sets TASKPROC_ENV itself (production, the
+tests) has said which settings it runs with: the file is not read there at all.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ def settings_file() -> Path:
 
 def cli_settings(path: Path | None = None, *, use_file: bool = True) -> Settings:
     """The environment's settings over those of the development file when there is one (and
-    `use_file`); SettingsError (one line) when they do not validate."""
+    `use_file`, and the environment has no TASKPROC_ENV); SettingsError (one line) when they do
+    not validate."""
     path = settings_file() if path is None else path
-    found = path if use_file and path.is_file() else None
+    chosen = any(name.upper() == "TASKPROC_ENV" for name in os.environ)
+    found = path if use_file and not chosen and path.is_file() else None
     try:
         return Settings(_env_file=found)
     except ValidationError as error:
@@ -59,7 +62,7 @@ def describe(error: ValidationError, path: Path | None) -> str:
 def gateway_url(path: Path | None = None) -> str | None:
     """The gateway `taskproc run` serves, as its settings file says; None without one."""
     path = settings_file() if path is None else path
-    if not path.is_file():
+    if not path.is_file() or any(name.upper() == "TASKPROC_ENV" for name in os.environ):
         return None
     return dotenv_values(path).get(URL_VARIABLE)
 

@@ -11,7 +11,7 @@ import pytest
 
 from infra.composition import mongo_adapters
 from infra.keys_cli import keys_create, keys_list, keys_revoke
-from infra.local_key import LOCAL_TENANT, ensure_local_key
+from infra.local_key import ensure_local_key
 from infra.settings import Settings
 from service.auth import SCOPES, Authenticator, key_id_of
 from service.errors import InvalidKeyRequest, Unauthenticated
@@ -99,7 +99,27 @@ async def test_the_first_start_makes_an_admin_key_readable_by_its_owner_only(
         principal = await Authenticator(mongo.api_keys, cache_s=0).authenticate(key)
     finally:
         await mongo.close()
-    assert (principal.tenant, principal.scopes) == (LOCAL_TENANT, frozenset(SCOPES))
+    # DEFAULT_TENANT (`local` under `make run`): it reads what is published without a user_id.
+    assert (principal.tenant, principal.scopes) == (settings.default_tenant, frozenset(SCOPES))
+
+
+async def test_a_key_of_another_tenant_than_the_default_is_replaced(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    path = tmp_path / "api-key"
+    # An earlier `make run` made its key for tenant `local`; the default tenant is another now.
+    other = settings.model_copy(update={"default_tenant": "local-before"})
+    before = await ensure_local_key(other, path)
+
+    after = await ensure_local_key(settings, path)
+
+    assert after != before
+    mongo = mongo_adapters(settings)
+    try:
+        principal = await Authenticator(mongo.api_keys, cache_s=0).authenticate(after)
+    finally:
+        await mongo.close()
+    assert principal.tenant == settings.default_tenant
 
 
 async def test_a_later_start_reuses_the_key_while_it_works(

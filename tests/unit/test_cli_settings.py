@@ -56,11 +56,11 @@ def test_schemas_needs_no_settings(tmp_path: Path) -> None:
     assert "task_body" in json.loads(ran.stdout)
 
 
-def test_the_verbs_read_the_file_make_run_writes(tmp_path: Path) -> None:
+def test_the_verbs_read_the_file_make_run_writes(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     environ = {**plain_env(), **dev_env(), "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1/dev-x",
                "RABBITMQ_TENANTS": '{"billing-svc": "billing"}', "GATEWAY_PORT": "8123"}
-    settings = Settings(_env_file=None, **{"taskproc_env": "development",
-                                           "gateway_port": 8123})
+    settings = Settings(taskproc_env="development", gateway_port=8123)
     local_settings.write(settings, environ, tmp_path / ".run" / "settings.env")
 
     exported = taskproc(tmp_path, "topology", "export")
@@ -70,6 +70,7 @@ def test_the_verbs_read_the_file_make_run_writes(tmp_path: Path) -> None:
     assert {queue["vhost"] for queue in json.loads(exported.stdout)["queues"]} == {"dev-x"}
     path = tmp_path / ".run" / "settings.env"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a URL may carry a password
+    monkeypatch.delenv("TASKPROC_ENV")  # a plain shell
     read = local_settings.cli_settings(path)
     assert (read.taskproc_env, read.default_tenant) == ("development", LOCAL_TENANT)
     assert read.rabbitmq_tenants == {"billing-svc": "billing"}
@@ -80,10 +81,27 @@ def test_the_environment_wins_over_the_file(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "settings.env"
     local_settings.write(Settings(taskproc_env="development"),
-                         {"TASKPROC_ENV": "development", "MONGODB_DATABASE": "from-file"}, path)
+                         {"TASKPROC_ENV": "development", "MONGODB_DATABASE": "from-file",
+                          "MONGODB_TIMEOUT_S": "7"}, path)
+    monkeypatch.delenv("TASKPROC_ENV")
     monkeypatch.setenv("MONGODB_DATABASE", "from-env")
 
-    assert local_settings.cli_settings(path).mongodb_database == "from-env"
+    read = local_settings.cli_settings(path)
+
+    assert (read.mongodb_database, read.mongodb_timeout_s) == ("from-env", 7)
+
+
+def test_a_shell_that_sets_taskproc_env_does_not_read_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "settings.env"
+    local_settings.write(Settings(taskproc_env="development"),
+                         {"TASKPROC_ENV": "development", "MONGODB_DATABASE": "from-file"}, path)
+    monkeypatch.setenv("TASKPROC_ENV", "development")  # as the tests and production set it
+    monkeypatch.delenv("MONGODB_DATABASE", raising=False)
+
+    assert local_settings.cli_settings(path).mongodb_database == "taskproc"
+    assert local_settings.gateway_url(path) is None
 
 
 def test_the_processes_do_not_read_the_file(tmp_path: Path,
