@@ -47,7 +47,8 @@ async def run_worker(
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
                     prefetch=spec.prefetch,
                     passive=not settings.rabbitmq_declare_topology)
-    # The worker only reads cancellations from MongoDB; the gateway writes them.
+    # The worker only reads MongoDB: cancellations (the gateway writes them), and who owns the
+    # id of a task an outside publisher sent (consumers.ownership).
     mongo = mongo_adapters(settings)
     cancels = CancelWatch(task_type, mongo.cancellations, lookback=settings.retention,
                           refresh_s=settings.cancel_refresh_s)
@@ -57,7 +58,8 @@ async def run_worker(
                         shutdown_grace_s=settings.shutdown_grace_s,
                         middleware=task_middleware(task_type),
                         limits=settings.limits_for(spec),
-                        tenants=settings.tenant_rules, cancels=cancels)
+                        tenants=settings.tenant_rules, cancels=cancels,
+                        owners=mongo.tasks)
         port = metrics_port(settings, task_type)
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):

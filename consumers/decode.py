@@ -10,17 +10,19 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from contracts import names
+from contracts import json_depth, names
 from contracts.limits import MAX_LABELS, TASK_ID_RULE, TaskLimits, is_valid_task_id, over_limits
 from contracts.messages import FollowUp, TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TASK_TYPES, TaskSpec
+from contracts.workflows import over_workflow_caps
 from infra.amqp_codec import (
     DEVELOPMENT_TENANTS,
     TenantRules,
     UnknownPublisher,
     claimed_task_id,
-    positive_int,
+    control_int,
+    source_of,
     task_id_of,
     tenant_of,
 )
@@ -70,7 +72,10 @@ def decode(
         # The id itself is not repeated: it may be anything, and as long as anything.
         raise InvalidTask(f"task id is not {TASK_ID_RULE} (recorded as {task_id})", task_id)
     try:
-        raw = json.loads(message.body)
+        raw = json_depth.loads(message.body)
+    except json_depth.JSONTooDeep as error:
+        # Before parsing: the recursive parser would end this as a bug, redelivered and lost.
+        raise InvalidTask(f"body is {error.msg}", task_id) from error
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidTask(f"body is not JSON: {error}", task_id) from error
     try:
@@ -91,34 +96,45 @@ def decode(
     if over:
         reason = "; ".join(f"{item.field}: {item.message}" for item in over)
         raise InvalidTask(f"over a limit: {reason}", task_id)
-    unknown = _unknown_follow_up_types(body.then or [])
-    if unknown:
-        raise InvalidTask(f"then: unknown task types {sorted(unknown)}", task_id)
-    if _labels_full(body.then or []):
-        raise InvalidTask(f"then: a follow-up has no room for the label workflow=<id> "
-                          f"(at most {MAX_LABELS - 1} labels of its own)", task_id)
+    unrunnable = _follow_up_problem(body.then or [])
+    if unrunnable is not None:
+        raise InvalidTask(f"then: {unrunnable}", task_id)
     try:
         tenant = tenant_of(message, tenants)
     except UnknownPublisher as error:
         raise InvalidTask(f"publisher not authenticated: {error}", task_id) from error
-    headers = message.headers or {}
     return ReceivedTask(
         task_id=task_id,
         spec=spec,
         payload=payload,
-        attempt=positive_int(headers.get(names.HEADER_ATTEMPT)),
-        run=positive_int(headers.get(names.HEADER_RUN)),
+        attempt=control_int(message, names.HEADER_ATTEMPT, tenants),
+        run=control_int(message, names.HEADER_RUN, tenants),
         max_attempts=body.max_attempts or spec.max_attempts,
         timeout_s=body.timeout_s or spec.timeout_s,
         retry_base_s=body.retry_base_s,
         not_before=body.not_before,
-        source="http" if headers.get(names.HEADER_SOURCE) == "http" else "amqp",
+        source=source_of(message, tenants),
         idempotency_key=body.idempotency_key,
         tenant=tenant,
         then=tuple(body.then or ()),
         workflow_id=body.workflow_id,
         previous_result=body.previous_result,
     )
+
+
+def _follow_up_problem(steps: list[FollowUp]) -> str | None:
+    """Why a `then` chain cannot run as published, or None: over the caps the gateway holds
+    a workflow to, a type no exchange takes, or a step with no room for `workflow=<id>`."""
+    too_big = over_workflow_caps(steps)
+    if too_big is not None:
+        return too_big
+    unknown = _unknown_follow_up_types(steps)
+    if unknown:
+        return f"unknown task types {sorted(unknown)}"
+    if _labels_full(steps):
+        return (f"a follow-up has no room for the label workflow=<id> "
+                f"(at most {MAX_LABELS - 1} labels of its own)")
+    return None
 
 
 def _unknown_follow_up_types(steps: list[FollowUp]) -> set[str]:

@@ -25,6 +25,7 @@ from consumers.cancels import CancelWatch
 from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.failures import TaskFailure
 from consumers.follow_ups import submit_follow_ups
+from consumers.ownership import TaskLookup, foreign_id_reason, owned_by_another
 from consumers.progress import ProgressReporter, Report
 from consumers.task_handler import RunTask
 from contracts import names
@@ -33,7 +34,7 @@ from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
 from infra.acks import Acks
-from infra.amqp_codec import DEVELOPMENT_TENANTS, TenantRules, owner_or_default
+from infra.amqp_codec import DEVELOPMENT_TENANTS, TenantRules, from_service, owner_or_default
 from infra.broker import Broker, PublishError, Refused, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
@@ -54,11 +55,14 @@ class Worker:
         worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
         rng: random.Random | None = None, limits: TaskLimits | None = None,
         tenants: TenantRules = DEVELOPMENT_TENANTS, cancels: CancelWatch | None = None,
+        owners: TaskLookup | None = None,
     ) -> None:
         self._spec = spec
         # Over a cap, a message is quarantined as `rejected`, as the gateway answers 422.
         self._limits = limits or spec.limits
         self._tenants = tenants
+        # Where an outside publisher's task id is checked for another owner (consumers.ownership).
+        self._owners = owners
         self._handler = handler
         self._broker = broker
         self._worker_name = worker_name
@@ -127,6 +131,8 @@ class Worker:
             try:
                 task = decode(message, self._spec, self._limits,
                               tenants=self._tenants)
+                if await self._foreign(message, task):
+                    raise InvalidTask(foreign_id_reason(task.task_id), task.task_id)
             except InvalidTask as invalid:
                 await self._quarantine(message, invalid)
             else:
@@ -147,6 +153,13 @@ class Worker:
             # message that triggers it every time as `dead` instead of holding it forever.
             log.exception("task %s: unexpected error; requeueing it", message.message_id)
             await self._acks.requeue(message)
+
+    async def _foreign(self, message: AbstractIncomingMessage, task: ReceivedTask) -> bool:
+        """An outside publisher's task under an id that another tenant's task has."""
+        if self._owners is None or from_service(message, self._tenants):
+            return False
+        return await owned_by_another(self._owners, task.task_id, task.tenant,
+                                      default_tenant=self._tenants.default_tenant)
 
     def _is_cancelled(self, task_id: str) -> bool:
         return self._cancels is not None and self._cancels.is_cancelled(task_id)
@@ -325,9 +338,12 @@ def _copy(
 ) -> aio_pika.Message:
     # The copy is published as this worker's RabbitMQ user (a service user): it names the
     # tenant it was decided to belong to, whoever published the original.
+    # Every control header is the one decided here, never the original publisher's: a copy is
+    # believed, since a service user publishes it (a None removes the header).
     return copy_of(message, message_id=task.task_id, type=task.spec.name, headers={
         names.HEADER_ATTEMPT: task.attempt, names.HEADER_RUN: task.run,
-        names.HEADER_TENANT: task.tenant, **headers,
+        names.HEADER_TENANT: task.tenant, names.HEADER_SOURCE: task.source,
+        names.HEADER_DEAD_REASON: None, names.HEADER_LAST_ERROR: None, **headers,
     })
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import names
+from contracts import json_depth, names
 from contracts.limits import is_valid_task_id
 from contracts.messages import Labels
 from service.auth import DEFAULT_TENANT, TENANT
@@ -38,7 +38,7 @@ def task_id_of(message: AbstractIncomingMessage) -> str:
 def claimed_task_id(message: AbstractIncomingMessage) -> str | None:
     """The body's `task_id`, else `message_id`, as the publisher gave it (valid or not)."""
     try:
-        raw = json.loads(message.body)
+        raw = json_depth.loads(message.body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raw = None
     if isinstance(raw, dict) and isinstance(raw.get("task_id"), str) and raw["task_id"]:
@@ -114,6 +114,26 @@ def owner_or_default(message: AbstractIncomingMessage, rules: TenantRules) -> st
         return rules.default_tenant
 
 
+def from_service(message: AbstractIncomingMessage, rules: TenantRules) -> bool:
+    """Whether one of this service's own RabbitMQ users published `message` (RabbitMQ has
+    checked its `user_id`). Only such a message's control headers (`x-attempt`, `x-run`,
+    `x-source`) are believed: an outside publisher could otherwise move another tenant's task to
+    a later run or attempt, or pass its task off as submitted over HTTP."""
+    return message.user_id is not None and message.user_id in rules.service_users
+
+
+def control_int(message: AbstractIncomingMessage, name: str, rules: TenantRules) -> int:
+    """A counter header (attempt, run) if a service user sent it; 1 from anyone else."""
+    return header_int(message, name) if from_service(message, rules) else 1
+
+
+def source_of(message: AbstractIncomingMessage, rules: TenantRules) -> str:
+    """`http` for a task the gateway submitted (its `x-source` header, believed from a service
+    user only); `amqp` for everything else."""
+    said = header_str(message, names.HEADER_SOURCE) if from_service(message, rules) else None
+    return "http" if said == "http" else "amqp"
+
+
 def header_int(message: AbstractIncomingMessage, name: str) -> int:
     """A counter header (attempt, run): a positive int, 1 when absent or malformed."""
     return positive_int((message.headers or {}).get(name))
@@ -135,7 +155,7 @@ def labels_of(message: AbstractIncomingMessage) -> tuple[str, ...] | None:
     otherwise (the worker quarantines a body with invalid ones, the projector just records the
     task without them)."""
     try:
-        body = json.loads(message.body)
+        body = json_depth.loads(message.body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     raw = body.get("labels") if isinstance(body, dict) else None

@@ -29,10 +29,12 @@ from infra.acks import Acks
 from infra.amqp_codec import (
     DEVELOPMENT_TENANTS,
     TenantRules,
-    header_int,
+    control_int,
+    from_service,
     header_str,
     labels_of,
     owner_or_default,
+    source_of,
     task_id_of,
 )
 from infra.batching import Batcher
@@ -221,8 +223,8 @@ class Projector:
             return None  # not published to a task exchange: nothing to record
         return StatusEvent(
             task_id=task_id_of(message), task_type=task_type, status=Status.QUEUED,
-            attempt=0, run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
-            source="http" if header_str(message, names.HEADER_SOURCE) == "http" else "amqp",
+            attempt=0, run=control_int(message, names.HEADER_RUN, self._tenants),
+            worker=self._worker_name, source=source_of(message, self._tenants),
             tenant=owner_or_default(message, self._tenants), labels=labels_of(message),
         )
 
@@ -240,13 +242,14 @@ class Projector:
         if task_type is None:
             return None
         await self._archive(describe(message, task_type, dead_at=datetime.now(UTC)))
-        if header_str(message, names.HEADER_DEAD_REASON) is not None:
+        if from_service(message, self._tenants) and header_str(
+                message, names.HEADER_DEAD_REASON) is not None:
             return None
         self._middleware.on_dead_letter(task_type, "delivery_limit")
         event = StatusEvent(
             task_id=task_id_of(message), task_type=task_type, status=Status.DEAD,
-            attempt=header_int(message, names.HEADER_ATTEMPT),
-            run=header_int(message, names.HEADER_RUN), worker=self._worker_name,
+            attempt=control_int(message, names.HEADER_ATTEMPT, self._tenants),
+            run=control_int(message, names.HEADER_RUN, self._tenants), worker=self._worker_name,
             tenant=owner_or_default(message, self._tenants),
             error=ErrorInfo(type="DeliveryLimitExceeded",
                             message="the message was delivered too often without an outcome "

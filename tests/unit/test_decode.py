@@ -11,12 +11,14 @@ from consumers.decode import InvalidTask, decode
 from contracts import names
 from contracts.payloads import SleepPayload
 from contracts.registry import get_spec
-from infra.amqp_codec import derived_task_id, task_id_of
+from infra.amqp_codec import TenantRules, derived_task_id, task_id_of
 from infra.replay import describe
 from tests.unit.fakes import incoming
 
 SLEEP = get_spec("sleep")
 SENT_AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+# The rules of a deployment whose gateway publishes as RabbitMQ user `gateway`.
+SERVICE = TenantRules(service_users=frozenset({"gateway"}), development=True)
 SECRET = "sk_live_9f8e7d6c5b4a-DO-NOT-LOG"
 
 
@@ -44,7 +46,8 @@ def test_the_body_overrides_limits_and_the_headers_say_where_it_came_from() -> N
             "not_before": "2025-01-01T12:00:00Z", "idempotency_key": "k-1"}
     headers = {names.HEADER_SOURCE: "http", names.HEADER_ATTEMPT: 2, names.HEADER_RUN: 3}
 
-    task = decode(incoming(body, message_id="m-1", headers=headers), SLEEP)
+    task = decode(incoming(body, message_id="m-1", headers=headers, user_id="gateway"), SLEEP,
+                  tenants=SERVICE)
 
     assert (task.max_attempts, task.timeout_s, task.retry_base_s) == (2, 3.5, 0.25)
     assert task.not_before == SENT_AT
@@ -187,9 +190,24 @@ def test_the_derived_id_differs_for_a_different_message(other: dict[str, Any]) -
 def test_attempt_and_run_headers_default_to_one_and_ignore_junk(junk: object) -> None:
     headers = {names.HEADER_ATTEMPT: junk, names.HEADER_RUN: junk}
 
-    task = decode(incoming({"payload": {"seconds": 1}}, message_id="m", headers=headers), SLEEP)
+    task = decode(incoming({"payload": {"seconds": 1}}, message_id="m", headers=headers,
+                           user_id="gateway"), SLEEP, tenants=SERVICE)
 
     assert (task.attempt, task.run) == (1, 1)
+
+
+@pytest.mark.parametrize("user_id", [None, "billing-publisher", "guest"])
+def test_control_headers_of_anyone_but_a_service_user_are_ignored(user_id: str | None) -> None:
+    # An outside publisher cannot move a task to a later run or attempt, nor pass it off as
+    # submitted over HTTP.
+    headers = {names.HEADER_SOURCE: "http", names.HEADER_ATTEMPT: 5, names.HEADER_RUN: 2}
+    rules = TenantRules(service_users=frozenset({"gateway"}),
+                        publishers={"billing-publisher": "billing"}, development=True)
+
+    task = decode(incoming({"payload": {"seconds": 1}}, message_id="m", headers=headers,
+                           user_id=user_id), SLEEP, tenants=rules)
+
+    assert (task.attempt, task.run, task.source) == (1, 1, "amqp")
 
 
 # --- the projector must give a task message the same id as the consumer -------------------------

@@ -21,6 +21,7 @@ from consumers.worker import Worker
 from contracts import names
 from contracts.registry import SLEEP
 from contracts.statuses import Status
+from infra.amqp_codec import TenantRules
 from infra.broker import Broker, BrokerUnavailable
 from infra.middleware import Attempt, Middleware, Outcome
 from tests.support.waiting import eventually
@@ -131,14 +132,16 @@ async def run_one(
     journal = Journal()
     broker = RecordingBroker(journal, confirm_s or {}, failing or set())
     middleware = Recorder()
+    # The message comes from a service user (a worker's retry copy), whose x-attempt is believed.
     worker = Worker(SLEEP, handler, cast(Broker, broker), worker_name="test/sleep",
-                    shutdown_grace_s=5, middleware=middleware)
+                    shutdown_grace_s=5, middleware=middleware,
+                    tenants=TenantRules(service_users=frozenset({"worker"}), development=True))
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     callback = await eventually(_probe(lambda: broker.callback), timeout_s=5, interval_s=0.01,
                                 what="the worker consuming")
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    await callback(Delivery(journal, raw, {names.HEADER_ATTEMPT: attempt}))
+    await callback(Delivery(journal, raw, {names.HEADER_ATTEMPT: attempt}, user_id="worker"))
     await eventually(_probe(lambda: {"ack", "requeue"} & set(journal)), timeout_s=5,
                      interval_s=0.01, what="an ack or a requeue")
     stop.set()

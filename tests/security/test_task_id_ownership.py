@@ -1,0 +1,191 @@
+"""A task id belongs to one tenant, on real servers: two outside publishers, each a RabbitMQ user
+of its own mapped to its tenant (RABBITMQ_TENANTS), publish under the same ids. Whatever one of
+them sends, the other's task keeps its tenant, status, run and result; the intruder's message is
+quarantined as `rejected` with the reason, never run under the owner's id."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts import names
+from contracts.projection import TaskState
+from contracts.registry import SLEEP
+from contracts.statuses import Status
+from infra.settings import Settings
+from infra.store import TaskStore
+from tests.support.runtime import Runtime, worker_and_projector
+from tests.support.services import Backends, rabbitmqctl
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Publishers:
+    """The AMQP URLs of tenant A's and tenant B's outside publishers."""
+
+    a: str
+    b: str
+
+
+@pytest.fixture(scope="module")
+def publishers(services: Backends) -> Iterator[Publishers]:
+    """Two RabbitMQ users that may only write to the `tasks.*` exchanges of the session's vhost."""
+    if not services.local_broker:
+        pytest.skip("needs rabbitmqctl on the local broker to add users")
+    suffix = uuid.uuid4().hex[:8]
+    users = {f"owner-a-{suffix}": secrets.token_urlsafe(12),
+             f"owner-b-{suffix}": secrets.token_urlsafe(12)}
+    for user, password in users.items():
+        rabbitmqctl("add_user", user, password)
+        rabbitmqctl("set_permissions", "-p", services.vhost, user, "^$", r"^tasks\..*", "^$")
+    parts = urlsplit(services.rabbitmq_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    urls = [urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
+            for user, password in users.items()]
+    try:
+        yield Publishers(*urls)
+    finally:
+        for user in users:
+            rabbitmqctl("delete_user", user)
+
+
+def user_of(url: str) -> str:
+    return urlsplit(url).username or ""
+
+
+@pytest.fixture(scope="module")
+async def runtime(settings: Settings, publishers: Publishers) -> AsyncIterator[Runtime]:
+    mapped = settings.model_copy(update={"rabbitmq_tenants": {
+        user_of(publishers.a): "tenant-a", user_of(publishers.b): "tenant-b"}})
+    async with worker_and_projector(mapped, SLEEP, name="ownership") as running:
+        yield running
+
+
+async def publish(url: str, task_id: str, body: dict[str, Any] | bytes,
+                  headers: dict[str, Any] | None = None) -> None:
+    """Publish as an outside service does: its own user, named in `user_id`, confirmed."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(names.task_exchange("sleep"), ensure=False)
+        await exchange.publish(aio_pika.Message(
+            raw, message_id=task_id, user_id=user_of(url), headers=headers or {},
+            content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        ), routing_key="sleep")
+
+
+def later() -> str:
+    return (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+
+
+async def state_with(store: TaskStore, task_id: str, status: Status) -> TaskState | None:
+    state = await store.get(task_id)
+    return state if state is not None and state.status is status else None
+
+
+async def quarantined(settings: Settings, task_id: str) -> AbstractIncomingMessage | None:
+    """Take this task id's message out of `tasks.quarantine`; put every other one back."""
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(names.QUARANTINE_QUEUE, ensure=False)
+        held, found = [], None
+        while (message := await queue.get(fail=False, timeout=10)) is not None:
+            if found is None and message.message_id == task_id:
+                await message.ack()
+                found = message
+            else:
+                held.append(message)
+        for message in held:
+            await message.nack(requeue=True)
+        return found
+
+
+def reason_of(message: AbstractIncomingMessage) -> str:
+    reason = message.headers.get(names.HEADER_QUARANTINE_REASON)
+    return reason.decode() if isinstance(reason, bytes) else str(reason)
+
+
+async def test_claim_first_the_later_tenants_message_is_refused_not_run_in_the_claim(
+    runtime: Runtime, settings: Settings, publishers: Publishers,
+) -> None:
+    task_id = f"invoice-{uuid.uuid4().hex[:8]}"
+    await publish(publishers.a, task_id, {"payload": {"seconds": 0}, "not_before": later()})
+    await eventually(lambda: state_with(runtime.store, task_id, Status.QUEUED), timeout_s=30,
+                     what="A's claim recorded")
+
+    await publish(publishers.b, task_id, {"payload": {"seconds": 0.01}})
+
+    refused = await eventually(lambda: quarantined(settings, task_id), timeout_s=30,
+                               what="B's message quarantined")
+    assert "belongs to another tenant" in reason_of(refused)
+    state = await runtime.store.get(task_id)
+    assert state is not None
+    assert (state.tenant, state.status, state.result) == ("tenant-a", Status.QUEUED, None)
+
+
+async def test_another_tenant_cannot_overwrite_a_finished_task_with_a_later_run(
+    runtime: Runtime, settings: Settings, publishers: Publishers,
+) -> None:
+    task_id = f"order-{uuid.uuid4().hex[:8]}"
+    await publish(publishers.b, task_id, {"payload": {"seconds": 0.01}})
+    done = await eventually(lambda: state_with(runtime.store, task_id, Status.SUCCEEDED),
+                            timeout_s=30, what="B's task succeeded")
+
+    await publish(publishers.a, task_id, {"payload": {"seconds": 0}},
+                  headers={names.HEADER_RUN: 2, names.HEADER_ATTEMPT: 1})
+
+    await eventually(lambda: quarantined(settings, task_id), timeout_s=30,
+                     what="A's message quarantined")
+    after = await runtime.store.get(task_id)
+    assert after is not None
+    assert (after.tenant, after.run, after.status, after.result) == (
+        "tenant-b", 1, Status.SUCCEEDED, done.result)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"payload": {"seconds": "not a number"}}',
+    b"{not json",
+], ids=["invalid-payload", "not-json"])
+async def test_another_tenants_invalid_message_does_not_reject_a_waiting_task(
+    body: bytes, runtime: Runtime, settings: Settings, publishers: Publishers,
+) -> None:
+    task_id = f"waiting-{uuid.uuid4().hex[:8]}"
+    await publish(publishers.b, task_id, {"payload": {"seconds": 0}, "not_before": later()})
+    await eventually(lambda: state_with(runtime.store, task_id, Status.QUEUED), timeout_s=30,
+                     what="B's task waiting")
+
+    await publish(publishers.a, task_id, body)
+
+    await eventually(lambda: quarantined(settings, task_id), timeout_s=30,
+                     what="A's message quarantined")
+    state = await runtime.store.get(task_id)
+    assert state is not None
+    assert (state.tenant, state.status, state.error) == ("tenant-b", Status.QUEUED, None)
+
+
+async def test_an_outside_publishers_run_and_attempt_headers_are_ignored(
+    runtime: Runtime, publishers: Publishers,
+) -> None:
+    task_id = f"headers-{uuid.uuid4().hex[:8]}"
+
+    await publish(publishers.b, task_id, {"payload": {"seconds": 0}},
+                  headers={names.HEADER_RUN: 7, names.HEADER_ATTEMPT: 3,
+                           names.HEADER_SOURCE: "http"})
+
+    done = await eventually(lambda: state_with(runtime.store, task_id, Status.SUCCEEDED),
+                            timeout_s=30, what="the task succeeded")
+    assert (done.run, done.attempt, done.source, done.tenant) == (1, 1, "amqp", "tenant-b")
