@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if services is not None:
         app.state.services = services
     app.state.task_limits = limit_table(settings)
+    app.state.schedule_bounds = settings.schedule_bounds
     app.include_router(router)
     app.include_router(ui)
     install_error_handlers(app)

@@ -25,6 +25,7 @@ from service.errors import (
     TaskNotFound,
     Unauthenticated,
 )
+from service.schedules import TooManySchedules
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ async def _on_not_retryable(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _on_already_finished(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(error)})
+
+
+async def _on_too_many_schedules(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(error)})
 
 
@@ -126,6 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IdempotencyInProgress, _on_key_in_progress)
     app.add_exception_handler(NotRetryable, _on_not_retryable)
     app.add_exception_handler(AlreadyFinished, _on_already_finished)
+    app.add_exception_handler(TooManySchedules, _on_too_many_schedules)
     app.add_exception_handler(QueueFull, _on_queue_full)
     app.add_exception_handler(PublishFailed, _on_broker)
     # `retry` still reaches the broker itself, not through the service layer's port.

@@ -29,8 +29,9 @@ class ScheduleRequestBase(BaseModel):
                                          "`timezone`. Exactly one of cron and interval_s.",
                              examples=["*/5 * * * *"])
     interval_s: float | None = Field(default=None, ge=1, le=366 * 86400,
-                                     description="Seconds between runs (1 s up to a year), "
-                                                 "counted from creation.",
+                                     description="Seconds between runs, counted from creation: "
+                                                 "up to a year, and at least "
+                                                 "MIN_SCHEDULE_INTERVAL_S (60 s by default).",
                                      examples=[300])
     timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"])
     catch_up: CatchUp = Field(default="skip",
@@ -100,3 +101,5 @@ class ScheduleView(BaseModel):
 
 class ScheduleList(BaseModel):
     items: list[ScheduleView]
+    next: str | None = Field(default=None,
+                             description="The cursor of the next page; null on the last.")

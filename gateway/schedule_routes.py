@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from gateway.auth import KeyFirstRoute, Reader, Submitter, api_key
@@ -15,6 +15,7 @@ from gateway.schedule_models import ScheduleList, ScheduleRequest, ScheduleView
 from service.errors import StoreUnavailable
 from service.schedule_times import InvalidTiming
 from service.schedules import (
+    ScheduleBounds,
     Schedules,
     add_schedule,
     create_schedule,
@@ -34,6 +35,8 @@ schedules = APIRouter(
                429: {"description": "The API key is over its rate limit"},
                503: {"description": "MongoDB unavailable"}},
 )
+# A page of `GET /schedules`, as of `GET /tasks`.
+MAX_LIMIT = 200
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such schedule (or another tenant's)"}}
 
@@ -47,17 +50,29 @@ def _store(services: ServicesDep) -> Schedules:
 StoreDep = Annotated[Schedules, Depends(_store)]
 
 
+async def _bounds(request: Request) -> ScheduleBounds:
+    bounds: ScheduleBounds = request.app.state.schedule_bounds
+    return bounds
+
+
+BoundsDep = Annotated[ScheduleBounds, Depends(_bounds)]
+
+
 @schedules.post("/schedules", status_code=status.HTTP_201_CREATED, response_model=ScheduleView,
                 responses={400: {"description": "A body that cannot be read as text (not UTF-8)"},
+                           409: {"description": "The tenant holds MAX_SCHEDULES_PER_TENANT "
+                                                "schedules already"},
                            422: {"description": "Invalid cron expression (5 fields), unknown "
                                                 "time zone, not exactly one of cron and "
-                                                "interval_s, or an invalid task"}})
+                                                "interval_s, interval_s under "
+                                                "MIN_SCHEDULE_INTERVAL_S, or an invalid task"}})
 async def create(
     request: Annotated[ScheduleRequest, Body()], store: StoreDep, limits: LimitsDep,
-    principal: Submitter,
+    bounds: BoundsDep, principal: Submitter,
 ) -> ScheduleView:
     """Submit a task on a cron expression (5 fields, read in `timezone`) or every `interval_s`
-    seconds (scope `tasks:submit`). Each run is a task labelled `schedule=<schedule_id>`."""
+    seconds (scope `tasks:submit`). Each run is a task labelled `schedule=<schedule_id>`, and
+    counts against this key's rate limit (a run over it is skipped)."""
     check_limits(limits, request.task_type, timeout_s=request.timeout_s,
                  max_attempts=request.max_attempts, not_before=None)
     wire = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -66,18 +81,29 @@ async def create(
             principal.tenant, task_type=request.task_type, payload=wire["payload"],
             cron=request.cron, interval_s=request.interval_s, timezone=request.timezone,
             catch_up=request.catch_up, labels=request.labels,
-            max_attempts=request.max_attempts, timeout_s=request.timeout_s)
+            max_attempts=request.max_attempts, timeout_s=request.timeout_s,
+            min_interval_s=bounds.min_interval_s, owner_key=principal.key_id,
+            owner_rate_per_s=principal.rate_per_s)
     except InvalidTiming as error:
         raise RequestValidationError([{"loc": ("body", error.field), "msg": str(error),
                                        "type": "invalid_schedule"}]) from error
-    return ScheduleView.of(await add_schedule(store, schedule))
+    return ScheduleView.of(await add_schedule(store, schedule, bounds))
 
 
-@schedules.get("/schedules", response_model=ScheduleList)
-async def list_all(store: StoreDep, principal: Reader) -> ScheduleList:
-    """The key's tenant's schedules, oldest first (scope `tasks:read`)."""
-    found = await list_schedules(store, principal.tenant)
-    return ScheduleList(items=[ScheduleView.of(schedule) for schedule in found])
+@schedules.get("/schedules", response_model=ScheduleList,
+               responses={422: {"description": "A limit out of range, or a cursor no listing "
+                                               "gave"}})
+async def list_all(
+    store: StoreDep, principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=400,
+                                        description="`next` of the previous page.")] = None,
+) -> ScheduleList:
+    """The key's tenant's schedules, oldest first (scope `tasks:read`), a page at a time: pass
+    the answer's `next` as `cursor` for the next page."""
+    page = await list_schedules(store, principal.tenant, limit=limit, cursor=cursor)
+    return ScheduleList(items=[ScheduleView.of(schedule) for schedule in page.items],
+                        next=page.cursor)
 
 
 @schedules.get("/schedules/{schedule_id}", response_model=ScheduleView, responses=_NOT_FOUND)

@@ -103,9 +103,16 @@ class ApiClient:
     # --- schedules -----------------------------------------------------------------------------
 
     async def schedules(self) -> list[Json]:
-        """GET /schedules: every schedule's view."""
-        items: list[Json] = (await self._call("GET", "/schedules"))["items"]
-        return items
+        """GET /schedules, page after page: every schedule's view (a tenant holds at most
+        MAX_SCHEDULES_PER_TENANT)."""
+        items: list[Json] = []
+        params: dict[str, str] = {"limit": "200"}
+        while True:
+            page = await self._call("GET", "/schedules", params=params)
+            items.extend(page["items"])
+            if not page.get("next"):
+                return items
+            params["cursor"] = page["next"]
 
     async def schedule(self, schedule_id: str) -> Json:
         return await self._call("GET", f"/schedules/{_segment(schedule_id)}")

@@ -162,6 +162,6 @@ async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: Settings) -> 
         await mongo.keys.ensure_indexes(settings.idempotency_ttl)
         await mongo.api_keys.ensure_indexes()
         await mongo.cancellations.ensure_indexes(settings.retention)
-        await mongo.schedules.ensure_indexes()
+        await mongo.schedules.ensure_indexes(settings.retention)
     except StoreUnavailable as error:
         log.warning("starting without MongoDB (status reads answer 503): %s", error)

@@ -16,6 +16,7 @@ from contracts.limits import DAY_S, TaskLimits
 from contracts.registry import TaskSpec, task_type_names
 from infra.amqp_codec import TenantRules
 from service.auth import DEFAULT_TENANT, TENANT
+from service.schedules import ScheduleBounds
 
 # What the development profile allows webhooks to reach: this machine's loopback only.
 DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
@@ -68,6 +69,9 @@ class Settings(BaseSettings):
     # Seconds between a worker's reloads of the stored cancellations: the longest a cancel
     # whose control message was lost takes to reach a worker.
     cancel_refresh_s: float = Field(default=30.0, gt=0, le=3600)
+    # The most cancellations of its type a worker holds in memory (the newest): bounded memory
+    # and start-up load whatever the cancel rate (consumers/cancels.py).
+    cancellations_held: int = Field(default=100_000, ge=100, le=10_000_000)
     # The projector writes events to MongoDB in batches of at most this many, closing a batch
     # this many seconds after its first event at the latest.
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)
@@ -78,6 +82,11 @@ class Settings(BaseSettings):
     # The longest the scheduler sleeps between looks for due schedules (a new schedule due
     # sooner than it waits at most this long for its first run).
     scheduler_max_sleep_s: float = Field(default=1.0, gt=0, le=30)
+    # Schedules one tenant may hold: each costs the scheduler a store round trip per run.
+    max_schedules_per_tenant: int = Field(default=100, ge=1, le=100_000)
+    # The shortest `interval_s` a new schedule may have; a cron expression runs at most once a
+    # minute, so 60 s puts both on the same footing.
+    min_schedule_interval_s: float = Field(default=60.0, ge=1, le=86_400)
     # Days a finished task stays in the read model.
     retention_days: int = Field(default=30, ge=1)
     # Hours an Idempotency-Key is remembered.
@@ -237,6 +246,11 @@ class Settings(BaseSettings):
             not_before_s=(default.not_before_s if override.not_before_days is None
                           else override.not_before_days * DAY_S),
         )
+
+    @property
+    def schedule_bounds(self) -> ScheduleBounds:
+        return ScheduleBounds(max_per_tenant=self.max_schedules_per_tenant,
+                              min_interval_s=self.min_schedule_interval_s)
 
     @property
     def retention(self) -> timedelta:

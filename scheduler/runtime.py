@@ -1,18 +1,21 @@
 """The scheduler's loop: tick, then sleep until the earliest next run (bounded), until stopped.
 
 Any number of scheduler processes may run: each due time is claimed once in MongoDB (see
-service.scheduling), so two processes only share the work.
+service.scheduling), so two processes only share the work. On nx-27017, which has no TTL index,
+the scheduler also sweeps run records past RETENTION_DAYS once a minute (infra.schedules).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 from contracts.messages import utcnow
 from infra.composition import connected_task_service
 from infra.process import first_of, stop_on_signals
+from infra.schedules import MongoSchedules
 from infra.settings import Settings
 from service.errors import StoreUnavailable
 from service.scheduling import SchedulerPorts, tick
@@ -23,6 +26,9 @@ SCHEDULER_APP_ID = "taskproc-scheduler"
 # After a failed tick (MongoDB away), wait this long before the next.
 _RETRY_S = 2.0
 _MIN_SLEEP_S = 0.01
+# How often expired run records are swept where no TTL index removes them (as the projector
+# sweeps finished tasks).
+SWEEP_EVERY_S = 60.0
 
 
 async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -39,9 +45,24 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
                                + 2 * settings.mongodb_timeout_s + 1))
         log.info("scheduler %s running (looks for due schedules at least every %.1fs)",
                  settings.worker_name, settings.scheduler_max_sleep_s)
+        swept_at = time.monotonic()
         while not stop.is_set():
             pause = await _tick_once(ports, settings.scheduler_max_sleep_s)
+            if time.monotonic() - swept_at >= SWEEP_EVERY_S:
+                swept_at = time.monotonic()
+                await _sweep(connected.schedules)
             await first_of(stop, timeout_s=pause)
+
+
+async def _sweep(schedules: MongoSchedules) -> None:
+    try:
+        removed = await schedules.sweep_expired(utcnow())
+    except StoreUnavailable as error:
+        log.warning("cannot sweep expired schedule runs (next try in %.0fs): %s",
+                    SWEEP_EVERY_S, error)
+        return
+    if removed:
+        log.info("expired %d schedule run record(s) past their retention", removed)
 
 
 async def _tick_once(ports: SchedulerPorts, max_sleep_s: float) -> float:

@@ -29,12 +29,16 @@ class RateLimiter:
 
     def admit(self, principal: Principal) -> None:
         """Take one request from the key's bucket; RateLimited (with the wait) if it is empty."""
-        rate = principal.rate_per_s
+        self.take(principal.key_id, principal.rate_per_s)
+
+    def take(self, key_id: str, rate: float) -> None:
+        """Take one from the bucket of `key_id`, which refills at `rate` a second (the
+        scheduler counts a schedule's runs against the key that made it this way)."""
         capacity = max(rate, 1.0)
         now = self._clock()
-        bucket = self._buckets.get(principal.key_id)
+        bucket = self._buckets.get(key_id)
         if bucket is None:
-            bucket = self._buckets[principal.key_id] = _Bucket(capacity, now)
+            bucket = self._buckets[key_id] = _Bucket(capacity, now)
         bucket.tokens = min(capacity, bucket.tokens + (now - bucket.at) * rate)
         bucket.at = now
         if bucket.tokens >= 1:

@@ -6,18 +6,25 @@ of two schedulers, one claims it), submits its task under an id made from that k
 run submitted and moves the schedule on to its next due time. A scheduler that dies between
 claim and submit leaves the schedule at `slot`: once the claim is older than `patience`, the
 next tick submits the same task id again (at-least-once; never two tasks for one due time).
+
+Runs count against the rate of the API key that made the schedule, in this scheduler's own
+token bucket per key (as each gateway process keeps its own). A run over that rate is skipped,
+recorded and logged like a missed one, and the schedule moves on to its next due time: deferring
+it instead would leave it at the head of the due queue, holding up every schedule behind it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from service.api_keys import DEFAULT_RATE_PER_S
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
-from service.errors import PublishFailed, StoreUnavailable
-from service.schedule_times import decide
+from service.errors import PublishFailed, RateLimited, StoreUnavailable
+from service.rate_limit import RateLimiter
+from service.schedule_times import Decision, decide
 from service.schedules import Run, Schedule, Schedules, run_key, run_task_id
 from service.submit import submit
 
@@ -35,6 +42,8 @@ class SchedulerPorts:
     grace: timedelta
     # A claimed run not marked submitted after this long was abandoned by its scheduler.
     patience: timedelta
+    # Runs taken from their owner key's rate (see the module's docstring).
+    limiter: RateLimiter = field(default_factory=RateLimiter)
 
 
 async def tick(ports: SchedulerPorts, now: datetime) -> int:
@@ -63,7 +72,8 @@ async def _handle(ports: SchedulerPorts, schedule: Schedule, now: datetime) -> _
     """Claim the due time (a skipped one too, so every scheduler follows the one decision the
     claim's winner made), submit its task if it runs, move the schedule on."""
     slot = schedule.next_run_at
-    decision = decide(schedule.timing, schedule.catch_up, slot, now, ports.grace)
+    decision = _within_rate(ports, schedule,
+                            decide(schedule.timing, schedule.catch_up, slot, now, ports.grace))
     key = run_key(schedule.schedule_id, slot)
     mine = Run(run_key=key, schedule_id=schedule.schedule_id, slot=slot,
                run_at=decision.run_at, task_id=run_task_id(key), claimed_at=now,
@@ -71,7 +81,7 @@ async def _handle(ports: SchedulerPorts, schedule: Schedule, now: datetime) -> _
     run, is_new = await ports.schedules.claim_run(mine)
     submitted = 0
     if run.run_at is None:
-        if is_new:
+        if is_new and not decision.over_rate:
             log.info("schedule %s: due time %s missed, skipped (catch_up=skip)",
                      schedule.schedule_id, slot.isoformat())
     elif is_new or (not run.submitted and now - run.claimed_at > ports.patience):
@@ -86,6 +96,30 @@ async def _handle(ports: SchedulerPorts, schedule: Schedule, now: datetime) -> _
     moved = await ports.schedules.advance(schedule, following,
                                           run if run.run_at is not None else None)
     return _Outcome(submitted, int(moved))
+
+
+@dataclass(frozen=True)
+class _Decided:
+    run_at: datetime | None
+    over_rate: bool = False
+
+
+def _within_rate(ports: SchedulerPorts, schedule: Schedule, decision: Decision) -> _Decided:
+    """The decision, or a skip if the run would take its owner key over its rate. Taken before
+    the claim, so every scheduler follows the claim's one verdict; a claim another scheduler
+    won then costs this one a token it did not use (it errs on the side of fewer runs)."""
+    if decision.run_at is None:
+        return _Decided(None)
+    # A schedule made before schedules remembered their key: its tenant's runs share one bucket.
+    bucket = schedule.owner_key or f"tenant:{schedule.tenant}"
+    rate = schedule.owner_rate_per_s or DEFAULT_RATE_PER_S
+    try:
+        ports.limiter.take(bucket, rate)
+    except RateLimited:
+        log.warning("schedule %s: run for %s skipped: over the rate of the key that made it "
+                    "(%g/s)", schedule.schedule_id, decision.run_at.isoformat(), rate)
+        return _Decided(None, over_rate=True)
+    return _Decided(decision.run_at)
 
 
 async def _submit(ports: SchedulerPorts, schedule: Schedule, run: Run) -> bool:

@@ -24,6 +24,7 @@ from infra.mongo import mongo_client
 from infra.settings import Settings
 from service.schedules import run_key, run_task_id
 from tests.e2e.conftest import Api, System, stop_all, system_env
+from tests.support.keys import bearer, issue_key
 from tests.support.processes import ServiceProcess
 from tests.support.receivers import SmtpSink
 from tests.support.services import Backends
@@ -197,3 +198,31 @@ async def test_catch_up_after_downtime_skip_runs_nothing_missed_last_runs_the_la
     last_tasks = {task["task_id"] for task in await tasks_of(http, last)}
     assert ran_last[0]["task_id"] in last_tasks
     assert ran_last[1]["slot"] - ran_last[0]["slot"] >= timedelta(seconds=DOWNTIME_S - 1)
+
+
+async def test_runs_over_the_rate_of_the_key_that_made_the_schedule_are_skipped(
+    http: httpx.AsyncClient, schedulers: list[ServiceProcess], scheduler_env: dict[str, str],
+    module_log_dir: Path, settings: Settings, services: Backends,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    scheduler = start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-rate")
+    # One task every 5 s at most; the schedule is due every second.
+    slow_key = await issue_key(services.mongodb_url, services.mongodb_database, rate_per_s=0.2)
+    async with httpx.AsyncClient(base_url=http.base_url, headers=bearer(slow_key),
+                                 timeout=30) as slow:
+        sid = (await create(slow))["schedule_id"]
+
+    async def eight_due_times() -> list[dict[str, Any]] | None:
+        runs = await runs_of(mongo, settings, sid)
+        return runs[:8] if len(runs) >= 8 else None
+
+    runs = await eventually(eight_due_times, timeout_s=30, what="8 due times claimed")
+    await http.post(f"/schedules/{sid}/pause")
+
+    # 8 due times over 7 s at 0.2 tasks/s: the first runs (a full bucket), then one in five.
+    ran = [run for run in runs if run["run_at"] is not None]
+    assert 1 <= len(ran) <= 3, runs
+    assert all(run["submitted"] for run in runs)
+    assert scheduler.log().count("over the rate of the key that made it") >= 8 - len(ran)
+    submitted = {task["task_id"] for task in await tasks_of(http, sid)}
+    assert not submitted & {run["task_id"] for run in runs if run["run_at"] is None}

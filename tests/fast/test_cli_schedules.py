@@ -27,14 +27,15 @@ class FakeSchedulesApi:
     def __init__(self) -> None:
         self.views: dict[str, dict[str, Any]] = {}
         self.bodies: list[dict[str, Any]] = []
+        self.list_queries: list[dict[str, str]] = []
+        self.page_size = 50
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.headers.get("Authorization") != f"Bearer {KEY}":
             return httpx.Response(401, json={"detail": "missing or invalid API key"})
         parts = request.url.path.strip("/").split("/")
         if parts == ["schedules"]:
-            return self._create(request) if request.method == "POST" else httpx.Response(
-                200, json={"items": list(self.views.values())})
+            return self._create(request) if request.method == "POST" else self._page(request)
         view = self.views.get(parts[1])
         if view is None:
             return httpx.Response(404, json={"detail": "no such schedule"})
@@ -44,6 +45,16 @@ class FakeSchedulesApi:
         if parts[2:] in (["pause"], ["resume"]):
             view["paused"] = parts[2] == "pause"
         return httpx.Response(200, json=view)
+
+    def _page(self, request: httpx.Request) -> httpx.Response:
+        """Pages of at most `page_size` (or the request's limit), as GET /schedules pages."""
+        self.list_queries.append(dict(request.url.params))
+        start = int(request.url.params.get("cursor", "0"))
+        size = min(self.page_size, int(request.url.params.get("limit", "50")))
+        items = list(self.views.values())[start:start + size]
+        more = start + size < len(self.views)
+        return httpx.Response(200, json={"items": items,
+                                         "next": str(start + size) if more else None})
 
     def _create(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -143,6 +154,18 @@ def test_list_as_json_and_an_empty_list(schedules: Any) -> None:
 
     assert (empty.exit_code, empty.stdout, empty.stderr) == (0, "", "0 schedule(s)\n")
     assert [item["schedule_id"] for item in json.loads(as_json.stdout)["items"]] == ["s-1"]
+
+
+def test_list_follows_the_pages_to_the_last(schedules: Any, api: FakeSchedulesApi) -> None:
+    api.page_size = 2
+    for _ in range(5):
+        schedules("create", "sleep", "--every", "60")
+
+    listed = schedules("list", "--json")
+
+    assert [item["schedule_id"] for item in json.loads(listed.stdout)["items"]] == [
+        f"s-{n}" for n in range(1, 6)]
+    assert [query.get("cursor") for query in api.list_queries] == [None, "2", "4"]
 
 
 def test_without_a_key_every_verb_exits_1_with_the_apis_detail(schedules: Any) -> None:

@@ -9,7 +9,10 @@ from datetime import datetime
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from service.queries import SortKey
+from service.schedules import Schedule, ScheduleBounds
 from tests.fast.conftest import TENANT, ClientFor, Fakes, Issue
 
 pytestmark = pytest.mark.fast
@@ -51,7 +54,7 @@ async def test_a_created_schedule_is_shown_with_its_next_run(
     assert next_run.second == 0
     assert (await http.get(f"/schedules/{view['schedule_id']}")).json() == view
     listed = (await http.get("/schedules")).json()
-    assert listed == {"items": [view]}
+    assert listed == {"items": [view], "next": None}
     stored = fakes.schedules.schedules[view["schedule_id"]]
     assert stored.tenant == TENANT
 
@@ -78,6 +81,8 @@ async def test_an_interval_schedule_runs_first_one_interval_after_creation(
     ({"cron": None}, "interval_s"),
     ({"interval_s": 60}, "interval_s"),
     ({"cron": None, "interval_s": 0.5}, "interval_s"),
+    # Under MIN_SCHEDULE_INTERVAL_S (60 s by default).
+    ({"cron": None, "interval_s": 59}, "interval_s"),
     ({"catch_up": "all"}, "catch_up"),
     ({"payload": {"seconds": -1}}, "payload"),
     ({"task_type": "nope"}, None),
@@ -106,7 +111,7 @@ async def test_another_tenants_schedule_is_not_found(
     assert (await other.get(f"/schedules/{schedule_id}")).status_code == 404
     assert (await other.post(f"/schedules/{schedule_id}/pause")).status_code == 404
     assert (await other.delete(f"/schedules/{schedule_id}")).status_code == 404
-    assert (await other.get("/schedules")).json() == {"items": []}
+    assert (await other.get("/schedules")).json() == {"items": [], "next": None}
     assert (await http.get("/schedules/unknown")).status_code == 404
 
 
@@ -137,3 +142,80 @@ async def test_pause_resume_and_delete(http: httpx.AsyncClient, fakes: Fakes) ->
     assert (await http.get(f"/schedules/{schedule_id}")).status_code == 404
     assert (await http.delete(f"/schedules/{schedule_id}")).status_code == 404
     assert fakes.schedules.schedules == {}
+
+
+EVERY_MINUTE = {"task_type": "sleep", "payload": {"seconds": 0}, "interval_s": 60}
+
+
+async def test_a_tenant_holds_at_most_max_schedules_per_tenant(
+    http: httpx.AsyncClient, client_for: ClientFor, issue: Issue, gateway: FastAPI,
+) -> None:
+    gateway.state.schedule_bounds = ScheduleBounds(max_per_tenant=2, min_interval_s=60)
+    first = await created(http, EVERY_MINUTE)
+    await created(http, EVERY_MINUTE)
+
+    refused = await http.post("/schedules", json=EVERY_MINUTE)
+    other = await client_for(await issue(tenant="other"))
+    elsewhere = await other.post("/schedules", json=EVERY_MINUTE)
+    assert (await http.delete(f"/schedules/{first}")).status_code == 204
+    again = await http.post("/schedules", json=EVERY_MINUTE)
+
+    assert refused.status_code == 409, refused.text
+    assert "2 schedules" in refused.json()["detail"]
+    assert elsewhere.status_code == 201
+    assert again.status_code == 201
+
+
+async def test_the_minimum_interval_is_the_operators_setting(
+    http: httpx.AsyncClient, gateway: FastAPI,
+) -> None:
+    gateway.state.schedule_bounds = ScheduleBounds(max_per_tenant=10, min_interval_s=600)
+
+    short = await http.post("/schedules", json={**EVERY_MINUTE, "interval_s": 599})
+    long = await http.post("/schedules", json={**EVERY_MINUTE, "interval_s": 600})
+
+    assert short.status_code == 422
+    assert "at least 600 s" in short.json()["detail"][0]["msg"]
+    assert long.status_code == 201
+
+
+async def test_schedules_are_listed_a_page_at_a_time_oldest_first(
+    http: httpx.AsyncClient, fakes: Fakes,
+) -> None:
+    made = [await created(http, EVERY_MINUTE) for _ in range(5)]
+    asked: list[int] = []
+    of_tenant = fakes.schedules.of_tenant
+
+    async def recording(tenant: str, after: SortKey | None, limit: int) -> list[Schedule]:
+        asked.append(limit)
+        return await of_tenant(tenant, after, limit)
+
+    fakes.schedules.of_tenant = recording  # type: ignore[method-assign]
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        answer = (await http.get("/schedules", params=params)).json()
+        pages.append([item["schedule_id"] for item in answer["items"]])
+        cursor = answer["next"]
+        if cursor is None:
+            break
+
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [s for page in pages for s in page] == made
+    # The store is asked for one page (and one more, to know whether another follows).
+    assert asked == [3, 3, 3]
+    assert (await http.get("/schedules", params={"cursor": "bm90IGEgY3Vyc29y"})).status_code == 422
+    assert (await http.get("/schedules", params={"limit": "201"})).status_code == 422
+
+
+async def test_a_schedule_remembers_the_key_that_made_it_and_its_rate(
+    client_for: ClientFor, issue: Issue, fakes: Fakes,
+) -> None:
+    token = await issue(rate_per_s=3.0)
+    http = await client_for(token)
+    schedule_id = await created(http, EVERY_MINUTE)
+
+    stored = fakes.schedules.schedules[schedule_id]
+    assert token.startswith(f"tp_{stored.owner_key}_")
+    assert stored.owner_rate_per_s == 3.0

@@ -21,6 +21,8 @@ from tests.support.memory_schedules import MemorySchedules
 
 pytestmark = pytest.mark.integration
 
+RETENTION = timedelta(days=30)
+
 
 @pytest.fixture(params=["mongodb", "memory"])
 async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Schedules]:
@@ -30,7 +32,7 @@ async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIter
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     # A database of its own: `due` and `earliest` see every schedule stored.
     schedules = MongoSchedules(client, f"{settings.mongodb_database}-sched-{uuid.uuid4().hex[:8]}")
-    await schedules.ensure_indexes()
+    await schedules.ensure_indexes(RETENTION)
     yield schedules
     await client.close()
 
@@ -47,8 +49,8 @@ async def test_a_schedule_reads_back_as_stored(store: Schedules) -> None:
     await store.add(schedule)
 
     assert await store.get(schedule.schedule_id) == schedule
-    assert await store.of_tenant("acme") == [schedule]
-    assert await store.of_tenant("other") == []
+    assert await store.of_tenant("acme", None, 10) == [schedule]
+    assert await store.of_tenant("other", None, 10) == []
     assert await store.get("unknown") is None
 
 
@@ -110,3 +112,59 @@ async def test_pause_resume_and_delete(store: Schedules) -> None:
     assert await store.delete(schedule.schedule_id)
     assert not await store.delete(schedule.schedule_id)
     assert await store.set_paused(schedule.schedule_id, True, later) is None
+
+
+async def test_a_tenants_schedules_page_in_creation_order_ties_by_id(store: Schedules) -> None:
+    # Four in one millisecond (nx-27017 compares dates to the second: the key must not).
+    same = utcnow().replace(microsecond=123_000)
+    made = [a_schedule(created_at=same + timedelta(milliseconds=n // 4)) for n in range(8)]
+    for schedule in made:
+        await store.add(schedule)
+    await store.add(a_schedule("other"))
+    expected = sorted(made, key=lambda s: s.sort_key)
+
+    pages: list[list[Schedule]] = []
+    after = None
+    while True:
+        page = await store.of_tenant("acme", after, 3)
+        if not page:
+            break
+        pages.append(page)
+        after = page[-1].sort_key
+
+    assert [len(page) for page in pages] == [3, 3, 2]
+    assert [s.schedule_id for page in pages for s in page] == [s.schedule_id for s in expected]
+    assert await store.count_of_tenant("acme", 5) == 5
+    assert await store.count_of_tenant("acme", 100) == 8
+    assert await store.count_of_tenant("nobody", 100) == 0
+
+
+async def test_run_records_expire_with_the_tasks_retention(settings: Settings) -> None:
+    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+    database = f"{settings.mongodb_database}-runs-{uuid.uuid4().hex[:8]}"
+    store = MongoSchedules(client, database)
+    try:
+        kind = await store.ensure_indexes(RETENTION)
+        now = utcnow()
+        schedule = a_schedule()
+        old, recent = (Run(run_key=run_key(schedule.schedule_id, at),
+                           schedule_id=schedule.schedule_id, slot=at, run_at=at,
+                           task_id=run_task_id(str(at)), claimed_at=at, submitted=True)
+                       for at in (now - RETENTION - timedelta(hours=1), now - timedelta(hours=1)))
+        for run in (old, recent):
+            await store.claim_run(run)
+
+        if kind == "mongod":
+            # A real mongod removes them itself, by a TTL index on `claimed_at`.
+            indexes = await client[database]["schedule_runs"].index_information()
+            assert any(spec.get("expireAfterSeconds") == RETENTION.total_seconds()
+                       for spec in indexes.values())
+            return
+        removed = await store.sweep_expired(now)
+
+        assert removed == 1
+        assert (await store.claim_run(old))[1] is True  # gone: its key claims anew
+        assert (await store.claim_run(recent))[1] is False  # kept
+    finally:
+        await client.close()
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from service.queries import SortKey
 from service.schedules import Run, Schedule, with_run
 
 
@@ -26,9 +27,14 @@ class MemorySchedules:
     async def get(self, schedule_id: str) -> Schedule | None:
         return self.schedules.get(schedule_id)
 
-    async def of_tenant(self, tenant: str) -> list[Schedule]:
-        return sorted((s for s in self.schedules.values() if s.tenant == tenant),
-                      key=lambda s: (s.created_at, s.schedule_id))
+    async def of_tenant(self, tenant: str, after: SortKey | None, limit: int) -> list[Schedule]:
+        found = sorted((s for s in self.schedules.values() if s.tenant == tenant
+                        and (after is None or s.sort_key > after)),
+                       key=lambda s: s.sort_key)
+        return found[:limit]
+
+    async def count_of_tenant(self, tenant: str, at_most: int) -> int:
+        return min(at_most, sum(1 for s in self.schedules.values() if s.tenant == tenant))
 
     async def delete(self, schedule_id: str) -> bool:
         return self.schedules.pop(schedule_id, None) is not None

@@ -35,6 +35,8 @@ def process_env(backends: Backends, **overrides: str) -> dict[str, str]:
         "TASKPROC_ENV": "development",
         # The tests' webhook receivers listen on 127.0.0.1: the development profile's allowlist.
         "WEBHOOK_ALLOWED_NETWORKS": DEV_WEBHOOK_ALLOWED_NETWORKS,
+        # Schedules due every second, so an e2e test sees several runs in seconds.
+        "MIN_SCHEDULE_INTERVAL_S": "1",
     }
     env.update(overrides)
     return env

@@ -12,10 +12,16 @@ import pytest
 from infra.composition import task_service
 from infra.settings import Settings
 from service.dependencies import Dependencies
+from service.rate_limit import RateLimiter
 from service.schedule_times import CatchUp
 from service.schedules import Run, Schedule, create_schedule, run_key, run_task_id
 from service.scheduling import SchedulerPorts, tick
-from tests.support.memory import MemoryIdempotencyKeys, MemoryReadModel, RecordingPublisher
+from tests.support.memory import (
+    ManualClock,
+    MemoryIdempotencyKeys,
+    MemoryReadModel,
+    RecordingPublisher,
+)
 from tests.support.memory_schedules import MemorySchedules
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -32,9 +38,10 @@ async def tasks() -> AsyncIterator[Tasks]:
         yield deps, publisher, read_model
 
 
-def ports(deps: Dependencies, store: MemorySchedules) -> SchedulerPorts:
+def ports(deps: Dependencies, store: MemorySchedules,
+          limiter: RateLimiter | None = None) -> SchedulerPorts:
     return SchedulerPorts(tasks=deps, schedules=store, grace=timedelta(seconds=5),
-                          patience=timedelta(seconds=20))
+                          patience=timedelta(seconds=20), limiter=limiter or RateLimiter())
 
 
 async def every_minute(store: MemorySchedules, catch_up: CatchUp = "skip") -> Schedule:
@@ -141,3 +148,41 @@ async def test_a_failed_publish_is_retried_without_a_second_task_id(tasks: Tasks
     ids = {p.envelope.task_id for p in publisher.published}
     assert len(publisher.published) == 1
     assert len(ids) == 1
+
+
+async def test_runs_over_the_owner_keys_rate_are_skipped_and_the_schedules_move_on(
+    tasks: Tasks, caplog: pytest.LogCaptureFixture,
+) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    clock = ManualClock()
+    limiter = RateLimiter(clock=clock)
+    # Three schedules of one key allowed 1 task/s, all due at the same minute; one of another key.
+    slow = [await owned_by(store, "key-slow", 1.0) for _ in range(3)]
+    other = await owned_by(store, "key-other", 1.0)
+
+    await tick(ports(deps, store, limiter), START + timedelta(minutes=1, seconds=1))
+
+    submitted = {(p.envelope.labels or ("",))[0] for p in publisher.published}
+    assert len([s for s in slow if f"schedule={s.schedule_id}" in submitted]) == 1
+    assert f"schedule={other.schedule_id}" in submitted
+    for schedule in (*slow, other):
+        after = await store.get(schedule.schedule_id)
+        assert after is not None
+        assert after.next_run_at == START + timedelta(minutes=2)
+    assert caplog.text.count("over the rate of the key that made it") == 2
+    skipped = [run for run in store.runs.values() if run.run_at is None]
+    assert len(skipped) == 2
+
+    clock.advance(60)
+    await tick(ports(deps, store, limiter), START + timedelta(minutes=2, seconds=1))
+    assert len(publisher.published) == 2 + 2  # the bucket refilled one run's worth
+
+
+async def owned_by(store: MemorySchedules, key: str, rate: float) -> Schedule:
+    schedule = create_schedule("acme", task_type="sleep", payload={"seconds": 0}, cron=None,
+                               interval_s=60, timezone="UTC", catch_up="skip", labels=(),
+                               max_attempts=None, timeout_s=None, now=START, owner_key=key,
+                               owner_rate_per_s=rate)
+    await store.add(schedule)
+    return schedule
