@@ -51,7 +51,8 @@ async def run_worker(
     # id of a task an outside publisher sent (consumers.ownership).
     mongo = mongo_adapters(settings)
     cancels = CancelWatch(task_type, mongo.cancellations, lookback=settings.retention,
-                          refresh_s=settings.cancel_refresh_s)
+                          refresh_s=settings.cancel_refresh_s,
+                          held=settings.cancellations_held)
     # Only this type's clients are opened: the webhook worker's HTTP pool, say, and no other.
     async with handler.started(settings) as run_task:
         worker = Worker(spec, run_task, broker, worker_name=name,

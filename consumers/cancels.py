@@ -1,5 +1,10 @@
-"""What a worker process knows of cancellations: every recent cancellation of its type, in
+"""What a worker process knows of cancellations: the recent cancellations of its type, in
 memory, so checking a task before it runs costs no round trip.
+
+A cancellation names a tenant and a task id: a task id is one tenant's, so another tenant's
+message under the same id is not stopped by it. The worker holds at most `held` of them (the
+newest; CANCELLATIONS_HELD): a cancellation matters only until its task's message comes by,
+and one older than the newest `held` of its type is rarely still waiting.
 
 At start-up it binds its own queue to `task-control` first and loads the stored cancellations
 second: a cancel made in between arrives on the queue, so none falls in the gap. After that the
@@ -33,32 +38,47 @@ _CLOCK_SLACK = timedelta(seconds=30)
 _RETRY_LOAD_S = 1.0
 
 
+# A cancelled task: its tenant (None for a request made before tenants were recorded) and id.
+Cancelled = tuple[str | None, str]
+DEFAULT_HELD = 100_000
+
+
 class CancelWatch:
-    """The cancelled task ids of one type; `on_cancel` is told of each one newly learnt."""
+    """The cancelled tasks of one type; `on_cancel` is told of each one newly learnt."""
 
     def __init__(
         self, task_type: str, store: Cancellations, *, lookback: timedelta,
-        refresh_s: float = 30.0,
+        refresh_s: float = 30.0, held: int = DEFAULT_HELD,
     ) -> None:
         self._task_type = task_type
         self._store = store
         # As long as a task may wait in a queue (the tasks' retention): older ones are dropped.
         self._lookback = lookback
         self._refresh_s = refresh_s
-        self._cancelled: dict[str, datetime] = {}
+        self._held = held
+        # In the order learnt, which is by time but for the few a reload brings late.
+        self._cancelled: dict[Cancelled, datetime] = {}
         self._loaded_up_to: datetime | None = None
-        self.on_cancel: Callable[[str], None] = lambda task_id: None
+        self.on_cancel: Callable[[CancelRequest], None] = lambda request: None
 
-    def is_cancelled(self, task_id: str) -> bool:
-        return task_id in self._cancelled
+    def __len__(self) -> int:
+        return len(self._cancelled)
+
+    def is_cancelled(self, tenant: str, task_id: str) -> bool:
+        """Whether `tenant`'s task `task_id` is cancelled."""
+        return (tenant, task_id) in self._cancelled or (None, task_id) in self._cancelled
 
     def learn(self, request: CancelRequest) -> None:
         """Remember `request`; tell `on_cancel` if it is new."""
-        if request.task_type != self._task_type or request.task_id in self._cancelled:
+        key = (request.tenant, request.task_id)
+        if request.task_type != self._task_type or key in self._cancelled:
             return
-        self._cancelled[request.task_id] = request.at
+        self._cancelled[key] = request.at
+        while len(self._cancelled) > self._held:
+            # The oldest learnt goes first: bounded memory whatever the cancel rate.
+            del self._cancelled[next(iter(self._cancelled))]
         log.info("task %s is cancelled", request.task_id)
-        self.on_cancel(request.task_id)
+        self.on_cancel(request)
 
     @asynccontextmanager
     async def watching(
@@ -103,15 +123,15 @@ class CancelWatch:
         oldest = now - self._lookback
         after = oldest if self._loaded_up_to is None else max(
             oldest, self._loaded_up_to - _CLOCK_SLACK)
-        found = await self._store.since(self._task_type, after)
+        found = await self._store.since(self._task_type, after, limit=self._held)
         for request in found:
             self.learn(request)
         self._loaded_up_to = max([now, *(request.at for request in found)])
         self._forget_before(oldest)
 
     def _forget_before(self, oldest: datetime) -> None:
-        for task_id in [t for t, at in self._cancelled.items() if at < oldest]:
-            del self._cancelled[task_id]
+        for key in [key for key, at in self._cancelled.items() if at < oldest]:
+            del self._cancelled[key]
 
     async def _refresh_periodically(self) -> None:
         while True:

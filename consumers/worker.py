@@ -29,6 +29,7 @@ from consumers.ownership import TaskLookup, foreign_id_reason, owned_by_another
 from consumers.progress import ProgressReporter, Report
 from consumers.task_handler import RunTask
 from contracts import names
+from contracts.control import CancelRequest
 from contracts.limits import TaskLimits
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
@@ -72,8 +73,9 @@ class Worker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._acks = Acks(window_s=ACK_WINDOW_S, flush_at=1)
         self._fresh_message = asyncio.Event()
-        # The handler of each task running here, by task id: what a cancellation stops.
-        self._running: dict[str, asyncio.Task[Any]] = {}
+        # The handler of each task running here, by tenant and task id: what a cancellation
+        # stops.
+        self._running: dict[tuple[str, str], asyncio.Task[Any]] = {}
         self._cancels = cancels
         if cancels is not None:
             cancels.on_cancel = self._stop_if_running
@@ -161,17 +163,18 @@ class Worker:
         return await owned_by_another(self._owners, task.task_id, task.tenant,
                                       default_tenant=self._tenants.default_tenant)
 
-    def _is_cancelled(self, task_id: str) -> bool:
-        return self._cancels is not None and self._cancels.is_cancelled(task_id)
+    def _is_cancelled(self, task: ReceivedTask) -> bool:
+        return self._cancels is not None and self._cancels.is_cancelled(task.tenant,
+                                                                         task.task_id)
 
-    def _stop_if_running(self, task_id: str) -> None:
-        handler = self._running.get(task_id)
-        if handler is not None:
-            log.info("task %s cancelled while running: stopping its handler", task_id)
-            handler.cancel()
+    def _stop_if_running(self, request: CancelRequest) -> None:
+        for (tenant, task_id), handler in self._running.items():
+            if task_id == request.task_id and request.tenant in (None, tenant):
+                log.info("task %s cancelled while running: stopping its handler", task_id)
+                handler.cancel()
 
     async def _run(self, message: AbstractIncomingMessage, task: ReceivedTask) -> None:
-        if self._is_cancelled(task.task_id):
+        if self._is_cancelled(task):
             # Queued, back from a retry tier, or waiting for `not_before`: it never starts.
             # The event repeats what the gateway recorded; the projection ignores the repeat.
             await self._emit(task, Status.CANCELLED)
@@ -196,7 +199,7 @@ class Worker:
             await asyncio.sleep(0)  # its publish goes on the channel before the outcome's
             try:
                 outcome = await self._attempt(task)
-                if self._is_cancelled(task.task_id):
+                if self._is_cancelled(task):
                     # Cancelled while it ran: whatever the handler came to, the task ends here,
                     # as the gateway has recorded already (README, Reliability).
                     await self._emit(task, Status.CANCELLED)
@@ -227,7 +230,8 @@ class Worker:
 
         reporter = ProgressReporter(publish, label=f"task {task.task_id}")
         handler = asyncio.ensure_future(self._handler(task, reporter.progress))
-        self._running[task.task_id] = handler
+        running_key = (task.tenant, task.task_id)
+        self._running[running_key] = handler
         try:
             async with asyncio.timeout(task.timeout_s):
                 return lifecycle.Returned(await handler)
@@ -245,8 +249,8 @@ class Worker:
                             exc_info=error)
             return lifecycle.Raised(error)
         finally:
-            if self._running.get(task.task_id) is handler:
-                del self._running[task.task_id]
+            if self._running.get(running_key) is handler:
+                del self._running[running_key]
             await reporter.close()
 
     async def _carry_out(

@@ -18,6 +18,10 @@ class CancelRequest(BaseModel):
 
     task_id: str = Field(pattern=TASK_ID_PATTERN)
     task_type: str
+    # Whose task: a task id is one tenant's, so another tenant's task under the same id (an
+    # outside publisher's message) is not stopped. None only in requests made before tenants
+    # were recorded; such a request stops the id whoever owns it.
+    tenant: str | None = Field(default=None, max_length=64)
     at: AwareDatetime = Field(default_factory=utcnow)
     # Who asked: the gateway's app id, for ops reading the console.
     by: str

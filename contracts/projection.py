@@ -1,11 +1,11 @@
 """The projection: one pure function folds status events into a task's read-model state.
 
 Applying an event twice changes nothing; an older event never overwrites a newer one; a terminal
-status never regresses within its run; a task belongs to the first tenant any of its events names,
-and an event that names another tenant (or none) changes nothing of it. An event that arrives late (events travel on several
-queues, and are applied concurrently) still takes its place in the history, so the history
-tells every step even when the status has moved past it. The store writes the result with a
-guard on `position`, so concurrent writers cannot interleave.
+status never regresses within its run; a task belongs to the first tenant any of its events
+names, and an event that names another tenant (or none) changes nothing of it. An event that
+arrives late (events travel on several queues, and are applied concurrently) still takes its
+place in the history, so the history tells every step even when the status has moved past it.
+The store writes the result with a guard on `position`, so concurrent writers cannot interleave.
 """
 
 from __future__ import annotations

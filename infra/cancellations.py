@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts import names
@@ -26,7 +26,9 @@ _SWEEP_EVERY_S = 600.0
 
 
 class MongoCancellations:
-    """One document per cancelled task, `_id` = task id; expires `retention` after `at`."""
+    """One document per cancelled task, `_id` = "<tenant>/<task id>" (a tenant name holds no
+    '/'; documents written before tenants were recorded have `_id` = task id and no tenant);
+    expires `retention` after `at`."""
 
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._client = client
@@ -47,19 +49,26 @@ class MongoCancellations:
     async def add(self, request: CancelRequest) -> None:
         # $setOnInsert: a second cancel of one task keeps the first one's time.
         await self._collection.update_one(
-            {"_id": {"$eq": request.task_id}},
-            {"$setOnInsert": {"task_type": request.task_type, "at": request.at,
+            {"_id": {"$eq": f"{request.tenant}/{request.task_id}"}},
+            {"$setOnInsert": {"task_id": request.task_id, "tenant": request.tenant,
+                              "task_type": request.task_type, "at": request.at,
                               "by": request.by}},
             upsert=True)
         await self._sweep_now_and_then()
 
     @store_errors
-    async def since(self, task_type: str, after: datetime) -> list[CancelRequest]:
+    async def since(
+        self, task_type: str, after: datetime, *, limit: int
+    ) -> list[CancelRequest]:
         cursor = self._collection.find(
-            {"task_type": {"$eq": task_type}, "at": {"$gte": after}}).sort("at", ASCENDING)
-        return [CancelRequest(task_id=document["_id"], task_type=document["task_type"],
-                              at=document["at"], by=document["by"])
-                async for document in cursor]
+            {"task_type": {"$eq": task_type}, "at": {"$gte": after}}
+        ).sort("at", DESCENDING).limit(limit)
+        newest_first = [CancelRequest(task_id=document.get("task_id") or document["_id"],
+                                      tenant=document.get("tenant"),
+                                      task_type=document["task_type"], at=document["at"],
+                                      by=document["by"])
+                        async for document in cursor]
+        return newest_first[::-1]
 
     async def _sweep_now_and_then(self) -> None:
         if self._expiry is None or time.monotonic() - self._swept_at < _SWEEP_EVERY_S:

@@ -47,7 +47,9 @@ async def cancel_task(
     state = await get_task(deps, task_id, tenant)
     if state.status.is_terminal:
         raise AlreadyFinished(task_id, state.status.value)
-    request = CancelRequest(task_id=task_id, task_type=state.task_type, by=ports.cancelled_by)
+    owner = state.tenant or deps.default_tenant
+    request = CancelRequest(task_id=task_id, task_type=state.task_type, tenant=owner,
+                            by=ports.cancelled_by)
     await ports.cancellations.add(request)
     try:
         await ports.control.publish_cancel(request)
@@ -60,8 +62,7 @@ async def cancel_task(
     after = await deps.read_model.apply(StatusEvent(
         task_id=task_id, task_type=state.task_type, status=Status.CANCELLED,
         attempt=state.attempt, run=state.run, at=request.at, worker=ports.cancelled_by,
-        source=state.source, idempotency_key=state.idempotency_key,
-        tenant=state.tenant or deps.default_tenant,
+        source=state.source, idempotency_key=state.idempotency_key, tenant=owner,
     ))
     log.info("task %s cancelled (its status: %s)", task_id, after.status)
     return after

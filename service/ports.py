@@ -143,8 +143,11 @@ class Cancellations(Protocol):
         """Keep `request`; a task cancelled twice keeps its first request."""
         ...
 
-    async def since(self, task_type: str, after: datetime) -> list[CancelRequest]:
-        """The cancellations of `task_type` made at or after `after`, oldest first."""
+    async def since(
+        self, task_type: str, after: datetime, *, limit: int
+    ) -> list[CancelRequest]:
+        """The newest `limit` cancellations of `task_type` made at or after `after`, oldest
+        first."""
         ...
 
 

@@ -34,7 +34,8 @@ async def test_a_queued_task_cancelled_shows_cancelled_at_once(
                                                          "status": "cancelled"})
     assert view.json()["status"] == "cancelled"
     assert view.json()["finished_at"] is not None
-    assert list(fakes.cancellations.requests) == [task_id]
+    assert [(r.tenant, r.task_id) for r in fakes.cancellations.requests.values()] == [
+        ("fast", task_id)]
     [announced] = fakes.control.published
     assert (announced.task_id, announced.task_type) == (task_id, "sleep")
 
@@ -44,7 +45,8 @@ async def test_a_finished_task_answers_409_and_nothing_is_kept(
 ) -> None:
     task_id = await submitted(http)
     await fakes.read_model.apply(StatusEvent(task_id=task_id, task_type="sleep",
-                                             status=Status.SUCCEEDED, attempt=1, worker="w"))
+                                             status=Status.SUCCEEDED, attempt=1, worker="w",
+                                             tenant="fast"))
 
     answer = await http.post(f"/tasks/{task_id}/cancel")
 
@@ -118,4 +120,5 @@ async def test_an_unconfirmed_control_message_still_cancels(
     answer = await http.post(f"/tasks/{task_id}/cancel")
 
     assert (answer.status_code, answer.json()["status"]) == (202, "cancelled")
-    assert list(fakes.cancellations.requests) == [task_id]
+    assert [(r.tenant, r.task_id) for r in fakes.cancellations.requests.values()] == [
+        ("fast", task_id)]

@@ -19,12 +19,14 @@ class MemoryCancellations:
 
     async def add(self, request: CancelRequest) -> None:
         await self._round_trip()
-        self.requests.setdefault(request.task_id, request)
+        self.requests.setdefault(f"{request.tenant}/{request.task_id}", request)
 
-    async def since(self, task_type: str, after: datetime) -> list[CancelRequest]:
+    async def since(
+        self, task_type: str, after: datetime, *, limit: int
+    ) -> list[CancelRequest]:
         await self._round_trip()
         found = [r for r in self.requests.values() if r.task_type == task_type and r.at >= after]
-        return sorted(found, key=lambda request: request.at)
+        return sorted(found, key=lambda request: request.at)[-limit:]
 
     async def _round_trip(self) -> None:
         await asyncio.sleep(0)
