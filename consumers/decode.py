@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,9 @@ class ReceivedTask:
     then: tuple[FollowUp, ...] = ()
     workflow_id: str | None = None
     previous_result: Any = None
+    # What the follow-ups' ids derive from (contracts.workflows.follow_up_id): the body's
+    # `follow_up_key`, else a digest of the body (the same on every copy of the message).
+    follow_up_key: str = ""
 
 
 def decode(
@@ -119,6 +123,7 @@ def decode(
         then=tuple(body.then or ()),
         workflow_id=body.workflow_id,
         previous_result=body.previous_result,
+        follow_up_key=body.follow_up_key or hashlib.sha256(message.body).hexdigest(),
     )
 
 

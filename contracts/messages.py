@@ -38,6 +38,9 @@ class TaskOptions(BaseModel):
     then: list[FollowUp] | None = Field(default=None, max_length=MAX_THEN)
     workflow_id: str | None = Field(default=None, pattern=TASK_ID_PATTERN)
     previous_result: Any = None
+    # The secret the follow-ups' ids are derived from (contracts.workflows.follow_up_id): the
+    # service sets a random one; without it a follow-up's id derives from the message's body.
+    follow_up_key: str | None = Field(default=None, min_length=16, max_length=128)
     schema_version: Literal[1] = SCHEMA_VERSION
 
 

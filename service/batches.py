@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from contracts.messages import FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.projection import TaskState
 from contracts.statuses import Status
-from contracts.workflows import workflow_label
+from contracts.workflows import new_follow_up_key, workflow_label
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
 from service.errors import IdempotencyConflict, PublishFailed, StoreUnavailable, TaskNotFound
@@ -148,7 +148,8 @@ def _envelope(command: SubmitTask, task_id: str, label: str) -> TaskEnvelope:
                         timeout_s=command.timeout_s, retry_base_s=command.retry_base_s,
                         not_before=command.not_before, labels=labels,
                         then=[FollowUp.model_validate(step) for step in command.then] or None,
-                        workflow_id=task_id if command.then else None)
+                        workflow_id=task_id if command.then else None,
+                        follow_up_key=new_follow_up_key() if command.then else None)
 
 
 async def _record_queued(

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from contracts.messages import ErrorInfo, FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.statuses import Status
-from contracts.workflows import workflow_label
+from contracts.workflows import new_follow_up_key, workflow_label
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
 from service.errors import (
@@ -106,6 +106,8 @@ async def _publish(
         labels=_labels(command, task_id) or None,
         then=[FollowUp.model_validate(step) for step in command.then] or None,
         workflow_id=task_id if command.then else None,
+        # Random, so that knowing a step's id never tells the next one's.
+        follow_up_key=new_follow_up_key() if command.then else None,
     )
     tenant = command.tenant or deps.default_tenant
     try:

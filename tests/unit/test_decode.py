@@ -292,3 +292,15 @@ def test_a_follow_up_that_could_never_be_published_is_invalid(
     refused = invalid({"payload": {"seconds": 0}, "then": then}, message_id="m-bad")
 
     assert reason in str(refused)
+
+
+def test_the_follow_up_key_is_the_bodys_else_a_digest_of_the_body() -> None:
+    keyed = {"payload": {"seconds": 1}, "follow_up_key": "k" * 32}
+    bare = {"payload": {"seconds": 1}}
+
+    assert decode(incoming(keyed, message_id="m"), SLEEP).follow_up_key == "k" * 32
+    first = decode(incoming(bare, message_id="m"), SLEEP).follow_up_key
+    again = decode(incoming(bare, message_id="m", headers={"x-delivery-count": 1}),
+                   SLEEP).follow_up_key
+    assert first == again
+    assert len(first) == 64
