@@ -33,7 +33,9 @@ class DestinationNotAllowed(PermanentFailure):
     """The webhook's host resolves to an address it may not reach: the task fails at once.
 
     The message names the host only: which address and why goes to the worker's log, so the API
-    does not tell a caller what an internal name resolves to."""
+    does not tell a caller what an internal name resolves to. A name that does not resolve gets
+    the same message and outcome: told apart from a refused one, it would let a tenant map which
+    internal names exist."""
 
     def __init__(self, host: str) -> None:
         super().__init__(f"destination not allowed: {host}")
@@ -107,10 +109,17 @@ async def checked_addresses(
     All must pass: a name that resolves to a public and a private address is refused, whichever
     one a connection would have picked."""
     # An IP literal needs no lookup; a name is looked up once, here and nowhere else.
-    texts = [host] if _literal(host) else await resolve(host, port)
+    try:
+        texts = [host] if _literal(host) else await resolve(host, port)
+    except socket.gaierror as error:
+        if error.errno == socket.EAI_AGAIN:
+            raise  # the resolver did not answer, whatever the name: the task retries
+        log.warning("webhook destination %s refused: it does not resolve (%s)", host, error)
+        raise DestinationNotAllowed(host) from None
     addresses = [ip_address(text.split("%", 1)[0]) for text in texts]
     if not addresses:
-        raise OSError(f"{host} resolves to no address")
+        log.warning("webhook destination %s refused: it resolves to no address", host)
+        raise DestinationNotAllowed(host)
     for address in addresses:
         why = refusal(address, allowed)
         if why is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
@@ -11,6 +12,8 @@ import aiosmtplib
 from consumers.context import TaskContext
 from consumers.failures import PermanentFailure, Retry
 from contracts.payloads import SendEmailPayload
+
+log = logging.getLogger("send_email")
 
 
 def build_message(payload: SendEmailPayload, ctx: TaskContext) -> EmailMessage:
@@ -59,6 +62,10 @@ async def send_email(payload: SendEmailPayload, ctx: TaskContext) -> dict[str, A
             raise Retry(text) from error
         raise PermanentFailure(text) from error
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-        raise Retry(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {error!r}") from error
+        # Where the mail server is, is the operator's business: the task's error (which its
+        # tenant reads) says what failed, the worker's log says where and why.
+        log.warning("task %s: SMTP %s:%s: %r", ctx.task_id, settings.smtp_host,
+                    settings.smtp_port, error)
+        raise Retry(f"the mail server could not be reached ({type(error).__name__})") from error
     return {"message_id": message["Message-ID"], "accepted": len(recipients) - len(refused),
             "refused": sorted(refused), "reply": reply}
