@@ -204,7 +204,8 @@ def check_command_line_verbs(output: str, errors: str) -> None:
     assert "status:   succeeded" in output
     assert "'slept_s': 3.0" in output
     assert re.search(r"^error: conflict \(409\): .*$", errors, re.MULTILINE), errors
-    assert "nightly" in output.split("schedule", 1)[-1] or "nightly" in output
+    listed = r"^\S+ +send_email +cron 0 2 \* \* \* Europe/Paris +active .* nightly$"
+    assert re.search(listed, output, re.MULTILINE), output
 
 
 async def follows_to_success(make_run: MakeRun, task_id: str) -> None:
