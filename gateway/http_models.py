@@ -180,6 +180,8 @@ class TaskCountView(BaseModel):
     task_type: str
     status: Status
     count: int
+    at_least: bool = Field(description="The status has more tasks than `cap`: this counts its "
+                                       "type among the newest `cap` only, a lower bound")
 
 
 class QueueView(BaseModel):
@@ -192,8 +194,12 @@ class StatsView(BaseModel):
     """The caller's tasks counted per type and status, and (admin keys) the queue depths."""
 
     counts: list[TaskCountView]
-    capped: list[Status] = Field(description="Statuses with more tasks than were counted: their "
-                                             "counts are lower bounds")
+    cap: int = Field(description="Each status is counted over at most its newest `cap` tasks")
+    capped: list[Status] = Field(description="Statuses with more tasks than `cap`: their counts "
+                                             "are lower bounds (`at_least`)")
+    counted_since: dict[Status, datetime] = Field(
+        description="Per capped status, when the oldest task counted was created (to the "
+                    "millisecond): its counts are exact for the tasks created after that")
     queues: list[QueueView] | None = Field(
         description="Every tenant's messages: only for keys with `tasks:replay`; null for "
                     "others, or when RabbitMQ did not answer")

@@ -19,7 +19,7 @@ from gateway.deps import ServicesDep
 from gateway.http_models import QueueView, StatsView, TaskCountView, TaskPageView, TaskView
 from service.auth import REPLAY
 from service.errors import PublishFailed
-from service.listing import list_tasks, task_stats
+from service.listing import STATS_CAP, list_tasks, task_stats
 from service.queries import TaskQuery
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,12 @@ _PAGE_EXAMPLE: dict[str, Any] = {
     "next": "MTc2NDQ4OTYwMDEyMDAwMHw5YjJmNmMxZS0zZDRhLTRmNWItOGM3ZC0xZTJmM2E0YjVjNmQ",
 }
 _STATS_EXAMPLE: dict[str, Any] = {
-    "counts": [{"task_type": "sleep", "status": "succeeded", "count": 1250},
-               {"task_type": "webhook", "status": "failed", "count": 3}],
-    "capped": [],
+    "counts": [{"task_type": "sleep", "status": "succeeded", "count": 1250, "at_least": True},
+               {"task_type": "webhook", "status": "succeeded", "count": 750, "at_least": True},
+               {"task_type": "webhook", "status": "failed", "count": 3, "at_least": False}],
+    "cap": 2000,
+    "capped": ["succeeded"],
+    "counted_since": {"succeeded": "2026-11-30T08:00:00.120000Z"},
     "queues": [{"queue": "tasks.webhook", "messages": 12, "consumers": 2},
                {"queue": "tasks.webhook.dead", "messages": 3, "consumers": 0}],
 }
@@ -107,8 +110,9 @@ async def list_my_tasks(
 @listing.get("/tasks/stats", response_model=StatsView,
              responses={200: {"content": {"application/json": {"example": _STATS_EXAMPLE}}}})
 async def stats(services: ServicesDep, principal: Reader) -> StatsView:
-    """The caller's tasks counted per type and status (scope `tasks:read`); each status is
-    counted up to 2,000 (past that it is named in `capped`).
+    """The caller's tasks counted per type and status (scope `tasks:read`). Each status is
+    counted over at most its newest `cap` (2,000) tasks: one with more is named in `capped`, its
+    counts say `at_least`, and `counted_since` says from when they are exact.
 
     `queues`, the depths of every task, retry and dead-letter queue, count every tenant's
     messages: only keys with `tasks:replay` (operators) see them; for others it is null.
@@ -124,6 +128,7 @@ async def stats(services: ServicesDep, principal: Reader) -> StatsView:
             queues = [QueueView(queue=d.queue, messages=d.messages, consumers=d.consumers)
                       for d in depths]
     return StatsView(
-        counts=[TaskCountView(task_type=c.task_type, status=c.status, count=c.count)
-                for c in counted.counts],
-        capped=sorted(counted.capped), queues=queues)
+        counts=[TaskCountView(task_type=c.task_type, status=c.status, count=c.count,
+                              at_least=c.status in counted.capped) for c in counted.counts],
+        cap=STATS_CAP, capped=sorted(counted.capped),
+        counted_since=dict(counted.counted_since), queues=queues)

@@ -12,6 +12,14 @@ A listing is split into queries that each match one owner and at most one status
 on `list_key` and limited to one more than the page; their answers are merged in Python.
 Labels match with `$all` (nx-27017's `$eq` on an array field matches nothing; MongoDB serves
 `$all` from the multikey index, nx-27017 filters the tenant's tasks by it).
+
+A filter no index serves (a type or labels beside a status, labels, source, `updated_*`) is
+checked document by document along the index, so a listing that matches little would read the
+tenant's whole range (at 20,000 tasks, 30 ms a status on nx-27017; every status at once, 73
+ms). Each such query is given a budget: it reads at most `max_examined` / (number of queries)
+tasks of its index range, ending at a `stop` key found first off the index itself (the
+budget-th key). The page then holds only what every query has read up to, and its `next` is
+the furthest point all of them reached: a page may be short, even empty, with a `next`.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ from contracts.statuses import Status
 from service.queries import SortKey, TaskCount, TaskCounts, TaskPage, TaskQuery
 
 Document = dict[str, Any]
+
+# The tasks one listing request reads at most, over all its queries, past what its indexes
+# select (LISTING_MAX_EXAMINED): about 15 ms of nx-27017's time at 1.5 us a task.
+MAX_EXAMINED = 10_000
 
 LIST_KEY = "list_key"
 # `updated_at` as a string of microseconds, for the same reason: bounds exact on nx-27017 too.
@@ -74,19 +86,70 @@ def list_key(created_at: datetime, task_id: str) -> str:
 
 async def find(
     tasks: AsyncCollection[Document], query: TaskQuery,
-    to_state: Callable[[Document], TaskState],
+    to_state: Callable[[Document], TaskState], *, max_examined: int = MAX_EXAMINED,
 ) -> TaskPage:
-    """One page of `query` (see the module's docstring for how it is asked)."""
-    sort = [(LIST_KEY, ASCENDING if query.ascending else DESCENDING)]
+    """One page of `query` (see the module's docstring for how it is asked and bounded)."""
+    descending = not query.ascending
+    sort = [(LIST_KEY, DESCENDING if descending else ASCENDING)]
     wanted = query.limit + 1
+    selectors = list(_selectors(query))
+    budget = max(1, max_examined // len(selectors))
     answers: list[list[TaskState]] = []
-    for selector in _selectors(query):
+    stops: list[str] = []
+    for selector in selectors:
+        stop = await _stop_key(tasks, selector, sort, budget, query)
+        if stop is not None:
+            stops.append(stop)
+            selector = {**selector, LIST_KEY: {**selector.get(LIST_KEY, {}),
+                                               "$gte" if descending else "$lte": stop}}
         cursor = tasks.find(selector).sort(sort).limit(wanted)
         answers.append([to_state(document) async for document in cursor])
-    merged = heapq.merge(*answers, key=SortKey.of, reverse=not query.ascending)
+    merged: Iterator[TaskState] = heapq.merge(*answers, key=SortKey.of, reverse=descending)
+    # The point every query has read up to: the least far of those that stopped early.
+    frontier = (max(stops) if descending else min(stops)) if stops else None
+    if frontier is not None:
+        merged = itertools.takewhile(
+            lambda state: _reached(list_key(state.created_at, state.task_id), frontier,
+                                   descending), merged)
     found = list(itertools.islice(merged, wanted))
     items = found[:query.limit]
-    return TaskPage(items, SortKey.of(items[-1]) if len(found) > query.limit else None)
+    if len(found) > query.limit:
+        return TaskPage(items, SortKey.of(items[-1]))
+    return TaskPage(items, None if frontier is None else _sort_key(frontier))
+
+
+def _reached(key: str, frontier: str, descending: bool) -> bool:
+    return key >= frontier if descending else key <= frontier
+
+
+async def _stop_key(tasks: AsyncCollection[Document], selector: Document,
+                    sort: list[tuple[str, int]], budget: int, query: TaskQuery) -> str | None:
+    """Where a query with a filter no index serves must stop to read at most `budget` tasks:
+    the budget-th key of its index range, read off the index. None: no stop needed (every
+    filter is served, or the range holds fewer tasks than the budget)."""
+    served = _index_served(selector, query)
+    if served == selector:
+        return None
+    cursor = tasks.find(served, {LIST_KEY: 1, "_id": 0}).sort(sort).skip(budget - 1).limit(1)
+    found = [document[LIST_KEY] async for document in cursor]
+    return found[0] if found else None
+
+
+def _index_served(selector: Document, query: TaskQuery) -> Document:
+    """The part of `selector` its index answers: the tenant, then a status, else a type, and
+    the `list_key` range. An idempotency key is left whole: (tenant, idempotency_key) finds
+    its few tasks at once."""
+    if query.idempotency_key is not None:
+        return selector
+    lead = "status" if "status" in selector else "task_type" if "task_type" in selector else None
+    return {field: value for field, value in selector.items()
+            if field in ("tenant", LIST_KEY) or field == lead}
+
+
+def _sort_key(key: str) -> SortKey:
+    """The SortKey a `list_key` string holds."""
+    micros, task_id = key.split("|", 1)
+    return SortKey(_EPOCH + timedelta(microseconds=int(micros)), task_id)
 
 
 def _selectors(query: TaskQuery) -> Iterator[Document]:
@@ -142,24 +205,34 @@ def _key_range(query: TaskQuery) -> Document:
 async def count(
     tasks: AsyncCollection[Document], owners: tuple[str | None, ...], cap: int,
 ) -> TaskCounts:
-    """Per owner and status, the types of at most `cap` + 1 tasks read off the (tenant, status,
-    created_at) index: no aggregation (nx-27017 runs `$group` and `count_documents` as scans
-    of the whole collection, 2.6 s at 20,000 tasks)."""
-    per_status: dict[Status, Counter[str]] = {}
+    """Per owner and status, the types of the newest `cap` + 1 tasks read off the (tenant,
+    status, list_key) index, newest first: no aggregation (nx-27017 runs `$group` and
+    `count_documents` as scans of the whole collection, 2.6 s at 20,000 tasks). A status with
+    more than `cap` is counted over its newest `cap` (see TaskCounts)."""
+    counts: list[TaskCount] = []
     capped: set[Status] = set()
+    since: dict[Status, datetime] = {}
     for status in Status:
-        types: Counter[str] = Counter()
+        newest: list[tuple[str, str]] = []  # (list_key, task_type)
         for owner in owners:
             selector = {"tenant": {"$eq": owner}, "status": {"$eq": status.value}}
-            left = cap + 1 - types.total()
-            if left <= 0:
-                break
-            cursor = tasks.find(selector, {"task_type": 1, "_id": 0}).limit(left)
-            types.update([document["task_type"] async for document in cursor])
-        if types.total() > cap:
+            cursor = tasks.find(selector, {"task_type": 1, LIST_KEY: 1, "_id": 0}).sort(
+                LIST_KEY, DESCENDING).limit(cap + 1)
+            # A document from before the listing keys has none: it sorts oldest.
+            newest += [(document.get(LIST_KEY) or "", document["task_type"])
+                       async for document in cursor]
+        newest.sort(reverse=True)
+        if len(newest) > cap:
             capped.add(status)
-        if types:
-            per_status[status] = types
-    counts = [TaskCount(task_type, status, number)
-              for status, types in per_status.items() for task_type, number in types.items()]
-    return TaskCounts(sorted(counts, key=lambda c: (c.task_type, c.status)), frozenset(capped))
+            newest = newest[:cap]
+            if newest and newest[-1][0]:
+                since[status] = created_of(newest[-1][0])
+        counts += [TaskCount(task_type, status, number)
+                   for task_type, number in Counter(task_type for _, task_type in newest).items()]
+    return TaskCounts(sorted(counts, key=lambda c: (c.task_type, c.status)), frozenset(capped),
+                      since)
+
+
+def created_of(key: str) -> datetime:
+    """The creation time a `list_key` holds (to the millisecond)."""
+    return _EPOCH + timedelta(microseconds=int(key.split("|", 1)[0]))

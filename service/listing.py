@@ -20,8 +20,9 @@ from service.queries import SortKey, TaskCounts, TaskPage, TaskQuery
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEPARATOR = "|"
-# How many tasks of each status `task_stats` reads at most: counting is a scan of the tenant's
-# tasks of that status on nx-27017 (about 0.1 ms a task), index-only on MongoDB.
+# How many tasks of each status `task_stats` reads at most (the newest): counting is a scan of
+# the tenant's tasks of that status on nx-27017 (about 0.1 ms a task), index-only on MongoDB.
+# Past it the answer says so, and from when its counts are exact (TaskCounts).
 STATS_CAP = 2_000
 
 

@@ -7,7 +7,8 @@ page was read (they sort before it, newest first) never shift the next one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts.projection import TaskState
@@ -89,11 +90,15 @@ class TaskCount:
 
 @dataclass(frozen=True)
 class TaskCounts:
-    """How many tasks of each type are in each status. A status with more than the cap asked
-    for is counted up to the cap and named in `capped` (its counts are lower bounds)."""
+    """How many tasks of each type are in each status. A status with more tasks than the cap
+    asked for is counted over its newest `cap` tasks only: it is named in `capped`, its counts
+    are lower bounds, and `counted_since` gives the creation time (to the millisecond) of the
+    oldest task counted, so the counts are exact for the tasks created after it."""
 
     counts: list[TaskCount]
     capped: frozenset[Status]
+    # Per capped status; absent for one whose oldest counted task predates the listing keys.
+    counted_since: Mapping[Status, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

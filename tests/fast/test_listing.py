@@ -12,6 +12,7 @@ import pytest
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
 from service.auth import DEFAULT_TENANT, READ, SUBMIT
+from service.listing import STATS_CAP
 from service.queries import QueueDepth
 from tests.fast.conftest import TENANT, ClientFor, Fakes, Issue
 
@@ -246,7 +247,7 @@ async def test_another_tenants_tasks_are_never_listed_or_counted(
     assert await listed(http, label="shared") == ["mine"]
     assert await listed(other) == ["theirs"]
     counts = (await http.get("/tasks/stats")).json()["counts"]
-    assert counts == [{"task_type": "sleep", "status": "queued", "count": 1}]
+    assert counts == [{"task_type": "sleep", "status": "queued", "count": 1, "at_least": False}]
 
 
 async def test_the_default_tenant_also_lists_tasks_that_name_no_tenant(
@@ -289,9 +290,9 @@ async def test_stats_count_per_type_and_status_and_show_queues_to_admin_keys_onl
     reader_view = (await reader.get("/tasks/stats")).json()
 
     assert admin_view == {
-        "counts": [{"task_type": "sleep", "status": "succeeded", "count": 2},
-                   {"task_type": "webhook", "status": "failed", "count": 1}],
-        "capped": [],
+        "counts": [{"task_type": "sleep", "status": "succeeded", "count": 2, "at_least": False},
+                   {"task_type": "webhook", "status": "failed", "count": 1, "at_least": False}],
+        "cap": STATS_CAP, "capped": [], "counted_since": {},
         "queues": [{"queue": "tasks.webhook", "messages": 12, "consumers": 2}]}
     assert reader_view == {**admin_view, "queues": None}
 
@@ -306,7 +307,26 @@ async def test_stats_without_the_broker_still_count_tasks(
 
     assert answer.status_code == 200
     assert answer.json()["queues"] is None
-    assert answer.json()["counts"] == [{"task_type": "sleep", "status": "queued", "count": 1}]
+    assert answer.json()["counts"] == [
+        {"task_type": "sleep", "status": "queued", "count": 1, "at_least": False}]
+
+
+async def test_stats_past_the_cap_say_the_counts_are_lower_bounds_and_from_when(
+    http: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # One more succeeded task than the cap, the oldest a webhook; each a minute apart.
+    for n in range(STATS_CAP + 1):
+        await stored(fakes, f"s{n}", Status.SUCCEEDED, minute=n,
+                     task_type="webhook" if n == 0 else "sleep")
+    await stored(fakes, "f", Status.FAILED, task_type="webhook")
+
+    view = (await http.get("/tasks/stats")).json()
+
+    assert view["counts"] == [
+        {"task_type": "sleep", "status": "succeeded", "count": STATS_CAP, "at_least": True},
+        {"task_type": "webhook", "status": "failed", "count": 1, "at_least": False}]
+    assert view["capped"] == ["succeeded"]
+    assert view["counted_since"] == {"succeeded": "2026-01-01T00:01:00Z"}
 
 
 async def test_a_store_that_is_down_is_a_503_for_listing(

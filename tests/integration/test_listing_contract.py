@@ -150,17 +150,22 @@ async def test_count_per_type_and_status_of_the_owners_asked(read_model: TaskRea
     assert counted.capped == frozenset()
 
 
-async def test_count_past_the_cap_names_the_status_capped(read_model: TaskReadModel) -> None:
+async def test_count_past_the_cap_counts_the_newest_and_says_since_when(
+    read_model: TaskReadModel,
+) -> None:
     for n in range(5):
-        await task(read_model, f"q{n}", second=n)
+        await task(read_model, f"q{n}", second=n, task_type="webhook" if n == 4 else "sleep")
+    await task(read_model, "legacy", second=3.5, tenant=None)
     await task(read_model, "ok", Status.SUCCEEDED)
 
-    counted = await read_model.count((TENANT,), cap=3)
+    counted = await read_model.count((TENANT, None), cap=3)
 
     assert counted.capped == frozenset({Status.QUEUED})
-    queued = sum(c.count for c in counted.counts if c.status is Status.QUEUED)
-    assert queued >= 3
-    assert [c.count for c in counted.counts if c.status is Status.SUCCEEDED] == [1]
+    # The newest 3 of both owners (q4, legacy, q3): exact for what was created after q3.
+    assert [(c.task_type, c.status, c.count) for c in counted.counts] == [
+        ("sleep", Status.QUEUED, 2), ("sleep", Status.SUCCEEDED, 1),
+        ("webhook", Status.QUEUED, 1)]
+    assert counted.counted_since == {Status.QUEUED: T0 + timedelta(seconds=3)}
 
 
 # --- served from indexes ---------------------------------------------------------------------
@@ -247,3 +252,62 @@ async def test_a_first_page_costs_the_same_at_100_times_the_tasks(settings: Sett
     slower = {name for name in QUERIES
               if medians["large"][name] > medians["small"][name] * MAX_RATIO}
     assert slower == set(), f"these listings grow with the number of tasks: {slower}"
+
+
+# --- bounded reading (LISTING_MAX_EXAMINED) ---------------------------------------------------
+
+BUDGET = 100
+
+
+async def budgeted(settings: Settings, count: int) -> tuple[TaskStore, str, Any]:
+    """A store of `count` tasks (stored_task's: 1 in 10 labelled `nightly`, four statuses in
+    turn) whose listings read at most BUDGET tasks."""
+    client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
+    database = f"listing_budget_{uuid.uuid4().hex[:6]}"
+    store = TaskStore(client, database, max_examined=BUDGET)
+    await store.ensure_indexes(settings.retention)
+    newest = datetime.now(UTC)
+    await client[database]["tasks"].insert_many([stored_task(i, newest) for i in range(count)])
+    return store, database, client
+
+
+async def every_page(store: TaskStore, query: TaskQuery) -> list[list[str]]:
+    pages: list[list[str]] = []
+    after: SortKey | None = None
+    while True:
+        page = await store.find(dataclasses.replace(query, after=after))
+        pages.append([state.task_id for state in page.items])
+        if page.next is None:
+            return pages
+        after = page.next
+
+
+async def test_a_listing_a_filter_thins_out_reads_at_most_its_budget_a_page(
+    settings: Settings,
+) -> None:
+    store, database, client = await budgeted(settings, 1_000)
+    try:
+        nightly = await every_page(store, TaskQuery(owners=(TENANT,), labels=("nightly",)))
+        oldest_first = await every_page(store, TaskQuery(owners=(TENANT,), labels=("nightly",),
+                                                         ascending=True))
+        two_statuses = await every_page(store, TaskQuery(
+            owners=(TENANT,), statuses=(Status.SUCCEEDED, Status.DEAD), labels=("nightly",)))
+        nothing = await store.find(TaskQuery(owners=(TENANT,),
+                                             updated_after=datetime.now(UTC) + timedelta(days=1)))
+        plain = await store.find(TaskQuery(owners=(TENANT,), limit=200))
+    finally:
+        await client.drop_database(database)
+        await client.close()
+
+    expected = [f"idx-{i:06}" for i in range(0, 1_000, 10)]
+    # 100 tasks read a page, 1 in 10 of them labelled: 10 a page, and `next` goes on.
+    assert nightly[0] == expected[:10]
+    assert [task for page in nightly for task in page] == expected
+    assert [task for page in oldest_first for task in page] == expected[::-1]
+    # Two queries of 50 tasks each: every task at an index that is 0 mod 10 and a succeeded
+    # (0 mod 4) or dead (2 mod 4) one, exactly once and in order, across short pages.
+    assert [t for page in two_statuses for t in page] == [
+        t for t in expected if int(t[4:]) % 4 in (0, 2)]
+    assert (nothing.items, nothing.next is not None) == ([], True)
+    # A listing its indexes serve whole reads no more than its page, and is not cut.
+    assert len(plain.items) == 200

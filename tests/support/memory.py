@@ -64,16 +64,22 @@ class MemoryReadModel:
 
     async def count(self, owners: tuple[str | None, ...], cap: int) -> TaskCounts:
         await self._round_trip()
-        per_status: dict[Status, Counter[str]] = defaultdict(Counter)
+        per_status: dict[Status, list[TaskState]] = defaultdict(list)
         for state in self.states.values():
             if state.tenant in owners:
-                per_status[state.status][state.task_type] += 1
-        capped = frozenset(status for status, types in per_status.items()
-                           if types.total() > cap)
-        counts = [TaskCount(task_type, status, count)
-                  for status, types in per_status.items() for task_type, count in types.items()]
-        # Counts exactly: a capped status's counts are lower bounds, and exact ones are too.
-        return TaskCounts(sorted(counts, key=lambda c: (c.task_type, c.status)), capped)
+                per_status[state.status].append(state)
+        counts: list[TaskCount] = []
+        since: dict[Status, datetime] = {}
+        for status, states in per_status.items():
+            # The newest `cap`, as the store reads them; its keys hold times to the millisecond.
+            newest = sorted(states, key=SortKey.of, reverse=True)[:cap]
+            if len(states) > cap and newest:
+                oldest = newest[-1].created_at
+                since[status] = oldest.replace(microsecond=oldest.microsecond // 1000 * 1000)
+            counts += [TaskCount(task_type, status, number) for task_type, number
+                       in Counter(state.task_type for state in newest).items()]
+        capped = frozenset(status for status, states in per_status.items() if len(states) > cap)
+        return TaskCounts(sorted(counts, key=lambda c: (c.task_type, c.status)), capped, since)
 
     async def _round_trip(self) -> None:
         # Let other tasks run, as a real store's IO would.
