@@ -4,7 +4,6 @@ and readiness (open)."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
@@ -26,14 +25,12 @@ from gateway.listing_routes import listing
 from gateway.observability import SUBMITTED_TASK_TYPE
 from gateway.schedule_routes import schedules
 from gateway.workflow_routes import workflows
+from infra.tracing import valid_traceparent
 from service.cancel import cancel_task as cancel_task_use_case
 from service.errors import PublishFailed
 from service.replay import replay_task
 from service.submit import submit
 from service.tasks import get_task as get_task_state
-
-# W3C trace context: version-traceid-parentid-flags.
-TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 # Every route on `tasks` needs a valid key (the router's dependency, checked before the body is
 # read), whatever scope it names.
@@ -83,7 +80,7 @@ async def submit_task(
     check_limits(limits, request.task_type, timeout_s=request.timeout_s,
                  max_attempts=request.max_attempts, not_before=request.not_before)
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
-    valid_trace = traceparent if traceparent and TRACEPARENT.fullmatch(traceparent) else None
+    valid_trace = valid_traceparent(traceparent)
     command = dataclasses.replace(
         request.command(idempotency_key, tenant=principal.tenant),
         then=checked_follow_ups(request.then, limits, ("body",), request.labels))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 TRACEPARENT = names.HEADER_TRACEPARENT
 _INSTRUMENTATION = "taskproc"
 _W3C = TraceContextTextMapPropagator()
+# version-trace id-parent id-flags, lower-case hex only (W3C trace context, level 1).
+_TRACEPARENT_FORM = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _FAILED = frozenset({TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.REJECTED})
 
 
@@ -100,19 +103,25 @@ def _otlp_exporter() -> SpanExporter:
     return OTLPSpanExporter()
 
 
+def valid_traceparent(value: str | None) -> str | None:
+    """`value` if it has the W3C `traceparent` form, else None: it is copied into log lines and
+    onto events, so a line break or anything but hex in it could forge a line."""
+    return value if value is not None and _TRACEPARENT_FORM.fullmatch(value) else None
+
+
 def traceparent_of(headers: Mapping[str, Any]) -> str | None:
-    """The `traceparent` header's value, if it is a string (AMQP headers may hold anything)."""
+    """The `traceparent` header's value if it is a valid one (AMQP headers may hold anything,
+    and W3C trace context says to ignore a malformed one)."""
     value = headers.get(TRACEPARENT)
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    return value if isinstance(value, str) else None
+    return valid_traceparent(value) if isinstance(value, str) else None
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
     """The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), or None."""
-    if traceparent is None or len(traceparent) < 55 or traceparent[2] != "-":
-        return None
-    trace_id = traceparent[3:35]
+    valid = valid_traceparent(traceparent)
+    trace_id = valid[3:35] if valid is not None else None
     return trace_id if trace_id != "0" * 32 else None
 
 
