@@ -95,7 +95,8 @@ async def list_my_tasks(
 
     Pages with `cursor` (the previous answer's `next`): a page starts strictly after the last
     task of the one before, so tasks submitted meanwhile never shift it. Another tenant's
-    tasks are never listed.
+    tasks are never listed. A request reads at most LISTING_MAX_EXAMINED tasks past what its
+    indexes select: a page may then be short, even empty, with a `next` to go on from.
     """
     query = TaskQuery(owners=(), statuses=tuple(dict.fromkeys(status or ())),
                       task_type=task_type, source=source, idempotency_key=idempotency_key,

@@ -65,7 +65,8 @@ def mongo_adapters(settings: Settings, *, remember: int = 0) -> MongoAdapters:
     """The adapters on a new client (no IO until first used); `remember`: see TaskStore."""
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     database = settings.mongodb_database
-    return MongoAdapters(client, TaskStore(client, database, remember=remember),
+    return MongoAdapters(client, TaskStore(client, database, remember=remember,
+                                           max_examined=settings.listing_max_examined),
                          MongoIdempotencyKeys(client, database),
                          MongoDeadLetterArchive(client, database),
                          MongoApiKeys(client, database),

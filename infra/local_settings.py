@@ -47,16 +47,18 @@ def cli_settings(path: Path | None = None, *, use_file: bool = True) -> Settings
         raise SettingsError(describe(error, found)) from None
 
 
-def describe(error: ValidationError, path: Path | None) -> str:
-    """Every problem on one line: the variable and pydantic's message without its prefix."""
+def describe(error: ValidationError, path: Path | None, *, hint: bool = True) -> str:
+    """Every problem on one line: the variable and pydantic's message without its prefix;
+    `hint`: without a file, say where `make run` would have left one."""
     problems = []
     for item in error.errors(include_url=False, include_input=False):
         message = str(item["msg"]).removeprefix("Value error, ")
         where = ".".join(str(part) for part in item["loc"]).upper()
         problems.append(f"{where}: {message}" if where else message)
     source = f"the environment and {path}" if path else "the environment"
-    hint = "" if path else f" [no {settings_file()} here: `make run` writes it for this checkout]"
-    return f"invalid settings from {source}: {'; '.join(problems)}{hint}"
+    where = ("" if path or not hint
+             else f" [no {settings_file()} here: `make run` writes it for this checkout]")
+    return f"invalid settings from {source}: {'; '.join(problems)}{where}"
 
 
 def gateway_url(path: Path | None = None) -> str | None:

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from contracts.limits import DAY_S, TaskLimits
 from contracts.registry import TaskSpec, task_type_names
 from infra.amqp_codec import TenantRules
+from infra.task_queries import MAX_EXAMINED
 from service.auth import DEFAULT_TENANT, TENANT
 from service.schedules import ScheduleBounds
 
@@ -129,6 +130,10 @@ class Settings(BaseSettings):
     # /health/ready are always answered).
     gateway_max_concurrency: int = Field(default=1000, ge=1, le=100_000)
 
+    # Tasks one `GET /tasks` reads at most past what its indexes select (a filter no index
+    # serves, such as a rare label or an `updated_*` bound, over many tasks): past it the page
+    # is cut short and its `next` goes on from where the reading stopped.
+    listing_max_examined: int = Field(default=MAX_EXAMINED, ge=100, le=10_000_000)
     # Caps per task type over the registry's, as JSON: {"webhook": {"timeout_s": 60,
     # "max_attempts": 10, "not_before_days": 7}}. Give every process the same value.
     task_limits: dict[str, TaskLimitOverride] = Field(default_factory=dict)

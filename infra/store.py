@@ -48,10 +48,13 @@ class TaskStore:
     """
 
     def __init__(
-        self, client: AsyncMongoClient[dict[str, Any]], database: str, *, remember: int = 0
+        self, client: AsyncMongoClient[dict[str, Any]], database: str, *, remember: int = 0,
+        max_examined: int = task_queries.MAX_EXAMINED,
     ) -> None:
         """`remember`: how many tasks' last known states to keep, so that folding a later
-        event into one of them needs no read (the guard catches a state that went stale)."""
+        event into one of them needs no read (the guard catches a state that went stale).
+        `max_examined`: the tasks one listing reads at most (infra/task_queries.py)."""
+        self._max_examined = max_examined
         self._client = client
         self._tasks: AsyncCollection[dict[str, Any]] = client[database]["tasks"]
         self._expiry: Expiry | None = None
@@ -98,7 +101,8 @@ class TaskStore:
     @store_errors
     async def find(self, query: TaskQuery) -> TaskPage:
         """One page of a listing (infra/task_queries.py says how it is asked)."""
-        return await task_queries.find(self._tasks, query, to_state)
+        return await task_queries.find(self._tasks, query, to_state,
+                                       max_examined=self._max_examined)
 
     @store_errors
     async def count(self, owners: tuple[str | None, ...], cap: int) -> TaskCounts:

@@ -123,3 +123,21 @@ def test_make_runs_processes_give_a_raw_publish_to_the_local_keys_tenant(
     monkeypatch.delenv("DEFAULT_TENANT", raising=False)
 
     assert dev_env()["DEFAULT_TENANT"] == LOCAL_TENANT
+
+
+@pytest.mark.parametrize("verb", [["gateway"], ["worker", "sleep"], ["projector"], ["scheduler"]],
+                         ids=" ".join)
+def test_a_process_verb_still_refuses_guest_in_one_line_even_next_to_make_runs_file(
+    tmp_path: Path, verb: list[str]
+) -> None:
+    local_settings.write(Settings(taskproc_env="development"), dev_env(),
+                         tmp_path / ".run" / "settings.env")
+
+    ran = taskproc(tmp_path, *verb)
+
+    assert ran.returncode == 1
+    assert "Traceback" not in ran.stderr
+    assert ran.stderr.strip().splitlines() == [
+        "Error: invalid settings from the environment: RABBITMQ_URL uses RabbitMQ's guest/guest "
+        "account, which is for local development only: give this process a user of its own "
+        "(`taskproc rabbitmq setup`), or set TASKPROC_ENV=development on a development machine"]
