@@ -205,24 +205,34 @@ def _key_range(query: TaskQuery) -> Document:
 async def count(
     tasks: AsyncCollection[Document], owners: tuple[str | None, ...], cap: int,
 ) -> TaskCounts:
-    """Per owner and status, the types of at most `cap` + 1 tasks read off the (tenant, status,
-    created_at) index: no aggregation (nx-27017 runs `$group` and `count_documents` as scans
-    of the whole collection, 2.6 s at 20,000 tasks)."""
-    per_status: dict[Status, Counter[str]] = {}
+    """Per owner and status, the types of the newest `cap` + 1 tasks read off the (tenant,
+    status, list_key) index, newest first: no aggregation (nx-27017 runs `$group` and
+    `count_documents` as scans of the whole collection, 2.6 s at 20,000 tasks). A status with
+    more than `cap` is counted over its newest `cap` (see TaskCounts)."""
+    counts: list[TaskCount] = []
     capped: set[Status] = set()
+    since: dict[Status, datetime] = {}
     for status in Status:
-        types: Counter[str] = Counter()
+        newest: list[tuple[str, str]] = []  # (list_key, task_type)
         for owner in owners:
             selector = {"tenant": {"$eq": owner}, "status": {"$eq": status.value}}
-            left = cap + 1 - types.total()
-            if left <= 0:
-                break
-            cursor = tasks.find(selector, {"task_type": 1, "_id": 0}).limit(left)
-            types.update([document["task_type"] async for document in cursor])
-        if types.total() > cap:
+            cursor = tasks.find(selector, {"task_type": 1, LIST_KEY: 1, "_id": 0}).sort(
+                LIST_KEY, DESCENDING).limit(cap + 1)
+            # A document from before the listing keys has none: it sorts oldest.
+            newest += [(document.get(LIST_KEY) or "", document["task_type"])
+                       async for document in cursor]
+        newest.sort(reverse=True)
+        if len(newest) > cap:
             capped.add(status)
-        if types:
-            per_status[status] = types
-    counts = [TaskCount(task_type, status, number)
-              for status, types in per_status.items() for task_type, number in types.items()]
-    return TaskCounts(sorted(counts, key=lambda c: (c.task_type, c.status)), frozenset(capped))
+            newest = newest[:cap]
+            if newest and newest[-1][0]:
+                since[status] = created_of(newest[-1][0])
+        counts += [TaskCount(task_type, status, number)
+                   for task_type, number in Counter(task_type for _, task_type in newest).items()]
+    return TaskCounts(sorted(counts, key=lambda c: (c.task_type, c.status)), frozenset(capped),
+                      since)
+
+
+def created_of(key: str) -> datetime:
+    """The creation time a `list_key` holds (to the millisecond)."""
+    return _EPOCH + timedelta(microseconds=int(key.split("|", 1)[0]))

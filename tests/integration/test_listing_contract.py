@@ -150,17 +150,22 @@ async def test_count_per_type_and_status_of_the_owners_asked(read_model: TaskRea
     assert counted.capped == frozenset()
 
 
-async def test_count_past_the_cap_names_the_status_capped(read_model: TaskReadModel) -> None:
+async def test_count_past_the_cap_counts_the_newest_and_says_since_when(
+    read_model: TaskReadModel,
+) -> None:
     for n in range(5):
-        await task(read_model, f"q{n}", second=n)
+        await task(read_model, f"q{n}", second=n, task_type="webhook" if n == 4 else "sleep")
+    await task(read_model, "legacy", second=3.5, tenant=None)
     await task(read_model, "ok", Status.SUCCEEDED)
 
-    counted = await read_model.count((TENANT,), cap=3)
+    counted = await read_model.count((TENANT, None), cap=3)
 
     assert counted.capped == frozenset({Status.QUEUED})
-    queued = sum(c.count for c in counted.counts if c.status is Status.QUEUED)
-    assert queued >= 3
-    assert [c.count for c in counted.counts if c.status is Status.SUCCEEDED] == [1]
+    # The newest 3 of both owners (q4, legacy, q3): exact for what was created after q3.
+    assert [(c.task_type, c.status, c.count) for c in counted.counts] == [
+        ("sleep", Status.QUEUED, 2), ("sleep", Status.SUCCEEDED, 1),
+        ("webhook", Status.QUEUED, 1)]
+    assert counted.counted_since == {Status.QUEUED: T0 + timedelta(seconds=3)}
 
 
 # --- served from indexes ---------------------------------------------------------------------
