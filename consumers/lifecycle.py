@@ -16,6 +16,8 @@ from typing import ClassVar, Literal, Protocol, TypeAlias, cast
 from consumers import failures
 from consumers.context import JSON
 from contracts import names
+from contracts.json_depth import nests_deeper
+from contracts.limits import MAX_PAYLOAD_DEPTH
 from contracts.messages import ErrorInfo
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
@@ -120,10 +122,11 @@ def decide(task: Terms, outcome: AttemptOutcome, now: datetime, rng: random.Rand
     """What comes of this attempt: `rng` jitters the backoff, `now` dates the next attempt."""
     match outcome:
         case Returned(value=value):
-            if _json_safe(value):
+            problem = _result_problem(value)
+            if problem is None:
                 return Succeed(result=cast(JSON, value))
-            return Fail(reason="invalid_result", error=ErrorInfo(
-                type="InvalidResult", message=f"handler returned {type(value).__name__}, not JSON"))
+            return Fail(reason="invalid_result",
+                        error=ErrorInfo(type="InvalidResult", message=problem))
         case TimedOut():
             limit = f"ran past its {task.timeout_s:g}s limit"
             return _retry_or_fail(task, ErrorInfo(type="TimeoutError", message=limit),
@@ -153,9 +156,13 @@ def _retry_or_fail(
                  next_attempt_at=now + timedelta(seconds=tier_s), error=error)
 
 
-def _json_safe(value: object) -> bool:
+def _result_problem(value: object) -> str | None:
+    # Depth first, without recursion: a result travels in the succeeded event and in each
+    # follow-up's body (as `previous_result`), which must stay within MAX_BODY_DEPTH.
+    if nests_deeper(value, MAX_PAYLOAD_DEPTH):
+        return f"handler returned JSON nested deeper than {MAX_PAYLOAD_DEPTH} levels"
     try:
         json.dumps(value)
     except (TypeError, ValueError):
-        return False
-    return True
+        return f"handler returned {type(value).__name__}, not JSON"
+    return None

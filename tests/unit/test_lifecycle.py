@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from consumers.context import JSON
 from consumers.failures import PermanentFailure, Retry
 from consumers.lifecycle import (
     AttemptOutcome,
@@ -22,6 +23,7 @@ from consumers.lifecycle import (
     decide,
 )
 from consumers.lifecycle import Retry as RetryIn
+from contracts.limits import MAX_PAYLOAD_DEPTH
 from contracts.messages import ErrorInfo
 from contracts.payloads import SleepPayload
 from contracts.registry import TaskSpec
@@ -80,6 +82,13 @@ BOOM = error("ValueError", "boom")
 BUSY = error("Retry", "busy")
 TIMED_OUT = error("TimeoutError", "ran past its 30s limit")
 REFUSED = error("PermanentFailure", "550 no such user")
+def nested(levels: int) -> JSON:
+    value: JSON = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 NOT_JSON = error("InvalidResult", "handler returned set, not JSON")
 
 # (task, outcome, jitter, decision). Backoff ceiling for attempt n: min(cap, base * 2**(n-1)),
@@ -97,6 +106,12 @@ ROWS = [
                  Fail(reason="invalid_result", error=error(
                      "InvalidResult", "handler returned dict, not JSON")),
                  id="not-json-inside-a-dict"),
+    pytest.param(attempt(1), Returned(nested(MAX_PAYLOAD_DEPTH)), Highest(),
+                 Succeed(result=nested(MAX_PAYLOAD_DEPTH)), id="json-result-at-the-depth-cap"),
+    pytest.param(attempt(1), Returned(nested(MAX_PAYLOAD_DEPTH + 1)), Highest(),
+                 Fail(reason="invalid_result", error=error(
+                     "InvalidResult", "handler returned JSON nested deeper than 64 levels")),
+                 id="too-deep-fails-at-once"),
     # The handler raised PermanentFailure: failed whatever the attempt.
     pytest.param(attempt(1), Raised(PermanentFailure("550 no such user")), Highest(),
                  Fail(reason="permanent_failure", error=REFUSED), id="permanent-first-attempt"),
