@@ -51,7 +51,8 @@ async def schedules_show(api: Api, schedule_id: str) -> int:
 @click.option("--cron", default=None, metavar="EXPR", help="5 fields: min hour day month weekday")
 @click.option("--timezone", default="UTC", show_default=True, help="the cron's time zone")
 @click.option("--every", type=click.IntRange(min=1), default=None, metavar="SECONDS",
-              help="an interval instead of a cron expression")
+              help="an interval instead of a cron expression (at least the gateway's "
+                   "MIN_SCHEDULE_INTERVAL_S, 60 s by default)")
 @click.option("--catch-up", type=click.Choice(["skip", "last"]), default="skip",
               show_default=True, help="after downtime: skip missed runs, or run the last one")
 @click.option("--label", "labels", multiple=True, help="a label for its tasks; repeatable")
