@@ -33,7 +33,7 @@ from infra.logging import configure_logging
 from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies, vhost_of
 from infra.rabbitmq_layout import USER_PREFIX, parse_publisher
 from infra.rabbitmq_setup import process_environment, setup
-from infra.read_model_migration import backfill_listing_keys, count_missing
+from infra.read_model_migration import Pace, backfill_listing_keys, estimated_tasks
 from infra.replay import BrokerDeadLetterQueue
 from infra.schedule_cli import schedules
 from infra.settings import Settings
@@ -343,30 +343,35 @@ def read_model() -> None:
 
 
 @read_model.command("migrate")
-@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True,
+@click.option("--batch", type=click.IntRange(1, 10_000), default=Pace().batch, show_default=True,
               help="documents per round trip")
-def read_model_migrate(batch: int) -> None:
+@click.option("--pause-ratio", type=click.FloatRange(0, 100), default=Pace().pause_ratio,
+              show_default=True, help="seconds of rest per second of work between batches")
+def read_model_migrate(batch: int, pause_ratio: float) -> None:
     """Give tasks stored before listing existed their listing keys (`GET /tasks` lists them
-    then); idempotent: run it after upgrading a store that has tasks."""
+    then), in small batches next to the running system; idempotent, and a stopped run is
+    resumed by running it again."""
     settings = settings_for("read-model")
-    sys.exit(asyncio.run(_migrate(settings, batch)))
+    sys.exit(asyncio.run(_migrate(settings, Pace(batch=batch, pause_ratio=pause_ratio))))
 
 
-async def _migrate(settings: Settings, batch: int) -> int:
+async def _migrate(settings: Settings, pace: Pace) -> int:
     mongo = mongo_adapters(settings)
     tasks = mongo.client[settings.mongodb_database]["tasks"]
     try:
-        missing = await count_missing(tasks)
-        if not missing:
-            print("every task has its listing keys; nothing to do", file=sys.stderr)
-            return 0
-        with click.progressbar(length=missing, label="tasks", file=sys.stderr) as bar:
-            done = await backfill_listing_keys(tasks, batch=batch, on_batch=bar.update)
+        # Measured against every task, migrated or not: counting the others is a full scan.
+        total = await estimated_tasks(tasks)
+        with click.progressbar(length=total, label="tasks", file=sys.stderr) as bar:
+            done = await backfill_listing_keys(tasks, pace=pace, on_batch=bar.update)
+            bar.update(max(0, total - bar.pos))
     except StoreUnavailable as error:
-        log.error("%s", error)
+        log.error("%s (run it again: it goes on with the tasks still without keys)", error)
         return 1
     finally:
         await mongo.close()
+    if not done.updated and not done.unreadable:
+        print("every task has its listing keys; nothing to do", file=sys.stderr)
+        return 0
     print(f"{done.updated} task(s) given listing keys", file=sys.stderr)
     for task_id in done.unreadable:
         print(f"unreadable, left as it is: {task_id}", file=sys.stderr)
