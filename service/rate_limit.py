@@ -32,8 +32,24 @@ class RateLimiter:
         self.take(principal.key_id, principal.rate_per_s)
 
     def take(self, key_id: str, rate: float) -> None:
-        """Take one from the bucket of `key_id`, which refills at `rate` a second (the
-        scheduler counts a schedule's runs against the key that made it this way)."""
+        """Take one from the bucket of `key_id`, which refills at `rate` a second;
+        RateLimited (with the wait) if it is empty."""
+        bucket = self._refilled(key_id, rate)
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return
+        raise RateLimited(retry_after_s=max(1, math.ceil((1 - bucket.tokens) / rate)))
+
+    def has_room(self, key_id: str, rate: float) -> bool:
+        """Whether `take` would pass now, taking nothing (the scheduler asks before it claims a
+        run, and `charge`s only a run it claimed)."""
+        return self._refilled(key_id, rate).tokens >= 1
+
+    def charge(self, key_id: str, rate: float) -> None:
+        """Take one from the bucket whatever it holds (a debt delays what follows)."""
+        self._refilled(key_id, rate).tokens -= 1
+
+    def _refilled(self, key_id: str, rate: float) -> _Bucket:
         capacity = max(rate, 1.0)
         now = self._clock()
         bucket = self._buckets.get(key_id)
@@ -41,7 +57,4 @@ class RateLimiter:
             bucket = self._buckets[key_id] = _Bucket(capacity, now)
         bucket.tokens = min(capacity, bucket.tokens + (now - bucket.at) * rate)
         bucket.at = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return
-        raise RateLimited(retry_after_s=max(1, math.ceil((1 - bucket.tokens) / rate)))
+        return bucket

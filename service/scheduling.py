@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from service.api_keys import DEFAULT_RATE_PER_S
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
-from service.errors import PublishFailed, RateLimited, StoreUnavailable
+from service.errors import PublishFailed, StoreUnavailable
 from service.rate_limit import RateLimiter
 from service.schedule_times import Decision, decide
 from service.schedules import Run, Schedule, Schedules, run_key, run_task_id
@@ -79,6 +79,8 @@ async def _handle(ports: SchedulerPorts, schedule: Schedule, now: datetime) -> _
                run_at=decision.run_at, task_id=run_task_id(key), claimed_at=now,
                submitted=decision.run_at is None)
     run, is_new = await ports.schedules.claim_run(mine)
+    if is_new and run.run_at is not None:
+        ports.limiter.charge(*_owner_bucket(schedule))
     submitted = 0
     if run.run_at is None:
         if is_new and not decision.over_rate:
@@ -105,21 +107,24 @@ class _Decided:
 
 
 def _within_rate(ports: SchedulerPorts, schedule: Schedule, decision: Decision) -> _Decided:
-    """The decision, or a skip if the run would take its owner key over its rate. Taken before
-    the claim, so every scheduler follows the claim's one verdict; a claim another scheduler
-    won then costs this one a token it did not use (it errs on the side of fewer runs)."""
+    """The decision, or a skip if the run would take its owner key over its rate. Asked before
+    the claim, so every scheduler follows the claim's one verdict; only a run this scheduler
+    claims is charged (`_handle`)."""
     if decision.run_at is None:
         return _Decided(None)
-    # A schedule made before schedules remembered their key: its tenant's runs share one bucket.
-    bucket = schedule.owner_key or f"tenant:{schedule.tenant}"
-    rate = schedule.owner_rate_per_s or DEFAULT_RATE_PER_S
-    try:
-        ports.limiter.take(bucket, rate)
-    except RateLimited:
-        log.warning("schedule %s: run for %s skipped: over the rate of the key that made it "
-                    "(%g/s)", schedule.schedule_id, decision.run_at.isoformat(), rate)
-        return _Decided(None, over_rate=True)
-    return _Decided(decision.run_at)
+    bucket, rate = _owner_bucket(schedule)
+    if ports.limiter.has_room(bucket, rate):
+        return _Decided(decision.run_at)
+    log.warning("schedule %s: run for %s skipped: over the rate of the key that made it "
+                "(%g/s)", schedule.schedule_id, decision.run_at.isoformat(), rate)
+    return _Decided(None, over_rate=True)
+
+
+def _owner_bucket(schedule: Schedule) -> tuple[str, float]:
+    """The rate bucket a schedule's runs are counted in, and its rate. A schedule made before
+    schedules remembered their key: its tenant's runs share one bucket at the default rate."""
+    return (schedule.owner_key or f"tenant:{schedule.tenant}",
+            schedule.owner_rate_per_s or DEFAULT_RATE_PER_S)
 
 
 async def _submit(ports: SchedulerPorts, schedule: Schedule, run: Run) -> bool:

@@ -186,3 +186,20 @@ async def owned_by(store: MemorySchedules, key: str, rate: float) -> Schedule:
                                owner_rate_per_s=rate)
     await store.add(schedule)
     return schedule
+
+
+async def test_only_the_scheduler_that_claims_a_run_charges_it_to_the_key(tasks: Tasks) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    clock = ManualClock()
+    first, second = RateLimiter(clock=clock), RateLimiter(clock=clock)
+    await owned_by(store, "key-one", 1.0)
+    now = START + timedelta(minutes=1, seconds=1)
+
+    await asyncio.gather(tick(ports(deps, store, first), now),
+                         tick(ports(deps, store, second), now))
+
+    assert len(publisher.published) == 1
+    # The bucket holds one run: the loser of the claim still has room for the key's next run.
+    room = [first.has_room("key-one", 1.0), second.has_room("key-one", 1.0)]
+    assert sorted(room) == [False, True]
