@@ -254,7 +254,7 @@ def dead_letters_list(task_type: str) -> None:
     """Show the dead letters of a task type."""
     settings = settings_for("dead-letters")
     sys.exit(_dead_letters(settings, lambda broker, mongo: _list_dead_letters(
-        broker, mongo.dead_letters, task_type)))
+        BrokerDeadLetterQueue(broker, settings.tenant_rules), mongo.dead_letters, task_type)))
 
 
 @dead_letters.command("replay")
@@ -293,9 +293,9 @@ async def _with_clients(settings: Settings, action: _Action) -> int:
 
 
 async def _list_dead_letters(
-    broker: Broker, archive: DeadLetterArchive, task_type: str
+    queue: BrokerDeadLetterQueue, archive: DeadLetterArchive, task_type: str
 ) -> int:
-    letters = await BrokerDeadLetterQueue(broker).scan(task_type)
+    letters = await queue.scan(task_type)
     archived = await archive.find_many([letter.letter_id for letter in letters])
     _print_letters(letters, archived)
     print(f"{len(letters)} dead letter(s) in {dead_queue(task_type)}", file=sys.stderr)

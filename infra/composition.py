@@ -101,7 +101,7 @@ def replay_ports(
     """What the replay use case runs on, for the gateway and the CLI alike."""
     return ReplayPorts(
         tasks=tasks, archive=archive, publisher=BrokerLetterPublisher(broker),
-        queue=BrokerDeadLetterQueue(broker), replayed_by=replayed_by,
+        queue=BrokerDeadLetterQueue(broker, settings.tenant_rules), replayed_by=replayed_by,
         default_tenant=settings.default_tenant,
         # Long enough for a live replay to connect, publish and record `queued`.
         claim_patience=timedelta(seconds=2 * settings.publish_timeout_s

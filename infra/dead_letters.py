@@ -1,4 +1,5 @@
-"""The dead-letter archive in MongoDB: collection `dead_letters`, `_id` = "<task_id>/<run>".
+"""The dead-letter archive in MongoDB: collection `dead_letters`,
+`_id` = "<tenant>/<task_id>/<run>".
 
 The projector keeps every dead letter here (body, properties, headers, reason), so a replay
 finds its own letter by key instead of scanning the broker's queue. Dead letters are rare: one
@@ -17,6 +18,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from service.auth import DEFAULT_TENANT
 from service.dead_letters import DeadLetter, ReplayClaim, letter_id
 from service.errors import StoreUnavailable
 
@@ -37,9 +39,10 @@ class MongoDeadLetterArchive:
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
 
-    async def find(self, task_id: str, run: int) -> DeadLetter | None:
+    async def find(self, tenant: str, task_id: str, run: int) -> DeadLetter | None:
         try:
-            document = await self._letters.find_one({"_id": {"$eq": letter_id(task_id, run)}})
+            document = await self._letters.find_one(
+                {"_id": {"$eq": letter_id(tenant, task_id, run)}})
         except PyMongoError as error:
             raise StoreUnavailable(f"MongoDB: {error}") from error
         return None if document is None else to_letter(document)
@@ -87,6 +90,7 @@ def to_document(letter: DeadLetter) -> dict[str, Any]:
     return {
         "_id": letter.letter_id,
         "task_id": letter.task_id,
+        "tenant": letter.tenant,
         "task_type": letter.task_type,
         "run": letter.run,
         "attempt": letter.attempt,
@@ -107,6 +111,7 @@ def to_letter(document: Mapping[str, Any]) -> DeadLetter:
     claim = ReplayClaim(token, replayed_at) if isinstance(token, str) and replayed_at else None
     return DeadLetter(
         task_id=document["task_id"],
+        tenant=document.get("tenant") or DEFAULT_TENANT,
         task_type=document["task_type"],
         run=document["run"],
         attempt=document["attempt"],

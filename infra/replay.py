@@ -17,7 +17,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from contracts import names
-from infra.amqp_codec import header_int, header_str, task_id_of
+from infra.amqp_codec import (
+    DEVELOPMENT_TENANTS,
+    TenantRules,
+    control_int,
+    header_str,
+    owner_or_default,
+    task_id_of,
+)
 from infra.broker import Broker, persistent_message
 from infra.publishing import BROKER_HEADERS
 from service.dead_letters import Choose, DeadLetter
@@ -27,9 +34,11 @@ MAX_SCAN = 10_000
 
 
 def describe(
-    message: AbstractIncomingMessage, task_type: str, *, dead_at: datetime | None = None
+    message: AbstractIncomingMessage, task_type: str, *, dead_at: datetime | None = None,
+    tenants: TenantRules = DEVELOPMENT_TENANTS,
 ) -> DeadLetter:
-    """The dead letter a message of `tasks.<type>.dead` carries, body and headers included."""
+    """The dead letter a message of `tasks.<type>.dead` carries, body and headers included;
+    `tenants` says whose it is and whether its run and attempt headers are believed."""
     headers = dict(message.headers or {})
     deaths = headers.get("x-death")
     death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) \
@@ -39,10 +48,11 @@ def describe(
     return DeadLetter(
         task_id=task_id_of(message),
         task_type=task_type,
+        tenant=owner_or_default(message, tenants),
         reason=header_str(message, names.HEADER_DEAD_REASON) or broker_reason or "unknown",
         last_error=header_str(message, names.HEADER_LAST_ERROR),
-        attempt=header_int(message, names.HEADER_ATTEMPT),
-        run=header_int(message, names.HEADER_RUN),
+        attempt=control_int(message, names.HEADER_ATTEMPT, tenants),
+        run=control_int(message, names.HEADER_RUN, tenants),
         dead_at=dead_at or (died if isinstance(died, datetime) else message.timestamp),
         body=message.body,
         properties={"message_id": message.message_id, "type": message.type,
@@ -55,8 +65,9 @@ def describe(
 class BrokerDeadLetterQueue:
     """`tasks.<type>.dead` read by basic.get: each message is held until the scan ends."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, tenants: TenantRules = DEVELOPMENT_TENANTS) -> None:
         self._broker = broker
+        self._tenants = tenants
 
     async def scan(self, task_type: str, choose: Choose | None = None) -> list[DeadLetter]:
         """The dead letters of `task_type` present when the scan starts; those `choose` takes
@@ -76,7 +87,7 @@ class BrokerDeadLetterQueue:
                 if message is None:
                     break
                 held.append(message)
-                letter = describe(message, task_type)
+                letter = describe(message, task_type, tenants=self._tenants)
                 found.append(letter)
                 if choose is not None and await choose(letter):
                     held.pop()

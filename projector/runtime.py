@@ -241,7 +241,8 @@ class Projector:
         task_type = _task_type_of(message.exchange, suffix=".dead")
         if task_type is None:
             return None
-        await self._archive(describe(message, task_type, dead_at=datetime.now(UTC)))
+        await self._archive(describe(message, task_type, dead_at=datetime.now(UTC),
+                                     tenants=self._tenants))
         if from_service(message, self._tenants) and header_str(
                 message, names.HEADER_DEAD_REASON) is not None:
             return None

@@ -1,7 +1,9 @@
 """Dead letters as the use cases see them, and the ports that keep, find and resend them.
 
-A dead letter is the last message of one run of a task: `(task_id, run)` names it. The archive
-keeps one per name; a replay claims it before publishing, so a letter is replayed once.
+A dead letter is the last message of one run of a task: `(tenant, task_id, run)` names it. A
+task id is one tenant's, so another tenant's message under the same id is another letter: a
+replay finds only its own tenant's. The archive keeps one per name; a replay claims it before
+publishing, so a letter is replayed once.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from service.auth import DEFAULT_TENANT
 
-def letter_id(task_id: str, run: int) -> str:
-    """The archive's key of the dead letter of one run of a task."""
-    return f"{task_id}/{run}"
+
+def letter_id(tenant: str, task_id: str, run: int) -> str:
+    """The archive's key of the dead letter of one run of a tenant's task (a tenant name holds
+    no '/')."""
+    return f"{tenant}/{task_id}/{run}"
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,12 @@ class DeadLetter:
     properties: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, Any] = field(default_factory=dict)
     replay: ReplayClaim | None = None
+    # Whose task the message was (infra.amqp_codec.tenant_of, as when it ran).
+    tenant: str = DEFAULT_TENANT
 
     @property
     def letter_id(self) -> str:
-        return letter_id(self.task_id, self.run)
+        return letter_id(self.tenant, self.task_id, self.run)
 
     @property
     def replayed(self) -> bool:
@@ -53,14 +60,14 @@ class DeadLetter:
 
 
 class DeadLetterArchive(Protocol):
-    """Every dead letter, kept by `(task_id, run)` apart from the broker's queue, so a replay
-    finds its own letter without reading (and holding) the queue."""
+    """Every dead letter, kept by `(tenant, task_id, run)` apart from the broker's queue, so a
+    replay finds its own letter without reading (and holding) the queue."""
 
     async def keep(self, letter: DeadLetter) -> None:
         """Archive `letter`, unless a letter of its run is archived already (a redelivery)."""
 
-    async def find(self, task_id: str, run: int) -> DeadLetter | None:
-        """The archived letter of that run of the task, if any."""
+    async def find(self, tenant: str, task_id: str, run: int) -> DeadLetter | None:
+        """The archived letter of that run of the tenant's task, if any."""
 
     async def find_many(self, letter_ids: Sequence[str]) -> dict[str, DeadLetter]:
         """The archived letters among `letter_ids`, by id."""

@@ -63,6 +63,8 @@ class Outcome(Enum):
     REPLAYED = "replayed"
     # Replayed already (or the task has moved on to a later run): not to be run again.
     STALE = "stale"
+    # Another tenant's message under the task's id: never replayed into the owner's task.
+    FOREIGN = "foreign"
 
 
 async def replay_task(
@@ -93,10 +95,15 @@ async def replay_task(
 
 
 async def replay_letter(ports: ReplayPorts, letter: DeadLetter) -> Outcome:
-    """Replay a letter met in the dead-letter queue, unless it is stale: its run was replayed
-    already, or the task is in a later run. Either way the queue's copy may go."""
-    archived = await ports.archive.find(letter.task_id, letter.run)
+    """Replay a letter met in the dead-letter queue, unless it is stale (its run was replayed
+    already, or the task is in a later run: the queue's copy may go) or foreign (the task under
+    its id is another tenant's: the copy stays for ops to look at)."""
     state = await ports.tasks.get(letter.task_id)
+    if state is not None and _owner(ports, state) != letter.tenant:
+        log.warning("task %s: a dead letter of another tenant under its id is left in %s",
+                    letter.task_id, dead_queue(letter.task_type))
+        return Outcome.FOREIGN
+    archived = await ports.archive.find(letter.tenant, letter.task_id, letter.run)
     if state is not None and state.run > letter.run:
         return Outcome.STALE
     # The queue's copy is the one to send (the archive may not hold a large body); the
@@ -137,7 +144,10 @@ async def replay_queue(
     async def take(letter: DeadLetter) -> bool:
         if (chosen is not None and letter.task_id not in chosen) or letter.task_id in replayed_ids:
             return False
-        if await replay_letter(ports, letter) is Outcome.REPLAYED:
+        outcome = await replay_letter(ports, letter)
+        if outcome is Outcome.FOREIGN:
+            return False
+        if outcome is Outcome.REPLAYED:
             replayed.append(letter)
             replayed_ids.add(letter.task_id)
         else:
@@ -166,7 +176,8 @@ async def _archived_letter(ports: ReplayPorts, state: TaskState) -> DeadLetter |
     may still be archiving (the read model can hear of the failure first)."""
     ended = state.finished_at or state.updated_at
     while True:
-        letter = await ports.archive.find(state.task_id, state.run)
+        letter = await ports.archive.find(owner_of(state, ports.default_tenant), state.task_id,
+                                          state.run)
         if letter is not None or utcnow() - ended > ports.archive_grace:
             return letter
         await asyncio.sleep(_POLL_S)
@@ -177,7 +188,8 @@ async def _replay_from_queue(ports: ReplayPorts, state: TaskState) -> DeadLetter
     replayed: list[DeadLetter] = []
 
     async def choose(letter: DeadLetter) -> bool:
-        if replayed or (letter.task_id, letter.run) != (state.task_id, state.run):
+        if replayed or (letter.tenant, letter.task_id, letter.run) != (
+                _owner(ports, state), state.task_id, state.run):
             return False
         if not await _replay(ports, letter, _owner(ports, state)):
             raise NotRetryable(f"task {state.task_id} is being replayed already "

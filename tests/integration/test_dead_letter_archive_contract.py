@@ -52,12 +52,13 @@ async def test_the_first_letter_of_a_run_is_kept(archive: DeadLetterArchive) -> 
     await archive.keep(dataclasses.replace(first, attempt=7))
     await archive.keep(dataclasses.replace(first, run=2, attempt=5))
 
-    kept = await archive.find(first.task_id, 1)
+    kept = await archive.find(first.tenant, first.task_id, 1)
     assert kept is not None
     assert (kept.attempt, kept.body, kept.replayed) == (2, first.body, False)
-    assert await archive.find(first.task_id, 3) is None
-    found = await archive.find_many([f"{first.task_id}/1", f"{first.task_id}/2", "none/1"])
-    assert sorted(found) == [f"{first.task_id}/1", f"{first.task_id}/2"]
+    assert await archive.find(first.tenant, first.task_id, 3) is None
+    found = await archive.find_many([f"default/{first.task_id}/1", f"default/{first.task_id}/2",
+                                     "default/none/1"])
+    assert sorted(found) == [f"default/{first.task_id}/1", f"default/{first.task_id}/2"]
 
 
 async def test_of_concurrent_claims_from_one_reading_exactly_one_wins(
@@ -68,7 +69,7 @@ async def test_of_concurrent_claims_from_one_reading_exactly_one_wins(
     won = await asyncio.gather(*(archive.claim(letter, a_claim()) for _ in range(4)))
 
     assert sorted(won) == [False, False, False, True]
-    kept = await archive.find(letter.task_id, 1)
+    kept = await archive.find(letter.tenant, letter.task_id, 1)
     assert kept is not None
     assert kept.replayed
 
@@ -80,7 +81,7 @@ async def test_claiming_a_letter_the_archive_lacks_archives_it_claimed_once(
 
     assert await archive.claim(letter, a_claim())
     assert not await archive.claim(letter, a_claim())
-    kept = await archive.find(letter.task_id, 1)
+    kept = await archive.find(letter.tenant, letter.task_id, 1)
     assert kept is not None
     assert kept.replayed
     assert kept.body == letter.body
@@ -97,7 +98,7 @@ async def test_a_claim_moves_only_from_the_claim_it_was_read_with(
     taken_over = await archive.claim(dataclasses.replace(letter, replay=first), second)
 
     assert (stale, taken_over) == (False, True)
-    kept = await archive.find(letter.task_id, 1)
+    kept = await archive.find(letter.tenant, letter.task_id, 1)
     assert kept is not None
     assert kept.replay is not None
     assert kept.replay.token == second.token
@@ -109,9 +110,9 @@ async def test_only_the_holder_of_a_claim_releases_it(archive: DeadLetterArchive
     assert await archive.claim(letter, mine)
 
     await archive.release(letter, a_claim())
-    still = await archive.find(letter.task_id, 1)
+    still = await archive.find(letter.tenant, letter.task_id, 1)
     await archive.release(letter, mine)
-    released = await archive.find(letter.task_id, 1)
+    released = await archive.find(letter.tenant, letter.task_id, 1)
 
     assert still is not None
     assert still.replayed

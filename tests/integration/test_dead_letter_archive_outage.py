@@ -102,7 +102,7 @@ async def test_a_dead_letter_waits_out_a_mongodb_outage_and_is_archived_after_it
     second = RunningProjector(settings, mongo)
     projectors.append(second)
     await second.start()
-    await eventually(lambda: second.archive.find(task_id, 1), timeout_s=30,
+    await eventually(lambda: second.archive.find(settings.default_tenant, task_id, 1), timeout_s=30,
                      what="the dead letter archived once MongoDB is back")
     assert await queues.depth(names.PROJECTOR_DEAD_QUEUE) == 0
 

@@ -27,6 +27,7 @@ from infra.mongo import mongo_client
 from infra.settings import Settings
 from infra.store import TaskStore
 from infra.topology import build_topology
+from service.auth import DEFAULT_TENANT
 from service.dead_letters import DeadLetter, LetterPublisher, ReplayClaim
 from service.errors import NotRetryable
 from service.replay import Outcome, ReplayPorts, replay_letter, replay_queue, replay_task
@@ -118,7 +119,7 @@ async def test_replay_by_id_publishes_the_archived_letter_without_opening_the_de
     state = await store.get(task_id)
     assert state is not None
     assert (state.status, state.run) == (Status.QUEUED, 2)
-    kept = await archive.find(task_id, 1)
+    kept = await archive.find(DEFAULT_TENANT, task_id, 1)
     assert kept is not None
     assert kept.replayed
 
@@ -138,7 +139,7 @@ async def test_a_letter_that_predates_the_archive_is_found_in_the_queue_and_arch
 
     assert names.dead_queue(TYPE) in watched.opened
     assert await queues.take(names.task_queue(TYPE), task_id) is not None
-    kept = await archive.find(task_id, 1)
+    kept = await archive.find(DEFAULT_TENANT, task_id, 1)
     assert kept is not None
     assert kept.replayed
     assert kept.reason == "permanent_failure"
@@ -150,7 +151,7 @@ async def test_a_claim_abandoned_before_its_publish_is_taken_over_and_a_live_one
     abandoned, live = await a_failed_task(store), await a_failed_task(store)
     for task_id, age in ((abandoned, timedelta(hours=1)), (live, timedelta(seconds=1))):
         await archive.keep(a_letter(task_id))
-        letter = await archive.find(task_id, 1)
+        letter = await archive.find(DEFAULT_TENANT, task_id, 1)
         assert letter is not None
         assert await archive.claim(letter, ReplayClaim("crashed", utcnow() - age))
 
@@ -190,7 +191,7 @@ async def test_the_archive_keeps_the_first_letter_of_a_run_and_any_header_value(
     await archive.keep(dataclasses.replace(first, headers={**first.headers, **odd}))
     await archive.keep(dataclasses.replace(first, attempt=9))
 
-    kept = await archive.find(task_id, 1)
+    kept = await archive.find(DEFAULT_TENANT, task_id, 1)
     assert kept is not None
     assert kept.attempt == 3
     assert kept.body == first.body

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.dead_letters import Choose, DeadLetter, ReplayClaim
+from service.dead_letters import Choose, DeadLetter, ReplayClaim, letter_id
 
 
 class FakeDeadLetterArchive:
@@ -18,9 +18,9 @@ class FakeDeadLetterArchive:
     async def keep(self, letter: DeadLetter) -> None:
         self.letters.setdefault(letter.letter_id, letter)
 
-    async def find(self, task_id: str, run: int) -> DeadLetter | None:
+    async def find(self, tenant: str, task_id: str, run: int) -> DeadLetter | None:
         self.finds += 1
-        return self.letters.get(f"{task_id}/{run}")
+        return self.letters.get(letter_id(tenant, task_id, run))
 
     async def find_many(self, letter_ids: Sequence[str]) -> dict[str, DeadLetter]:
         return {key: self.letters[key] for key in letter_ids if key in self.letters}

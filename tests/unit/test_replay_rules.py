@@ -13,7 +13,7 @@ from contracts.messages import ErrorInfo, StatusEvent, utcnow
 from contracts.statuses import Status
 from service.dead_letters import DeadLetter, ReplayClaim
 from service.errors import NotRetryable, TaskNotFound
-from service.replay import Outcome, ReplayPorts, replay_letter, replay_task
+from service.replay import Outcome, ReplayPorts, replay_letter, replay_queue, replay_task
 from tests.support.fake_dead_letters import (
     FakeDeadLetterArchive,
     FakeDeadLetterQueue,
@@ -69,7 +69,7 @@ async def test_a_replay_publishes_the_archived_letter_and_records_queued_in_the_
     assert world.queue.scans == 0
     state = world.tasks.states["t"]
     assert (state.status, state.run, state.attempt) == (Status.QUEUED, 2, 0)
-    assert world.archive.letters["t/1"].replayed
+    assert world.archive.letters["default/t/1"].replayed
 
 
 async def test_only_a_failed_or_dead_task_that_exists_replays(world: Ports) -> None:
@@ -100,10 +100,10 @@ class LateArchive(FakeDeadLetterArchive):
         super().__init__()
         self._late = late
 
-    async def find(self, task_id: str, run: int) -> DeadLetter | None:
+    async def find(self, tenant: str, task_id: str, run: int) -> DeadLetter | None:
         if self.finds == 2:
             await self.keep(self._late)
-        return await super().find(task_id, run)
+        return await super().find(tenant, task_id, run)
 
 
 async def test_a_task_that_just_failed_waits_for_its_letter_instead_of_scanning_the_queue(
@@ -131,7 +131,7 @@ async def test_a_letter_that_predates_the_archive_is_taken_from_the_queue_and_ar
     assert world.queue.scans == 1
     assert [sent.task_id for sent in world.publisher.sent] == ["t"]
     assert [left.task_id for left in world.queue.letters] == ["other"]
-    assert world.archive.letters["t/1"].replayed
+    assert world.archive.letters["default/t/1"].replayed
 
 
 async def test_no_letter_anywhere_is_a_409(world: Ports) -> None:
@@ -200,8 +200,29 @@ async def test_a_replayed_copy_names_the_tasks_owner_not_the_letters_header(
                                         attempt=0, worker="unit", tenant="billing"))
     await world.failed("t", tenant="billing")
     # As an outside publisher sent it: a tenant header of its choosing, which its user overrode.
-    await world.archive.keep(dataclasses.replace(letter("t"), headers={"x-tenant": "acme"}))
+    await world.archive.keep(dataclasses.replace(letter("t"), headers={"x-tenant": "acme"},
+                                                 tenant="billing"))
 
     await replay_task(world.ports(), "t")
 
     assert [sent.headers["x-tenant"] for sent in world.publisher.sent] == ["billing"]
+
+
+async def test_another_tenants_letter_under_the_id_is_never_replayed_into_the_task(
+    world: Ports,
+) -> None:
+    # The poisoned replay: acme's message died under billing's task id first.
+    await world.failed("t", tenant="billing")
+    poisoned = dataclasses.replace(letter("t"), tenant="acme")
+    await world.archive.keep(poisoned)
+    world.queue.letters.append(poisoned)
+
+    with pytest.raises(NotRetryable, match="has no message"):
+        await replay_task(world.ports(), "t", tenant="billing")
+    outcome = await replay_letter(world.ports(), poisoned)
+    done = await replay_queue(world.ports(), TYPE, None)
+
+    assert outcome is Outcome.FOREIGN
+    assert (done.replayed, done.stale) == ([], [])
+    assert world.publisher.sent == []
+    assert world.queue.letters == [poisoned]  # left for ops to look at
