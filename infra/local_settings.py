@@ -39,8 +39,7 @@ def cli_settings(path: Path | None = None, *, use_file: bool = True) -> Settings
     `use_file`, and the environment has no TASKPROC_ENV); SettingsError (one line) when they do
     not validate."""
     path = settings_file() if path is None else path
-    chosen = any(name.upper() == "TASKPROC_ENV" for name in os.environ)
-    found = path if use_file and not chosen and path.is_file() else None
+    found = path if use_file and not _profile_chosen() and path.is_file() else None
     try:
         return Settings(_env_file=found)
     except ValidationError as error:
@@ -56,17 +55,22 @@ def describe(error: ValidationError, path: Path | None, *, hint: bool = True) ->
         where = ".".join(str(part) for part in item["loc"]).upper()
         problems.append(f"{where}: {message}" if where else message)
     source = f"the environment and {path}" if path else "the environment"
-    where = ("" if path or not hint
-             else f" [no {settings_file()} here: `make run` writes it for this checkout]")
-    return f"invalid settings from {source}: {'; '.join(problems)}{where}"
+    missing = ("" if path or not hint
+               else f" [no {settings_file()} here: `make run` writes it for this checkout]")
+    return f"invalid settings from {source}: {'; '.join(problems)}{missing}"
 
 
 def gateway_url(path: Path | None = None) -> str | None:
     """The gateway `taskproc run` serves, as its settings file says; None without one."""
     path = settings_file() if path is None else path
-    if not path.is_file() or any(name.upper() == "TASKPROC_ENV" for name in os.environ):
+    if _profile_chosen() or not path.is_file():
         return None
     return dotenv_values(path).get(URL_VARIABLE)
+
+
+def _profile_chosen() -> bool:
+    """The shell sets TASKPROC_ENV (production, the tests): it does not want the file."""
+    return any(name.upper() == "TASKPROC_ENV" for name in os.environ)
 
 
 def write(settings: Settings, environ: Mapping[str, str], path: Path | None = None) -> Path:
