@@ -35,7 +35,7 @@ from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
 from infra.acks import Acks
-from infra.amqp_codec import DEVELOPMENT_TENANTS, TenantRules, from_service, owner_or_default
+from infra.amqp_codec import DEVELOPMENT_TENANTS, TenantRules, from_service, owner_or_nobody
 from infra.broker import Broker, PublishError, Refused, stop_consuming
 from infra.middleware import Attempt, Middleware, Outcome
 from infra.process import first_of
@@ -310,7 +310,7 @@ class Worker:
         await self._publish(StatusEvent(
             task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
             attempt=0, worker=self._worker_name,
-            tenant=owner_or_default(message, self._tenants),
+            tenant=owner_or_nobody(message, self._tenants),
             error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
         ))
 

@@ -105,6 +105,17 @@ def tenant_of(message: AbstractIncomingMessage, rules: TenantRules) -> str:
 DEVELOPMENT_TENANTS = TenantRules(development=True)
 
 
+def owner_or_nobody(message: AbstractIncomingMessage, rules: TenantRules) -> str | None:
+    """`tenant_of`, or None for a message it refuses: what the `queued` or `rejected` event of
+    such a message names. An event that names no tenant never changes a task that has an owner
+    (contracts.projection), so a refused publisher cannot reject another's task by its id; a
+    task it creates is shown to the default tenant (service.tasks.owner_of)."""
+    try:
+        return tenant_of(message, rules)
+    except UnknownPublisher:
+        return None
+
+
 def owner_or_default(message: AbstractIncomingMessage, rules: TenantRules) -> str:
     """`tenant_of`, or the default tenant for a message it refuses (what a `rejected` or
     `queued` record of a refused message is filed under)."""

@@ -33,7 +33,7 @@ from infra.amqp_codec import (
     from_service,
     header_str,
     labels_of,
-    owner_or_default,
+    owner_or_nobody,
     source_of,
     task_id_of,
 )
@@ -225,7 +225,7 @@ class Projector:
             task_id=task_id_of(message), task_type=task_type, status=Status.QUEUED,
             attempt=0, run=control_int(message, names.HEADER_RUN, self._tenants),
             worker=self._worker_name, source=source_of(message, self._tenants),
-            tenant=owner_or_default(message, self._tenants), labels=labels_of(message),
+            tenant=owner_or_nobody(message, self._tenants), labels=labels_of(message),
         )
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> StatusEvent | None:
@@ -251,7 +251,7 @@ class Projector:
             task_id=task_id_of(message), task_type=task_type, status=Status.DEAD,
             attempt=control_int(message, names.HEADER_ATTEMPT, self._tenants),
             run=control_int(message, names.HEADER_RUN, self._tenants), worker=self._worker_name,
-            tenant=owner_or_default(message, self._tenants),
+            tenant=owner_or_nobody(message, self._tenants),
             error=ErrorInfo(type="DeliveryLimitExceeded",
                             message="the message was delivered too often without an outcome "
                                     "(its consumer crashed or was stopped each time)"),

@@ -67,22 +67,26 @@ def user_of(url: str) -> str:
 
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings, publishers: Publishers) -> AsyncIterator[Runtime]:
-    mapped = settings.model_copy(update={"rabbitmq_tenants": {
+    # The production rules: a message whose user_id is neither a service user (guest, here) nor
+    # a mapped publisher is refused.
+    mapped = settings.model_copy(update={"taskproc_env": "production", "rabbitmq_tenants": {
         user_of(publishers.a): "tenant-a", user_of(publishers.b): "tenant-b"}})
     async with worker_and_projector(mapped, SLEEP, name="ownership") as running:
         yield running
 
 
 async def publish(url: str, task_id: str, body: dict[str, Any] | bytes,
-                  headers: dict[str, Any] | None = None) -> None:
-    """Publish as an outside service does: its own user, named in `user_id`, confirmed."""
+                  headers: dict[str, Any] | None = None, *, named: bool = True) -> None:
+    """Publish as an outside service does: its own user, named in `user_id` (unless not
+    `named`), confirmed."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(names.task_exchange("sleep"), ensure=False)
         await exchange.publish(aio_pika.Message(
-            raw, message_id=task_id, user_id=user_of(url), headers=headers or {},
+            raw, message_id=task_id, user_id=user_of(url) if named else None,
+            headers=headers or {},
             content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         ), routing_key="sleep")
 
@@ -189,3 +193,22 @@ async def test_an_outside_publishers_run_and_attempt_headers_are_ignored(
     done = await eventually(lambda: state_with(runtime.store, task_id, Status.SUCCEEDED),
                             timeout_s=30, what="the task succeeded")
     assert (done.run, done.attempt, done.source, done.tenant) == (1, 1, "amqp", "tenant-b")
+
+
+async def test_an_unknown_publishers_message_does_not_reject_a_waiting_task(
+    runtime: Runtime, settings: Settings, publishers: Publishers,
+) -> None:
+    task_id = f"waiting-{uuid.uuid4().hex[:8]}"
+    await publish(publishers.b, task_id, {"payload": {"seconds": 0}, "not_before": later()})
+    await eventually(lambda: state_with(runtime.store, task_id, Status.QUEUED), timeout_s=30,
+                     what="B's task waiting")
+
+    # A valid body, but no user_id: no tenant mapping at all.
+    await publish(publishers.a, task_id, {"payload": {"seconds": 0}}, named=False)
+
+    refused = await eventually(lambda: quarantined(settings, task_id), timeout_s=30,
+                               what="the unknown publisher's message quarantined")
+    assert "publisher not authenticated" in reason_of(refused)
+    state = await runtime.store.get(task_id)
+    assert state is not None
+    assert (state.tenant, state.status, state.error) == ("tenant-b", Status.QUEUED, None)
