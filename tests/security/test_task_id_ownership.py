@@ -22,8 +22,10 @@ from contracts import names
 from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
+from contracts.workflows import workflow_label
 from infra.settings import Settings
 from infra.store import TaskStore
+from service.queries import TaskQuery
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.services import Backends, rabbitmqctl
 from tests.support.waiting import eventually
@@ -212,3 +214,33 @@ async def test_an_unknown_publishers_message_does_not_reject_a_waiting_task(
     state = await runtime.store.get(task_id)
     assert state is not None
     assert (state.tenant, state.status, state.error) == ("tenant-b", Status.QUEUED, None)
+
+
+async def test_a_workflows_next_step_cannot_be_claimed_from_its_parents_id(
+    runtime: Runtime, publishers: Publishers,
+) -> None:
+    # A webhook step hands its id to a third party (X-Task-Id). Follow-up ids used to be
+    # uuid5(namespace, "<parent>/then/<n>"): the third party could claim the next step first.
+    parent = f"step-{uuid.uuid4().hex[:8]}"
+    predicted = str(uuid.uuid5(uuid.UUID("0b6f2c44-93d1-4e0a-8f5e-7a1c2d3e4f50"),
+                               f"{parent}/then/0"))
+    await publish(publishers.a, predicted, {"payload": {"seconds": 0}, "not_before": later()})
+    await eventually(lambda: state_with(runtime.store, predicted, Status.QUEUED), timeout_s=30,
+                     what="A's claim of the predicted id")
+
+    await publish(publishers.b, parent, {"payload": {"seconds": 0},
+                                         "then": [{"task_type": "sleep",
+                                                   "payload": {"seconds": 0}}]})
+
+    async def next_step_done() -> list[TaskState] | None:
+        # A direct publish's first step carries no label; its follow-ups carry workflow=<it>.
+        page = await runtime.store.find(TaskQuery(owners=("tenant-b",),
+                                                  labels=(workflow_label(parent),)))
+        done = [state for state in page.items if state.status is Status.SUCCEEDED]
+        return done or None
+
+    [step] = await eventually(next_step_done, timeout_s=30, what="B's next step succeeded")
+    assert step.task_id != predicted
+    claim = await runtime.store.get(predicted)
+    assert claim is not None
+    assert (claim.tenant, claim.status, claim.result) == ("tenant-a", Status.QUEUED, None)
