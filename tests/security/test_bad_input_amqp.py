@@ -21,6 +21,7 @@ from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.settings import Settings
 from infra.store import TaskStore
+from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
@@ -32,14 +33,6 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """A sleep worker and a projector on the session's vhost, on this event loop."""
     async with worker_and_projector(settings, SLEEP, name="bad-input") as running:
         yield running
-
-
-@pytest.fixture
-async def amqp_channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
-    """A plain confirming channel on the session's vhost, as an outside publisher opens one."""
-    connection = await aio_pika.connect(settings.rabbitmq_url)
-    async with connection:
-        yield await connection.channel(publisher_confirms=True)
 
 
 async def publish(channel: AbstractChannel, body: bytes, task_id: str) -> None:
@@ -56,17 +49,8 @@ async def rejected(store: TaskStore, task_id: str) -> TaskState | None:
 
 async def quarantined(channel: AbstractChannel, task_id: str) -> list[AbstractIncomingMessage]:
     """Take every quarantined copy of `task_id`; put every other message back."""
-    queue = await channel.get_queue(names.QUARANTINE_QUEUE, ensure=False)
-    held, found = [], []
-    while (message := await queue.get(fail=False, timeout=10)) is not None:
-        if message.message_id == task_id:
-            await message.ack()
-            found.append(message)
-        else:
-            held.append(message)
-    for message in held:
-        await message.nack(requeue=True)
-    return found
+    return await take_matching(channel, names.QUARANTINE_QUEUE,
+                               lambda message: message.message_id == task_id)
 
 
 async def assert_rejected_once(

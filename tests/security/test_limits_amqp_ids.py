@@ -20,7 +20,7 @@ from contracts.statuses import Status
 from infra.amqp_codec import derived_task_id
 from infra.settings import Settings
 from infra.store import TaskStore
-from tests.support.amqp import Queues
+from tests.support.amqp import Queues, take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
@@ -36,14 +36,6 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """A sleep worker and a projector on the session's vhost, on this event loop."""
     async with worker_and_projector(settings, SLEEP, name="limits") as running:
         yield running
-
-
-@pytest.fixture
-async def amqp_channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
-    """A plain confirming channel on the session's vhost, as an outside publisher opens one."""
-    connection = await aio_pika.connect(settings.rabbitmq_url)
-    async with connection:
-        yield await connection.channel(publisher_confirms=True)
 
 
 @pytest.fixture
@@ -68,17 +60,9 @@ async def publish(channel: AbstractChannel, message: aio_pika.Message) -> None:
 
 async def quarantined_copy(channel: AbstractChannel, body: bytes) -> AbstractIncomingMessage | None:
     """Take the quarantined message with this body; put every other one back."""
-    queue = await channel.get_queue(names.QUARANTINE_QUEUE, ensure=False)
-    held, found = [], None
-    while (message := await queue.get(fail=False, timeout=10)) is not None:
-        if found is None and message.body == body:
-            await message.ack()
-            found = message
-        else:
-            held.append(message)
-    for message in held:
-        await message.nack(requeue=True)
-    return found
+    found = await take_matching(channel, names.QUARANTINE_QUEUE,
+                                lambda message: message.body == body)
+    return found[0] if found else None
 
 
 INVALID = {

@@ -26,6 +26,7 @@ from contracts.workflows import workflow_label
 from infra.settings import Settings
 from infra.store import TaskStore
 from service.queries import TaskQuery
+from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.services import Backends, rabbitmqctl
 from tests.support.waiting import eventually
@@ -106,18 +107,9 @@ async def quarantined(settings: Settings, task_id: str) -> AbstractIncomingMessa
     """Take this task id's message out of `tasks.quarantine`; put every other one back."""
     connection = await aio_pika.connect(settings.rabbitmq_url)
     async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(names.QUARANTINE_QUEUE, ensure=False)
-        held, found = [], None
-        while (message := await queue.get(fail=False, timeout=10)) is not None:
-            if found is None and message.message_id == task_id:
-                await message.ack()
-                found = message
-            else:
-                held.append(message)
-        for message in held:
-            await message.nack(requeue=True)
-        return found
+        found = await take_matching(await connection.channel(), names.QUARANTINE_QUEUE,
+                                    lambda message: message.message_id == task_id)
+        return found[0] if found else None
 
 
 def reason_of(message: AbstractIncomingMessage) -> str:

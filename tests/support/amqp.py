@@ -3,12 +3,12 @@ project's own Broker."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,21 @@ class Queues:
         """Publish as another service would: straight to an exchange, confirmed."""
         exchange = await self.channel.get_exchange(exchange_name, ensure=False)
         await exchange.publish(message, routing_key="")
+
+
+async def take_matching(
+    channel: AbstractChannel, queue_name: str,
+    matches: Callable[[AbstractIncomingMessage], bool],
+) -> list[AbstractIncomingMessage]:
+    """Take every message of the queue that `matches`; put every other one back."""
+    queue = await channel.get_queue(queue_name, ensure=False)
+    held, found = [], []
+    while (message := await queue.get(fail=False, timeout=10)) is not None:
+        if matches(message):
+            await message.ack()
+            found.append(message)
+        else:
+            held.append(message)
+    for message in held:
+        await message.nack(requeue=True)
+    return found
