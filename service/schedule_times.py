@@ -74,6 +74,11 @@ class Timing:
             if not _repeated(following.astimezone(tz)):
                 return following.astimezone(UTC)
 
+    def first_at_or_after(self, moment: datetime) -> datetime:
+        """The first due time at or after `moment`, in UTC (a datetime's resolution is a
+        microsecond: nothing lies between `moment` less one and `moment`)."""
+        return self.next_after(moment - timedelta(microseconds=1))
+
     def latest_at_or_before(self, moment: datetime, since: datetime) -> datetime:
         """The last due time at or before `moment`, walking forward from `since` (a due
         time at or before `moment`)."""
@@ -101,16 +106,32 @@ class Decision:
 
 def decide(timing: Timing, catch_up: CatchUp, slot: datetime, now: datetime,
            grace: timedelta) -> Decision:
-    """The due time `slot` (<= now) is on time if at most `grace` has passed since it: it runs,
-    and the next one follows it (so a scheduler that fell behind works through them). Later
-    than that it was missed (no scheduler ran then): `skip` runs nothing, `last` runs the most
-    recent missed due time once; either way the next one is the first after `now`."""
+    """What the oldest pending due time `slot` (<= now) turns into.
+
+    A due time is on time if at most `grace` has passed since it: it runs, once. Older, it was
+    missed (no scheduler reached it in time). Every on-time due time runs, one by one, however
+    late `slot` is; the missed ones follow the catch-up policy: `skip` runs none of them, `last`
+    runs the latest missed one once unless an on-time one runs (a run at most `grace` old
+    already is the catch-up run), and none when it does.
+    """
     if now - slot <= grace:
-        return Decision(slot, slot, timing.next_after(slot))
-    following = timing.next_after(now)
-    if catch_up == "skip":
-        return Decision(slot, None, following)
-    return Decision(slot, timing.latest_at_or_before(now, slot), following)
+        return Decision(slot, slot, next_due(timing, slot, slot, now, grace))
+    run_at: datetime | None = None
+    if catch_up == "last" and timing.first_at_or_after(now - grace) > now:
+        run_at = timing.latest_at_or_before(now, slot)
+    return Decision(slot, run_at, next_due(timing, slot, run_at, now, grace))
+
+
+def next_due(timing: Timing, slot: datetime, run_at: datetime | None, now: datetime,
+             grace: timedelta) -> datetime:
+    """Where a schedule goes once its due time `slot` was decided (run for `run_at`, or
+    nothing; the claim's winner decided, every scheduler follows). After a run of `slot`
+    itself, the due time after it, whatever its age: the next decision judges that one. After
+    anything else, the first due time not older than `grace`: the missed ones before it were
+    settled by this decision, and walking them one by one would take a claim each."""
+    if run_at == slot:
+        return timing.next_after(slot)
+    return max(timing.next_after(run_at or slot), timing.first_at_or_after(now - grace))
 
 
 def _ever_fires(cron: str) -> bool:

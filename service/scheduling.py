@@ -24,7 +24,7 @@ from service.commands import SubmitTask
 from service.dependencies import Dependencies
 from service.errors import PublishFailed, StoreUnavailable
 from service.rate_limit import RateLimiter
-from service.schedule_times import Decision, decide
+from service.schedule_times import Decision, decide, next_due
 from service.schedules import Run, Schedule, Schedules, run_key, run_task_id
 from service.submit import submit
 
@@ -92,9 +92,7 @@ async def _handle(ports: SchedulerPorts, schedule: Schedule, now: datetime) -> _
         submitted = 1
     elif not run.submitted:
         return _Outcome(0, 0)  # another scheduler is submitting it right now
-    # On time, the next due time follows this one; after a catch-up, the first after now.
-    following = (schedule.timing.next_after(slot) if run.run_at == slot
-                 else schedule.timing.next_after(now))
+    following = next_due(schedule.timing, slot, run.run_at, now, ports.grace)
     moved = await ports.schedules.advance(schedule, following,
                                           run if run.run_at is not None else None)
     return _Outcome(submitted, int(moved))

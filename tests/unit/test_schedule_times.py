@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.schedule_times import InvalidTiming, Timing, decide
+from service.schedule_times import CatchUp, InvalidTiming, Timing, decide, next_due
 
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 GRACE = timedelta(seconds=5)
@@ -100,3 +100,36 @@ def test_last_with_cron_finds_the_most_recent_missed_time() -> None:
     decision = decide(hourly, "last", slot, at(2026, 5, 1, 7, 20), GRACE)
     assert decision.run_at == at(2026, 5, 1, 7)
     assert decision.next_run_at == at(2026, 5, 1, 8)
+
+
+@pytest.mark.parametrize("catch_up", ["skip", "last"])
+def test_a_missed_due_time_gives_way_to_the_first_one_within_the_grace(
+    catch_up: CatchUp,
+) -> None:
+    timing = every(1)
+    slot = ANCHOR + timedelta(seconds=1)
+    now = ANCHOR + timedelta(seconds=12, milliseconds=500)  # 8 to 12 are within 5 s of now
+    decision = decide(timing, catch_up, slot, now, GRACE)
+    assert decision.run_at is None  # `last` too: 8 to 12 run, so no missed one does
+    assert decision.next_run_at == ANCHOR + timedelta(seconds=8)
+    on_time = decide(timing, "skip", decision.next_run_at, now, GRACE)
+    assert on_time.run_at == ANCHOR + timedelta(seconds=8)
+    assert on_time.next_run_at == ANCHOR + timedelta(seconds=9)
+
+
+def test_a_due_time_exactly_grace_old_is_on_time() -> None:
+    timing = every(1)
+    now = ANCHOR + timedelta(seconds=10)
+    decision = decide(timing, "skip", ANCHOR + timedelta(seconds=2), now, GRACE)
+    assert decision.next_run_at == ANCHOR + timedelta(seconds=5)
+    assert decide(timing, "skip", decision.next_run_at, now, GRACE).run_at == decision.next_run_at
+
+
+def test_after_a_late_run_of_its_own_due_time_the_next_one_is_judged_on_its_own() -> None:
+    # A run claimed on time and submitted late (its scheduler died): the schedule moves to the
+    # due time after it, which the next decision calls on time or missed.
+    timing = every(60)
+    slot = ANCHOR + timedelta(minutes=1)
+    later = slot + timedelta(minutes=3)
+    assert next_due(timing, slot, slot, later, GRACE) == slot + timedelta(minutes=1)
+    assert next_due(timing, slot, None, later, GRACE) == later  # due now: within the grace

@@ -203,3 +203,87 @@ async def test_only_the_scheduler_that_claims_a_run_charges_it_to_the_key(tasks:
     # The bucket holds one run: the loser of the claim still has room for the key's next run.
     room = [first.has_room("key-one", 1.0), second.has_room("key-one", 1.0)]
     assert sorted(room) == [False, True]
+
+
+class SchedulerLoop:
+    """The scheduler's loop (scheduler.runtime) on a manual clock: tick, then move the clock to
+    the earliest next due time, or on by the loop's shortest sleep if one is due already."""
+
+    def __init__(self, deps: Dependencies, store: MemorySchedules) -> None:
+        self.store = store
+        self.ports = ports(deps, store)
+
+    async def run(self, start: datetime, until: datetime) -> None:
+        now = start
+        while now <= until:
+            await tick(self.ports, now)
+            earliest = await self.store.earliest()
+            assert earliest is not None
+            now = max(now + timedelta(milliseconds=10), earliest)
+
+
+async def every_seconds(store: MemorySchedules, seconds: float, catch_up: CatchUp) -> Schedule:
+    schedule = create_schedule("acme", task_type="sleep", payload={"seconds": 0}, cron=None,
+                               interval_s=seconds, timezone="UTC", catch_up=catch_up,
+                               labels=(), max_attempts=None, timeout_s=None, now=START)
+    await store.add(schedule)
+    return schedule
+
+
+def run_times(publisher: RecordingPublisher, store: MemorySchedules) -> list[datetime]:
+    """The due time each submitted task ran for, in order of submission."""
+    by_task = {run.task_id: run.run_at for run in store.runs.values() if run.run_at is not None}
+    return [by_task[p.envelope.task_id] for p in publisher.published]
+
+
+def seconds(*offsets: float) -> list[datetime]:
+    return [START + timedelta(seconds=s) for s in offsets]
+
+
+@pytest.mark.parametrize("catch_up", ["skip", "last"])
+async def test_due_times_within_the_grace_of_a_late_first_check_each_run_once(
+    tasks: Tasks, catch_up: CatchUp,
+) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    await every_seconds(store, 1, catch_up)
+    # Down from the start until 12.5 s: due times 8 to 12 are within the 5-s grace of the
+    # first check, 1 to 7 were missed. `last` runs none of the missed ones: 8 to 12 run.
+    await SchedulerLoop(deps, store).run(START + timedelta(seconds=12.5),
+                                         START + timedelta(seconds=16.5))
+    assert run_times(publisher, store) == seconds(8, 9, 10, 11, 12, 13, 14, 15, 16)
+
+
+async def test_last_runs_the_latest_missed_due_time_when_none_is_within_the_grace(
+    tasks: Tasks,
+) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    await every_seconds(store, 10, "last")
+    # Down until 46 s: 10 to 30 missed, 40 six seconds late (missed too), 50 still to come.
+    await SchedulerLoop(deps, store).run(START + timedelta(seconds=46),
+                                         START + timedelta(seconds=61))
+    assert run_times(publisher, store) == seconds(40, 50, 60)
+
+
+@pytest.mark.parametrize("down_s", [0.5, 2.5, 4.9])
+async def test_an_outage_under_the_grace_loses_and_doubles_nothing(
+    tasks: Tasks, down_s: float,
+) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    await every_seconds(store, 1, "skip")
+    loop = SchedulerLoop(deps, store)
+    await loop.run(START + timedelta(seconds=1), START + timedelta(seconds=3))
+    await loop.run(START + timedelta(seconds=3 + down_s), START + timedelta(seconds=9))
+    assert run_times(publisher, store) == seconds(*range(1, 10))
+
+
+async def test_two_schedulers_catching_up_together_run_each_due_time_once(tasks: Tasks) -> None:
+    deps, publisher, _ = tasks
+    store = MemorySchedules()
+    await every_seconds(store, 2, "skip")
+    start, until = START + timedelta(seconds=16.5), START + timedelta(seconds=21)
+    await asyncio.gather(SchedulerLoop(deps, store).run(start, until),
+                         SchedulerLoop(deps, store).run(start + timedelta(milliseconds=3), until))
+    assert sorted(run_times(publisher, store)) == seconds(12, 14, 16, 18, 20)
