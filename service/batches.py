@@ -2,11 +2,15 @@
 
 A batch's task ids are derived from its id and each task's index (uuid5), so the same batch
 always means the same ids. With an Idempotency-Key the batch id is derived from the tenant,
-the key and the request's fingerprint: a retry after a broker failure part way republishes
-only the tasks the read model does not know yet, under the ids they had, so from the caller's
-view the batch is all-or-nothing (at-least-once: a task confirmed but not yet recorded when
-the first try failed may be published twice with one id). Without a key, a failure part way
-answers which ids were queued (BatchPartlyQueued).
+the key and the request's fingerprint, and the key is claimed as for one task
+(service.submit): only the request holding the claim publishes; an identical request that
+arrives meanwhile waits for it and answers the same ids, or IdempotencyInProgress if it waits
+too long. The holder publishes only the tasks the read model does not know yet, so a retry
+after a broker failure part way (which gives the claim back) or a takeover of a claim whose
+holder crashed queues only the rest, under the ids they had: from the caller's view the batch
+is all-or-nothing (at-least-once: a task confirmed but not yet recorded when the first try
+failed may be published twice with one id). Without a key, a failure part way answers which
+ids were queued (BatchPartlyQueued).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 
 from contracts.messages import FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.projection import TaskState
@@ -26,9 +32,15 @@ from contracts.statuses import Status
 from contracts.workflows import new_follow_up_key, workflow_label
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
-from service.errors import IdempotencyConflict, PublishFailed, StoreUnavailable, TaskNotFound
+from service.errors import (
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    PublishFailed,
+    StoreUnavailable,
+    TaskNotFound,
+)
 from service.listing import owners_of
-from service.ports import Source
+from service.ports import Claim, Source
 from service.queries import TaskQuery
 from service.submit import claim_key
 
@@ -40,6 +52,8 @@ IN_FLIGHT = 100
 # A page of the read model when a batch's tasks are read back.
 _PAGE = 200
 _NAMESPACE = uuid.UUID("6f1c2b8e-4d0a-4c57-9a43-2f9e0d7b1a35")
+# How often a request waiting on another with the same Idempotency-Key looks again.
+_POLL_S = 0.05
 
 
 class BatchPartlyQueued(PublishFailed):
@@ -89,38 +103,86 @@ def task_id_of(batch_id: str, index: int) -> str:
 
 async def submit_batch(deps: Dependencies, batch: SubmitBatch, *, source: Source) -> BatchAccepted:
     """Publish every task of `batch` (confirmed, many in flight at once), record them `queued`
-    and return their ids in order."""
+    and return their ids in order. With an Idempotency-Key, however many identical requests
+    race, each task is published once: by the one request that holds the key's claim."""
     tenant = batch.tenant or deps.default_tenant
     if batch.idempotency_key is None:
-        return await _publish(deps, batch, str(uuid.uuid4()), tenant, source, republish=False)
+        return await _publish(deps, batch, str(uuid.uuid4()), tenant, source, known=set())
     key = "batch:" + claim_key(tenant, batch.idempotency_key)
     fingerprint = batch.fingerprint()
     batch_id = str(uuid.uuid5(_NAMESPACE, f"{key}/{fingerprint}"))
-    claim = await deps.keys.claim(key, fingerprint, batch_id)
-    if claim.request_hash != fingerprint:
-        raise IdempotencyConflict(key)
-    if claim.state == "queued":
-        return BatchAccepted(claim.task_id, [task_id_of(claim.task_id, index)
-                                             for index in range(len(batch.tasks))])
-    # A fresh claim, or one whose try failed or is still going: publish what is missing. Two
-    # concurrent tries may both publish a task (one id, at-least-once), never two different ids.
-    accepted = await _publish(deps, batch, claim.task_id, tenant, source,
-                              republish=not claim.is_new)
+    patience = _patience(deps, len(batch.tasks))
+    deadline = utcnow() + timedelta(seconds=deps.publish_timeout_s * 2 + 1)
+    while True:
+        # Each try claims under a token of its own (not the batch id, which every identical
+        # request shares), so giving a claim back or taking one over names exactly one try.
+        claim = await deps.keys.claim(key, fingerprint, str(uuid.uuid4()))
+        if claim.request_hash != fingerprint:
+            raise IdempotencyConflict(key)
+        if claim.state == "queued":
+            return _accepted(batch_id, len(batch.tasks))
+        if claim.is_new:
+            return await _publish_claimed(deps, batch, batch_id, tenant, source, key, claim)
+        if utcnow() - claim.claimed_at > patience:
+            # Its holder would have published or given it back by now: it crashed in between.
+            # Free the key rather than publish at once: the next round's claim is won by one
+            # request only, however many found it abandoned together.
+            await deps.keys.release(key, claim.task_id)
+            continue
+        if utcnow() > deadline:
+            raise IdempotencyInProgress(key)
+        await asyncio.sleep(_POLL_S)
+
+
+def _patience(deps: Dependencies, size: int) -> timedelta:
+    """How long a claim's holder may take at most: a confirm timeout per round of IN_FLIGHT
+    publishes, one more for the reads and records around them, and a second of slack."""
+    rounds = math.ceil(size / IN_FLIGHT) + 1
+    return timedelta(seconds=deps.publish_timeout_s * rounds + 1)
+
+
+def _accepted(batch_id: str, size: int) -> BatchAccepted:
+    return BatchAccepted(batch_id, [task_id_of(batch_id, index) for index in range(size)])
+
+
+async def _publish_claimed(
+    deps: Dependencies, batch: SubmitBatch, batch_id: str, tenant: str, source: Source,
+    key: str, claim: Claim,
+) -> BatchAccepted:
+    """Publish what the read model does not know of the batch yet, holding the key's claim;
+    give the claim back if that fails, so a retry goes ahead at once."""
+    try:
+        # A fresh claim may follow a try that failed part way and gave its claim back, or a
+        # holder that crashed: what the read model knows was published already.
+        known = await _known_ids(deps, batch_id, tenant)
+        accepted = await _publish(deps, batch, batch_id, tenant, source, known=known)
+    except (PublishFailed, StoreUnavailable):
+        await _release(deps, key, claim)
+        raise
     try:
         await deps.keys.mark_queued(key, claim.task_id)
     except StoreUnavailable as error:
+        # The batch is queued: say so. A repeat takes the claim over once it looks abandoned
+        # and then publishes nothing, every task being known.
         log.warning("batch %s queued, but its Idempotency-Key not marked: %s", batch_id, error)
     return accepted
 
 
+async def _release(deps: Dependencies, key: str, claim: Claim) -> None:
+    try:
+        await deps.keys.release(key, claim.task_id)
+    except StoreUnavailable as error:
+        # The caller hears of the first failure; a retry takes the claim over after patience.
+        log.warning("Idempotency-Key %s not given back: %s", key, error)
+
+
 async def _publish(
     deps: Dependencies, batch: SubmitBatch, batch_id: str, tenant: str, source: Source, *,
-    republish: bool,
+    known: set[str],
 ) -> BatchAccepted:
     label = batch_label(batch_id)
     envelopes = [_envelope(command, task_id_of(batch_id, index), label)
                  for index, command in enumerate(batch.tasks)]
-    known = await _known_ids(deps, batch_id, tenant) if republish else set()
     gate = asyncio.Semaphore(IN_FLIGHT)
 
     async def publish_one(envelope: TaskEnvelope) -> None:
