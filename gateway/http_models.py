@@ -3,7 +3,6 @@ the OpenAPI docs show every payload schema and an unknown `task_type` is a 422."
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
@@ -102,14 +101,14 @@ class HistoryView(BaseModel):
     status: Status
     attempt: int
     run: int
-    at: datetime
+    at: AwareDatetime
     error: ErrorInfo | None = None
 
 
 class ProgressView(BaseModel):
     fraction: float = Field(description="0 to 1, as the handler reported it")
     message: str | None = None
-    at: datetime
+    at: AwareDatetime
 
 
 class TaskView(BaseModel):
@@ -137,11 +136,11 @@ class TaskView(BaseModel):
     attempt: int
     run: int = Field(description="1, plus one for each replay of a failed or dead task")
     source: Literal["http", "amqp"] | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    next_attempt_at: datetime | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime | None
+    next_attempt_at: AwareDatetime | None
     result: Any
     error: ErrorInfo | None
     progress: ProgressView | None = Field(
@@ -197,7 +196,7 @@ class StatsView(BaseModel):
     cap: int = Field(description="Each status is counted over at most its newest `cap` tasks")
     capped: list[Status] = Field(description="Statuses with more tasks than `cap`: their counts "
                                              "are lower bounds (`at_least`)")
-    counted_since: dict[Status, datetime] = Field(
+    counted_since: dict[Status, AwareDatetime] = Field(
         description="Per capped status, when the oldest task counted was created (to the "
                     "millisecond): its counts are exact for the tasks created after that")
     queues: list[QueueView] | None = Field(

@@ -3,10 +3,9 @@ from the registry, so the payload is validated as `POST /tasks` validates it."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from contracts.limits import LABEL_RULE, MAX_LABELS
 from contracts.messages import Label
@@ -83,10 +82,10 @@ class ScheduleView(BaseModel):
     max_attempts: int | None
     timeout_s: float | None
     paused: bool
-    next_run_at: datetime
-    last_run_at: datetime | None
+    next_run_at: AwareDatetime
+    last_run_at: AwareDatetime | None
     last_task_id: str | None
-    created_at: datetime
+    created_at: AwareDatetime
 
     @classmethod
     def of(cls, schedule: Schedule) -> ScheduleView:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.messages import ErrorInfo
 from contracts.statuses import Status
@@ -42,7 +41,7 @@ class StepView(BaseModel):
     task_id: str
     task_type: str
     status: Status
-    created_at: datetime
+    created_at: AwareDatetime
     result: Any
     error: ErrorInfo | None
 

@@ -6,14 +6,13 @@ key that works.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from infra.mongo import store_errors
+from infra.mongo import store_errors, stored_time
 from service.auth import ApiKey
 from service.errors import StoreUnavailable
 
@@ -61,16 +60,6 @@ def to_document(key: ApiKey) -> dict[str, Any]:
 def to_key(document: dict[str, Any]) -> ApiKey:
     return ApiKey(key_id=document["_id"], tenant=document["tenant"],
                   scopes=frozenset(document["scopes"]), key_sha256=document["key_sha256"],
-                  created_at=_stored_time(document["created_at"]) or datetime.fromtimestamp(0, UTC),
+                  created_at=stored_time(document["created_at"]) or datetime.fromtimestamp(0, UTC),
                   rate_per_s=float(document["rate_per_s"]),
-                  revoked_at=_stored_time(document.get("revoked_at")))
-
-
-def _stored_time(value: Any) -> datetime | None:
-    """A stored time, aware; nx-27017 turns a datetime written by `$set` into text."""
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+                  revoked_at=stored_time(document.get("revoked_at")))

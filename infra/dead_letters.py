@@ -8,16 +8,16 @@ plain write each. A replay claims a letter with a conditional update on `replay_
 
 from __future__ import annotations
 
-import contextlib
 import decimal
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from infra.mongo import stored_time
 from service.auth import DEFAULT_TENANT
 from service.dead_letters import DeadLetter, ReplayClaim, letter_id
 from service.errors import StoreUnavailable
@@ -107,7 +107,7 @@ def to_document(letter: DeadLetter) -> dict[str, Any]:
 
 
 def to_letter(document: Mapping[str, Any]) -> DeadLetter:
-    token, replayed_at = document.get("replay_token"), _as_datetime(document.get("replayed_at"))
+    token, replayed_at = document.get("replay_token"), stored_time(document.get("replayed_at"))
     claim = ReplayClaim(token, replayed_at) if isinstance(token, str) and replayed_at else None
     return DeadLetter(
         task_id=document["task_id"],
@@ -117,23 +117,12 @@ def to_letter(document: Mapping[str, Any]) -> DeadLetter:
         attempt=document["attempt"],
         reason=document["reason"],
         last_error=document.get("last_error"),
-        dead_at=document.get("dead_at"),
+        dead_at=stored_time(document.get("dead_at")),
         body=document.get("body"),
         properties=dict(document.get("properties") or {}),
         headers={name: value for name, value in document.get("headers") or []},
         replay=claim,
     )
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    """A stored time; nx-27017 turns a datetime written by `$set` into text ("2026-01-01
-    12:00:00.150000", UTC)."""
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _storable(value: Any) -> Any:

@@ -1,9 +1,12 @@
-"""The one MongoDB client factory, and the one place driver errors become StoreUnavailable."""
+"""The one MongoDB client factory, the one place driver errors become StoreUnavailable, and
+the one reader of stored times."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from pymongo import AsyncMongoClient
@@ -22,6 +25,18 @@ def mongo_client(url: str, timeout_s: float) -> AsyncMongoClient[dict[str, Any]]
         url, tz_aware=True, serverSelectionTimeoutMS=millis, connectTimeoutMS=millis,
         socketTimeoutMS=millis * 2, appname="taskproc",
     )
+
+
+def stored_time(value: Any) -> datetime | None:
+    """A stored time as an aware UTC datetime (None if there is none). nx-27017 keeps a datetime
+    written by `$set` as text without a zone ("2026-12-07T04:22:52.984000", UTC): read as is,
+    it would reach the API with no zone."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def store_errors(

@@ -22,7 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from infra.expiry import Expiry, ServerKind, server_kind
-from infra.mongo import store_errors
+from infra.mongo import store_errors, stored_time
 from infra.task_queries import list_key
 from service.queries import SortKey
 from service.schedules import Run, Schedule
@@ -175,7 +175,8 @@ def _document(schedule: Schedule) -> dict[str, Any]:
 
 
 def _schedule(document: dict[str, Any]) -> Schedule:
-    # Dates come back in milliseconds; next_run_at is read from its exact key.
+    # Dates come back in milliseconds; next_run_at is read from its exact key; last_run_at,
+    # written by `$set`, may come back as text (stored_time).
     return Schedule(schedule_id=document["_id"], tenant=document["tenant"],
                     task_type=document["task_type"], payload=document["payload"],
                     cron=document["cron"], interval_s=document["interval_s"],
@@ -183,7 +184,8 @@ def _schedule(document: dict[str, Any]) -> Schedule:
                     labels=tuple(document["labels"]), max_attempts=document["max_attempts"],
                     timeout_s=document["timeout_s"], paused=document["paused"],
                     next_run_at=datetime.fromtimestamp(document["next_run_key"] / 1000, UTC),
-                    created_at=document["created_at"], last_run_at=document["last_run_at"],
+                    created_at=document["created_at"],
+                    last_run_at=stored_time(document["last_run_at"]),
                     last_task_id=document["last_task_id"],
                     owner_key=document.get("owner_key"),
                     owner_rate_per_s=document.get("owner_rate_per_s"))

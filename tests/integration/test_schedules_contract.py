@@ -97,6 +97,25 @@ async def test_a_schedule_moves_on_only_from_the_due_time_it_was_read_at(
     assert after.next_run_at == following
 
 
+async def test_the_last_run_reads_back_in_utc_with_its_zone(store: Schedules) -> None:
+    schedule = a_schedule()
+    await store.add(schedule)
+    slot = schedule.next_run_at
+    key = run_key(schedule.schedule_id, slot)
+    run = Run(run_key=key, schedule_id=schedule.schedule_id, slot=slot, run_at=slot,
+              task_id=run_task_id(key), claimed_at=utcnow())
+
+    assert await store.advance(schedule, slot + timedelta(seconds=60), run)
+
+    after = await store.get(schedule.schedule_id)
+    assert after is not None
+    assert after.last_run_at is not None
+    # nx-27017 keeps a datetime written by `$set` as text without a zone.
+    assert after.last_run_at.utcoffset() == timedelta(0)
+    assert abs(after.last_run_at - slot) < timedelta(milliseconds=1)
+    assert after.last_task_id == run.task_id
+
+
 async def test_pause_resume_and_delete(store: Schedules) -> None:
     schedule = a_schedule()
     await store.add(schedule)
