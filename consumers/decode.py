@@ -100,7 +100,7 @@ def decode(
     if over:
         reason = "; ".join(f"{item.field}: {item.message}" for item in over)
         raise InvalidTask(f"over a limit: {reason}", task_id)
-    unrunnable = _follow_up_problem(body.then or [])
+    unrunnable = _follow_up_problem(body.then or [], tenants.types_allowed(message))
     if unrunnable is not None:
         raise InvalidTask(f"then: {unrunnable}", task_id)
     try:
@@ -127,19 +127,30 @@ def decode(
     )
 
 
-def _follow_up_problem(steps: list[FollowUp]) -> str | None:
+def _follow_up_problem(steps: list[FollowUp], allowed: frozenset[str] | None) -> str | None:
     """Why a `then` chain cannot run as published, or None: over the caps the gateway holds
-    a workflow to, a type no exchange takes, or a step with no room for `workflow=<id>`."""
+    a workflow to, a type no exchange takes, a type its publisher may not submit (`allowed`,
+    None for any), or a step with no room for `workflow=<id>`."""
     too_big = over_workflow_caps(steps)
     if too_big is not None:
         return too_big
     unknown = _unknown_follow_up_types(steps)
     if unknown:
         return f"unknown task types {sorted(unknown)}"
+    forbidden = _types_in(steps) - allowed if allowed is not None else set()
+    if forbidden:
+        # Its RabbitMQ user may not publish these itself: nor may a workflow it starts.
+        return (f"task types {sorted(forbidden)} are not among those its publisher may submit "
+                f"({', '.join(sorted(allowed or ()))})")
     if _labels_full(steps):
         return (f"a follow-up has no room for the label workflow=<id> "
                 f"(at most {MAX_LABELS - 1} labels of its own)")
     return None
+
+
+def _types_in(steps: list[FollowUp]) -> set[str]:
+    return {step.task_type for step in steps}.union(
+        *(_types_in(step.then or []) for step in steps))
 
 
 def _unknown_follow_up_types(steps: list[FollowUp]) -> set[str]:

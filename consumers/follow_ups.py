@@ -16,7 +16,7 @@ from consumers.decode import ReceivedTask
 from contracts.messages import FollowUp, TaskEnvelope, utcnow
 from contracts.workflows import follow_up_id, follow_up_key, workflow_label
 from infra.broker import Broker
-from infra.publishing import publish_task
+from infra.publishing import publish_follow_up
 
 
 def follow_ups(task: ReceivedTask, result: Any) -> list[TaskEnvelope]:
@@ -46,5 +46,6 @@ async def submit_follow_ups(
 ) -> None:
     """Publish `task`'s follow-ups, confirmed, all in flight at once."""
     await asyncio.gather(*(
-        publish_task(broker, envelope, app_id=app_id, source=task.source, tenant=task.tenant)
+        publish_follow_up(broker, envelope, parent_id=task.task_id, parent_type=task.spec.name,
+                          app_id=app_id, source=task.source, tenant=task.tenant)
         for envelope in follow_ups(task, result)))

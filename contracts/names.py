@@ -8,6 +8,15 @@ EVENTS_EXCHANGE = "task-events"
 PROGRESS = "progress"
 PROGRESS_EVENT_TYPE = "progress_event"
 QUARANTINE_QUEUE = "tasks.quarantine"
+# Copies of invalid messages are published to this fanout exchange, bound to the queue of the
+# same name: no role needs to write to the default exchange, which routes to any queue by name.
+QUARANTINE_EXCHANGE = "tasks.quarantine"
+# A workflow step's follow-ups are published here as `<parent type>.<follow-up type>`; each
+# task queue is bound with `*.<its type>`. A worker may write only routing keys of its own type
+# (a RabbitMQ topic permission), and the follow-up's worker checks its parent (README, Security).
+FOLLOW_UPS_EXCHANGE = "task-follow-ups"
+# The parent task of a follow-up, named by the worker that published it.
+HEADER_PARENT = "x-parent"
 PROJECTOR_EVENTS_QUEUE = "projector.events"
 PROJECTOR_SUBMISSIONS_QUEUE = "projector.submissions"
 PROJECTOR_DEAD_QUEUE = "projector.dead"
@@ -47,6 +56,15 @@ def dead_queue(task_type: str) -> str:
 
 def retry_queue(task_type: str, tier_s: int) -> str:
     return f"tasks.{task_type}.retry.{tier_s}s"
+
+
+def retry_exchange(task_type: str) -> str:
+    """A direct exchange that routes a retry copy to the delay queue named by its routing key."""
+    return f"tasks.{task_type}.retry"
+
+
+def follow_up_routing_key(parent_type: str, task_type: str) -> str:
+    return f"{parent_type}.{task_type}"
 
 
 def event_routing_key(task_type: str, status: str) -> str:

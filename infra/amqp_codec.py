@@ -68,7 +68,16 @@ class TenantRules:
     default_tenant: str = DEFAULT_TENANT
     service_users: frozenset[str] = frozenset()
     publishers: Mapping[str, str] = field(default_factory=dict)
+    # The task types an outside publisher may submit, follow-ups included; every type if absent.
+    publisher_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
     development: bool = False
+
+    def types_allowed(self, message: AbstractIncomingMessage) -> frozenset[str] | None:
+        """The task types `message`'s outside publisher may submit; None for no limit."""
+        user = message.user_id
+        if user is None or user in self.service_users or user not in self.publishers:
+            return None
+        return self.publisher_types.get(user)
 
 
 class UnknownPublisher(Exception):

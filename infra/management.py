@@ -74,6 +74,22 @@ class Management:
     async def put_permissions(self, vhost: str, user: str, permissions: dict[str, str]) -> None:
         await self._call("PUT", "permissions", vhost, user, body=permissions)
 
+    async def delete_permissions(self, vhost: str, user: str) -> None:
+        await self._call("DELETE", "permissions", vhost, user, ok=(204, 404))
+
+    async def topic_permissions(self, vhost: str, user: str) -> dict[str, dict[str, str]]:
+        """The user's topic permissions on the vhost, by exchange."""
+        response = await self._call("GET", "topic-permissions", vhost, user, ok=(200, 404))
+        if response.status_code == 404:
+            return {}
+        return {found["exchange"]: {"write": found["write"], "read": found["read"]}
+                for found in response.json()}
+
+    async def put_topic_permissions(self, vhost: str, user: str, exchange: str, *, write: str,
+                                    read: str) -> None:
+        await self._call("PUT", "topic-permissions", vhost, user,
+                         body={"exchange": exchange, "write": write, "read": read})
+
 
 @asynccontextmanager
 async def management(base_url: str, amqp_url: str, *, ca_file: str | None = None

@@ -24,23 +24,38 @@ async def publish_task(
     `traceparent` (W3C trace context) travels as a header of the same name, and stays on every
     retry, dead-letter and quarantine copy; so does `tenant` (header `x-tenant`).
     """
-    headers: dict[str, Any] = {
+    message = _task_message(envelope, app_id=app_id, headers={
         names.HEADER_ATTEMPT: attempt, names.HEADER_RUN: run, names.HEADER_SOURCE: source,
-    }
-    if traceparent is not None:
-        headers[names.HEADER_TRACEPARENT] = traceparent
-    if tenant is not None:
-        headers[names.HEADER_TENANT] = tenant
-    message = persistent_message(
+        names.HEADER_TRACEPARENT: traceparent, names.HEADER_TENANT: tenant})
+    await broker.publish(names.task_exchange(envelope.task_type), envelope.task_type, message)
+
+
+async def publish_follow_up(
+    broker: Broker, envelope: TaskEnvelope, *, parent_id: str, parent_type: str, app_id: str,
+    source: str, tenant: str,
+) -> None:
+    """Publish a workflow step's follow-up to `task-follow-ups` as `<parent type>.<its type>`,
+    naming its parent (header `x-parent`), confirmed. Its worker checks that the parent is a
+    task of `parent_type` that `tenant` owns before it runs it (consumers/follow_up_check.py)."""
+    message = _task_message(envelope, app_id=app_id, headers={
+        names.HEADER_ATTEMPT: 1, names.HEADER_RUN: 1, names.HEADER_SOURCE: source,
+        names.HEADER_TENANT: tenant, names.HEADER_PARENT: parent_id})
+    await broker.publish(names.FOLLOW_UPS_EXCHANGE,
+                         names.follow_up_routing_key(parent_type, envelope.task_type), message)
+
+
+def _task_message(
+    envelope: TaskEnvelope, *, app_id: str, headers: dict[str, Any]
+) -> aio_pika.Message:
+    return persistent_message(
         envelope.model_dump_json(exclude_none=True).encode(),
         message_id=envelope.task_id,
         type=envelope.task_type,
         timestamp=envelope.submitted_at,
         app_id=app_id,
         correlation_id=envelope.task_id,
-        headers=headers,
+        headers={name: value for name, value in headers.items() if value is not None},
     )
-    await broker.publish(names.task_exchange(envelope.task_type), envelope.task_type, message)
 
 
 async def publish_event(
@@ -104,7 +119,7 @@ async def quarantine(
     copy = copy_of(message, headers={names.HEADER_QUARANTINE_REASON: reason[:1000],
                                      names.HEADER_ORIGINAL_QUEUE: original_queue})
     try:
-        await broker.publish("", names.QUARANTINE_QUEUE, copy)
+        await broker.publish(names.QUARANTINE_EXCHANGE, "", copy)
     except Refused:
         log.error("queue %s is full: a message from %s (id %s) stays there until it has room",
                   names.QUARANTINE_QUEUE, original_queue, message.message_id or "none")

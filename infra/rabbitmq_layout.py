@@ -7,10 +7,12 @@ or get from a queue; bind from an exchange). No role here may configure anything
 is declared once by `taskproc rabbitmq setup` as an admin, and every process only checks it
 exists (passive declares need no permission; RABBITMQ_DECLARE_TOPOLOGY=false).
 
-A publish is checked against its exchange only, never its routing key: a role that publishes
-through the default exchange (`amq.default`: a worker's retry and quarantine copies, the
-projector's quarantine copies) can route to any queue of the vhost by name. That is the one
-place these roles are wider than their job.
+A publish to a topic exchange is also checked against its routing key where the user has a
+topic permission there: a worker may publish on `task-events` and `task-follow-ups` only as
+`<its type>.…`, so it cannot report another type's tasks or make follow-ups as if it were
+another type's worker. No role writes to the default exchange (`amq.default`), which routes to
+any queue by name: retry copies go through `tasks.<type>.retry`, invalid messages through the
+`tasks.quarantine` exchange.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from contracts import names
 from service.auth import TENANT
 
 NOTHING = "^$"
-DEFAULT_EXCHANGE = "amq.default"
 # Users are global to a broker (not per vhost): a prefix keeps several installations apart.
 USER_PREFIX = "taskproc-"
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -56,12 +57,25 @@ class Permissions:
 
 
 @dataclass(frozen=True)
+class TopicPermission:
+    """The routing keys a user may publish (`write`) on one topic exchange."""
+
+    exchange: str
+    write: str
+    read: str = ".*"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"write": self.write, "read": self.read}
+
+
+@dataclass(frozen=True)
 class Role:
     """One RabbitMQ user: who it is for and what it may do. `tenant` for outside publishers."""
 
     user: str
     permissions: Permissions
     tenant: str | None = None
+    topic_permissions: tuple[TopicPermission, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,10 +129,10 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
         write=exactly([*(names.task_exchange(t) for t in task_types), names.CONTROL_EXCHANGE]),
         read=exactly(dead_queues),
     ))
-    workers = tuple(_worker_role(t, prefix, task_types) for t in task_types)
+    workers = tuple(_worker_role(t, prefix) for t in task_types)
     projector = Role(projector_user(prefix), Permissions(
-        # `dead` events to task-events; invalid events to tasks.quarantine (default exchange).
-        write=exactly([names.EVENTS_EXCHANGE, DEFAULT_EXCHANGE]),
+        # `dead` events to task-events; invalid events to the tasks.quarantine exchange.
+        write=exactly([names.EVENTS_EXCHANGE, names.QUARANTINE_EXCHANGE]),
         read=exactly([names.PROJECTOR_EVENTS_QUEUE, names.PROJECTOR_SUBMISSIONS_QUEUE,
                       names.PROJECTOR_DEAD_QUEUE]),
     ))
@@ -128,21 +142,24 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
     return (gateway, *workers, projector, scheduler)
 
 
-def _worker_role(task_type: str, prefix: str, task_types: Sequence[str]) -> Role:
+def _worker_role(task_type: str, prefix: str) -> Role:
     # Each worker process declares, binds and consumes a control queue of its own,
     # `task-control.<type>.<process>`, to hear cancellations of its type.
     own_control_queues = prefixed(names.control_queue(task_type, ""))
+    own_keys = "^" + re.escape(task_type) + r"\."
     return Role(worker_user(task_type, prefix), Permissions(
         configure=own_control_queues,
-        # Retry delay queues and tasks.quarantine are reached through the default exchange.
-        # A workflow step's follow-ups go to their types' task exchanges (README, Workflows).
-        write=either(exactly([DEFAULT_EXCHANGE, names.dead_exchange(task_type),
-                              names.EVENTS_EXCHANGE,
-                              *(names.task_exchange(t) for t in task_types)]),
+        # Its own retry, dead-letter and quarantine copies; its type's events; a workflow
+        # step's follow-ups (README, Workflows), checked by their own worker. No task exchange:
+        # a task of another type reaches its queue only as a follow-up.
+        write=either(exactly([names.retry_exchange(task_type), names.dead_exchange(task_type),
+                              names.QUARANTINE_EXCHANGE, names.EVENTS_EXCHANGE,
+                              names.FOLLOW_UPS_EXCHANGE]),
                      own_control_queues),
         read=either(exactly([names.task_queue(task_type), names.CONTROL_EXCHANGE]),
                     own_control_queues),
-    ))
+    ), topic_permissions=(TopicPermission(names.EVENTS_EXCHANGE, own_keys),
+                          TopicPermission(names.FOLLOW_UPS_EXCHANGE, own_keys)))
 
 
 def publisher_role(publisher: Publisher) -> Role:

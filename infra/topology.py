@@ -64,7 +64,9 @@ def build_topology(specs: tuple[TaskSpec, ...]) -> Topology:
     """Every exchange, queue and binding the service needs for these task types."""
     exchanges = [Exchange(names.EVENTS_EXCHANGE, ExchangeType.TOPIC),
                  # Each worker process binds its own exclusive queue to it (consumers/cancels.py).
-                 Exchange(names.CONTROL_EXCHANGE, ExchangeType.TOPIC)]
+                 Exchange(names.CONTROL_EXCHANGE, ExchangeType.TOPIC),
+                 Exchange(names.QUARANTINE_EXCHANGE, ExchangeType.FANOUT),
+                 Exchange(names.FOLLOW_UPS_EXCHANGE, ExchangeType.TOPIC)]
     to_quarantine = {
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": names.QUARANTINE_QUEUE,
@@ -76,11 +78,15 @@ def build_topology(specs: tuple[TaskSpec, ...]) -> Topology:
         Queue(names.PROJECTOR_SUBMISSIONS_QUEUE, {**_QUORUM, **to_quarantine}),
         Queue(names.PROJECTOR_DEAD_QUEUE, {**_QUORUM, **to_quarantine}),
     ]
-    bindings = [Binding(names.EVENTS_EXCHANGE, names.PROJECTOR_EVENTS_QUEUE)]
+    bindings = [Binding(names.EVENTS_EXCHANGE, names.PROJECTOR_EVENTS_QUEUE),
+                Binding(names.QUARANTINE_EXCHANGE, names.QUARANTINE_QUEUE, ""),
+                # A follow-up is `queued` at once, as a task published to its exchange is.
+                Binding(names.FOLLOW_UPS_EXCHANGE, names.PROJECTOR_SUBMISSIONS_QUEUE)]
     for spec in specs:
         exchanges += [
             Exchange(names.task_exchange(spec.name), ExchangeType.TOPIC),
             Exchange(names.dead_exchange(spec.name), ExchangeType.FANOUT),
+            Exchange(names.retry_exchange(spec.name), ExchangeType.DIRECT),
         ]
         queues += [
             Queue(names.task_queue(spec.name), {
@@ -106,6 +112,10 @@ def build_topology(specs: tuple[TaskSpec, ...]) -> Topology:
             Binding(names.task_exchange(spec.name), names.PROJECTOR_SUBMISSIONS_QUEUE),
             Binding(names.dead_exchange(spec.name), names.dead_queue(spec.name), ""),
             Binding(names.dead_exchange(spec.name), names.PROJECTOR_DEAD_QUEUE, ""),
+            Binding(names.FOLLOW_UPS_EXCHANGE, names.task_queue(spec.name),
+                    names.follow_up_routing_key("*", spec.name)),
+            *(Binding(names.retry_exchange(spec.name), names.retry_queue(spec.name, tier),
+                      names.retry_queue(spec.name, tier)) for tier in names.RETRY_TIERS_S),
         ]
     return Topology(tuple(exchanges), tuple(queues), tuple(bindings))
 

@@ -73,7 +73,9 @@ def test_each_tier_has_a_retry_queue_back_to_the_task_queue(
         assert retry.arguments["x-message-ttl"] == tier * 1000
         assert retry.arguments["x-dead-letter-exchange"] == ""
         assert retry.arguments["x-dead-letter-routing-key"] == f"tasks.{task_type}"
-        assert not [b for b in topology.bindings if b.queue == retry.name]
+        # Reached by name through the type's retry exchange, never the default exchange.
+        assert [(b.exchange, b.routing_key) for b in topology.bindings
+                if b.queue == retry.name] == [(f"tasks.{task_type}.retry", retry.name)]
 
 
 @pytest.mark.parametrize("task_type", task_type_names())
@@ -98,7 +100,7 @@ def test_the_projector_sees_every_submission_and_every_event(topology: Topology)
                    if b.queue == names.PROJECTOR_SUBMISSIONS_QUEUE}
     events = {b.exchange for b in topology.bindings if b.queue == names.PROJECTOR_EVENTS_QUEUE}
 
-    assert submissions == {f"tasks.{t}" for t in task_type_names()}
+    assert submissions == {f"tasks.{t}" for t in task_type_names()} | {"task-follow-ups"}
     assert events == {"task-events"}
     assert exchanges["task-events"] is ExchangeType.TOPIC
     assert bound(topology, "task-events", names.PROJECTOR_EVENTS_QUEUE) == ["#"]
@@ -155,3 +157,12 @@ def test_every_exported_binding_refers_to_a_declared_exchange_and_queue(
     assert len(document["bindings"]) == len(topology.bindings)
     assert all(b["source"] in exchanges and b["destination"] in queues
                for b in document["bindings"])
+
+
+@pytest.mark.parametrize("task_type", task_type_names())
+def test_follow_ups_reach_their_task_queue_by_type(topology: Topology, task_type: str) -> None:
+    assert bound(topology, "task-follow-ups", f"tasks.{task_type}") == [f"*.{task_type}"]
+
+
+def test_quarantine_copies_go_through_an_exchange_of_their_own(topology: Topology) -> None:
+    assert bound(topology, "tasks.quarantine", names.QUARANTINE_QUEUE) == [""]

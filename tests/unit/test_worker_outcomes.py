@@ -73,8 +73,8 @@ def _describe(exchange: str, routing_key: str, message: AbstractMessage) -> str:
         return f"event {routing_key.rpartition('.')[2]}"
     if exchange == names.dead_exchange(SLEEP.name):
         return "dead " + str(headers[names.HEADER_DEAD_REASON])
-    if routing_key == names.QUARANTINE_QUEUE:
-        return routing_key
+    if exchange == names.QUARANTINE_EXCHANGE:
+        return names.QUARANTINE_QUEUE
     return f"{routing_key} attempt=" + str(headers[names.HEADER_ATTEMPT])
 
 
