@@ -46,7 +46,8 @@ class Child:
 
 def dev_env() -> dict[str, str]:
     """The children's environment: this one, with the development profile's defaults. Webhooks
-    may reach loopback (a local receiver), unless WEBHOOK_ALLOWED_NETWORKS says otherwise."""
+    may reach a local receiver (loopback, ports 1024-65535 except the broker's, MongoDB's and
+    the service's own), unless WEBHOOK_ALLOWED_NETWORKS says otherwise."""
     env = dict(os.environ)
     env.setdefault("WEBHOOK_ALLOWED_NETWORKS", DEV_WEBHOOK_ALLOWED_NETWORKS)
     # guest on vhost / of this machine's RabbitMQ, and tasks published without a user_id are

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
-from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -16,11 +15,18 @@ from contracts.limits import DAY_S, TaskLimits
 from contracts.registry import TaskSpec, task_type_names
 from infra.amqp_codec import TenantRules
 from infra.task_queries import MAX_EXAMINED
+from infra.webhook_allowlist import (
+    AllowedDestination,
+    EgressPolicy,
+    parse_allowlist,
+    protected_ports,
+)
 from service.auth import DEFAULT_TENANT, TENANT
 from service.schedules import ScheduleBounds
 
-# What the development profile allows webhooks to reach: this machine's loopback only.
-DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
+# What the development profile allows webhooks to reach: a receiver on this machine's loopback,
+# on an unprivileged port that is not the service's own (infra.webhook_allowlist).
+DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8:1024-65535,[::1]:1024-65535"
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
@@ -105,10 +111,12 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     # Bytes of a webhook's answer read (after decompression) and kept in its result.
     webhook_response_limit: int = Field(default=2048, ge=0, le=1_000_000)
-    # Networks a webhook may reach besides public addresses, comma-separated CIDRs. Empty by
-    # default: no loopback, private, link-local (cloud metadata) or other internal address.
-    # `taskproc run` and the tests set loopback (DEV_WEBHOOK_ALLOWED_NETWORKS).
-    webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # Internal networks a webhook may reach besides public addresses, each with its ports:
+    # `10.0.0.0/8:443,8443`, `127.0.0.1:18080`, `[::1]:8000-8999` (infra.webhook_allowlist).
+    # Empty by default: no loopback, private, link-local (cloud metadata) or other internal
+    # address. A range never opens the service's own ports (webhook_egress). `taskproc run` and
+    # the tests set loopback's unprivileged ports (DEV_WEBHOOK_ALLOWED_NETWORKS).
+    webhook_allowed_networks: Annotated[tuple[AllowedDestination, ...], NoDecode] = ()
 
     # Who owns a task that names no tenant: one published straight to RabbitMQ (see
     # infra.amqp_codec.tenant_of), or one queued before tenants existed.
@@ -167,10 +175,8 @@ class Settings(BaseSettings):
 
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    def _allowlist(cls, value: object) -> object:
+        return parse_allowlist(value) if isinstance(value, str) else value
 
     @field_validator("rabbitmq_service_users", mode="before")
     @classmethod
@@ -225,6 +231,18 @@ class Settings(BaseSettings):
     def tenant_rules(self) -> TenantRules:
         """Who may name a task's tenant (infra.amqp_codec.tenant_of). This process's own
         RabbitMQ user counts as a service user: a worker's retry copies are its own."""
+    @property
+    def webhook_egress(self) -> EgressPolicy:
+        """Where a webhook may connect: the allowlist, with the ports of this service's broker,
+        store, gateway, SMTP server and metrics closed to its ranges. Give the webhook worker the
+        same RABBITMQ_MANAGEMENT_URL, MONGODB_URL and GATEWAY_PORT as the rest."""
+        own = [self.gateway_port, self.smtp_port]
+        if self.metrics_port:
+            # The projector's and one per task type (infra.observability.metrics_port).
+            own += range(self.metrics_port, self.metrics_port + len(task_type_names()) + 1)
+        urls = (self.rabbitmq_url, self.rabbitmq_management_url, self.mongodb_url)
+        return EgressPolicy(self.webhook_allowed_networks, protected_ports(urls, own))
+
         return TenantRules(default_tenant=self.default_tenant,
                            service_users=self.rabbitmq_service_users | {self.rabbitmq_user},
                            publishers=dict(self.rabbitmq_tenants),

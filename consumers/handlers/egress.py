@@ -1,5 +1,6 @@
 """Where a webhook may connect: every address a host resolves to is classified before any
-connection, and only public addresses (or those in the operator's allowlist) pass.
+connection, and only public addresses (any port) or the operator's allowlist (its networks on
+their ports, infra.webhook_allowlist) pass.
 
 The classification is pure (`refusal`); `checked_addresses` resolves a host once and checks every
 address, so the caller connects to an address that was checked, never to a second lookup's.
@@ -14,11 +15,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from consumers.failures import PermanentFailure
+from infra.webhook_allowlist import EgressPolicy
 
 log = logging.getLogger("webhook.egress")
 
 Address = IPv4Address | IPv6Address
-Network = IPv4Network | IPv6Network
 # host, port -> the addresses it resolves to, as text. Injected in tests.
 Resolve = Callable[[str, int], Awaitable[Sequence[str]]]
 
@@ -52,16 +53,30 @@ def embedded_ipv4(address: Address) -> IPv4Address | None:
     return address.sixtofour
 
 
-def refusal(address: Address, allowed: Sequence[Network] = ()) -> str | None:
-    """Why a webhook may not connect to `address` (its class), or None when it may.
+PUBLIC_ONLY = EgressPolicy()
 
-    An address inside an `allowed` network passes whatever its class; an IPv6 form of an IPv4
-    address is judged as that IPv4 address."""
+
+def refusal(address: Address, port: int, policy: EgressPolicy = PUBLIC_ONLY) -> str | None:
+    """Why a webhook may not connect to `address` on `port` (its class, and the port when its
+    network is allowed but not that port), or None when it may.
+
+    A public address passes on any port; an internal one only where an allowlist entry opens
+    its port (infra.webhook_allowlist). An IPv6 form of an IPv4 address is judged as that IPv4
+    address."""
     inner = embedded_ipv4(address)
-    if any(candidate in network for candidate in (address, inner) if candidate is not None
-           for network in allowed if candidate.version == network.version):
+    why = _address_class(inner or address)
+    if why is None:
         return None
-    return _address_class(inner or address)
+    entries = [entry for entry in policy.allowed for candidate in (address, inner)
+               if candidate is not None and candidate.version == entry.network.version
+               and candidate in entry.network]
+    if any(entry.opens(port, policy.protected_ports) for entry in entries):
+        return None
+    if not entries:
+        return why
+    if port in policy.protected_ports:
+        return f"{why}; port {port} is the service's own, opened only when named on its own"
+    return f"{why}; port {port} is not allowed there"
 
 
 def _in_rfc1918(address: Address) -> bool:
@@ -102,7 +117,7 @@ async def system_resolve(host: str, port: int) -> list[str]:
 
 
 async def checked_addresses(
-    host: str, port: int, *, resolve: Resolve, allowed: Sequence[Network]
+    host: str, port: int, *, resolve: Resolve, policy: EgressPolicy
 ) -> list[Address]:
     """Resolve `host` once and check every address; DestinationNotAllowed if any is refused.
 
@@ -121,10 +136,10 @@ async def checked_addresses(
         log.warning("webhook destination %s refused: it resolves to no address", host)
         raise DestinationNotAllowed(host)
     for address in addresses:
-        why = refusal(address, allowed)
+        why = refusal(address, port, policy)
         if why is not None:
-            log.warning("webhook destination %s refused: it resolves to %s (%s)",
-                        host, address, why)
+            log.warning("webhook destination %s refused: it resolves to %s, port %d (%s)",
+                        host, address, port, why)
             raise DestinationNotAllowed(host)
     return addresses
 
@@ -136,8 +151,10 @@ def _literal(host: str) -> Address | None:
         return None
 
 
-def describe(allowed: Sequence[Network]) -> str:
+def describe(policy: EgressPolicy) -> str:
     """The allowlist as the start-up log says it."""
-    if not allowed:
+    if not policy.allowed:
         return "public addresses only (WEBHOOK_ALLOWED_NETWORKS is empty)"
-    return f"public addresses and {', '.join(str(network) for network in allowed)}"
+    closed = ", ".join(str(port) for port in sorted(policy.protected_ports))
+    return (f"public addresses and {', '.join(str(entry) for entry in policy.allowed)} "
+            f"(ports opened only when named on their own: {closed})")

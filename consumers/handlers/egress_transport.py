@@ -11,7 +11,7 @@ slip through. Proxies from the environment are ignored: a proxy would do its own
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import httpcore
@@ -19,7 +19,8 @@ import httpx
 from httpcore import AnyIOBackend, AsyncNetworkBackend, AsyncNetworkStream
 from httpcore._backends.base import SOCKET_OPTION as SocketOption
 
-from consumers.handlers.egress import Network, Resolve, checked_addresses, system_resolve
+from consumers.handlers.egress import Resolve, checked_addresses, system_resolve
+from infra.webhook_allowlist import EgressPolicy
 
 # httpx's own default pool limits.
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
@@ -28,9 +29,9 @@ _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepal
 class PinnedBackend(AsyncNetworkBackend):
     """Resolves once, checks, and connects to the checked addresses in the resolver's order."""
 
-    def __init__(self, *, resolve: Resolve, allowed: Sequence[Network]) -> None:
+    def __init__(self, *, resolve: Resolve, policy: EgressPolicy) -> None:
         self._resolve = resolve
-        self._allowed = tuple(allowed)
+        self._policy = policy
         self._sockets = AnyIOBackend()
 
     async def connect_tcp(
@@ -43,7 +44,7 @@ class PinnedBackend(AsyncNetworkBackend):
     ) -> AsyncNetworkStream:
         try:
             addresses = await checked_addresses(host, port, resolve=self._resolve,
-                                                allowed=self._allowed)
+                                                policy=self._policy)
         except OSError as error:  # no such name, resolver down: as httpcore reports it
             raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
         last: Exception | None = None
@@ -73,13 +74,13 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (its request mapping and error translation), on a pool whose
     connections are opened by `PinnedBackend`."""
 
-    def __init__(self, *, resolve: Resolve, allowed: Sequence[Network],
+    def __init__(self, *, resolve: Resolve, policy: EgressPolicy,
                  verify: ssl.SSLContext | None = None) -> None:
         super().__init__(trust_env=False)
         # httpx offers no network-backend argument; its pool is the one attribute it uses.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=verify or httpx.create_ssl_context(trust_env=False),
-            network_backend=PinnedBackend(resolve=resolve, allowed=allowed),
+            network_backend=PinnedBackend(resolve=resolve, policy=policy),
             max_connections=_LIMITS.max_connections,
             max_keepalive_connections=_LIMITS.max_keepalive_connections,
             keepalive_expiry=_LIMITS.keepalive_expiry,
@@ -88,13 +89,13 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
 
 @asynccontextmanager
 async def egress_client(
-    allowed: Sequence[Network], *, resolve: Resolve = system_resolve,
+    policy: EgressPolicy, *, resolve: Resolve = system_resolve,
     verify: ssl.SSLContext | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client that refuses destinations outside public addresses and `allowed`; it follows no
+    """A client that refuses destinations outside public addresses and `policy`; it follows no
     redirect and reads no proxy settings from the environment. `verify`: the TLS context
     (default: the system's CAs, host names checked)."""
-    transport = PinnedTransport(resolve=resolve, allowed=allowed, verify=verify)
+    transport = PinnedTransport(resolve=resolve, policy=policy, verify=verify)
     async with httpx.AsyncClient(transport=transport, follow_redirects=False,
                                  trust_env=False) as client:
         yield client

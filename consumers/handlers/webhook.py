@@ -31,8 +31,9 @@ log = logging.getLogger("webhook")
 async def http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The start-up hook: one connection pool for the process's calls, to checked addresses
     only; redirects not followed."""
-    log.info("webhook destinations allowed: %s", describe(settings.webhook_allowed_networks))
-    async with egress_client(settings.webhook_allowed_networks) as client:
+    policy = settings.webhook_egress
+    log.info("webhook destinations allowed: %s", describe(policy))
+    async with egress_client(policy) as client:
         yield client
 
 

@@ -62,7 +62,7 @@ class Resolver:
 
 async def run_webhook(url: str) -> dict[str, Any]:
     settings = Settings(webhook_allowed_networks=())
-    async with egress_client((), resolve=Resolver()) as client:
+    async with egress_client(settings.webhook_egress, resolve=Resolver()) as client:
         return await call_webhook(WebhookPayload.model_validate({"url": url}),
                                   context(settings, client))
 

@@ -16,7 +16,6 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,17 @@ import pytest
 
 from consumers.context import TaskContext
 from consumers.failures import PermanentFailure, Retry
-from consumers.handlers.egress import DestinationNotAllowed, Network
+from consumers.handlers.egress import DestinationNotAllowed
 from consumers.handlers.egress_transport import egress_client
-from consumers.handlers.webhook import call_webhook
+from consumers.handlers.webhook import call_webhook, http_client
 from contracts.payloads import WebhookPayload, path_tag, redacted_url
-from infra.settings import Settings
+from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 from tests.support.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
-LOOPBACK = (ip_network("127.0.0.0/8"),)
-ONLY_127_0_0_1 = (ip_network("127.0.0.1/32"),)
+LOOPBACK = DEV_WEBHOOK_ALLOWED_NETWORKS
+ONLY_127_0_0_1 = "127.0.0.1:1024-65535"
 MIB = 1024 * 1024
 
 
@@ -88,17 +87,17 @@ async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     await reader.read()
 
 
-def settings(allowed: Sequence[Network], **overrides: Any) -> Settings:
-    return Settings(webhook_allowed_networks=tuple(allowed), **overrides)
+def settings(allowed: str, **overrides: Any) -> Settings:
+    return Settings(webhook_allowed_networks=allowed, **overrides)
 
 
-async def run_webhook(payload: dict[str, Any], *, allowed: Sequence[Network] = LOOPBACK,
+async def run_webhook(payload: dict[str, Any], *, allowed: str = LOOPBACK,
                       resolve: StubResolver | None = None, **overrides: Any) -> dict[str, Any]:
     """One attempt of a webhook task, as the worker runs it, with the process's client hook
     replaced by one on the stub resolver."""
     config = settings(allowed, **overrides)
     resolver = resolve or StubResolver({})
-    async with egress_client(config.webhook_allowed_networks, resolve=resolver) as client:
+    async with egress_client(config.webhook_egress, resolve=resolver) as client:
         context = TaskContext(task_id=str(uuid.uuid4()), task_type="webhook", attempt=1, run=1,
                               settings=config, clients=client)
         return await call_webhook(WebhookPayload.model_validate(payload), context)
@@ -110,7 +109,7 @@ async def test_a_public_looking_name_resolving_to_an_internal_address_fails_unco
 
         with pytest.raises(DestinationNotAllowed) as refused:
             await run_webhook({"url": f"http://hooks.example.com:{listener.port}/in"},
-                              allowed=(), resolve=resolve)
+                              allowed="", resolve=resolve)
 
     assert "destination not allowed" in str(refused.value)
     assert isinstance(refused.value, PermanentFailure)
@@ -129,7 +128,7 @@ async def test_every_internal_class_is_refused_before_any_connection(address: st
 async def test_an_internal_ip_literal_is_refused_without_a_lookup_that_could_differ() -> None:
     async with RawServer(never_answer).running() as listener:
         with pytest.raises(DestinationNotAllowed):
-            await run_webhook({"url": f"http://127.0.0.1:{listener.port}/in"}, allowed=())
+            await run_webhook({"url": f"http://127.0.0.1:{listener.port}/in"}, allowed="")
 
     assert listener.connections == 0
 
@@ -176,6 +175,76 @@ async def test_a_refused_second_answer_would_have_been_caught() -> None:
     with pytest.raises(DestinationNotAllowed):
         await run_webhook({"url": "http://rebind.example.com/in"}, allowed=ONLY_127_0_0_1,
                           resolve=resolve)
+
+
+# A receiver on an OS-assigned port stands in for each of the service's own ports: the settings
+# name its port as the broker's, the management API's, MongoDB's or the gateway's. The real
+# management API is never called.
+SERVICE_PORT_SETTINGS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "management API": lambda port: {"rabbitmq_management_url": f"http://127.0.0.1:{port}"},
+    "AMQP": lambda port: {"rabbitmq_url": f"amqp://guest:guest@127.0.0.1:{port}/"},
+    "MongoDB": lambda port: {"mongodb_url": f"mongodb://127.0.0.1:{port}/?directConnection=true"},
+    "gateway": lambda port: {"gateway_port": port},
+}
+WHOAMI = {"method": "GET", "headers": {"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="}}
+
+
+async def call_through_the_workers_hook(config: Settings, payload: dict[str, Any]
+                                        ) -> dict[str, Any]:
+    """One webhook attempt on the client the webhook worker's start-up hook makes."""
+    async with http_client(config) as client:
+        context = TaskContext(task_id=str(uuid.uuid4()), task_type="webhook", attempt=1, run=1,
+                              settings=config, clients=client)
+        return await call_webhook(WebhookPayload.model_validate(payload), context)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_PORT_SETTINGS))
+async def test_the_development_allowlist_does_not_reach_the_services_own_ports(
+    webhook_receiver: WebhookReceiver, service: str,
+) -> None:
+    # Finding: `make run` allowed all of loopback, and a key holder read and administered the
+    # broker through its management API on 127.0.0.1:15672.
+    path = f"/api/whoami/{uuid.uuid4().hex}"
+    config = settings(DEV_WEBHOOK_ALLOWED_NETWORKS, taskproc_env="development",
+                      **SERVICE_PORT_SETTINGS[service](webhook_receiver.port))
+
+    with pytest.raises(DestinationNotAllowed):
+        await call_through_the_workers_hook(config, {"url": webhook_receiver.url(path), **WHOAMI})
+
+    assert [d for d in list(webhook_receiver.deliveries) if d.path == path] == []
+
+
+async def test_a_range_never_opens_the_management_port_and_naming_it_does(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    path = f"/api/whoami/{uuid.uuid4().hex}"
+    management = SERVICE_PORT_SETTINGS["management API"](webhook_receiver.port)
+    every_port = settings("127.0.0.1:1-65535", taskproc_env="development", **management)
+    named = settings(f"127.0.0.1:{webhook_receiver.port}", taskproc_env="development",
+                     **management)
+
+    with pytest.raises(DestinationNotAllowed):
+        await call_through_the_workers_hook(every_port, {"url": webhook_receiver.url(path),
+                                                         **WHOAMI})
+    refused = [d for d in list(webhook_receiver.deliveries) if d.path == path]
+    result = await call_through_the_workers_hook(named, {"url": webhook_receiver.url(path),
+                                                         **WHOAMI})
+
+    assert refused == []
+    assert result["status_code"] == 200  # the operator named it: their decision
+    assert len([d for d in list(webhook_receiver.deliveries) if d.path == path]) == 1
+
+
+async def test_the_development_allowlist_reaches_a_local_receiver(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    path = f"/local/{uuid.uuid4().hex}"
+    config = settings(DEV_WEBHOOK_ALLOWED_NETWORKS, taskproc_env="development")
+
+    result = await call_through_the_workers_hook(config, {"url": webhook_receiver.url(path)})
+
+    assert result["status_code"] == 200
+    assert webhook_receiver.port not in config.webhook_egress.protected_ports
 
 
 def _head(extra: str = "") -> bytes:
@@ -340,15 +409,15 @@ async def test_a_timeout_and_a_refused_destination_are_reported_redacted(
 async def test_the_start_up_hook_logs_what_webhooks_may_reach(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from consumers.handlers.webhook import http_client
-
     caplog.set_level(logging.INFO)
     async with http_client(settings(LOOPBACK)) as client:
         assert isinstance(client, httpx.AsyncClient)
-    async with http_client(settings(())):
+    async with http_client(settings("")):
         pass
 
-    assert "webhook destinations allowed: public addresses and 127.0.0.0/8" in caplog.text
+    assert ("webhook destinations allowed: public addresses and 127.0.0.0/8:1024-65535, "
+            "[::1/128]:1024-65535 (ports opened only when named on their own: 4369, "
+            ) in caplog.text
     assert "public addresses only" in caplog.text
 
 
@@ -403,7 +472,7 @@ async def test_tls_to_a_pinned_address_verifies_the_url_host_name(tmp_path: Path
         resolve = StubResolver({"hooks.example.test": [["127.0.0.1"]],
                                 "other.example.test": [["127.0.0.1"]]})
         config = settings(LOOPBACK)
-        async with egress_client(config.webhook_allowed_networks, resolve=resolve,
+        async with egress_client(config.webhook_egress, resolve=resolve,
                                  verify=server.client_context()) as client:
             context = TaskContext(task_id="tls", task_type="webhook", attempt=1, run=1,
                                   settings=config, clients=client)
