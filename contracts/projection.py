@@ -174,7 +174,9 @@ def _entry_step(entry: HistoryEntry) -> tuple[int, int, int]:
 
 
 def _with_late_entry(state: TaskState, entry: HistoryEntry) -> TaskState:
-    """`state` with a step it missed put in its place in the history; nothing else changes.
+    """`state` with a step it missed put in its place in the history, ordered by step, and
+    `created_at` no later than it (a `queued` that arrives after `running` is still when the
+    task was created); nothing else changes.
 
     Only a step that came before the current one joins: not a duplicate, not a second
     `running` after a redelivery, and nothing after a run's end (a later attempt or a second
@@ -187,7 +189,8 @@ def _with_late_entry(state: TaskState, entry: HistoryEntry) -> TaskState:
     ordered = sorted((*state.history, entry), key=lambda kept: (_entry_step(kept), kept.at))
     if len(ordered) > HISTORY_LIMIT and ordered[0] is entry:
         return state
-    return state.model_copy(update={"history": tuple(ordered[-HISTORY_LIMIT:])})
+    return state.model_copy(update={"history": tuple(ordered[-HISTORY_LIMIT:]),
+                                    "created_at": min(state.created_at, entry.at)})
 
 
 def _with_tenant(state: TaskState, event: StatusEvent) -> TaskState:

@@ -44,6 +44,7 @@ from infra.publishing import publish_event, quarantine
 from infra.replay import describe
 from infra.retrying import Stopped, failed_try, until_stopped
 from infra.store import TaskStore
+from infra.submission_time import submitted_at_of
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import StoreUnavailable
 
@@ -226,6 +227,7 @@ class Projector:
             attempt=0, run=control_int(message, names.HEADER_RUN, self._tenants),
             worker=self._worker_name, source=source_of(message, self._tenants),
             tenant=owner_or_nobody(message, self._tenants), labels=labels_of(message),
+            at=submitted_at_of(message, datetime.now(UTC)),
         )
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> StatusEvent | None:

@@ -57,16 +57,23 @@ def test_an_older_attempt_never_overwrites_a_newer_one() -> None:
 
     after = apply(state, late)
 
-    assert after.model_dump(exclude={"history"}) == state.model_dump(exclude={"history"})
+    # Only the history takes it, and created_at if it is earlier (as in order it would be).
+    assert after.model_dump(exclude={"history", "created_at"}) == state.model_dump(
+        exclude={"history", "created_at"})
+    assert after.created_at == min(state.created_at, late.at)
     assert (after.status, after.attempt, after.error) == (Status.RUNNING, 2, None)
 
 
 def test_a_lower_rank_in_the_same_attempt_never_overwrites_a_higher_one() -> None:
     state = fold(event(Status.RETRYING, 1, seconds=5))
+    late = event(Status.RUNNING, 1, seconds=1)
 
-    after = apply(state, event(Status.RUNNING, 1, seconds=1))
+    after = apply(state, late)
 
-    assert after.model_dump(exclude={"history"}) == state.model_dump(exclude={"history"})
+    # Only the history takes it, and created_at if it is earlier (as in order it would be).
+    assert after.model_dump(exclude={"history", "created_at"}) == state.model_dump(
+        exclude={"history", "created_at"})
+    assert after.created_at == min(state.created_at, late.at)
     assert after.status is Status.RETRYING
 
 
@@ -92,6 +99,18 @@ def test_a_late_step_takes_its_place_in_the_history() -> None:
         (Status.FAILED, 2)]
     assert again is after
     assert late_running.status is Status.FAILED
+
+
+def test_a_queued_that_arrives_after_running_comes_first_and_dates_the_task() -> None:
+    # A workflow step: its worker reported `running` before the projector recorded `queued`.
+    running = fold(event(Status.RUNNING, 1, seconds=0.003))
+
+    after = apply(running, event(Status.QUEUED, 0, seconds=0))
+
+    assert [h.status for h in after.history] == [Status.QUEUED, Status.RUNNING]
+    stamps = [h.at for h in after.history]
+    assert stamps == sorted(stamps)
+    assert after.created_at == T0 == after.history[0].at
 
 
 def test_nothing_after_the_end_of_a_run_joins_the_history() -> None:
