@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
@@ -30,6 +31,7 @@ from infra.keys_cli import keys_create, keys_list, keys_revoke
 from infra.local_settings import SettingsError, cli_settings
 from infra.local_settings import describe as describe_settings_error
 from infra.logging import configure_logging
+from infra.permission_table import permission_table
 from infra.queue_limits import ManagementUnavailable, apply_policies, queue_policies, vhost_of
 from infra.rabbitmq_layout import USER_PREFIX, parse_publisher
 from infra.rabbitmq_setup import process_environment, setup
@@ -51,12 +53,14 @@ CLI_APP_ID = "taskproc-cli"
 _Action = Callable[[Broker, MongoAdapters], Awaitable[int]]
 
 
-def settings_for(role: str, *, development_file: bool = True) -> Settings:
+def settings_for(role: str, *, development_file: bool = True, admin: bool = False) -> Settings:
     """The settings from the environment over `make run`'s development file (when there is one
-    and `development_file`: infra.local_settings), with logging configured for `role`. Settings
-    that do not validate end the command with one line on stderr and status 1, no traceback."""
+    and `development_file`: infra.local_settings), with logging configured for `role`; `admin`
+    for a verb that does not connect as one of the service's RabbitMQ users (AdminSettings).
+    Settings that do not validate end the command with one line on stderr and status 1, no
+    traceback."""
     try:
-        settings = cli_settings(use_file=development_file)
+        settings = cli_settings(use_file=development_file, admin=admin)
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
     configure_logging(settings, role)
@@ -118,7 +122,7 @@ def topology() -> None:
 @click.option("--vhost", default=None, help="the vhost the file names  [default: RABBITMQ_URL's]")
 def topology_export(vhost: str | None) -> None:
     """Print a RabbitMQ definitions file."""
-    settings = settings_for("topology")
+    settings = settings_for("topology", admin=True)
     document = definitions(build_topology(TASK_TYPES),
                            vhost=vhost_of(settings.rabbitmq_url) if vhost is None else vhost,
                            policies=queue_policies(TASK_TYPES, settings))
@@ -129,7 +133,7 @@ def topology_export(vhost: str | None) -> None:
 @topology.command("declare")
 def topology_declare() -> None:
     """Declare it on RABBITMQ_URL."""
-    settings = settings_for("topology")
+    settings = settings_for("topology", admin=True)
     asyncio.run(declare_on(settings.rabbitmq_url, build_topology(TASK_TYPES)))
     log.info("topology declared on %s", settings.rabbitmq_url.rsplit("@", 1)[-1])
     try:
@@ -161,7 +165,7 @@ def rabbitmq_setup(vhost: str, publishers: tuple[str, ...], credentials_file: Pa
                    user_prefix: str, definitions_file: Path) -> None:
     """Create (or confirm) the vhost, topology, policies and one user per role, as
     RABBITMQ_URL's user (an administrator); idempotent."""
-    settings = settings_for("rabbitmq-setup")
+    settings = settings_for("rabbitmq-setup", admin=True)
     try:
         chosen = [parse_publisher(text, task_type_names(), user_prefix) for text in publishers]
     except ValueError as error:
@@ -181,10 +185,28 @@ def rabbitmq_setup(vhost: str, publishers: tuple[str, ...], credentials_file: Pa
     if report.created:
         log.info("their AMQP URLs (with the passwords, shown nowhere else) were appended to "
                  "%s", credentials_file)
+    if report.revoked:
+        log.info("left without permissions on vhost %s: %s (setup grants itself what it needs "
+                 "while it runs)", vhost, ", ".join(report.revoked))
     log.info("wrote %s; give every process these settings besides its own RABBITMQ_URL:",
              definitions_file)
+    # Quoted for a shell (`set -a; . ./file`): RABBITMQ_TENANTS is JSON, whose quotes a shell
+    # would otherwise strip; dotenv and docker compose's env_file read the quotes too.
     for name, value in process_environment(chosen, task_type_names(), user_prefix).items():
-        print(f"{name}={value}")
+        print(f"{name}={shlex.quote(value)}")
+
+
+@rabbitmq.command("permissions")
+@click.option("--publisher", "publishers", multiple=True, metavar="NAME=tenant[:type,type]",
+              help="an outside service's user, as setup takes it; repeatable")
+@click.option("--user-prefix", default=USER_PREFIX, show_default=True)
+def rabbitmq_permissions(publishers: tuple[str, ...], user_prefix: str) -> None:
+    """Print, as a markdown table, the permissions setup gives each user (needs no settings)."""
+    try:
+        chosen = [parse_publisher(text, task_type_names(), user_prefix) for text in publishers]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--publisher") from error
+    sys.stdout.write(permission_table(task_type_names(), user_prefix, chosen))
 
 
 @cli.command()
@@ -207,14 +229,14 @@ def keys() -> None:
 @click.option("--rate", type=float, default=None, help="requests per second (default 5000)")
 def keys_create_command(tenant: str, scopes: str, rate: float | None) -> None:
     """Make a key and print it: it is shown this once."""
-    settings = settings_for("keys")
+    settings = settings_for("keys", admin=True)
     sys.exit(_keys(lambda: keys_create(settings, tenant=tenant, scopes=scopes, rate=rate)))
 
 
 @keys.command("list")
 def keys_list_command() -> None:
     """Every key, with its tenant, scopes and state; never a secret."""
-    settings = settings_for("keys")
+    settings = settings_for("keys", admin=True)
     sys.exit(_keys(lambda: keys_list(settings)))
 
 
@@ -222,7 +244,7 @@ def keys_list_command() -> None:
 @click.argument("key_id")
 def keys_revoke_command(key_id: str) -> None:
     """Revoke a key: every gateway refuses it within API_KEY_CACHE_S."""
-    settings = settings_for("keys")
+    settings = settings_for("keys", admin=True)
     sys.exit(_keys(lambda: keys_revoke(settings, key_id)))
 
 
@@ -351,7 +373,7 @@ def read_model_migrate(batch: int, pause_ratio: float) -> None:
     """Give tasks stored before listing existed their listing keys (`GET /tasks` lists them
     then), in small batches next to the running system; idempotent, and a stopped run is
     resumed by running it again."""
-    settings = settings_for("read-model")
+    settings = settings_for("read-model", admin=True)
     sys.exit(asyncio.run(_migrate(settings, Pace(batch=batch, pause_ratio=pause_ratio))))
 
 

@@ -29,19 +29,30 @@ class SettingsError(Exception):
     """The settings do not validate; the message is one line naming each problem."""
 
 
+class AdminSettings(Settings):
+    """The settings of the admin verbs, which do not connect as one of the service's RabbitMQ
+    users: `rabbitmq setup` and `topology` act as the broker's administrator, whoever that is
+    (guest on a fresh broker), and `keys` and `read-model` use MongoDB only. Every other rule
+    holds."""
+
+    service_user_rules = False
+
+
 def settings_file() -> Path:
     """`.run/settings.env`, under TASKPROC_RUN_DIR like the rest of `make run`'s state."""
     return Path(os.environ.get("TASKPROC_RUN_DIR", ".run")) / FILE_NAME
 
 
-def cli_settings(path: Path | None = None, *, use_file: bool = True) -> Settings:
+def cli_settings(path: Path | None = None, *, use_file: bool = True, admin: bool = False
+                 ) -> Settings:
     """The environment's settings over those of the development file when there is one (and
-    `use_file`, and the environment has no TASKPROC_ENV); SettingsError (one line) when they do
-    not validate."""
+    `use_file`, and the environment has no TASKPROC_ENV), as AdminSettings when `admin`;
+    SettingsError (one line) when they do not validate."""
     path = settings_file() if path is None else path
     found = path if use_file and not _profile_chosen() and path.is_file() else None
+    kind = AdminSettings if admin else Settings
     try:
-        return Settings(_env_file=found)
+        return kind(_env_file=found)
     except ValidationError as error:
         raise SettingsError(describe(error, found)) from None
 

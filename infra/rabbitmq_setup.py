@@ -5,6 +5,13 @@ policies declared there, one user per role (infra.rabbitmq_layout) with its perm
 that does not exist yet gets a generated password, written once to a 0600 credentials file as
 the AMQP URL each process is given; an existing user keeps its password. A second run changes
 nothing. It also returns definitions.json for ops (users with password hashes only).
+
+The administrator is whoever RABBITMQ_URL names (guest on a fresh broker): none of the service's
+rules for its own users apply to it. It needs configure, write and read on the vhost to declare
+the topology, so it grants them to itself while it runs and puts back what it had when it ends:
+nothing on a vhost setup created (RabbitMQ gives a vhost's creator everything), so the vhost has
+no user wider than its roles, and a second run grants them again. `guest`, the development
+account, keeps no permission on the vhost, whoever runs setup.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from infra.settings import Settings
 from infra.topology import build_topology, declare_on, definitions
 
 EVERYTHING = {"configure": ".*", "write": ".*", "read": ".*"}
+GUEST = "guest"
 
 
 @dataclass
@@ -33,6 +41,8 @@ class SetupReport:
     created: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     changed_permissions: list[str] = field(default_factory=list)
+    # Users left without any permission on the vhost (the administrator, guest).
+    revoked: list[str] = field(default_factory=list)
     # definitions.json for ops: users with password hashes only, permissions, topology, policies
     definitions: dict[str, Any] = field(default_factory=dict)
 
@@ -60,28 +70,60 @@ async def setup(
     report = SetupReport()
     async with management(settings.rabbitmq_management_url, settings.rabbitmq_url,
                           ca_file=settings.rabbitmq_management_ca_file) as api:
+        # Read before the vhost exists: then the admin had nothing (creating it grants all).
+        had = await api.permissions(vhost, admin)
         await api.put_vhost(vhost)
         if await api.permissions(vhost, admin) != EVERYTHING:
             await api.put_permissions(vhost, admin, EVERYTHING)
-        await declare_on(on_vhost.rabbitmq_url, build_topology(TASK_TYPES))
-        await apply_policies(on_vhost, queue_policies(TASK_TYPES, settings))
-        new_urls: dict[str, str] = {}
-        for role in roles:
-            if await api.user(role.user) is None:
-                password = secrets.token_urlsafe(24)
-                await api.put_user(role.user, password)
-                new_urls[role.user] = url_for(settings.rabbitmq_url, role.user, password, vhost)
-                report.created.append(role.user)
-            else:
-                report.kept.append(role.user)
-            wanted = role.permissions.as_dict()
-            if await api.permissions(vhost, role.user) != wanted:
-                await api.put_permissions(vhost, role.user, wanted)
-                report.changed_permissions.append(role.user)
-        if new_urls:
-            _append_credentials(credentials_file, new_urls)
-        report.definitions = await _definitions(api, on_vhost, vhost, roles)
+        try:
+            await declare_on(on_vhost.rabbitmq_url, build_topology(TASK_TYPES))
+            await apply_policies(on_vhost, queue_policies(TASK_TYPES, settings))
+            await _users(api, settings, vhost, roles, credentials_file, report)
+            report.definitions = await _definitions(api, on_vhost, vhost, roles)
+        finally:
+            await _leave_admin(api, vhost, admin, had, report)
     return report
+
+
+async def _users(api: Management, settings: Settings, vhost: str, roles: Sequence[Role],
+                 credentials_file: Path, report: SetupReport) -> None:
+    """Create the missing users (their URLs appended to the credentials file) and set every
+    role's permissions where they differ."""
+    new_urls: dict[str, str] = {}
+    for role in roles:
+        if await api.user(role.user) is None:
+            password = secrets.token_urlsafe(24)
+            await api.put_user(role.user, password)
+            new_urls[role.user] = url_for(settings.rabbitmq_url, role.user, password, vhost)
+            report.created.append(role.user)
+        else:
+            report.kept.append(role.user)
+        wanted = role.permissions.as_dict()
+        topics = await api.topic_permissions(vhost, role.user)
+        if await api.permissions(vhost, role.user) != wanted or any(
+                topics.get(topic.exchange) != topic.as_dict()
+                for topic in role.topic_permissions):
+            await api.put_permissions(vhost, role.user, wanted)
+            for topic in role.topic_permissions:
+                await api.put_topic_permissions(vhost, role.user, topic.exchange,
+                                                **topic.as_dict())
+            report.changed_permissions.append(role.user)
+    if new_urls:
+        _append_credentials(credentials_file, new_urls)
+
+
+async def _leave_admin(api: Management, vhost: str, admin: str, had: dict[str, str] | None,
+                       report: SetupReport) -> None:
+    """Give the administrator back what it had on the vhost before setup (nothing, on a vhost
+    setup made); guest keeps nothing, whoever ran setup."""
+    if had is None or admin == GUEST:
+        await api.delete_permissions(vhost, admin)
+        report.revoked.append(admin)
+    elif had != EVERYTHING:
+        await api.put_permissions(vhost, admin, had)
+    if admin != GUEST and await api.permissions(vhost, GUEST) is not None:
+        await api.delete_permissions(vhost, GUEST)
+        report.revoked.append(GUEST)
 
 
 def process_environment(publishers: Sequence[Publisher], task_types: Sequence[str],

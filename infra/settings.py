@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +44,12 @@ class TaskLimitOverride(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    # The rules for a process that connects as one of the service's RabbitMQ users (no guest
+    # outside development). False in infra.local_settings.AdminSettings: `rabbitmq setup`
+    # connects as the broker's administrator, whoever that is, and the MongoDB-only verbs do
+    # not connect to RabbitMQ at all.
+    service_user_rules: ClassVar[bool] = True
 
     # `development` (what `taskproc run`, the tests and the README's by-hand commands set) allows
     # RabbitMQ's guest/guest account and lets a task message without a known publisher keep its
@@ -210,6 +216,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_guest_outside_development(self) -> Settings:
+        if not self.service_user_rules:
+            return self
         password = unquote(urlsplit(self.rabbitmq_url).password or "guest")
         if self.taskproc_env != "development" and (self.rabbitmq_user, password) == ("guest",
                                                                                    "guest"):

@@ -24,7 +24,7 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelClosed
 from contracts import names
 from infra.management import management
 from infra.rabbitmq_layout import gateway_user, parse_publisher, projector_user, worker_user
-from infra.rabbitmq_setup import SetupReport, process_environment, setup, url_for
+from infra.rabbitmq_setup import EVERYTHING, SetupReport, process_environment, setup, url_for
 from infra.settings import Settings
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
@@ -74,6 +74,11 @@ async def layout(services: Backends, tmp_path_factory: pytest.TempPathFactory
     try:
         first = await setup(admin, vhost=vhost, publishers=chosen, credentials_file=credentials,
                             user_prefix=prefix)
+        # Setup leaves guest nothing on the vhost (test_production_recipe.py checks it); these
+        # tests watch it as guest (taps on task-events, consumer counts), as an operator would
+        # after granting themselves read.
+        async with management(admin.rabbitmq_management_url, admin.rabbitmq_url) as api:
+            await api.put_permissions(vhost, "guest", EVERYTHING)
         yield Layout(vhost, prefix, publisher,
                      url_for(services.rabbitmq_url, "guest", "guest", vhost),
                      _read_credentials(credentials), first, admin)

@@ -26,27 +26,42 @@ def plain_env() -> dict[str, str]:
             if name.upper() not in fields and not name.startswith("TASKPROC_")}
 
 
-def taskproc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`taskproc ARGS` as a user runs it, in `cwd` (where `.run/` would be)."""
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=cwd, env=plain_env(),
-                          capture_output=True, text=True, timeout=60, check=False)
+def taskproc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`taskproc ARGS` as a user runs it, in `cwd` (where `.run/` would be), with `env` set."""
+    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=cwd,
+                          env={**plain_env(), **env}, capture_output=True, text=True,
+                          timeout=60, check=False)
 
 
 @pytest.mark.parametrize("verb", [["keys", "list"], ["keys", "create", "--tenant", "t",
                                                      "--scopes", "all"],
                                   ["keys", "revoke", "k"], ["topology", "export"],
                                   ["dead-letters", "list", "sleep"],
-                                  ["read-model", "migrate"]], ids=" ".join)
+                                  ["rabbitmq", "setup"], ["read-model", "migrate"]],
+                         ids=" ".join)
 def test_without_make_runs_file_a_refused_setting_is_one_line_and_status_1(
     tmp_path: Path, verb: list[str]
 ) -> None:
-    ran = taskproc(tmp_path, *verb)
+    ran = taskproc(tmp_path, *verb, MONGODB_TIMEOUT_S="0")
 
     assert ran.returncode == 1
     assert "Traceback" not in ran.stderr
     assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
-    assert "RABBITMQ_URL uses RabbitMQ's guest/guest account" in ran.stderr
+    assert "MONGODB_TIMEOUT_S: Input should be greater than 0" in ran.stderr
     assert "make run" in ran.stderr  # and where the development settings would come from
+
+
+def test_a_verb_that_connects_as_a_service_user_refuses_guest_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # The CLI's dead-letters verbs run as the gateway's user (README); `rabbitmq setup` and
+    # `topology` act as the broker's administrator, and keys and read-model use MongoDB only:
+    # tests/security/test_production_recipe.py runs those in production as guest.
+    ran = taskproc(tmp_path, "dead-letters", "list", "sleep")
+
+    assert ran.returncode == 1
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert "RABBITMQ_URL uses RabbitMQ's guest/guest account" in ran.stderr
 
 
 def test_schemas_needs_no_settings(tmp_path: Path) -> None:
