@@ -16,15 +16,15 @@ async def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
     if payload.seconds < REPORT_FROM_S:
         await asyncio.sleep(payload.seconds)
         return _result(payload, ctx)
-    # Against the clock, so the reports' small delays do not add up to a longer sleep.
-    end = time.monotonic() + payload.seconds
-    while (left := end - time.monotonic()) > 0:
-        done = payload.seconds - left
-        # A wake-up a hair early leaves milliseconds to sleep: a report then says nothing new.
-        if left >= 0.5:
-            await ctx.progress(done / payload.seconds,
-                               f"slept {done:.0f} of {payload.seconds:g} s")
-        await asyncio.sleep(min(1.0, left))
+    # Against the clock, so the reports' small delays do not add up to a longer sleep. One report
+    # at each whole second (counted, not measured: a wake-up a hair early or late still names
+    # its second), the last one too however little of the sleep is left after it.
+    start = time.monotonic()
+    second = 0
+    while second < payload.seconds:
+        await ctx.progress(second / payload.seconds, f"slept {second} of {payload.seconds:g} s")
+        second += 1
+        await asyncio.sleep(max(0.0, start + min(second, payload.seconds) - time.monotonic()))
     return _result(payload, ctx)
 
 
