@@ -32,6 +32,8 @@ from contracts.registry import task_type_names
 from devtools.permission_table import table_in
 from infra.permission_table import layout_roles, permission_table
 from infra.rabbitmq_layout import Publisher, Role, gateway_user, projector_user, worker_user
+from infra.rabbitmq_setup import setup
+from infra.settings import Settings
 from tests.e2e.test_readme_commands import marked_blocks, second_terminal
 from tests.support.keys import bearer
 from tests.support.readiness import wait_for_http
@@ -148,6 +150,22 @@ async def test_setup_runs_as_guest_in_production_and_leaves_guest_nothing(
     assert after_again == wanted(install)
     lines = (tmp_path / "credentials.env").read_text().splitlines()
     assert len(lines) == len(install.roles())  # the second run added none
+
+
+@pytest.mark.usefixtures("local_broker")
+async def test_after_setup_only_the_roles_have_permissions_on_the_vhost(tmp_path: Path) -> None:
+    # In process, as development's guest: the same row runs on code that refused guest at the
+    # command line, and shows what such a setup left behind.
+    install = Install.unique()
+    admin = Settings(rabbitmq_url=ADMIN_URL, taskproc_env="development")
+    publisher = Publisher(install.publisher, PUBLISHER_TENANT, PUBLISHER_TYPES)
+    with removed_afterwards(install):
+        await setup(admin, vhost=install.vhost, publishers=[publisher],
+                    credentials_file=tmp_path / "credentials.env", user_prefix=install.prefix)
+        found = await vhost_permissions(install.vhost)
+
+    assert "guest" not in found  # nor the administrator that ran setup (guest here)
+    assert found == wanted(install)
 
 
 def test_keys_create_in_production_needs_no_rabbitmq_user(
