@@ -36,6 +36,9 @@ pytestmark = pytest.mark.e2e
 GRACE_S = 2
 # How long a stopped scheduler stays down: several 1 s due times, well past the grace.
 DOWNTIME_S = 5
+# The `last` schedule's interval: longer than the grace, so a restart may find no due time
+# within it.
+LAST_INTERVAL_S = 3
 
 
 @pytest.fixture
@@ -158,16 +161,18 @@ async def test_two_schedulers_at_once_submit_each_due_time_once(
     assert sorted(submitted) == sorted(run["task_id"] for run in runs)
 
 
-async def test_catch_up_after_downtime_skip_runs_nothing_missed_last_runs_the_latest(
+async def test_catch_up_runs_every_due_time_within_the_grace_and_the_policy_decides_the_rest(
     http: httpx.AsyncClient, schedulers: list[ServiceProcess],
     scheduler_env: dict[str, str], module_log_dir: Path, settings: Settings,
     mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
     before = start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-before")
     skip = (await create(http, catch_up="skip"))["schedule_id"]
-    last = (await create(http, catch_up="last"))["schedule_id"]
+    # Due every 3 s, longer than the grace: whether one falls within the grace of the restart
+    # depends on when it comes, and each case has its assertion below.
+    last = (await create(http, catch_up="last", interval_s=LAST_INTERVAL_S))["schedule_id"]
     await at_least(http, skip, 2)
-    await at_least(http, last, 2)
+    await at_least(http, last, 1)
 
     # Stop; let several due times pass; start again.
     stop_all([before])
@@ -176,28 +181,47 @@ async def test_catch_up_after_downtime_skip_runs_nothing_missed_last_runs_the_la
     start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-after")
 
     async def caught_up(sid: str) -> list[dict[str, Any]] | None:
-        # The first due time after the downtime, and one run on time after it.
+        # From the first due time missed to one on time after the scheduler's first check.
         missed = datetime.fromisoformat(stopped[sid]["next_run_at"])
-        runs = await runs_of(mongo, settings, sid)
+        runs = sorted(await runs_of(mongo, settings, sid), key=lambda run: run["slot"])
         after = [run for run in runs if run["slot"].timestamp() >= missed.timestamp()]
-        return after if len(after) >= 2 and all(run["submitted"] for run in after) else None
+        if not after or not all(run["submitted"] for run in after):
+            return None
+        return after if after[-1]["slot"] > after[0]["claimed_at"] else None
 
     skipped = await eventually(lambda: caught_up(skip), timeout_s=30, what="skip caught up")
     ran_last = await eventually(lambda: caught_up(last), timeout_s=30, what="last caught up")
     for sid in (skip, last):
         await http.post(f"/schedules/{sid}/pause")
+    grace = timedelta(seconds=GRACE_S)
 
-    # skip: the missed due time ran nothing; the next run is a due time after the restart.
+    # skip: the missed due times ran nothing; every one within the grace of the first check
+    # ran, once, and none after it was lost.
+    first_check = skipped[0]["claimed_at"]
     assert skipped[0]["run_at"] is None
-    assert skipped[1]["slot"] - skipped[0]["slot"] >= timedelta(seconds=DOWNTIME_S - 1)
+    assert skipped[0]["slot"] < first_check - grace
+    on_time = skipped[1:]
+    assert first_check - grace <= on_time[0]["slot"] < first_check - grace + timedelta(seconds=1)
+    assert [run["slot"] - on_time[0]["slot"] for run in on_time] == [
+        timedelta(seconds=n) for n in range(len(on_time))]
+    assert all(run["run_at"] == run["slot"] for run in on_time)
     skip_tasks = {task["task_id"] for task in await tasks_of(http, skip)}
+    assert {run["task_id"] for run in on_time} <= skip_tasks
     assert run_task_id(run_key(skip, skipped[0]["slot"])) not in skip_tasks
-    # last: the missed due time ran once, for the most recent missed time, not the first.
-    assert ran_last[0]["run_at"] - ran_last[0]["slot"] >= timedelta(seconds=DOWNTIME_S - 1)
-    assert ran_last[0]["run_at"] < ran_last[1]["slot"]
-    last_tasks = {task["task_id"] for task in await tasks_of(http, last)}
-    assert ran_last[0]["task_id"] in last_tasks
-    assert ran_last[1]["slot"] - ran_last[0]["slot"] >= timedelta(seconds=DOWNTIME_S - 1)
+
+    # last: the latest missed due time runs once, unless one within the grace runs instead.
+    first_check = ran_last[0]["claimed_at"]
+    assert ran_last[0]["slot"] < first_check - grace
+    following = ran_last[1]["slot"]
+    if following <= first_check:
+        assert first_check - grace <= following
+        assert ran_last[0]["run_at"] is None
+    else:
+        latest_missed = ran_last[0]["run_at"]
+        assert first_check - timedelta(seconds=LAST_INTERVAL_S) < latest_missed
+        assert latest_missed < first_check - grace
+        assert following - latest_missed == timedelta(seconds=LAST_INTERVAL_S)
+        assert ran_last[0]["task_id"] in {task["task_id"] for task in await tasks_of(http, last)}
 
 
 async def test_runs_over_the_rate_of_the_key_that_made_the_schedule_are_skipped(
