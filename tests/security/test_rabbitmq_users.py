@@ -74,11 +74,7 @@ async def layout(services: Backends, tmp_path_factory: pytest.TempPathFactory
     try:
         first = await setup(admin, vhost=vhost, publishers=chosen, credentials_file=credentials,
                             user_prefix=prefix)
-        # Setup leaves guest nothing on the vhost (test_production_recipe.py checks it); these
-        # tests watch it as guest (taps on task-events, consumer counts), as an operator would
-        # after granting themselves read.
-        async with management(admin.rabbitmq_management_url, admin.rabbitmq_url) as api:
-            await api.put_permissions(vhost, "guest", EVERYTHING)
+        await watch_as_guest(admin, vhost)
         yield Layout(vhost, prefix, publisher,
                      url_for(services.rabbitmq_url, "guest", "guest", vhost),
                      _read_credentials(credentials), first, admin)
@@ -87,6 +83,14 @@ async def layout(services: Backends, tmp_path_factory: pytest.TempPathFactory
             for user in users:
                 await api.delete_user(user)
             await api.delete_vhost(vhost)
+
+
+async def watch_as_guest(admin: Settings, vhost: str) -> None:
+    """Setup leaves guest nothing on the vhost (test_production_recipe.py checks it); these tests
+    watch it as guest (taps on task-events, consumer counts), as an operator would after
+    granting themselves read."""
+    async with management(admin.rabbitmq_management_url, admin.rabbitmq_url) as api:
+        await api.put_permissions(vhost, "guest", EVERYTHING)
 
 
 # --- setup ---------------------------------------------------------------------------------
@@ -108,6 +112,7 @@ async def test_a_second_setup_changes_nothing(layout: Layout, tmp_path: Path) ->
         layout.settings, vhost=layout.vhost, credentials_file=credentials,
         publishers=[parse_publisher(f"{layout.publisher}=billing:sleep", TYPES, layout.prefix)],
         user_prefix=layout.prefix)
+    await watch_as_guest(layout.settings, layout.vhost)  # setup took it back again
 
     assert (again.created, again.changed_permissions) == ([], [])
     assert again.definitions == layout.first.definitions  # same hashes: same passwords
