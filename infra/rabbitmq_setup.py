@@ -136,6 +136,9 @@ def process_environment(publishers: Sequence[Publisher], task_types: Sequence[st
         "RABBITMQ_SERVICE_USERS": ",".join(users),
         "RABBITMQ_TENANTS": json.dumps({p.user: p.tenant for p in publishers},
                                        separators=(",", ":")),
+        # Its tasks' follow-ups are held to the types its user may publish.
+        "RABBITMQ_PUBLISHER_TYPES": json.dumps({p.user: list(p.task_types) for p in publishers},
+                                               separators=(",", ":")),
     }
 
 
@@ -162,6 +165,9 @@ async def _definitions(
         "users": users,
         "permissions": [{"user": role.user, "vhost": vhost, **role.permissions.as_dict()}
                         for role in roles],
+        "topic_permissions": [{"user": role.user, "vhost": vhost, "exchange": topic.exchange,
+                               **topic.as_dict()}
+                              for role in roles for topic in role.topic_permissions],
         **definitions(build_topology(TASK_TYPES), vhost=vhost,
                       policies=queue_policies(TASK_TYPES, settings)),
     }

@@ -47,6 +47,7 @@ from infra.store import TaskStore
 from infra.submission_time import submitted_at_of
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import StoreUnavailable
+from service.follow_up_rules import ParentUnknown, follow_up_problem
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +219,12 @@ class Projector:
             return None
 
     async def _submission(self, message: AbstractIncomingMessage) -> StatusEvent | None:
-        """A task seen on its exchange is `queued` at once, however it was published."""
-        task_type = _task_type_of(message.exchange, suffix="")
+        """A task seen on its exchange is `queued` at once, however it was published; a
+        follow-up only if its parent is its tenant's task of the publishing worker's type."""
+        if message.exchange == names.FOLLOW_UPS_EXCHANGE:
+            task_type = await self._follow_up_type(message)
+        else:
+            task_type = _task_type_of(message.exchange, suffix="")
         if task_type is None:
             return None  # not published to a task exchange: nothing to record
         return StatusEvent(
@@ -229,6 +234,21 @@ class Projector:
             tenant=owner_or_nobody(message, self._tenants), labels=labels_of(message),
             at=submitted_at_of(message, datetime.now(UTC)),
         )
+
+    async def _follow_up_type(self, message: AbstractIncomingMessage) -> str | None:
+        """The type of a follow-up whose parent checks out (service.follow_up_rules); None for
+        one the read model must not record (its worker refuses it too)."""
+        parent_type, _, task_type = (message.routing_key or "").partition(".")
+        if task_type not in task_type_names():
+            return None
+        try:
+            problem = await follow_up_problem(
+                self._store, parent_id=header_str(message, names.HEADER_PARENT),
+                parent_type=parent_type, tenant=owner_or_nobody(message, self._tenants) or "",
+                default_tenant=self._tenants.default_tenant)
+        except ParentUnknown:
+            return None  # its worker records it, if the parent turns up
+        return task_type if problem is None else None
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> StatusEvent | None:
         """Archive every dead letter, so a replay finds it by id; a message RabbitMQ
