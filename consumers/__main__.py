@@ -13,7 +13,7 @@ from consumers.task_handler import HandlerError
 from contracts.registry import task_type_names
 from infra import process
 from infra.logging import configure_logging
-from infra.settings import Settings
+from infra.process_settings import process_settings
 
 log = logging.getLogger("consumers")
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(task_type: str) -> int:
     """Run the worker of `task_type` until SIGTERM; 2 if its handler cannot start."""
-    settings = Settings()
+    settings = process_settings()
     configure_logging(settings, f"{task_type}-worker")
     try:
         process.run(run_worker(settings, task_type))

@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 
 from infra.logging import configure_logging
 from infra.process import stop_on_signals
-from infra.settings import Settings
+from infra.process_settings import process_settings
 
 log = logging.getLogger("mail_sink")
 
@@ -42,7 +42,7 @@ async def serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = process_settings()
     parser = argparse.ArgumentParser(prog="python -m devtools.mail_sink", description=__doc__)
     parser.add_argument("--host", default=settings.smtp_host)
     parser.add_argument("--port", type=int, default=settings.smtp_port)

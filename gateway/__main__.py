@@ -8,12 +8,12 @@ import uvicorn
 
 from gateway.app import create_app
 from infra.logging import configure_logging
-from infra.settings import Settings
+from infra.process_settings import process_settings
 
 
 def main() -> None:
     """Serve the HTTP API until SIGTERM."""
-    settings = Settings()
+    settings = process_settings()
     configure_logging(settings, "gateway")
     several = settings.gateway_workers > 1
     # Several worker processes each build their own app (and clients) from the environment.

@@ -15,6 +15,7 @@ from gateway.routes import router
 from gateway.ui import ui
 from infra.composition import connected_task_service
 from infra.logging import configure_logging
+from infra.process_settings import process_settings
 from infra.settings import Settings
 
 
@@ -57,6 +58,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 def create_app_from_environment() -> FastAPI:
     """The factory each of several uvicorn worker processes calls: logging, settings, app."""
-    settings = Settings()
+    settings = process_settings()
     configure_logging(settings, "gateway")
     return create_app(settings)

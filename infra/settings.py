@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.limits import DAY_S, TaskLimits
@@ -30,6 +40,18 @@ DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8:1024-65535,[::1]:1024-65535"
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
+# Settings that are URLs and may carry a password.
+_URL_FIELDS = frozenset({"rabbitmq_url", "mongodb_url", "rabbitmq_management_url"})
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
+
 
 class TaskLimitOverride(BaseModel):
     """An operator's caps for one task type (`TASK_LIMITS`); unset keeps the type's own."""
@@ -43,7 +65,10 @@ class TaskLimitOverride(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+    # No JSON decoding by the settings sources: theirs fails with a traceback that names no rule
+    # (and pydantic's own errors carry the input), so `_json` decodes, as a ValueError.
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True,
+                                      enable_decoding=False)
 
     # The rules for a process that connects as one of the service's RabbitMQ users (no guest
     # outside development). False in infra.local_settings.AdminSettings: `rabbitmq setup`
@@ -108,7 +133,7 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_start_tls: bool = False
     smtp_timeout_s: float = Field(default=10.0, gt=0)
     mail_from: str = "taskproc@localhost"
@@ -195,6 +220,27 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_tenants(cls, value: dict[str, str]) -> dict[str, str]:
         bad = sorted(user for user, tenant in value.items() if not TENANT.fullmatch(tenant))
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json(cls, value: object, info: ValidationInfo) -> object:
+        """A dict or list setting (RABBITMQ_TENANTS, TASK_LIMITS, ...) given as text is JSON."""
+        field = cls.model_fields.get(info.field_name or "")
+        origin = getattr(field.annotation if field else None, "__origin__", None)
+        if not isinstance(value, str) or origin not in (dict, list):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as error:
+            # Its message names the position only, never the text: the text may hold a secret.
+            raise ValueError(f"not valid JSON ({error.msg}, column {error.colno})") from None
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # A URL's password never shows in a repr (a traceback's or a log's); SecretStr already
+        # hides SMTP_PASSWORD.
+        for name, value in super().__repr_args__():
+            yield name, (redacted_url(value) if name in _URL_FIELDS and isinstance(value, str)
+                         else value)
+
         if bad:
             raise ValueError(f"RABBITMQ_TENANTS: not a valid tenant for {', '.join(bad)}")
         return value

@@ -11,7 +11,7 @@ import click
 from infra import process
 from infra.logging import configure_logging
 from infra.observability import PROJECTOR
-from infra.settings import Settings
+from infra.process_settings import process_settings
 from projector.bootstrap import run_projector
 
 log = logging.getLogger("projector")
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> int:
     """Run the projector until SIGTERM."""
-    settings = Settings()
+    settings = process_settings()
     configure_logging(settings, PROJECTOR)
     process.run(run_projector(settings))
     log.info("stopped")

@@ -10,7 +10,7 @@ import click
 
 from infra import process
 from infra.logging import configure_logging
-from infra.settings import Settings
+from infra.process_settings import process_settings
 from scheduler.runtime import run_scheduler
 
 log = logging.getLogger("scheduler")
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> int:
     """Run the scheduler until SIGTERM."""
-    settings = Settings()
+    settings = process_settings()
     configure_logging(settings, "scheduler")
     process.run(run_scheduler(settings))
     log.info("stopped")

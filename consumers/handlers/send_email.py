@@ -46,7 +46,8 @@ async def send_email(payload: SendEmailPayload, ctx: TaskContext) -> dict[str, A
             hostname=settings.smtp_host,
             port=settings.smtp_port,
             username=settings.smtp_username,
-            password=settings.smtp_password,
+            password=(settings.smtp_password.get_secret_value()
+                      if settings.smtp_password else None),
             start_tls=settings.smtp_start_tls,
             timeout=settings.smtp_timeout_s,
         )
