@@ -28,6 +28,7 @@ from infra.rabbitmq_setup import EVERYTHING, SetupReport, process_environment, s
 from infra.settings import Settings
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
+from tests.support.amqp import take_matching
 from tests.support.keys import bearer, issue_key
 from tests.support.processes import PROJECTOR_QUEUES, ServiceProcess
 from tests.support.readiness import wait_for_consumers, wait_for_http
@@ -161,7 +162,6 @@ async def test_a_worker_consumes_only_its_own_queue(layout: Layout) -> None:
                   names.dead_queue("sleep")):
         with pytest.raises(ChannelAccessRefused):
             await consume_one(url, queue)
-    # It may publish to the task exchanges: a workflow step's follow-ups (README, Workflows).
     with pytest.raises(ChannelAccessRefused):  # no configure: it cannot declare or delete
         await declare_queue(url, f"mine-{uuid.uuid4()}")
 
@@ -333,3 +333,98 @@ def test_guest_is_refused_outside_development(services: Backends, module: list[s
     assert done.returncode != 0
     assert "RABBITMQ_URL uses RabbitMQ's guest/guest account" in done.stderr
     assert "TASKPROC_ENV=development" in done.stderr
+
+
+# --- least privilege: what a publisher's workflow and a worker's user may do ----------------
+
+async def test_a_publishers_workflow_is_held_to_its_task_types(
+    layout: Layout, system: System,
+) -> None:
+    # billing may publish sleep only: nor may a workflow it starts make a send_email task.
+    (billing,) = await keys(system, "billing")
+    task_id = f"escape-{uuid.uuid4()}"
+    body = {"payload": {"seconds": 0}, "then": [
+        {"task_type": "send_email", "payload": {"to": "a@example.com", "subject": "s",
+                                                "body": "b"}}]}
+
+    await publish(layout.url(layout.publisher), names.task_exchange("sleep"),
+                  json.dumps(body).encode(), message_id=task_id, user_id=layout.publisher)
+    rejected = await view(system, billing, task_id, "rejected")
+
+    assert "are not among those its publisher may submit (sleep)" in rejected["error"]["message"]
+    connection = await aio_pika.connect(layout.admin_url)
+    async with connection:
+        queue = await (await connection.channel()).declare_queue(
+            names.task_queue("send_email"), passive=True)
+        assert queue.declaration_result.message_count == 0
+
+
+async def test_a_worker_reports_only_its_own_types_events(layout: Layout) -> None:
+    url = layout.url(worker_user("sleep", layout.prefix))
+    forged = json.dumps({"task_id": "someone-elses", "task_type": "webhook", "status": "succeeded",
+                         "attempt": 1, "worker": "forger", "tenant": "billing"}).encode()
+
+    with pytest.raises(ChannelAccessRefused):
+        await publish_as(url, names.EVENTS_EXCHANGE, "webhook.succeeded", forged)
+    await publish_as(url, names.EVENTS_EXCHANGE, "sleep.progress", b"{}")  # its own: allowed
+
+
+async def test_a_worker_cannot_submit_tasks_of_other_types_or_write_to_any_queue(
+    layout: Layout,
+) -> None:
+    url = layout.url(worker_user("sleep", layout.prefix))
+
+    for exchange, routing_key in ((names.task_exchange("send_email"), "send_email"),
+                                  (names.task_exchange("sleep"), "sleep"),
+                                  ("", names.task_queue("webhook")),
+                                  (names.FOLLOW_UPS_EXCHANGE, "webhook.send_email")):
+        with pytest.raises(ChannelAccessRefused):
+            await publish_as(url, exchange, routing_key, SLEEP_BODY,
+                             headers={names.HEADER_TENANT: "billing"})
+
+
+async def test_a_follow_up_of_a_task_its_tenant_does_not_own_is_refused(
+    layout: Layout, system: System,
+) -> None:
+    # As the sleep worker's user, a follow-up for tenant someone-else whose parent is billing's.
+    billing, other = await keys(system, "billing", "someone-else")
+    parent = f"parent-{uuid.uuid4()}"
+    await publish(layout.url(layout.publisher), names.task_exchange("sleep"),
+                  message_id=parent, user_id=layout.publisher)
+    await view(system, billing, parent, "succeeded")
+    child = f"child-{uuid.uuid4()}"
+
+    await publish_as(layout.url(worker_user("sleep", layout.prefix)), names.FOLLOW_UPS_EXCHANGE,
+                     "sleep.sleep", SLEEP_BODY, message_id=child,
+                     user_id=worker_user("sleep", layout.prefix),
+                     headers={names.HEADER_TENANT: "someone-else", names.HEADER_PARENT: parent})
+    connection = await aio_pika.connect(layout.admin_url)
+    async with connection:
+        refused = await eventually(
+            lambda: _quarantined(connection, child), timeout_s=30,
+            what="the forged follow-up quarantined")
+    async with httpx.AsyncClient(base_url=system.url, timeout=10, headers=bearer(other)) as c:
+        hidden = await c.get(f"/tasks/{child}")
+
+    assert "follow-up refused: its parent task" in str(
+        refused.headers[names.HEADER_QUARANTINE_REASON])
+    assert hidden.status_code == 404
+
+
+async def _quarantined(connection: aio_pika.abc.AbstractConnection, task_id: str
+                       ) -> aio_pika.abc.AbstractIncomingMessage | None:
+    found = await take_matching(await connection.channel(), names.QUARANTINE_QUEUE,
+                                lambda message: message.message_id == task_id)
+    return found[0] if found else None
+
+
+async def publish_as(url: str, exchange: str, routing_key: str, body: bytes,
+                     **properties: Any) -> None:
+    """Publish with confirms and this routing key; raises what RabbitMQ answers."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        target = (channel.default_exchange if exchange == ""
+                  else await channel.get_exchange(exchange, ensure=False))
+        await target.publish(aio_pika.Message(body, **properties), routing_key=routing_key,
+                             timeout=10)
