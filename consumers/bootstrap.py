@@ -47,8 +47,9 @@ async def run_worker(
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
                     prefetch=spec.prefetch,
                     passive=not settings.rabbitmq_declare_topology)
-    # The worker only reads MongoDB: cancellations (the gateway writes them), and who owns the
-    # id of a task an outside publisher sent (consumers.ownership).
+    # The worker reads MongoDB (cancellations, which the gateway writes; who owns the id of a
+    # task an outside publisher sent, consumers.ownership) and writes one thing: the end of a
+    # workflow step, settled in the read model before its follow-ups go (consumers.settling).
     mongo = mongo_adapters(settings)
     cancels = CancelWatch(task_type, mongo.cancellations, lookback=settings.retention,
                           refresh_s=settings.cancel_refresh_s,
@@ -60,7 +61,7 @@ async def run_worker(
                         middleware=task_middleware(task_type),
                         limits=settings.limits_for(spec),
                         tenants=settings.tenant_rules, cancels=cancels,
-                        owners=mongo.tasks)
+                        owners=mongo.tasks, outcomes=mongo.tasks)
         port = metrics_port(settings, task_type)
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):

@@ -27,6 +27,7 @@ from consumers.failures import TaskFailure
 from consumers.follow_ups import submit_follow_ups
 from consumers.ownership import TaskLookup, foreign_id_reason, owned_by_another
 from consumers.progress import ProgressReporter, Report
+from consumers.settling import StepOutcomes, record_end, succeeded_in
 from consumers.task_handler import RunTask
 from contracts import names
 from contracts.control import CancelRequest
@@ -56,7 +57,7 @@ class Worker:
         worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
         rng: random.Random | None = None, limits: TaskLimits | None = None,
         tenants: TenantRules = DEVELOPMENT_TENANTS, cancels: CancelWatch | None = None,
-        owners: TaskLookup | None = None,
+        owners: TaskLookup | None = None, outcomes: StepOutcomes | None = None,
     ) -> None:
         self._spec = spec
         # Over a cap, a message is quarantined as `rejected`, as the gateway answers 422.
@@ -64,6 +65,9 @@ class Worker:
         self._tenants = tenants
         # Where an outside publisher's task id is checked for another owner (consumers.ownership).
         self._owners = owners
+        # Where a workflow step's end is settled before its follow-ups go (consumers.settling);
+        # None only for runtimes whose tests submit no `then`.
+        self._outcomes = outcomes
         self._handler = handler
         self._broker = broker
         self._worker_name = worker_name
@@ -177,8 +181,13 @@ class Worker:
         if self._is_cancelled(task):
             # Queued, back from a retry tier, or waiting for `not_before`: it never starts.
             # The event repeats what the gateway recorded; the projection ignores the repeat.
-            await self._emit(task, Status.CANCELLED)
-            log.info("task %s was cancelled; dropped it unrun", task.task_id)
+            settled = await self._settled(task, None)
+            if settled is None:
+                await self._emit(task, Status.CANCELLED)
+                log.info("task %s was cancelled; dropped it unrun", task.task_id)
+            else:
+                # An earlier delivery settled `succeeded` first and died before its ack.
+                await self._carry_out(message, task, settled)
             return
         deferral = lifecycle.admit(task, datetime.now(UTC))
         if deferral is not None:
@@ -199,15 +208,17 @@ class Worker:
             await asyncio.sleep(0)  # its publish goes on the channel before the outcome's
             try:
                 outcome = await self._attempt(task)
-                if self._is_cancelled(task):
-                    # Cancelled while it ran: whatever the handler came to, the task ends here,
-                    # as the gateway has recorded already (README, Reliability).
+                # Cancelled while it ran (None): whatever the handler came to, the task ends
+                # here, as the gateway has recorded already (README, Reliability).
+                decision = None if self._is_cancelled(task) else lifecycle.decide(
+                    task, outcome, datetime.now(UTC), self._rng)
+                settled = await self._settled(task, decision)
+                if settled is None:
                     await self._emit(task, Status.CANCELLED)
                     cancelled = True
                 else:
-                    decision = lifecycle.decide(task, outcome, datetime.now(UTC), self._rng)
-                    await self._carry_out(message, task, decision)
-                    confirmed = decision
+                    await self._carry_out(message, task, settled)
+                    confirmed = settled
             except BaseException:
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
@@ -218,6 +229,37 @@ class Worker:
             self._middleware.after_attempt(attempt, Outcome(status=Status.CANCELLED, error=None,
                                                    duration_s=duration_s)
                                            if cancelled else _outcome(confirmed, duration_s))
+
+    async def _settled(
+        self, task: ReceivedTask, decision: lifecycle.Decision | None
+    ) -> lifecycle.Decision | None:
+        """The decision to carry out, None if the task ends `cancelled` (`decision` None: it was
+        seen cancelled here).
+
+        A step with `then` that succeeded, or was seen cancelled, first records that end in the
+        read model itself, and the status the read model keeps is the step's end: the gateway's
+        `cancelled` and this `succeeded` race there, and the cancel answers with the winner
+        (consumers.settling). Without `then`, or for a retry or a failure, nothing is released
+        that a cancel would have to hold back, so nothing is written here.
+        """
+        if not task.then or self._outcomes is None:
+            return decision
+        match decision:
+            case None:
+                event = self._event(task, Status.CANCELLED)
+            case lifecycle.Succeed(result=result):
+                event = self._event(task, Status.SUCCEEDED, result=result)
+            case _:
+                return decision
+        state = await record_end(self._outcomes, event)
+        if succeeded_in(state, task.run):
+            # The recorded result, which a redelivery's handler may not have repeated exactly:
+            # the follow-ups get what the read model shows.
+            return lifecycle.Succeed(result=state.result)
+        if decision is not None:
+            log.info("task %s was cancelled before its success was settled; its follow-ups "
+                     "are not submitted", task.task_id)
+        return None
 
     async def _attempt(self, task: ReceivedTask) -> lifecycle.AttemptOutcome:
         """Run the handler once, under the task's time limit, on a task of its own that a
@@ -315,12 +357,15 @@ class Worker:
         ))
 
     async def _emit(self, task: ReceivedTask, status: Status, **fields: Any) -> None:
-        await self._publish(StatusEvent(
+        await self._publish(self._event(task, status, **fields))
+
+    def _event(self, task: ReceivedTask, status: Status, **fields: Any) -> StatusEvent:
+        return StatusEvent(
             task_id=task.task_id, task_type=self._spec.name, status=status,
             attempt=task.attempt, run=task.run, worker=self._worker_name,
             source=task.source, idempotency_key=task.idempotency_key, tenant=task.tenant,
             **fields,
-        ))
+        )
 
     async def _publish_progress(self, task: ReceivedTask, report: Report) -> None:
         await publish_progress(self._broker, ProgressEvent(

@@ -38,7 +38,9 @@ async def cancel_task(
     deps: Dependencies, ports: CancelPorts, task_id: str, tenant: str | None = None
 ) -> TaskState:
     """Cancel the task and return its state after: `cancelled`, unless another terminal status
-    reached the read model first (then that one stays).
+    reached the read model first (then that one stays). The read model is the arbiter: a
+    workflow step's worker records `succeeded` there before it submits the follow-ups, and only
+    if that is what stays (consumers.settling), so the answer and what runs agree.
 
     TaskNotFound if it is unknown or another tenant's, AlreadyFinished if it has a terminal
     status; StoreUnavailable if the cancellation could not be kept (then nothing changed, and
