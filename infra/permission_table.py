@@ -41,17 +41,18 @@ def granted(role: Role) -> dict[str, str]:
     """What `role` is given, by kind: configure, write, read, and its topic permissions'
     routing keys as `topic write` when it has any."""
     kinds = role.permissions.as_dict()
-    # Roles that may publish on a topic exchange only under some routing keys carry them as
-    # `topic_permissions` (exchange, write, read); read by name so that a layout without them
-    # renders too.
-    topics = getattr(role, "topic_permissions", ())
-    if topics:
-        kinds[TOPIC_WRITE] = "; ".join(f"{topic.exchange}: {topic.as_dict()['write']}"
-                                       for topic in topics)
+    if role.topic_permissions:
+        kinds[TOPIC_WRITE] = topic_cell((topic.exchange, topic.write)
+                                        for topic in role.topic_permissions)
     return kinds
 
 
 TOPIC_WRITE = "topic write (exchange: routing keys)"
+
+
+def topic_cell(writes: Iterable[tuple[str, str]]) -> str:
+    """(exchange, routing-key regex) pairs as one cell, by exchange."""
+    return "; ".join(f"{exchange}: {keys}" for exchange, keys in sorted(writes))
 
 
 def render(permissions: Mapping[str, Mapping[str, str]]) -> str:

@@ -30,7 +30,7 @@ import pytest
 
 from contracts.registry import task_type_names
 from devtools.permission_table import table_in
-from infra.permission_table import layout_roles, permission_table
+from infra.permission_table import TOPIC_WRITE, layout_roles, permission_table, render, topic_cell
 from infra.rabbitmq_layout import Publisher, Role, gateway_user, projector_user, worker_user
 from infra.rabbitmq_setup import setup
 from infra.settings import Settings
@@ -98,18 +98,32 @@ def removed_afterwards(install: Install) -> Iterator[None]:
             api.delete(f"/api/vhosts/{install.vhost}")
 
 
-async def vhost_permissions(vhost: str) -> dict[str, dict[str, str]]:
-    """Every user's permissions on `vhost`, as RabbitMQ holds them."""
+async def broker_table(install: Install) -> str:
+    """The permission table of what RabbitMQ holds for every user on the install's vhost, in the
+    roles' order (any other user last), rendered as the README's is."""
     async with httpx.AsyncClient(base_url=MANAGEMENT_URL, auth=("guest", "guest"),
                                  timeout=10) as api:
-        answer = await api.get(f"/api/vhosts/{vhost}/permissions")
-    answer.raise_for_status()
-    return {row["user"]: {kind: row[kind] for kind in ("configure", "write", "read")}
-            for row in answer.json()}
+        plain = await api.get(f"/api/vhosts/{install.vhost}/permissions")
+        topics = await api.get(f"/api/vhosts/{install.vhost}/topic-permissions")
+    plain.raise_for_status()
+    topics.raise_for_status()
+    rows = {row["user"]: {kind: row[kind] for kind in ("configure", "write", "read")}
+            for row in plain.json()}
+    writes: dict[str, list[tuple[str, str]]] = {}
+    for row in topics.json():
+        writes.setdefault(row["user"], []).append((row["exchange"], row["write"]))
+    for user, pairs in writes.items():
+        rows.setdefault(user, {})[TOPIC_WRITE] = topic_cell(pairs)
+    order = [role.user for role in install.roles()]
+    users = sorted(rows, key=lambda user: (order.index(user) if user in order else len(order),
+                                           user))
+    return render({user: rows[user] for user in users})
 
 
-def wanted(install: Install) -> dict[str, dict[str, str]]:
-    return {role.user: role.permissions.as_dict() for role in install.roles()}
+def wanted(install: Install) -> str:
+    """The table for the install's prefix and publisher, as the README's is made."""
+    publisher = Publisher(install.publisher, PUBLISHER_TENANT, PUBLISHER_TYPES)
+    return permission_table(task_type_names(), install.prefix, [publisher])
 
 
 def taskproc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -137,10 +151,10 @@ async def test_setup_runs_as_guest_in_production_and_leaves_guest_nothing(
             "--credentials-file", "credentials.env", "--definitions-file", "definitions.json"]
     with removed_afterwards(install):
         first = taskproc(tmp_path, *args, TASKPROC_ENV="production", RABBITMQ_URL=ADMIN_URL)
-        after_first = await vhost_permissions(install.vhost)
+        after_first = await broker_table(install)
         # Again, as guest, which the first run left without permissions on the vhost.
         again = taskproc(tmp_path, *args, TASKPROC_ENV="production", RABBITMQ_URL=ADMIN_URL)
-        after_again = await vhost_permissions(install.vhost)
+        after_again = await broker_table(install)
 
     assert first.returncode == 0, first.stderr
     assert again.returncode == 0, again.stderr
@@ -162,9 +176,9 @@ async def test_after_setup_only_the_roles_have_permissions_on_the_vhost(tmp_path
     with removed_afterwards(install):
         await setup(admin, vhost=install.vhost, publishers=[publisher],
                     credentials_file=tmp_path / "credentials.env", user_prefix=install.prefix)
-        found = await vhost_permissions(install.vhost)
+        found = await broker_table(install)
 
-    assert "guest" not in found  # nor the administrator that ran setup (guest here)
+    assert "`guest`" not in found  # nor the administrator that ran setup (guest here)
     assert found == wanted(install)
 
 
@@ -287,7 +301,7 @@ async def test_the_production_recipe_runs_as_written(
         done = [await succeeded(http, task_id) for task_id in (over_http, published)]
     assert [(task["task_type"], task["source"]) for task in done] == [
         ("sleep", "http"), ("send_email", "amqp")]  # the publisher's task is billing's
-    assert await vhost_permissions(install.vhost) == wanted(install)
+    assert await broker_table(install) == wanted(install)
     # Each process as its own user; publish.py's connection may still be listed, guest's never.
     own = {gateway_user(install.prefix), projector_user(install.prefix),
            f"{install.prefix}scheduler", *(worker_user(t, install.prefix)
