@@ -216,10 +216,6 @@ class Settings(BaseSettings):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("rabbitmq_tenants")
-    @classmethod
-    def _valid_tenants(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted(user for user, tenant in value.items() if not TENANT.fullmatch(tenant))
     @field_validator("*", mode="before")
     @classmethod
     def _json(cls, value: object, info: ValidationInfo) -> object:
@@ -241,6 +237,10 @@ class Settings(BaseSettings):
             yield name, (redacted_url(value) if name in _URL_FIELDS and isinstance(value, str)
                          else value)
 
+    @field_validator("rabbitmq_tenants")
+    @classmethod
+    def _valid_tenants(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(user for user, tenant in value.items() if not TENANT.fullmatch(tenant))
         if bad:
             raise ValueError(f"RABBITMQ_TENANTS: not a valid tenant for {', '.join(bad)}")
         return value
@@ -274,18 +274,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def rabbitmq_user(self) -> str:
-        return unquote(urlsplit(self.rabbitmq_url).username or "guest")
-
-    @property
-    def development(self) -> bool:
-        return self.taskproc_env == "development"
-
-    @property
-    def tenant_rules(self) -> TenantRules:
-        """Who may name a task's tenant (infra.amqp_codec.tenant_of). This process's own
-        RabbitMQ user counts as a service user: a worker's retry copies are its own."""
-    @property
     def webhook_egress(self) -> EgressPolicy:
         """Where a webhook may connect: the allowlist, with the ports of this service's broker,
         store, gateway, SMTP server and metrics closed to its ranges. Give the webhook worker the
@@ -297,6 +285,18 @@ class Settings(BaseSettings):
         urls = (self.rabbitmq_url, self.rabbitmq_management_url, self.mongodb_url)
         return EgressPolicy(self.webhook_allowed_networks, protected_ports(urls, own))
 
+    @property
+    def rabbitmq_user(self) -> str:
+        return unquote(urlsplit(self.rabbitmq_url).username or "guest")
+
+    @property
+    def development(self) -> bool:
+        return self.taskproc_env == "development"
+
+    @property
+    def tenant_rules(self) -> TenantRules:
+        """Who may name a task's tenant (infra.amqp_codec.tenant_of). This process's own
+        RabbitMQ user counts as a service user: a worker's retry copies are its own."""
         return TenantRules(default_tenant=self.default_tenant,
                            service_users=self.rabbitmq_service_users | {self.rabbitmq_user},
                            publishers=dict(self.rabbitmq_tenants),
