@@ -25,7 +25,13 @@ from consumers.cancels import CancelWatch
 from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.failures import TaskFailure
 from consumers.follow_ups import submit_follow_ups
-from consumers.ownership import TaskLookup, foreign_id_reason, owned_by_another
+from consumers.ownership import (
+    CheckLater,
+    TaskLookup,
+    check_follow_up,
+    foreign_id_reason,
+    owned_by_another,
+)
 from consumers.progress import ProgressReporter, Report
 from consumers.settling import StepOutcomes, record_end, succeeded_in
 from consumers.task_handler import RunTask
@@ -47,6 +53,8 @@ log = logging.getLogger(__name__)
 # Acks wait up to this long to go out together (infra/acks.py): a task's outcome is confirmed
 # before its ack is due, so the wait costs a prefetch slot for a moment, not latency.
 ACK_WINDOW_S = 0.005
+# A follow-up whose parent could not be checked goes back to its queue after this pause.
+_CHECK_AGAIN_S = 1.0
 
 
 class Worker:
@@ -139,11 +147,19 @@ class Worker:
                               tenants=self._tenants)
                 if await self._foreign(message, task):
                     raise InvalidTask(foreign_id_reason(task.task_id), task.task_id)
+                await self._check_follow_up(message, task)
             except InvalidTask as invalid:
                 await self._quarantine(message, invalid)
             else:
                 await self._run(message, task)
             self._acks.ack(message)
+        except CheckLater as later:
+            log.warning("task %s: %s; trying again in %.0fs", message.message_id, later,
+                        _CHECK_AGAIN_S)
+            try:
+                await asyncio.sleep(_CHECK_AGAIN_S)
+            finally:  # at shutdown too: back to the queue
+                await self._acks.requeue(message)
         except asyncio.CancelledError:
             # Shutdown: back to the queue, never to the dead-letter queue.
             await self._acks.requeue(message)
@@ -166,6 +182,17 @@ class Worker:
             return False
         return await owned_by_another(self._owners, task.task_id, task.tenant,
                                       default_tenant=self._tenants.default_tenant)
+
+    async def _check_follow_up(self, message: AbstractIncomingMessage, task: ReceivedTask
+                               ) -> None:
+        """A follow-up runs only as a child of its tenant's task of the publishing worker's
+        type (consumers.ownership.check_follow_up); raises InvalidTask or CheckLater."""
+        if self._owners is None:
+            return
+        problem = await check_follow_up(self._owners, message, task.tenant,
+                                        default_tenant=self._tenants.default_tenant)
+        if problem is not None:
+            raise RefusedFollowUp(problem, task.task_id)
 
     def _is_cancelled(self, task: ReceivedTask) -> bool:
         return self._cancels is not None and self._cancels.is_cancelled(task.tenant,
@@ -324,7 +351,8 @@ class Worker:
     ) -> None:
         """Put a copy, as attempt `attempt`, in the delay queue of `tier_s`."""
         copy = _copy(message, task, {names.HEADER_ATTEMPT: attempt})
-        await self._broker.publish("", names.retry_queue(self._spec.name, tier_s), copy)
+        queue = names.retry_queue(self._spec.name, tier_s)
+        await self._broker.publish(names.retry_exchange(self._spec.name), queue, copy)
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, task: ReceivedTask, reason: str, error: ErrorInfo
@@ -352,7 +380,9 @@ class Worker:
         await self._publish(StatusEvent(
             task_id=invalid.task_id, task_type=self._spec.name, status=Status.REJECTED,
             attempt=0, worker=self._worker_name,
-            tenant=owner_or_nobody(message, self._tenants),
+            # A refused follow-up names a tenant its publisher could not prove: nobody's.
+            tenant=None if isinstance(invalid, RefusedFollowUp)
+            else owner_or_nobody(message, self._tenants),
             error=ErrorInfo(type="InvalidTask", message=invalid.reason[:2000]),
         ))
 
@@ -376,6 +406,10 @@ class Worker:
 
     async def _publish(self, event: StatusEvent) -> None:
         await publish_event(self._broker, event, headers=self._middleware.event_headers(event))
+
+
+class RefusedFollowUp(InvalidTask):
+    """A follow-up whose parent is not its tenant's task of the publishing worker's type."""
 
 
 class TaskCancelled(Exception):

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     # Outside publishers: RabbitMQ user -> tenant, as JSON ({"billing-svc": "billing"}). A task
     # such a user publishes (with its user_id) belongs to that tenant, whatever header it sends.
     rabbitmq_tenants: dict[str, str] = Field(default_factory=dict)
+    # The task types each outside publisher may submit, as JSON ({"billing-svc": ["sleep"]}): its
+    # tasks' follow-ups (`then`) are held to them too. A user not named may submit every type
+    # its RabbitMQ permissions let it publish (`taskproc rabbitmq setup` prints this setting).
+    rabbitmq_publisher_types: dict[str, list[str]] = Field(default_factory=dict)
     # mongodb://user:password@host/?tls=true&tlsCAFile=/ca.pem&tlsCertificateKeyFile=/c.pem
     mongodb_url: str = "mongodb://127.0.0.1:27017/?directConnection=true"
     mongodb_database: str = "taskproc"
@@ -300,6 +304,8 @@ class Settings(BaseSettings):
         return TenantRules(default_tenant=self.default_tenant,
                            service_users=self.rabbitmq_service_users | {self.rabbitmq_user},
                            publishers=dict(self.rabbitmq_tenants),
+                           publisher_types={user: frozenset(types) for user, types
+                                            in self.rabbitmq_publisher_types.items()},
                            development=self.development)
 
     @field_validator("task_limits")
