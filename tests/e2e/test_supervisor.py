@@ -93,7 +93,9 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     assert "development profile (TASKPROC_ENV=development): RabbitMQ as guest on vhost " in (
         supervisor.log())
     assert "webhooks may reach public addresses and 127.0.0.0/8" in supervisor.log()
-    assert "webhook destinations allowed: public addresses and 127.0.0.0/8, ::1/128" in (
+    # Loopback from port 1024 up only, never the service's own ports (README, Webhook egress).
+    assert ("webhook destinations allowed: public addresses and 127.0.0.0/8:1024-65535, "
+            "[::1/128]:1024-65535 (ports opened only when named on their own: ") in (
         supervisor.log())
     assert "mail-sink" not in started_pids(supervisor.log())  # SMTP was already up
     assert len(started_pids(supervisor.log())["scheduler"]) == 1  # make run runs the scheduler
