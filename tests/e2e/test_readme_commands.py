@@ -1,13 +1,13 @@
-"""The README followed as a new user would: `make run` in one terminal, the README's commands in a
-second, plain one (no TASKPROC_ENV, no settings exported), each block pasted as written.
+"""The README and docs/ followed as a new user would: `make run` in one terminal, their commands in
+a second, plain one (no TASKPROC_ENV, no settings exported), each block pasted as written.
 
-The commands come from the README itself, so the test breaks when the README drifts: the fenced
-blocks that follow a `<!-- readme-test: NAME -->` marker, the Quick start's `make run`
-(through the Makefile's recipe), and every admin verb line (`keys`, `dead-letters`,
-`read-model`) of any block. They run in a folder of their own whose `.venv` is this checkout's, so
-`.run/` is the test's and not the developer's. Two things differ from a user's terminal, both
-addresses: the gateway's port (8000 may be taken on a shared machine) and the RabbitMQ URL of the
-raw-publish example (the test session's vhost, not `/`).
+The commands come from the pages themselves, so the test breaks when they drift: the fenced
+blocks that follow a `<!-- readme-test: NAME -->` marker (in README.md or a page of docs/), the
+README Quick start's `make run` (through the Makefile's recipe), and every admin verb line
+(`keys`, `dead-letters`, `read-model`) of any block. They run in a folder of their own whose
+`.venv` is this checkout's, so `.run/` is the test's and not the developer's. Two things differ
+from a user's terminal, both addresses: the gateway's port (8000 may be taken on a shared
+machine) and the RabbitMQ URL of the raw-publish example (the test session's vhost, not `/`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from contracts.registry import task_type_names
 from infra.settings import Settings
 from tests.e2e.conftest import system_env
 from tests.support import processes
+from tests.support.docs import README, ROOT, all_pages, marked_blocks
 from tests.support.keys import bearer
 from tests.support.readiness import wait_for_consumers, wait_for_consumers_gone, wait_for_http
 from tests.support.receivers import SmtpSink
@@ -38,20 +39,11 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
-MARKER = re.compile(r"<!-- readme-test: (?P<name>[\w-]+) -->\n```(?P<lang>\w*)\n(?P<code>.*?)\n```",
-                    re.DOTALL)
 README_GATEWAY = "127.0.0.1:8000"
 README_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-# The blocks pasted into the second terminal, in the README's order of use.
+# The blocks pasted into the second terminal, in the order of use (README, then docs/).
 PASTED = ["first-task-key", "first-task-submit", "first-task-status", "first-task-view",
           "http-api-answers", "command-line-verbs", "raw-publish-follow", "schemas", "topology"]
-
-
-def marked_blocks(text: str) -> dict[str, tuple[str, str]]:
-    """Each marked block of the README: name -> (language, code)."""
-    return {match["name"]: (match["lang"], match["code"]) for match in MARKER.finditer(text)}
 
 
 def quick_start_command(readme: str, makefile: str) -> str:
@@ -64,7 +56,7 @@ def quick_start_command(readme: str, makefile: str) -> str:
 
 
 def admin_verb_lines(readme: str) -> list[str]:
-    """Every admin verb line of the README's shell blocks, its optional `[...]` parts and comment
+    """Every admin verb line of the pages' shell blocks, its optional `[...]` parts and comment
     dropped; lines naming a task id (`TASK_ID`) need a dead letter and are left out."""
     blocks = re.findall(r"```sh\n(.*?)```", readme, re.DOTALL)
     found = []
@@ -153,10 +145,10 @@ def split_by_block(output: str) -> dict[str, str]:
 async def test_the_readme_runs_as_written_next_to_make_run(
     make_run: MakeRun, services: Backends
 ) -> None:
-    readme = README.read_text()
-    blocks = marked_blocks(readme)
+    blocks = marked_blocks(all_pages())
     assert set(PASTED) | {"raw-publish"} <= set(blocks), sorted(blocks)
-    # "Saved as publish.py": the raw-publish example, to the test session's vhost.
+    # "Saved as publish.py" (docs/messages-and-topology.md): the raw-publish example, to the
+    # test session's vhost.
     language, publish = blocks["raw-publish"]
     assert language == "python"
     (make_run.checkout / "publish.py").write_text(
@@ -221,7 +213,7 @@ async def follows_to_success(make_run: MakeRun, task_id: str) -> None:
 
 
 def test_every_admin_verb_of_the_readme_runs_as_written(make_run: MakeRun) -> None:
-    lines = admin_verb_lines(README.read_text())
+    lines = admin_verb_lines(all_pages())
     assert {line.split()[1] for line in lines} == {"keys", "dead-letters", "read-model"}
     created_key: list[str] = []
     for line in lines:

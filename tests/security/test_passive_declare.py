@@ -1,7 +1,7 @@
 """What RabbitMQ's permissions cannot refuse an outside publisher: a passive declare, which
-answers whether a queue exists, its depth and its consumers. Documented in README, Security,
-RabbitMQ users and tenants; this row fails when a broker starts refusing it (then the README
-and this row change) or when the README stops saying it.
+answers whether a queue exists, its depth and its consumers. Documented in docs/security.md,
+RabbitMQ users and tenants; this row fails when a broker starts refusing it (then the page
+and this row change) or when the page stops saying it.
 
 On the production layout `taskproc rabbitmq setup` makes, with a prefix of its own."""
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aio_pika
 import pytest
@@ -20,12 +19,12 @@ from infra.management import management
 from infra.rabbitmq_layout import gateway_user, parse_publisher, projector_user, worker_user
 from infra.rabbitmq_setup import setup, url_for
 from infra.settings import Settings
+from tests.support.docs import doc
 from tests.support.services import Backends, missing
 
 pytestmark = pytest.mark.integration
 
 TYPES = ["send_email", "sleep", "webhook"]
-README = Path(__file__).parents[2] / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +74,6 @@ async def test_an_outside_publisher_can_passively_declare_any_queue_and_readme_s
             await unread.get(fail=False)
 
     assert seen.declaration_result.message_count == 1
-    readme = " ".join(README.read_text().split())
+    readme = " ".join(doc("docs/security.md").split())
     assert "**What no permission refuses: passive declares.**" in readme
     assert "test_passive_declare.py" in readme

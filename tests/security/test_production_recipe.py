@@ -1,7 +1,7 @@
-"""README, Security, Production recipe: run as written on a broker whose administrator is
+"""docs/security.md, Production recipe: run as written on a broker whose administrator is
 `guest` (the local RabbitMQ), and the rows of issue 18's "The recipe, as written".
 
-The recipe's blocks come from the README (the `<!-- readme-test: NAME -->` markers), pasted into
+The recipe's blocks come from the page (the `<!-- readme-test: NAME -->` markers), pasted into
 bash in a folder of their own whose `.venv` is this checkout's. What differs from an operator's
 terminal: the three values the recipe says to choose (a vhost, user prefix and publisher unique
 to the run, since users are global to a broker), the gateway's port, and the environment an
@@ -34,7 +34,8 @@ from infra.permission_table import TOPIC_WRITE, layout_roles, permission_table, 
 from infra.rabbitmq_layout import Publisher, Role, gateway_user, projector_user, worker_user
 from infra.rabbitmq_setup import setup
 from infra.settings import Settings
-from tests.e2e.test_readme_commands import marked_blocks, second_terminal
+from tests.e2e.test_readme_commands import second_terminal
+from tests.support.docs import ROOT, all_pages, doc, marked_blocks
 from tests.support.keys import bearer
 from tests.support.readiness import wait_for_http
 from tests.support.receivers import SmtpSink
@@ -43,8 +44,6 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
 ADMIN_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT_URL = "http://127.0.0.1:15672"
 README_GATEWAY = "127.0.0.1:8000"
@@ -201,14 +200,13 @@ def test_keys_create_in_production_needs_no_rabbitmq_user(
 
 def test_the_readmes_permission_table_is_the_one_setup_applies() -> None:
     # Regenerate with `.venv/bin/python -m devtools.permission_table` after changing a role.
-    assert table_in(README.read_text()) == permission_table(task_type_names())
+    assert table_in(doc("docs/security.md")) == permission_table(task_type_names())
 
 
 def test_the_readme_says_what_a_production_operator_must_know() -> None:
-    readme = README.read_text()
-    security = section(readme, "## Security")
-    users = section(readme, "### RabbitMQ users and tenants")
-    events = section(readme, "### Status events")
+    security = doc("docs/security.md")
+    users = section(security, "## RabbitMQ users and tenants")
+    events = section(doc("docs/messages-and-topology.md"), "### Status events")
 
     # Users are global to a broker: a second installation needs a prefix of its own.
     assert "--user-prefix" in security
@@ -253,10 +251,10 @@ class Terminal:
 @pytest.fixture
 def recipe(services: Backends, smtp_sink: SmtpSink, tmp_path: Path, log_dir: Path,
            local_broker: None) -> Iterator[tuple[Install, Path, int, Terminal]]:
-    blocks = marked_blocks(README.read_text())
+    blocks = marked_blocks(all_pages())
     install, port = Install.unique(), free_port()
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    # "Saved as publish.py" (README, Publishing a task).
+    # "Saved as publish.py" (docs/messages-and-topology.md, Publishing a task).
     (tmp_path / "publish.py").write_text(blocks["raw-publish"][1])
     # What an operator exports besides the recipe: where MongoDB and SMTP are, free ports.
     env = {**second_terminal(), "MONGODB_URL": services.mongodb_url,
@@ -286,7 +284,7 @@ async def test_the_production_recipe_runs_as_written(
     recipe: tuple[Install, Path, int, Terminal],
 ) -> None:
     install, folder, port, terminal = recipe
-    _, tasks_block = marked_blocks(README.read_text())["production-recipe-tasks"]
+    _, tasks_block = marked_blocks(all_pages())["production-recipe-tasks"]
     key = (folder / "api-key").read_text().strip()
 
     # In the same terminal: PUBLISHER is the recipe's.
