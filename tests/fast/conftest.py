@@ -18,10 +18,10 @@ from fastapi import FastAPI
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
 from gateway.deps import Services
-from infra.broker import Broker
 from infra.composition import task_service
-from infra.settings import Settings
-from infra.topology import build_topology
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
 from service.cancel import CancelPorts

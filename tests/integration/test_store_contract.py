@@ -14,7 +14,7 @@ import pytest
 from contracts.messages import StatusEvent
 from contracts.statuses import Status, position
 from infra.composition import mongo_adapters
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.errors import StoreUnavailable
 from service.ports import IdempotencyKeys, TaskReadModel
 from tests.support.memory import MemoryIdempotencyKeys, MemoryReadModel

@@ -12,7 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from infra.composition import mongo_adapters
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.api_keys import create_key
 from service.auth import READ, SCOPES, SUBMIT, ApiKey, Authenticator, hash_token
 from service.errors import StoreUnavailable

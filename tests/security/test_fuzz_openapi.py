@@ -35,9 +35,9 @@ from schemathesis.specs.openapi.checks import (
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
 from gateway.deps import Services
-from infra.broker import Broker
 from infra.composition import task_service
-from infra.topology import build_topology
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
 from service.cancel import CancelPorts

@@ -17,10 +17,10 @@ from contracts.messages import TaskEnvelope
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
 from gateway.deps import Services
-from infra.broker import Broker
 from infra.composition import task_service
-from infra.settings import Settings, TaskLimitOverride
-from infra.topology import build_topology
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings, TaskLimitOverride
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
 from service.errors import QueueFull

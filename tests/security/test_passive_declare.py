@@ -16,10 +16,10 @@ import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
 from contracts import names
-from infra.management import management
-from infra.rabbitmq_layout import gateway_user, parse_publisher, projector_user, worker_user
-from infra.rabbitmq_setup import setup, url_for
-from infra.settings import Settings
+from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user, worker_user
+from infra.rabbitmq.management import management
+from infra.rabbitmq.setup import setup, url_for
+from infra.runtime.settings import Settings
 from tests.support.services import Backends, missing
 
 pytestmark = pytest.mark.integration

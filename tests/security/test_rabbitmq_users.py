@@ -22,10 +22,10 @@ import pytest
 from aiormq.exceptions import ChannelAccessRefused, ChannelClosed
 
 from contracts import names
-from infra.management import management
-from infra.rabbitmq_layout import gateway_user, parse_publisher, projector_user, worker_user
-from infra.rabbitmq_setup import EVERYTHING, SetupReport, process_environment, setup, url_for
-from infra.settings import Settings
+from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user, worker_user
+from infra.rabbitmq.management import management
+from infra.rabbitmq.setup import EVERYTHING, SetupReport, process_environment, setup, url_for
+from infra.runtime.settings import Settings
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
 from tests.support.amqp import take_matching

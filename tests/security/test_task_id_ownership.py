@@ -23,8 +23,8 @@ from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
 from contracts.workflows import workflow_label
-from infra.settings import Settings
-from infra.store import TaskStore
+from infra.mongodb.task_store import TaskStore
+from infra.runtime.settings import Settings
 from service.queries import TaskQuery
 from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector

@@ -15,7 +15,7 @@ from contracts.messages import StatusEvent
 from contracts.projection import apply
 from contracts.registry import get_spec
 from contracts.statuses import Status
-from infra.amqp_codec import TenantRules, UnknownPublisher, tenant_of
+from infra.rabbitmq.amqp_codec import TenantRules, UnknownPublisher, tenant_of
 from service.auth import Principal, hash_token, key_id_of, new_token
 from service.errors import RateLimited
 from service.rate_limit import RateLimiter

@@ -1,5 +1,5 @@
 """Schedules in memory: the fake behind service.schedules.Schedules (passes the same contract
-tests as infra.schedules.MongoSchedules)."""
+tests as infra.mongodb.schedule_store.MongoSchedules)."""
 
 from __future__ import annotations
 

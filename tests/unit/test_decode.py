@@ -11,8 +11,8 @@ from consumers.decode import InvalidTask, decode
 from contracts import names
 from contracts.payloads import SleepPayload
 from contracts.registry import get_spec
-from infra.amqp_codec import TenantRules, derived_task_id, task_id_of
-from infra.replay import describe
+from infra.rabbitmq.amqp_codec import TenantRules, derived_task_id, task_id_of
+from infra.rabbitmq.dead_letter_queue import describe
 from tests.unit.fakes import incoming
 
 SLEEP = get_spec("sleep")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.composition import task_service
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.dependencies import Dependencies
 from service.rate_limit import RateLimiter
 from service.schedule_times import CatchUp
