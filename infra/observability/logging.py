@@ -30,11 +30,6 @@ class TaskFields:
 _task_fields: ContextVar[TaskFields | None] = ContextVar("taskproc_task_fields", default=None)
 
 
-def current_task_fields() -> TaskFields | None:
-    """The fields of the task being handled on this asyncio task, if any."""
-    return _task_fields.get()
-
-
 class TaskLogContext(Middleware):
     """Binds the attempt's fields for every log line written until the attempt ends.
 

@@ -58,12 +58,6 @@ class Management:
     async def put_user(self, name: str, password: str, tags: str = "") -> None:
         await self._call("PUT", "users", name, body={"password": password, "tags": tags})
 
-    async def delete_user(self, name: str) -> None:
-        await self._call("DELETE", "users", name, ok=(204, 404))
-
-    async def delete_vhost(self, vhost: str) -> None:
-        await self._call("DELETE", "vhosts", vhost, ok=(204, 404))
-
     async def permissions(self, vhost: str, user: str) -> dict[str, str] | None:
         response = await self._call("GET", "permissions", vhost, user, ok=(200, 404))
         if response.status_code == 404:

@@ -20,6 +20,7 @@ from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user,
 from infra.rabbitmq.management import management
 from infra.rabbitmq.setup import setup, url_for
 from infra.runtime.settings import Settings
+from tests.support.rabbitmq_admin import delete_layout
 from tests.support.services import Backends, missing
 
 pytestmark = pytest.mark.integration
@@ -51,10 +52,7 @@ async def publisher_url(services: Backends, tmp_path_factory: pytest.TempPathFac
                                                        "read": ".*"})
         yield urls[publisher], url_for(services.rabbitmq_url, "guest", "guest", vhost)
     finally:
-        async with management(admin.rabbitmq_management_url, admin.rabbitmq_url) as api:
-            for user in users:
-                await api.delete_user(user)
-            await api.delete_vhost(vhost)
+        await delete_layout(admin, users, vhost)
 
 
 async def test_an_outside_publisher_can_passively_declare_any_queue_and_readme_says_so(

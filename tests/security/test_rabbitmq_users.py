@@ -31,6 +31,7 @@ from tests.support import processes
 from tests.support.amqp import take_matching
 from tests.support.keys import bearer, issue_key
 from tests.support.processes import PROJECTOR_QUEUES, ServiceProcess
+from tests.support.rabbitmq_admin import delete_layout
 from tests.support.readiness import wait_for_consumers, wait_for_http
 from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port, missing
@@ -80,10 +81,7 @@ async def layout(services: Backends, tmp_path_factory: pytest.TempPathFactory
                      url_for(services.rabbitmq_url, "guest", "guest", vhost),
                      _read_credentials(credentials), first, admin)
     finally:
-        async with management(admin.rabbitmq_management_url, admin.rabbitmq_url) as api:
-            for user in users:
-                await api.delete_user(user)
-            await api.delete_vhost(vhost)
+        await delete_layout(admin, users, vhost)
 
 
 async def watch_as_guest(admin: Settings, vhost: str) -> None:

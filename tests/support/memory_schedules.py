@@ -7,7 +7,15 @@ from dataclasses import replace
 from datetime import datetime
 
 from service.queries import SortKey
-from service.schedules import Run, Schedule, with_run
+from service.schedules import Run, Schedule
+
+
+def with_run(schedule: Schedule, next_run_at: datetime, run: Run | None) -> Schedule:
+    """The schedule after `advance`, as the MongoDB store keeps it."""
+    if run is None:
+        return replace(schedule, next_run_at=next_run_at)
+    return replace(schedule, next_run_at=next_run_at, last_run_at=run.run_at or run.slot,
+                   last_task_id=run.task_id)
 
 
 def _millis(moment: datetime) -> int:
