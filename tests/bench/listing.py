@@ -34,7 +34,7 @@ from service.listing import encode_cursor
 from service.queries import SortKey
 from tests.bench.documents import documents
 from tests.bench.stats import percentile
-from tests.support.memory import RecordingPublisher
+from tests.fakes.ports import RecordingPublisher
 
 DATABASE = "taskproc_bench_listing"
 TENANT = "bench"

@@ -16,7 +16,7 @@ from infra.mongodb.client import mongo_client
 from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
 from infra.runtime.settings import Settings
 from service.dead_letters import DeadLetter, DeadLetterArchive, ReplayClaim
-from tests.support.fake_dead_letters import FakeDeadLetterArchive
+from tests.fakes.dead_letters import FakeDeadLetterArchive
 
 pytestmark = pytest.mark.integration
 

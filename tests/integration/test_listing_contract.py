@@ -23,7 +23,7 @@ from infra.mongodb.task_store import TaskStore, to_document
 from infra.runtime.settings import Settings
 from service.ports import TaskReadModel
 from service.queries import SortKey, TaskQuery
-from tests.support.memory import MemoryReadModel
+from tests.fakes.ports import MemoryReadModel
 
 pytestmark = pytest.mark.integration
 

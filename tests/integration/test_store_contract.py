@@ -17,7 +17,7 @@ from infra.composition import mongo_adapters
 from infra.runtime.settings import Settings
 from service.errors import StoreUnavailable
 from service.ports import IdempotencyKeys, TaskReadModel
-from tests.support.memory import MemoryIdempotencyKeys, MemoryReadModel
+from tests.fakes.ports import MemoryIdempotencyKeys, MemoryReadModel
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.integration

@@ -26,16 +26,16 @@ from service.auth import SCOPES, Authenticator
 from service.errors import QueueFull
 from service.ports import Source
 from service.replay import ReplayPorts
-from tests.fast.conftest import SETTINGS
-from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
-from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
-from tests.support.keys import bearer
-from tests.support.memory import (
+from tests.fakes.dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
+from tests.fakes.dead_letters import RecordingPublisher as LetterRecorder
+from tests.fakes.ports import (
     MemoryApiKeys,
     MemoryIdempotencyKeys,
     MemoryReadModel,
     RecordingPublisher,
 )
+from tests.fast.conftest import SETTINGS
+from tests.support.keys import bearer
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.fast

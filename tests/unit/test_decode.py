@@ -13,7 +13,7 @@ from contracts.payloads import SleepPayload
 from contracts.registry import get_spec
 from infra.rabbitmq.amqp_codec import TenantRules, derived_task_id, task_id_of
 from infra.rabbitmq.dead_letter_queue import describe
-from tests.unit.fakes import incoming
+from tests.fakes.amqp_message import incoming
 
 SLEEP = get_spec("sleep")
 SENT_AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
