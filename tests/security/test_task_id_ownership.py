@@ -48,8 +48,9 @@ def publishers(services: Backends) -> Iterator[Publishers]:
     if not services.local_broker:
         pytest.skip("needs rabbitmqctl on the local broker to add users")
     suffix = uuid.uuid4().hex[:8]
-    users = {f"owner-a-{suffix}": secrets.token_urlsafe(12),
-             f"owner-b-{suffix}": secrets.token_urlsafe(12)}
+    # Hex: a urlsafe password may start with "-", which rabbitmqctl takes for an option.
+    users = {f"owner-a-{suffix}": secrets.token_hex(12),
+             f"owner-b-{suffix}": secrets.token_hex(12)}
     for user, password in users.items():
         rabbitmqctl("add_user", user, password)
         rabbitmqctl("set_permissions", "-p", services.vhost, user, "^$", r"^tasks\..*", "^$")
