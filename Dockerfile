@@ -17,6 +17,7 @@ COPY gateway ./gateway
 COPY consumers ./consumers
 COPY projector ./projector
 COPY scheduler ./scheduler
+COPY cli ./cli
 RUN pip install '.[otlp]' \
  && useradd --create-home --uid 10001 taskproc \
  && install -d -o taskproc -m 0700 /run/taskproc

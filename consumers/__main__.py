@@ -11,9 +11,9 @@ import click
 from consumers.bootstrap import run_worker
 from consumers.task_handler import HandlerError
 from contracts.registry import task_type_names
-from infra import process
-from infra.logging import configure_logging
-from infra.process_settings import process_settings
+from infra.observability.logging import configure_logging
+from infra.runtime import process
+from infra.runtime.process_settings import process_settings
 
 log = logging.getLogger("consumers")
 

@@ -16,15 +16,15 @@ from consumers.handlers import HANDLERS
 from consumers.task_handler import HandlerError, TaskHandler, check_handlers
 from consumers.worker import Worker
 from contracts.registry import TASK_TYPES, get_spec
-from infra.broker import Broker
 from infra.composition import mongo_adapters
-from infra.metrics import metrics_server
-from infra.observability import metrics_port, task_middleware
-from infra.process import stop_on_signals
-from infra.queue_limits import ensure_queue_limits
-from infra.retrying import connect
-from infra.settings import Settings
-from infra.topology import build_topology
+from infra.observability.metrics import metrics_server
+from infra.observability.task_middleware import metrics_port, task_middleware
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.queue_limits import ensure_queue_limits
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.process import stop_on_signals
+from infra.runtime.retrying import connect
+from infra.runtime.settings import Settings
 
 log = logging.getLogger("consumers")
 

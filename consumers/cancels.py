@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from contracts import names
 from contracts.control import CancelRequest
 from contracts.messages import utcnow
-from infra.broker import Broker, stop_consuming
+from infra.rabbitmq.broker import Broker, stop_consuming
 from service.errors import StoreUnavailable
 from service.ports import Cancellations
 

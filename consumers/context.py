@@ -10,7 +10,7 @@ from typing import Generic, TypeAlias
 from typing_extensions import TypeVar
 
 from consumers.progress import no_progress
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 # What a handler may return: it becomes the status event's `result`. The worker checks it again
 # at run time, since `Any` slips through.

@@ -17,7 +17,7 @@ from contracts.messages import FollowUp, TaskBody
 from contracts.payloads import Payload
 from contracts.registry import TASK_TYPES, TaskSpec
 from contracts.workflows import over_workflow_caps
-from infra.amqp_codec import (
+from infra.rabbitmq.amqp_codec import (
     DEVELOPMENT_TENANTS,
     TenantRules,
     UnknownPublisher,
@@ -69,7 +69,7 @@ def decode(
 ) -> ReceivedTask:
     """Validate `message` as a task of type `spec` within `limits` (the spec's own by default);
     raise InvalidTask with the reason if not. `tenants` says who owns it
-    (infra.amqp_codec.tenant_of); a message from an unknown publisher is invalid."""
+    (infra.rabbitmq.amqp_codec.tenant_of); a message from an unknown publisher is invalid."""
     task_id = task_id_of(message)
     claimed = claimed_task_id(message)
     if claimed is not None and not is_valid_task_id(claimed):

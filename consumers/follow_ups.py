@@ -15,8 +15,8 @@ from typing import Any
 from consumers.decode import ReceivedTask
 from contracts.messages import FollowUp, TaskEnvelope, utcnow
 from contracts.workflows import follow_up_id, follow_up_key, workflow_label
-from infra.broker import Broker
-from infra.publishing import publish_follow_up
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.publishing import publish_follow_up
 
 
 def follow_ups(task: ReceivedTask, result: Any) -> list[TaskEnvelope]:

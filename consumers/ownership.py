@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.projection import TaskState
-from infra.amqp_codec import header_str
+from infra.rabbitmq.amqp_codec import header_str
 from service.errors import StoreUnavailable
 from service.follow_up_rules import ParentUnknown, follow_up_problem
 

@@ -16,7 +16,7 @@ from consumers.context import JSON, ReportProgress, TaskContext
 from consumers.decode import ReceivedTask
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec, check_registry
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 P = TypeVar("P", bound=Payload)
 C = TypeVar("C")

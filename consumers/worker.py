@@ -41,17 +41,22 @@ from contracts.limits import TaskLimits
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
-from infra.acks import Acks
-from infra.amqp_codec import DEVELOPMENT_TENANTS, TenantRules, from_service, owner_or_nobody
-from infra.broker import Broker, PublishError, Refused, stop_consuming
-from infra.middleware import Attempt, Middleware, Outcome
-from infra.process import first_of
-from infra.publishing import copy_of, publish_event, publish_progress, quarantine
+from infra.observability.middleware import Attempt, Middleware, Outcome
+from infra.rabbitmq.acks import Acks
+from infra.rabbitmq.amqp_codec import (
+    DEVELOPMENT_TENANTS,
+    TenantRules,
+    from_service,
+    owner_or_nobody,
+)
+from infra.rabbitmq.broker import Broker, PublishError, Refused, stop_consuming
+from infra.rabbitmq.publishing import copy_of, publish_event, publish_progress, quarantine
+from infra.runtime.process import first_of
 
 log = logging.getLogger(__name__)
 
-# Acks wait up to this long to go out together (infra/acks.py): a task's outcome is confirmed
-# before its ack is due, so the wait costs a prefetch slot for a moment, not latency.
+# Acks wait up to this long to go out together (infra/rabbitmq/acks.py): a task's outcome is
+# confirmed before its ack is due, so the wait costs a prefetch slot for a moment, not latency.
 ACK_WINDOW_S = 0.005
 # A follow-up whose parent could not be checked goes back to its queue after this pause.
 _CHECK_AGAIN_S = 1.0

@@ -29,7 +29,7 @@ RETRY_TIERS_S: tuple[int, ...] = (1, 5, 30, 120, 600)
 HEADER_ATTEMPT = "x-attempt"
 HEADER_RUN = "x-run"
 HEADER_SOURCE = "x-source"
-# The tenant that owns the task (see infra.amqp_codec.tenant_of for who may set it).
+# The tenant that owns the task (see infra.rabbitmq.amqp_codec.tenant_of for who may set it).
 HEADER_TENANT = "x-tenant"
 HEADER_TRACEPARENT = "traceparent"
 HEADER_DEAD_REASON = "x-dead-reason"

@@ -9,9 +9,9 @@ import sys
 
 import click
 
+from cli.main import settings_for
 from devtools import local_services
 from devtools.supervisor import Supervisor, dev_env
-from infra.cli import settings_for
 
 log = logging.getLogger("taskproc")
 

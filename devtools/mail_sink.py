@@ -14,9 +14,9 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from infra.logging import configure_logging
-from infra.process import stop_on_signals
-from infra.process_settings import process_settings
+from infra.observability.logging import configure_logging
+from infra.runtime.process import stop_on_signals
+from infra.runtime.process_settings import process_settings
 
 log = logging.getLogger("mail_sink")
 

@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass, field
 
 from contracts.registry import task_type_names
+from devtools import local_key
 from devtools import local_services as services
-from infra import local_key, local_settings
-from infra.observability import PROJECTOR, metrics_port
-from infra.queue_limits import vhost_of
-from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
+from infra.observability.task_middleware import PROJECTOR, metrics_port
+from infra.rabbitmq.queue_limits import vhost_of
+from infra.runtime import local_settings
+from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 
 log = logging.getLogger("supervisor")
 
@@ -53,7 +54,7 @@ def dev_env() -> dict[str, str]:
     # guest on vhost / of this machine's RabbitMQ, and tasks published without a user_id are
     # the default tenant's: a local development setup.
     env.setdefault("TASKPROC_ENV", "development")
-    # The default tenant is the local key's (infra.local_key), so that key reads what the
+    # The default tenant is the local key's (devtools.local_key), so that key reads what the
     # README's raw publish (no user_id) sends.
     env.setdefault("DEFAULT_TENANT", local_key.LOCAL_TENANT)
     return env

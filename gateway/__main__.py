@@ -7,8 +7,8 @@ import click
 import uvicorn
 
 from gateway.app import create_app
-from infra.logging import configure_logging
-from infra.process_settings import process_settings
+from infra.observability.logging import configure_logging
+from infra.runtime.process_settings import process_settings
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ from gateway.observability import install_observability
 from gateway.routes import router
 from gateway.ui import ui
 from infra.composition import connected_task_service
-from infra.logging import configure_logging
-from infra.process_settings import process_settings
-from infra.settings import Settings
+from infra.observability.logging import configure_logging
+from infra.runtime.process_settings import process_settings
+from infra.runtime.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:

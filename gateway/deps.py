@@ -9,8 +9,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from infra.broker import Broker
-from infra.queue_depths import BrokerQueueDepths
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.queue_depths import BrokerQueueDepths
 from service.auth import Authenticator
 from service.cancel import CancelPorts
 from service.dependencies import Dependencies

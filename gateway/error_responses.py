@@ -10,7 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from infra.broker import PublishError
+from infra.rabbitmq.broker import PublishError
 from service.errors import (
     AlreadyFinished,
     Forbidden,

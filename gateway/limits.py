@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.limits import TaskLimits, over_limits
 from contracts.registry import TASK_TYPES
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 # Liveness and readiness probes are answered even when the gateway is saturated: a saturated
 # gateway is alive, and restarting it would only lose the work in progress.

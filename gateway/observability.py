@@ -33,9 +33,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.registry import task_type_names
-from infra.metrics import HTTP_DURATION, HTTP_REQUESTS, SUBMISSIONS
-from infra.observability import service_name
-from infra.tracing import TRACEPARENT, configure_tracing, current_traceparent, parent_context
+from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS, SUBMISSIONS
+from infra.observability.task_middleware import service_name
+from infra.observability.tracing import (
+    TRACEPARENT,
+    configure_tracing,
+    current_traceparent,
+    parent_context,
+)
 
 _SUBMIT_ROUTE = "/tasks"
 # Where `POST /tasks` notes the task type it validated (request.state), for the submissions metric.

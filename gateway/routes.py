@@ -25,7 +25,7 @@ from gateway.listing_routes import listing
 from gateway.observability import SUBMITTED_TASK_TYPE
 from gateway.schedule_routes import schedules
 from gateway.workflow_routes import workflows
-from infra.tracing import valid_traceparent
+from infra.observability.tracing import valid_traceparent
 from service.cancel import cancel_task as cancel_task_use_case
 from service.errors import PublishFailed
 from service.replay import replay_task

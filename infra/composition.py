@@ -18,20 +18,21 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from contracts.registry import TASK_TYPES
-from infra.api_keys import MongoApiKeys
-from infra.broker import Broker, BrokerUnavailable
-from infra.cancellations import MongoCancellations, RabbitControlPublisher
-from infra.dead_letters import MongoDeadLetterArchive
-from infra.idempotency import MongoIdempotencyKeys
-from infra.mongo import mongo_client
-from infra.queue_limits import ensure_queue_limits
-from infra.recording import GroupCommitRecorder
-from infra.replay import BrokerDeadLetterQueue, BrokerLetterPublisher
-from infra.schedules import MongoSchedules
-from infra.settings import Settings
-from infra.store import TaskStore
-from infra.task_publisher import RabbitTaskPublisher
-from infra.topology import build_topology
+from infra.mongodb.api_key_store import MongoApiKeys
+from infra.mongodb.cancellations import MongoCancellations
+from infra.mongodb.client import mongo_client
+from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
+from infra.mongodb.idempotency_keys import MongoIdempotencyKeys
+from infra.mongodb.schedule_store import MongoSchedules
+from infra.mongodb.status_recorder import GroupCommitRecorder
+from infra.mongodb.task_store import TaskStore
+from infra.rabbitmq.broker import Broker, BrokerUnavailable
+from infra.rabbitmq.control_publisher import RabbitControlPublisher
+from infra.rabbitmq.dead_letter_queue import BrokerDeadLetterQueue, BrokerLetterPublisher
+from infra.rabbitmq.publishing import RabbitTaskPublisher
+from infra.rabbitmq.queue_limits import ensure_queue_limits
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings
 from service.auth import Authenticator
 from service.cancel import CancelPorts
 from service.dead_letters import DeadLetterArchive

@@ -8,10 +8,10 @@ import sys
 
 import click
 
-from infra import process
-from infra.logging import configure_logging
-from infra.observability import PROJECTOR
-from infra.process_settings import process_settings
+from infra.observability.logging import configure_logging
+from infra.observability.task_middleware import PROJECTOR
+from infra.runtime import process
+from infra.runtime.process_settings import process_settings
 from projector.bootstrap import run_projector
 
 log = logging.getLogger("projector")

@@ -8,16 +8,16 @@ import logging
 from tenacity import wait_fixed
 
 from contracts.registry import TASK_TYPES
-from infra.broker import Broker
 from infra.composition import mongo_adapters
-from infra.idempotency import MongoIdempotencyKeys
-from infra.metrics import metrics_server
-from infra.observability import PROJECTOR, metrics_port, task_middleware
-from infra.process import stop_on_signals
-from infra.retrying import CONNECT_RETRY_S, Stopped, connect, log_retry, until_stopped
-from infra.settings import Settings
-from infra.store import TaskStore
-from infra.topology import build_topology
+from infra.mongodb.idempotency_keys import MongoIdempotencyKeys
+from infra.mongodb.task_store import TaskStore
+from infra.observability.metrics import metrics_server
+from infra.observability.task_middleware import PROJECTOR, metrics_port, task_middleware
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.process import stop_on_signals
+from infra.runtime.retrying import CONNECT_RETRY_S, Stopped, connect, log_retry, until_stopped
+from infra.runtime.settings import Settings
 from projector.runtime import SWEEP_EVERY_S, Projector
 from service.errors import StoreUnavailable
 

@@ -25,8 +25,10 @@ from contracts import names
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
-from infra.acks import Acks
-from infra.amqp_codec import (
+from infra.mongodb.task_store import TaskStore
+from infra.observability.middleware import Middleware, ProjectedEvent
+from infra.rabbitmq.acks import Acks
+from infra.rabbitmq.amqp_codec import (
     DEVELOPMENT_TENANTS,
     TenantRules,
     control_int,
@@ -37,14 +39,12 @@ from infra.amqp_codec import (
     source_of,
     task_id_of,
 )
-from infra.batching import Batcher
-from infra.broker import Broker, PublishError, stop_consuming
-from infra.middleware import Middleware, ProjectedEvent
-from infra.publishing import publish_event, quarantine
-from infra.replay import describe
-from infra.retrying import Stopped, failed_try, until_stopped
-from infra.store import TaskStore
-from infra.submission_time import submitted_at_of
+from infra.rabbitmq.broker import Broker, PublishError, stop_consuming
+from infra.rabbitmq.dead_letter_queue import describe
+from infra.rabbitmq.publishing import publish_event, quarantine
+from infra.rabbitmq.submission_time import submitted_at_of
+from infra.runtime.batching import Batcher
+from infra.runtime.retrying import Stopped, failed_try, until_stopped
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import StoreUnavailable
 from service.follow_up_rules import ParentUnknown, follow_up_problem

@@ -8,9 +8,9 @@ import sys
 
 import click
 
-from infra import process
-from infra.logging import configure_logging
-from infra.process_settings import process_settings
+from infra.observability.logging import configure_logging
+from infra.runtime import process
+from infra.runtime.process_settings import process_settings
 from scheduler.runtime import run_scheduler
 
 log = logging.getLogger("scheduler")

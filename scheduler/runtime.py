@@ -2,7 +2,8 @@
 
 Any number of scheduler processes may run: each due time is claimed once in MongoDB (see
 service.scheduling), so two processes only share the work. On nx-27017, which has no TTL index,
-the scheduler also sweeps run records past RETENTION_DAYS once a minute (infra.schedules).
+the scheduler also sweeps run records past RETENTION_DAYS once a minute
+(infra.mongodb.schedule_store).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from datetime import timedelta
 
 from contracts.messages import utcnow
 from infra.composition import connected_task_service
-from infra.process import first_of, stop_on_signals
-from infra.schedules import MongoSchedules
-from infra.settings import Settings
+from infra.mongodb.schedule_store import MongoSchedules
+from infra.runtime.process import first_of, stop_on_signals
+from infra.runtime.settings import Settings
 from service.errors import StoreUnavailable
 from service.scheduling import SchedulerPorts, tick
 

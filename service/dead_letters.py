@@ -47,7 +47,7 @@ class DeadLetter:
     properties: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, Any] = field(default_factory=dict)
     replay: ReplayClaim | None = None
-    # Whose task the message was (infra.amqp_codec.tenant_of, as when it ran).
+    # Whose task the message was (infra.rabbitmq.amqp_codec.tenant_of, as when it ran).
     tenant: str = DEFAULT_TENANT
 
     @property

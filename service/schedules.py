@@ -12,7 +12,7 @@ rate: the scheduler counts runs against it (service.scheduling).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -245,11 +245,3 @@ async def pause_schedule(store: Schedules, schedule_id: str, tenant: str, *,
     if changed is None:
         raise ScheduleNotFound(schedule_id)
     return changed
-
-
-def with_run(schedule: Schedule, next_run_at: datetime, run: Run | None) -> Schedule:
-    """The schedule after `advance` (what the in-memory store keeps)."""
-    if run is None:
-        return replace(schedule, next_run_at=next_run_at)
-    return replace(schedule, next_run_at=next_run_at, last_run_at=run.run_at or run.slot,
-                   last_task_id=run.task_id)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from contracts.registry import TASK_TYPES
-from infra.broker import Broker
 from infra.composition import mongo_adapters
-from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
-from infra.store import TaskStore
-from infra.topology import build_topology
+from infra.mongodb.task_store import TaskStore
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 from tests.support.keys import issue_key
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.services import Backends, backends

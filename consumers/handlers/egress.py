@@ -1,6 +1,6 @@
 """Where a webhook may connect: every address a host resolves to is classified before any
 connection, and only public addresses (any port) or the operator's allowlist (its networks on
-their ports, infra.webhook_allowlist) pass.
+their ports, infra.runtime.webhook_allowlist) pass.
 
 The classification is pure (`refusal`); `checked_addresses` resolves a host once and checks every
 address, so the caller connects to an address that was checked, never to a second lookup's.
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from consumers.failures import PermanentFailure
-from infra.webhook_allowlist import EgressPolicy
+from infra.runtime.webhook_allowlist import EgressPolicy
 
 log = logging.getLogger("webhook.egress")
 
@@ -61,8 +61,8 @@ def refusal(address: Address, port: int, policy: EgressPolicy = PUBLIC_ONLY) -> 
     network is allowed but not that port), or None when it may.
 
     A public address passes on any port; an internal one only where an allowlist entry opens
-    its port (infra.webhook_allowlist). An IPv6 form of an IPv4 address is judged as that IPv4
-    address."""
+    its port (infra.runtime.webhook_allowlist). An IPv6 form of an IPv4 address is judged as
+    that IPv4 address."""
     inner = embedded_ipv4(address)
     why = _address_class(inner or address)
     if why is None:

@@ -20,7 +20,7 @@ from httpcore import AnyIOBackend, AsyncNetworkBackend, AsyncNetworkStream
 from httpcore._backends.base import SOCKET_OPTION as SocketOption
 
 from consumers.handlers.egress import Resolve, checked_addresses, system_resolve
-from infra.webhook_allowlist import EgressPolicy
+from infra.runtime.webhook_allowlist import EgressPolicy
 
 # httpx's own default pool limits.
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)

@@ -22,7 +22,7 @@ from consumers.handlers.egress import describe
 from consumers.handlers.egress_transport import egress_client
 from consumers.handlers.response_body import read_limited
 from contracts.payloads import WebhookPayload, redacted_url
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 log = logging.getLogger("webhook")
 

@@ -1,8 +1,8 @@
 """Read-model documents for the stored tasks, made the way the projector makes them.
 
 A few templates are built with the real projection (`contracts.projection.apply`) and
-`infra.store.to_document`; each stored task is a copy of one with its own id and times, since
-building a million pydantic objects would take longer than storing them.
+`infra.mongodb.task_store.to_document`; each stored task is a copy of one with its own id and
+times, since building a million pydantic objects would take longer than storing them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.projection import TaskState, apply
 from contracts.statuses import Status
-from infra.store import to_document
-from infra.task_queries import derived_fields
+from infra.mongodb.task_queries import derived_fields
+from infra.mongodb.task_store import to_document
 
 _ORIGIN = datetime(2020, 1, 1, tzinfo=UTC)
 _TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at", "next_attempt_at")

@@ -23,18 +23,18 @@ import httpx
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
 from gateway.deps import Services
-from infra.broker import Broker
 from infra.composition import mongo_adapters, replay_ports, task_service
-from infra.mongo import mongo_client
-from infra.settings import Settings
-from infra.topology import build_topology
+from infra.mongodb.client import mongo_client
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings
 from service.api_keys import create_key
 from service.auth import READ, Authenticator
 from service.listing import encode_cursor
 from service.queries import SortKey
 from tests.bench.documents import documents
 from tests.bench.stats import percentile
-from tests.support.memory import RecordingPublisher
+from tests.fakes.ports import RecordingPublisher
 
 DATABASE = "taskproc_bench_listing"
 TENANT = "bench"

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 _SYSTEM_PREFIXES = ("GATEWAY_", "WORKER", "PROJECTOR", "MONGODB_", "RABBITMQ_", "LOG_",
                     "PUBLISH_", "SHUTDOWN_", "UVICORN_")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from aio_pika.exceptions import AMQPError
 from pymongo import AsyncMongoClient, MongoClient
 
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from tests.bench import fill, phases
 from tests.bench.barerun import BareError, run_bare
 from tests.bench.deployment import Deployment

@@ -29,7 +29,7 @@ async def taskproc(system: System, api_key: str, *args: str, timeout_s: float = 
     """`taskproc ARGS` in its own process, with the key and gateway in its environment."""
     env = {**os.environ, "TASKPROC_URL": system.url, "TASKPROC_API_KEY": api_key}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "infra.cli", *args, env=env,
+        sys.executable, "-m", "cli.main", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
     assert process.returncode is not None

@@ -27,7 +27,7 @@ import pytest
 
 from contracts import names
 from contracts.registry import task_type_names
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from tests.e2e.conftest import system_env
 from tests.support import processes
 from tests.support.docs import README, ROOT, all_pages, marked_blocks

@@ -31,7 +31,7 @@ async def failed_task(api: Api, receiver: WebhookReceiver) -> tuple[str, str]:
 def taskproc(services: Backends, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RABBITMQ_URL": services.rabbitmq_url, "LOG_LEVEL": "WARNING",
            "MONGODB_URL": services.mongodb_url, "MONGODB_DATABASE": services.mongodb_database}
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 

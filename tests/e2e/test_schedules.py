@@ -20,8 +20,8 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from infra.mongo import mongo_client
-from infra.settings import Settings
+from infra.mongodb.client import mongo_client
+from infra.runtime.settings import Settings
 from service.schedules import run_key, run_task_id
 from tests.e2e.conftest import Api, System, stop_all, system_env
 from tests.support.keys import bearer, issue_key

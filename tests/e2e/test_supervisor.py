@@ -49,7 +49,7 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     # Its `.run/api-key` goes to a folder of its own, not the developer's `.run`.
     run_dir = log_dir / "supervisor-run"
     env = system_env(services, smtp_sink, GATEWAY_PORT=str(port), TASKPROC_RUN_DIR=str(run_dir))
-    supervisor = ServiceProcess("supervisor", ["-m", "infra.cli", "run"], env, log_dir).start()
+    supervisor = ServiceProcess("supervisor", ["-m", "cli.main", "run"], env, log_dir).start()
     try:
         await asyncio.to_thread(wait_for_consumers, supervisor, services.rabbitmq_url,
                                 # the webhook worker's hook has run (and logged) once it consumes

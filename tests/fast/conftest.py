@@ -18,19 +18,20 @@ from fastapi import FastAPI
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
 from gateway.deps import Services
-from infra.broker import Broker
 from infra.composition import task_service
-from infra.settings import Settings
-from infra.topology import build_topology
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
 from service.cancel import CancelPorts
 from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
 from service.submit import claim_key
-from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
-from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
-from tests.support.memory import (
+from tests.fakes.cancellations import MemoryCancellations, RecordingControl
+from tests.fakes.dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
+from tests.fakes.dead_letters import RecordingPublisher as LetterRecorder
+from tests.fakes.ports import (
     FixedQueueDepths,
     ManualClock,
     MemoryApiKeys,
@@ -38,8 +39,7 @@ from tests.support.memory import (
     MemoryReadModel,
     RecordingPublisher,
 )
-from tests.support.memory_cancels import MemoryCancellations, RecordingControl
-from tests.support.memory_schedules import MemorySchedules
+from tests.fakes.schedules import MemorySchedules
 
 # Nothing listens on port 1: were anything to reach past the fakes, it would fail at once.
 SETTINGS = Settings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",

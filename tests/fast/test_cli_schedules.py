@@ -12,8 +12,8 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from infra.api_cli import ApiEnvironment
-from infra.cli import cli
+from cli.api_verbs import ApiEnvironment
+from cli.main import cli
 
 pytestmark = pytest.mark.fast
 

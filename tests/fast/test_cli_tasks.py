@@ -18,12 +18,12 @@ import pytest
 from click.testing import CliRunner, Result
 from fastapi import FastAPI
 
+from cli.api_verbs import ApiEnvironment
+from cli.main import cli
+from cli.tasks import ProgressLine
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.projection import apply
 from contracts.statuses import Status
-from infra.api_cli import ApiEnvironment
-from infra.cli import cli
-from infra.task_cli import ProgressLine
 from service.auth import READ
 from tests.fast.conftest import TENANT, Fakes, Issue
 

@@ -16,7 +16,7 @@ import pytest
 from _pytest.terminal import TerminalReporter
 from pymongo import AsyncMongoClient
 
-from infra.mongo import mongo_client
+from infra.mongodb.client import mongo_client
 from tests.faults.scoreboard import Row, Scoreboard
 from tests.faults.system import System
 from tests.faults.tracking import TaskTracker, TrackerFactory

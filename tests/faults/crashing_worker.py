@@ -20,8 +20,8 @@ from consumers.handlers.webhook import call_webhook, http_client
 from consumers.task_handler import TaskHandler
 from contracts.payloads import WebhookPayload
 from contracts.registry import WEBHOOK
-from infra.logging import configure_logging
-from infra.settings import Settings
+from infra.observability.logging import configure_logging
+from infra.runtime.settings import Settings
 
 TASK_TYPE = WEBHOOK.name
 CRASH_PATH = "/crash/"

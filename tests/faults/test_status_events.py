@@ -14,8 +14,8 @@ import pytest
 from contracts import names
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
-from infra.broker import Broker
-from infra.publishing import publish_event
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.publishing import publish_event
 from tests.faults.amqp import queue_state
 from tests.faults.scoreboard import Expect, Row, rank
 from tests.faults.system import System

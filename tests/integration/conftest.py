@@ -11,8 +11,8 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
-from infra.mongo import mongo_client
-from infra.settings import Settings
+from infra.mongodb.client import mongo_client
+from infra.runtime.settings import Settings
 from tests.support.amqp import Queues
 from tests.support.services import Backends
 

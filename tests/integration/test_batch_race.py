@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractChannel
 
 from contracts import names
 from infra.composition import connected_task_service
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.batches import BatchAccepted, SubmitBatch, submit_batch
 from service.commands import SubmitTask
 from service.dependencies import Dependencies

@@ -28,7 +28,7 @@ from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.composition import Connected, connected_task_service
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.cancel import cancel_task
 from service.commands import SubmitTask
 from service.submit import submit

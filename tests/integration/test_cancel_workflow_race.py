@@ -38,8 +38,8 @@ from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP, TASK_TYPES
 from contracts.statuses import Status
 from infra.composition import Connected, connected_task_service
-from infra.settings import Settings
-from infra.topology import build_topology
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings
 from projector.bootstrap import run_projector
 from service.cancel import cancel_task
 from service.commands import SubmitTask

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from contracts.messages import utcnow
-from infra.dead_letters import MongoDeadLetterArchive
-from infra.mongo import mongo_client
-from infra.settings import Settings
+from infra.mongodb.client import mongo_client
+from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
+from infra.runtime.settings import Settings
 from service.dead_letters import DeadLetter, DeadLetterArchive, ReplayClaim
-from tests.support.fake_dead_letters import FakeDeadLetterArchive
+from tests.fakes.dead_letters import FakeDeadLetterArchive
 
 pytestmark = pytest.mark.integration
 

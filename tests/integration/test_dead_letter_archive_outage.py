@@ -13,12 +13,12 @@ import pytest
 
 from contracts import names
 from contracts.registry import TASK_TYPES
-from infra.broker import Broker
-from infra.dead_letters import MongoDeadLetterArchive
-from infra.mongo import mongo_client
-from infra.settings import Settings
-from infra.store import TaskStore
-from infra.topology import build_topology
+from infra.mongodb.client import mongo_client
+from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
+from infra.mongodb.task_store import TaskStore
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings
 from projector.runtime import Projector
 from tests.support.amqp import Queues
 from tests.support.services import MongoServer

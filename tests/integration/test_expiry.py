@@ -13,8 +13,8 @@ from pymongo import AsyncMongoClient
 
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
-from infra.expiry import server_kind
-from infra.store import TaskStore
+from infra.mongodb.expiry import server_kind
+from infra.mongodb.task_store import TaskStore
 
 pytestmark = pytest.mark.integration
 

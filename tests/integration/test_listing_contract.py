@@ -17,13 +17,13 @@ import pytest
 from contracts.messages import StatusEvent
 from contracts.projection import apply
 from contracts.statuses import Status
-from infra.mongo import mongo_client
-from infra.settings import Settings
-from infra.store import TaskStore, to_document
-from infra.task_queries import LIST_KEY, _selectors
+from infra.mongodb.client import mongo_client
+from infra.mongodb.task_queries import LIST_KEY, _selectors
+from infra.mongodb.task_store import TaskStore, to_document
+from infra.runtime.settings import Settings
 from service.ports import TaskReadModel
 from service.queries import SortKey, TaskQuery
-from tests.support.memory import MemoryReadModel
+from tests.fakes.ports import MemoryReadModel
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,8 @@ from consumers.task_handler import TaskHandler
 from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP, task_type_names
 from gateway.app import create_app
-from infra.logging import configure_logging
-from infra.settings import Settings
+from infra.observability.logging import configure_logging
+from infra.runtime.settings import Settings
 from projector.bootstrap import run_projector
 from tests.support.keys import bearer
 from tests.support.services import free_port_block

@@ -31,7 +31,7 @@ from contracts.registry import SLEEP
 from contracts.statuses import Status
 from gateway.app import create_app
 from infra.composition import mongo_adapters
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from projector.bootstrap import run_projector
 from tests.support.keys import bearer
 from tests.support.services import Backends

@@ -14,9 +14,9 @@ import pytest
 from contracts import names
 from contracts.messages import TaskEnvelope
 from contracts.registry import TASK_TYPES
-from infra.broker import Broker, BrokerUnavailable, Unroutable, persistent_message
-from infra.publishing import publish_task
-from infra.topology import build_topology
+from infra.rabbitmq.broker import Broker, BrokerUnavailable, Unroutable, persistent_message
+from infra.rabbitmq.publishing import publish_task
+from infra.rabbitmq.topology import build_topology
 from tests.support.amqp import Queues
 from tests.support.services import free_port
 from tests.support.waiting import eventually

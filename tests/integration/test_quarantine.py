@@ -15,8 +15,8 @@ from contracts import names
 from contracts.projection import TaskState
 from contracts.registry import WEBHOOK
 from contracts.statuses import Status
-from infra.settings import Settings
-from infra.store import TaskStore
+from infra.mongodb.task_store import TaskStore
+from infra.runtime.settings import Settings
 from tests.support.amqp import Queues
 from tests.support.receivers import WebhookReceiver
 from tests.support.runtime import Runtime, worker_and_projector

@@ -10,7 +10,7 @@ import pytest
 
 from contracts.messages import StatusEvent
 from contracts.statuses import Status, position
-from infra.store import TaskStore
+from infra.mongodb.task_store import TaskStore
 
 pytestmark = pytest.mark.integration
 

@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.main import cli
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
-from infra.cli import cli
-from infra.mongo import mongo_client
-from infra.read_model_migration import Pace, backfill_listing_keys
-from infra.schedules import MongoSchedules
-from infra.settings import Settings
-from infra.store import TaskStore, to_document
-from infra.task_queries import LIST_KEY, UPDATED_KEY, derived_fields
+from infra.mongodb.client import mongo_client
+from infra.mongodb.read_model_migration import Pace, backfill_listing_keys
+from infra.mongodb.schedule_store import MongoSchedules
+from infra.mongodb.task_queries import LIST_KEY, UPDATED_KEY, derived_fields
+from infra.mongodb.task_store import TaskStore, to_document
+from infra.runtime.settings import Settings
 from scheduler.runtime import run_scheduler
 from service.queries import TaskQuery
 

@@ -20,13 +20,13 @@ from contracts import names
 from contracts.messages import ErrorInfo, StatusEvent, utcnow
 from contracts.registry import TASK_TYPES
 from contracts.statuses import Status
-from infra.broker import Broker
 from infra.composition import replay_ports
-from infra.dead_letters import MAX_KEPT_BODY, MongoDeadLetterArchive
-from infra.mongo import mongo_client
-from infra.settings import Settings
-from infra.store import TaskStore
-from infra.topology import build_topology
+from infra.mongodb.client import mongo_client
+from infra.mongodb.dead_letter_archive import MAX_KEPT_BODY, MongoDeadLetterArchive
+from infra.mongodb.task_store import TaskStore
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings
 from service.auth import DEFAULT_TENANT
 from service.dead_letters import DeadLetter, LetterPublisher, ReplayClaim
 from service.errors import NotRetryable

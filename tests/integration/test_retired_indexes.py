@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
-from infra import task_queries
-from infra.store import TaskStore
+from infra.mongodb import task_queries
+from infra.mongodb.task_store import TaskStore
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ from datetime import timedelta
 import pytest
 
 from contracts.messages import utcnow
-from infra.mongo import mongo_client
-from infra.schedules import MongoSchedules
-from infra.settings import Settings
+from infra.mongodb.client import mongo_client
+from infra.mongodb.schedule_store import MongoSchedules
+from infra.runtime.settings import Settings
 from service.schedules import Run, Schedule, Schedules, create_schedule, run_key, run_task_id
-from tests.support.memory_schedules import MemorySchedules
+from tests.fakes.schedules import MemorySchedules
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import pytest
 from contracts.messages import StatusEvent
 from contracts.statuses import Status, position
 from infra.composition import mongo_adapters
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.errors import StoreUnavailable
 from service.ports import IdempotencyKeys, TaskReadModel
-from tests.support.memory import MemoryIdempotencyKeys, MemoryReadModel
+from tests.fakes.ports import MemoryIdempotencyKeys, MemoryReadModel
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.integration

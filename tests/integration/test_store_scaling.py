@@ -19,8 +19,8 @@ from pymongo import AsyncMongoClient
 from contracts.messages import StatusEvent
 from contracts.projection import apply
 from contracts.statuses import Status
-from infra.settings import Settings
-from infra.store import TaskStore, to_document
+from infra.mongodb.task_store import TaskStore, to_document
+from infra.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from contracts.messages import utcnow
 from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 

@@ -23,10 +23,10 @@ from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP
 from contracts.statuses import Status
 from contracts.workflows import workflow_label
-from infra.broker import Broker, BrokerUnavailable
 from infra.composition import connected_task_service
-from infra.publishing import publish_event as real_publish_event
-from infra.settings import Settings
+from infra.rabbitmq.broker import Broker, BrokerUnavailable
+from infra.rabbitmq.publishing import publish_event as real_publish_event
+from infra.runtime.settings import Settings
 from projector.bootstrap import run_projector
 from service.commands import SubmitTask
 from service.queries import TaskQuery

@@ -18,8 +18,8 @@ import pytest
 from contracts.messages import TaskEnvelope, utcnow
 from contracts.names import task_queue
 from contracts.registry import get_spec
-from infra.broker import Broker
-from infra.publishing import publish_task
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.publishing import publish_task
 from tests.support import processes
 from tests.support.services import Backends, rabbitmqctl
 from tests.support.waiting import eventually

@@ -9,7 +9,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from tests.fast.conftest import client_for, fakes, gateway, http, issue
 
 __all__ = ["client_for", "fakes", "gateway", "http", "issue"]

@@ -12,12 +12,12 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from infra.composition import mongo_adapters
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.api_keys import create_key
 from service.auth import READ, SCOPES, SUBMIT, ApiKey, Authenticator, hash_token
 from service.errors import StoreUnavailable
 from service.ports import ApiKeys
-from tests.support.memory import MemoryApiKeys
+from tests.fakes.ports import MemoryApiKeys
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from contracts.limits import MAX_BODY_DEPTH, MAX_WORKFLOW_DEPTH, MAX_WORKFLOW_TA
 from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
-from infra.settings import Settings
-from infra.store import TaskStore
+from infra.mongodb.task_store import TaskStore
+from infra.runtime.settings import Settings
 from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually

@@ -16,8 +16,8 @@ from consumers.handlers.egress import (
     embedded_ipv4,
     refusal,
 )
-from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
-from infra.webhook_allowlist import EgressPolicy, parse_allowlist, url_ports
+from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
+from infra.runtime.webhook_allowlist import EgressPolicy, parse_allowlist, url_ports
 
 LOOPBACK_ONLY = Settings(webhook_allowed_networks=DEV_WEBHOOK_ALLOWED_NETWORKS,
                          taskproc_env="development").webhook_egress

@@ -35,26 +35,26 @@ from schemathesis.specs.openapi.checks import (
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
 from gateway.deps import Services
-from infra.broker import Broker
 from infra.composition import task_service
-from infra.topology import build_topology
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
 from service.cancel import CancelPorts
 from service.rate_limit import RateLimiter
 from service.replay import ReplayPorts
-from tests.fast.conftest import SETTINGS
-from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
-from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
-from tests.support.memory import (
+from tests.fakes.cancellations import MemoryCancellations, RecordingControl
+from tests.fakes.dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
+from tests.fakes.dead_letters import RecordingPublisher as LetterRecorder
+from tests.fakes.ports import (
     ManualClock,
     MemoryApiKeys,
     MemoryIdempotencyKeys,
     MemoryReadModel,
     RecordingPublisher,
 )
-from tests.support.memory_cancels import MemoryCancellations, RecordingControl
-from tests.support.memory_schedules import MemorySchedules
+from tests.fakes.schedules import MemorySchedules
+from tests.fast.conftest import SETTINGS
 
 pytestmark = pytest.mark.fast
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.keys import keys_create, keys_list, keys_revoke
+from devtools.local_key import ensure_local_key
 from infra.composition import mongo_adapters
-from infra.keys_cli import keys_create, keys_list, keys_revoke
-from infra.local_key import ensure_local_key
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.auth import SCOPES, Authenticator, key_id_of
 from service.errors import InvalidKeyRequest, Unauthenticated
 

@@ -17,9 +17,9 @@ from contracts.limits import is_valid_task_id
 from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
-from infra.amqp_codec import derived_task_id
-from infra.settings import Settings
-from infra.store import TaskStore
+from infra.mongodb.task_store import TaskStore
+from infra.rabbitmq.amqp_codec import derived_task_id
+from infra.runtime.settings import Settings
 from tests.support.amqp import Queues, take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually

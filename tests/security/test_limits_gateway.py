@@ -17,25 +17,25 @@ from contracts.messages import TaskEnvelope
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
 from gateway.deps import Services
-from infra.broker import Broker
 from infra.composition import task_service
-from infra.settings import Settings, TaskLimitOverride
-from infra.topology import build_topology
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings, TaskLimitOverride
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
 from service.errors import QueueFull
 from service.ports import Source
 from service.replay import ReplayPorts
-from tests.fast.conftest import SETTINGS
-from tests.support.fake_dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
-from tests.support.fake_dead_letters import RecordingPublisher as LetterRecorder
-from tests.support.keys import bearer
-from tests.support.memory import (
+from tests.fakes.dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
+from tests.fakes.dead_letters import RecordingPublisher as LetterRecorder
+from tests.fakes.ports import (
     MemoryApiKeys,
     MemoryIdempotencyKeys,
     MemoryReadModel,
     RecordingPublisher,
 )
+from tests.fast.conftest import SETTINGS
+from tests.support.keys import bearer
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.fast

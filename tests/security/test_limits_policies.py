@@ -8,9 +8,14 @@ import re
 
 from contracts import names
 from contracts.registry import TASK_TYPES
-from infra.queue_limits import DEAD_QUEUES_POLICY, TASK_QUEUES_POLICY, queue_policies, vhost_of
-from infra.settings import Settings
-from infra.topology import build_topology, definitions
+from infra.rabbitmq.queue_limits import (
+    DEAD_QUEUES_POLICY,
+    TASK_QUEUES_POLICY,
+    queue_policies,
+    vhost_of,
+)
+from infra.rabbitmq.topology import build_topology, definitions
+from infra.runtime.settings import Settings
 
 SETTINGS = Settings(queue_max_messages=7, queue_max_bytes=7000, dead_queue_max_messages=3,
                     dead_queue_max_bytes=3000)

@@ -29,18 +29,18 @@ from contracts.registry import SLEEP, TASK_TYPES
 from contracts.statuses import Status
 from gateway.app import create_app
 from gateway.deps import Services
-from infra.broker import Broker
 from infra.composition import connected_task_service
-from infra.queue_limits import (
+from infra.mongodb.task_store import TaskStore
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.queue_limits import (
     DEAD_QUEUES_POLICY,
     TASK_QUEUES_POLICY,
     apply_policies,
     queue_policies,
     vhost_of,
 )
-from infra.settings import Settings
-from infra.store import TaskStore
-from infra.topology import build_topology, declare_on
+from infra.rabbitmq.topology import build_topology, declare_on
+from infra.runtime.settings import Settings
 from tests.support.amqp import Queues
 from tests.support.keys import bearer, issue_key
 from tests.support.services import local_vhost
@@ -247,7 +247,7 @@ async def test_a_full_quarantine_queue_is_an_error_log_and_the_message_is_requeu
                            routing_key="sleep")
     stop = asyncio.Event()
     alert = StopOnAlert(stop, names.QUARANTINE_QUEUE)
-    logging.getLogger("infra.publishing").addHandler(alert)
+    logging.getLogger("infra.rabbitmq.publishing").addHandler(alert)
     broker = Broker(limited.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=limited.publish_timeout_s, name="limits worker")
     try:
@@ -256,7 +256,7 @@ async def test_a_full_quarantine_queue_is_an_error_log_and_the_message_is_requeu
                             shutdown_grace_s=10)
             await asyncio.wait_for(worker.run(stop), timeout=60)
     finally:
-        logging.getLogger("infra.publishing").removeHandler(alert)
+        logging.getLogger("infra.rabbitmq.publishing").removeHandler(alert)
         await broker.close()
 
     assert alert.alerts
@@ -306,7 +306,7 @@ async def test_without_the_management_api_the_gateway_warns_and_serves(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     unreachable = limited.model_copy(update={"rabbitmq_management_url": "http://127.0.0.1:1"})
-    with caplog.at_level(logging.WARNING, logger="infra.queue_limits"):
+    with caplog.at_level(logging.WARNING, logger="infra.rabbitmq.queue_limits"):
         async with connected_task_service(unreachable) as connected:
             app = create_app(unreachable, services=Services(connected.tasks, connected.replay,
                                                             connected.broker, connected.auth))

@@ -12,8 +12,8 @@ import pytest
 from consumers.decode import InvalidTask, decode
 from contracts.limits import TaskLimits, is_valid_task_id
 from contracts.registry import get_spec
-from infra.amqp_codec import derived_task_id, task_id_of
-from tests.unit.fakes import incoming
+from infra.rabbitmq.amqp_codec import derived_task_id, task_id_of
+from tests.fakes.amqp_message import incoming
 
 SLEEP = get_spec("sleep")
 PAYLOAD = {"payload": {"seconds": 0}}

@@ -15,11 +15,12 @@ import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
 from contracts import names
-from infra.management import management
-from infra.rabbitmq_layout import gateway_user, parse_publisher, projector_user, worker_user
-from infra.rabbitmq_setup import setup, url_for
-from infra.settings import Settings
+from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user, worker_user
+from infra.rabbitmq.management import management
+from infra.rabbitmq.setup import setup, url_for
+from infra.runtime.settings import Settings
 from tests.support.docs import doc
+from tests.support.rabbitmq_admin import delete_layout
 from tests.support.services import Backends, missing
 
 pytestmark = pytest.mark.integration
@@ -50,10 +51,7 @@ async def publisher_url(services: Backends, tmp_path_factory: pytest.TempPathFac
                                                        "read": ".*"})
         yield urls[publisher], url_for(services.rabbitmq_url, "guest", "guest", vhost)
     finally:
-        async with management(admin.rabbitmq_management_url, admin.rabbitmq_url) as api:
-            for user in users:
-                await api.delete_user(user)
-            await api.delete_vhost(vhost)
+        await delete_layout(admin, users, vhost)
 
 
 async def test_an_outside_publisher_can_passively_declare_any_queue_and_readme_says_so(

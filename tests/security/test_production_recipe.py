@@ -30,10 +30,16 @@ import pytest
 
 from contracts.registry import task_type_names
 from devtools.permission_table import table_in
-from infra.permission_table import TOPIC_WRITE, layout_roles, permission_table, render, topic_cell
-from infra.rabbitmq_layout import Publisher, Role, gateway_user, projector_user, worker_user
-from infra.rabbitmq_setup import setup
-from infra.settings import Settings
+from infra.rabbitmq.layout import Publisher, Role, gateway_user, projector_user, worker_user
+from infra.rabbitmq.permission_table import (
+    TOPIC_WRITE,
+    layout_roles,
+    permission_table,
+    render,
+    topic_cell,
+)
+from infra.rabbitmq.setup import setup
+from infra.runtime.settings import Settings
 from tests.e2e.test_readme_commands import second_terminal
 from tests.support.docs import ROOT, all_pages, doc, marked_blocks
 from tests.support.keys import bearer
@@ -127,7 +133,7 @@ def wanted(install: Install) -> str:
 
 def taskproc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`taskproc ARGS` (this tree's code) in a plain terminal with `env` exported."""
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=cwd,
                           env={**second_terminal(), "PYTHONPATH": str(ROOT), **env},
                           capture_output=True, text=True, timeout=120, check=False)
 

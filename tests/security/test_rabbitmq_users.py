@@ -22,15 +22,16 @@ import pytest
 from aiormq.exceptions import ChannelAccessRefused, ChannelClosed
 
 from contracts import names
-from infra.management import management
-from infra.rabbitmq_layout import gateway_user, parse_publisher, projector_user, worker_user
-from infra.rabbitmq_setup import EVERYTHING, SetupReport, process_environment, setup, url_for
-from infra.settings import Settings
+from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user, worker_user
+from infra.rabbitmq.management import management
+from infra.rabbitmq.setup import EVERYTHING, SetupReport, process_environment, setup, url_for
+from infra.runtime.settings import Settings
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
 from tests.support.amqp import take_matching
 from tests.support.keys import bearer, issue_key
 from tests.support.processes import PROJECTOR_QUEUES, ServiceProcess
+from tests.support.rabbitmq_admin import delete_layout
 from tests.support.readiness import wait_for_consumers, wait_for_http
 from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port, missing
@@ -80,10 +81,7 @@ async def layout(services: Backends, tmp_path_factory: pytest.TempPathFactory
                      url_for(services.rabbitmq_url, "guest", "guest", vhost),
                      _read_credentials(credentials), first, admin)
     finally:
-        async with management(admin.rabbitmq_management_url, admin.rabbitmq_url) as api:
-            for user in users:
-                await api.delete_user(user)
-            await api.delete_vhost(vhost)
+        await delete_layout(admin, users, vhost)
 
 
 async def watch_as_guest(admin: Settings, vhost: str) -> None:

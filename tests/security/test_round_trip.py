@@ -17,9 +17,9 @@ import aio_pika
 import httpx
 import pytest
 
+from cli.keys import keys_revoke
 from contracts import names
-from infra.keys_cli import keys_revoke
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.auth import key_id_of
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes

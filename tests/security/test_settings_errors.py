@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from consumers.handlers.egress_transport import egress_client
 from consumers.handlers.send_email import send_email
 from consumers.handlers.webhook import call_webhook
 from contracts.payloads import SendEmailPayload, WebhookPayload
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
 from contracts.workflows import workflow_label
-from infra.settings import Settings
-from infra.store import TaskStore
+from infra.mongodb.task_store import TaskStore
+from infra.runtime.settings import Settings
 from service.queries import TaskQuery
 from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
@@ -48,8 +48,9 @@ def publishers(services: Backends) -> Iterator[Publishers]:
     if not services.local_broker:
         pytest.skip("needs rabbitmqctl on the local broker to add users")
     suffix = uuid.uuid4().hex[:8]
-    users = {f"owner-a-{suffix}": secrets.token_urlsafe(12),
-             f"owner-b-{suffix}": secrets.token_urlsafe(12)}
+    # Hex: a urlsafe password may start with "-", which rabbitmqctl takes for an option.
+    users = {f"owner-a-{suffix}": secrets.token_hex(12),
+             f"owner-b-{suffix}": secrets.token_hex(12)}
     for user, password in users.items():
         rabbitmqctl("add_user", user, password)
         rabbitmqctl("set_permissions", "-p", services.vhost, user, "^$", r"^tasks\..*", "^$")

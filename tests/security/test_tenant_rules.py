@@ -15,13 +15,13 @@ from contracts.messages import StatusEvent
 from contracts.projection import apply
 from contracts.registry import get_spec
 from contracts.statuses import Status
-from infra.amqp_codec import TenantRules, UnknownPublisher, tenant_of
+from infra.rabbitmq.amqp_codec import TenantRules, UnknownPublisher, tenant_of
 from service.auth import Principal, hash_token, key_id_of, new_token
 from service.errors import RateLimited
 from service.rate_limit import RateLimiter
-from tests.support.memory import ManualClock
+from tests.fakes.amqp_message import incoming
+from tests.fakes.ports import ManualClock
 from tests.support.projection import fold
-from tests.unit.fakes import incoming
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 

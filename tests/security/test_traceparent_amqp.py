@@ -23,8 +23,8 @@ from consumers.task_handler import TaskHandler
 from contracts import names
 from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP, task_type_names
-from infra.logging import configure_logging
-from infra.settings import Settings
+from infra.observability.logging import configure_logging
+from infra.runtime.settings import Settings
 from tests.support.services import free_port_block
 from tests.support.waiting import eventually
 

@@ -28,7 +28,7 @@ from consumers.handlers.egress import DestinationNotAllowed
 from consumers.handlers.egress_transport import egress_client
 from consumers.handlers.webhook import call_webhook, http_client
 from contracts.payloads import WebhookPayload, path_tag, redacted_url
-from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
+from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 from tests.support.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from infra.composition import mongo_adapters
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.api_keys import create_key
 from service.auth import DEFAULT_TENANT, SCOPES
 

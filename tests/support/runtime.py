@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from consumers.handlers import HANDLERS
 from consumers.worker import Worker
 from contracts.registry import TASK_TYPES, TaskSpec
-from infra.broker import Broker
-from infra.dead_letters import MongoDeadLetterArchive
-from infra.mongo import mongo_client
-from infra.settings import Settings
-from infra.store import TaskStore
-from infra.topology import build_topology
+from infra.mongodb.client import mongo_client
+from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
+from infra.mongodb.task_store import TaskStore
+from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.topology import build_topology
+from infra.runtime.settings import Settings
 from projector.runtime import Projector
 
 

@@ -1,5 +1,6 @@
-"""Acks in runs (infra/acks.py): a multiple ack never reaches past an unfinished delivery, a
-finished one behind an unfinished one is not held for long, and nothing is acked twice."""
+"""Acks in runs (infra/rabbitmq/acks.py): a multiple ack never reaches past an unfinished
+delivery, a finished one behind an unfinished one is not held for long, and nothing is acked
+twice."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 
-from infra.acks import Acks
+from infra.rabbitmq.acks import Acks
 
 # Long enough that no test waits on the timer unless it means to.
 SLOW = 60.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from infra.batching import Batcher
+from infra.runtime.batching import Batcher
 
 DEADLINE_S = 5.0
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from consumers.cancels import CancelWatch
 from contracts.control import CancelRequest
 from contracts.messages import utcnow
-from tests.support.memory_cancels import MemoryCancellations
+from tests.fakes.cancellations import MemoryCancellations
 
 
 def request(task_id: str, *, task_type: str = "sleep", days_ago: float = 0,

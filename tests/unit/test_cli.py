@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from infra.cli import PLUGIN_GROUP, cli, plugin_commands
+from cli.main import PLUGIN_GROUP, cli, plugin_commands
 
 VERBS = ["cancel", "dead-letters", "gateway", "keys", "list", "projector", "rabbitmq",
          "read-model", "run", "scheduler", "schedules", "schemas", "services", "status", "submit",

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.local_key import LOCAL_TENANT
 from devtools.supervisor import dev_env
-from infra import local_settings
-from infra.local_key import LOCAL_TENANT
-from infra.settings import Settings
+from infra.runtime import local_settings
+from infra.runtime.settings import Settings
 
 
 def plain_env() -> dict[str, str]:
@@ -28,7 +28,7 @@ def plain_env() -> dict[str, str]:
 
 def taskproc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`taskproc ARGS` as a user runs it, in `cwd` (where `.run/` would be), with `env` set."""
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=cwd,
                           env={**plain_env(), **env}, capture_output=True, text=True,
                           timeout=60, check=False)
 

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import infra.metrics  # noqa: F401  (registers the instruments)
+import infra.observability.metrics  # noqa: F401  (registers the instruments)
 from contracts.registry import task_type_names
-from infra.observability import PROJECTOR, metrics_port
-from infra.settings import Settings
+from infra.observability.task_middleware import PROJECTOR, metrics_port
+from infra.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "taskproc.json"

@@ -11,9 +11,9 @@ from consumers.decode import InvalidTask, decode
 from contracts import names
 from contracts.payloads import SleepPayload
 from contracts.registry import get_spec
-from infra.amqp_codec import TenantRules, derived_task_id, task_id_of
-from infra.replay import describe
-from tests.unit.fakes import incoming
+from infra.rabbitmq.amqp_codec import TenantRules, derived_task_id, task_id_of
+from infra.rabbitmq.dead_letter_queue import describe
+from tests.fakes.amqp_message import incoming
 
 SLEEP = get_spec("sleep")
 SENT_AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)

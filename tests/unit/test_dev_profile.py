@@ -9,8 +9,8 @@ from ipaddress import ip_network
 import pytest
 
 from devtools.supervisor import dev_env
-from infra.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
-from infra.webhook_allowlist import AllowedDestination, PortRange
+from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
+from infra.runtime.webhook_allowlist import AllowedDestination, PortRange
 
 
 def test_processes_started_by_taskproc_run_may_reach_loopbacks_unprivileged_ports_only(

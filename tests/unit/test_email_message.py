@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from consumers.context import TaskContext
 from consumers.handlers.send_email import build_message
 from contracts.payloads import SendEmailPayload
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 SENDER = "TaskProc <noreply@example.com>"
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from contracts.messages import StatusEvent, TaskBody
 from contracts.statuses import Status
-from infra.task_queries import list_key
+from infra.mongodb.task_queries import list_key
 from service.errors import InvalidCursor
 from service.listing import decode_cursor, encode_cursor
 from service.queries import SortKey

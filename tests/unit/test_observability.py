@@ -27,12 +27,17 @@ from contracts.registry import task_type_names
 from contracts.statuses import Status
 from devtools import local_services as services
 from devtools.supervisor import metrics_urls
-from infra import tracing
-from infra.logging import JsonFormatter, TaskFieldsFilter, TaskLogContext, TextFormatter
-from infra.metrics import MetricsMiddleware, metrics_server
-from infra.middleware import Attempt, Middlewares, Outcome, ProjectedEvent
-from infra.observability import metrics_port, task_middleware
-from infra.settings import Settings
+from infra.observability import tracing
+from infra.observability.logging import (
+    JsonFormatter,
+    TaskFieldsFilter,
+    TaskLogContext,
+    TextFormatter,
+)
+from infra.observability.metrics import MetricsMiddleware, metrics_server
+from infra.observability.middleware import Attempt, Middlewares, Outcome, ProjectedEvent
+from infra.observability.task_middleware import metrics_port, task_middleware
+from infra.runtime.settings import Settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -360,7 +365,7 @@ def test_a_metrics_port_already_taken_leaves_the_process_running_without_metrics
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with caplog.at_level(logging.WARNING, "infra.metrics"), \
+        with caplog.at_level(logging.WARNING, "infra.observability.metrics"), \
                 metrics_server("127.0.0.1", port, process="unit") as served:
             assert served is None
     assert "metrics not served" in caplog.text

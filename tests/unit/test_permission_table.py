@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
+from cli.main import cli
 from contracts.registry import task_type_names
-from infra.cli import cli
-from infra.permission_table import TOPIC_WRITE, layout_roles, permission_table, render
+from infra.rabbitmq.permission_table import TOPIC_WRITE, layout_roles, permission_table, render
 
 
 def test_a_cell_is_the_regex_in_code_with_its_bars_escaped_and_nothing_for_no_resource() -> None:

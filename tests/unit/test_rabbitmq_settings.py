@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from infra.rabbitmq_layout import (
+from infra.rabbitmq.layout import (
     USER_PREFIX,
     exactly,
     parse_publisher,
     publisher_role,
     service_roles,
 )
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 TYPES = ["send_email", "sleep", "webhook"]
 GUEST = "amqp://guest:guest@127.0.0.1:5672/"

@@ -26,7 +26,7 @@ from contracts.registry import (
     get_spec,
     task_type_names,
 )
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,12 +14,12 @@ from contracts.statuses import Status
 from service.dead_letters import DeadLetter, ReplayClaim
 from service.errors import NotRetryable, TaskNotFound
 from service.replay import Outcome, ReplayPorts, replay_letter, replay_queue, replay_task
-from tests.support.fake_dead_letters import (
+from tests.fakes.dead_letters import (
     FakeDeadLetterArchive,
     FakeDeadLetterQueue,
     RecordingPublisher,
 )
-from tests.support.memory import MemoryReadModel
+from tests.fakes.ports import MemoryReadModel
 
 TYPE = "sleep"
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from tenacity import wait_fixed
 
-from infra.retrying import Stopped, until_stopped
+from infra.runtime.retrying import Stopped, until_stopped
 from service.errors import StoreUnavailable
 
 

@@ -10,19 +10,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.composition import task_service
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 from service.dependencies import Dependencies
 from service.rate_limit import RateLimiter
 from service.schedule_times import CatchUp
 from service.schedules import Run, Schedule, create_schedule, run_key, run_task_id
 from service.scheduling import SchedulerPorts, tick
-from tests.support.memory import (
+from tests.fakes.ports import (
     ManualClock,
     MemoryIdempotencyKeys,
     MemoryReadModel,
     RecordingPublisher,
 )
-from tests.support.memory_schedules import MemorySchedules
+from tests.fakes.schedules import MemorySchedules
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 Tasks = tuple[Dependencies, RecordingPublisher, MemoryReadModel]

@@ -10,7 +10,7 @@ import pytest
 from consumers.context import TaskContext
 from consumers.handlers.sleep import sleep
 from contracts.payloads import SleepPayload
-from infra.settings import Settings
+from infra.runtime.settings import Settings
 
 
 class Reports:

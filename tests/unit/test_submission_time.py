@@ -9,7 +9,7 @@ from typing import cast
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from infra.submission_time import submitted_at_of
+from infra.rabbitmq.submission_time import submitted_at_of
 
 NOW = datetime(2026, 12, 7, 4, 22, 52, 984000, tzinfo=UTC)
 

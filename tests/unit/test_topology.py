@@ -9,7 +9,7 @@ from aio_pika.abc import ExchangeType
 
 from contracts import names
 from contracts.registry import TASK_TYPES, TaskSpec, task_type_names
-from infra.topology import Queue, Topology, build_topology, definitions
+from infra.rabbitmq.topology import Queue, Topology, build_topology, definitions
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
 from service.unrecorded import Unrecorded
-from tests.support.memory import MemoryReadModel
+from tests.fakes.ports import MemoryReadModel
 from tests.support.waiting import eventually
 
 

@@ -21,9 +21,9 @@ from consumers.worker import Worker
 from contracts import names
 from contracts.registry import SLEEP
 from contracts.statuses import Status
-from infra.amqp_codec import TenantRules
-from infra.broker import Broker, BrokerUnavailable
-from infra.middleware import Attempt, Middleware, Outcome
+from infra.observability.middleware import Attempt, Middleware, Outcome
+from infra.rabbitmq.amqp_codec import TenantRules
+from infra.rabbitmq.broker import Broker, BrokerUnavailable
 from tests.support.waiting import eventually
 
 

@@ -23,11 +23,11 @@ from contracts.messages import StatusEvent
 from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
-from infra.amqp_codec import TenantRules
-from infra.broker import Broker
+from infra.rabbitmq.amqp_codec import TenantRules
+from infra.rabbitmq.broker import Broker
 from service.errors import StoreUnavailable
-from tests.support.memory import MemoryReadModel
-from tests.support.memory_cancels import MemoryCancellations
+from tests.fakes.cancellations import MemoryCancellations
+from tests.fakes.ports import MemoryReadModel
 from tests.support.waiting import eventually
 from tests.unit.test_worker_outcomes import Delivery, Journal, RecordingBroker
 

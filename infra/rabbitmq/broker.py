@@ -1,0 +1,219 @@
+"""One robust RabbitMQ connection with a confirming channel, and the confirmed publish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.connection import make_url
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from pamqp.commands import Basic
+
+from infra.rabbitmq.topology import Topology, declare_topology
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """A message was not confirmed by RabbitMQ; the caller must treat it as not sent."""
+
+
+class BrokerUnavailable(PublishError):
+    """RabbitMQ did not answer or confirm within the deadline."""
+
+
+class Unroutable(PublishError):
+    """RabbitMQ returned or refused the message: no queue would have held it."""
+
+
+class Refused(PublishError):
+    """RabbitMQ nacked the message: a queue it routes to is full (overflow `reject-publish`).
+    Any other queue it routes to may have taken it."""
+
+
+class Broker:
+    """A lazily opened, self-healing link to RabbitMQ.
+
+    The first connection is opened on first use, so a process started while the broker is down
+    still starts and recovers; after that aio-pika's robust connection reconnects by itself.
+    """
+
+    def __init__(
+        self, url: str, topology: Topology, *, timeout_s: float, name: str, prefetch: int = 0,
+        passive: bool = False,
+    ) -> None:
+        """`passive`: check the topology exists instead of declaring it (a user without
+        configure permission; see Settings.rabbitmq_declare_topology)."""
+        self._url = url
+        # Every message this process publishes names its RabbitMQ user as `user_id`: RabbitMQ
+        # checks it against the connection, so consumers can trust it (amqp_codec.tenant_of).
+        self.user = unquote(urlsplit(url).username or "guest")
+        self._topology = topology
+        self._timeout_s = timeout_s
+        self._name = name
+        self._prefetch = prefetch
+        self._passive = passive
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._connecting: asyncio.Task[AbstractChannel] | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed and (
+            self._channel is not None and not self._channel.is_closed
+        )
+
+    async def channel(self) -> AbstractChannel:
+        """The confirming channel, connecting (and declaring the topology) on first use.
+
+        Concurrent callers share one connection attempt, so a burst of requests while
+        RabbitMQ is away costs one attempt, not one each.
+        """
+        if self._channel is not None:
+            return self._channel
+        if self._connecting is None:
+            self._connecting = asyncio.create_task(self._connect())
+        attempt = self._connecting
+        try:
+            return await asyncio.shield(attempt)
+        finally:
+            if attempt.done() and self._connecting is attempt:
+                self._connecting = None
+
+    async def _connect(self) -> AbstractChannel:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._open()
+        except (TimeoutError, OSError, AMQPError) as error:
+            await self._discard()
+            raise BrokerUnavailable(f"RabbitMQ unreachable: {error!r}") from error
+        assert self._channel is not None
+        return self._channel
+
+    async def _open(self) -> None:
+        # Built before connecting, so a timed-out first attempt can still be closed: otherwise
+        # aio-pika's reconnect loop would outlive it and redial forever.
+        connection = aio_pika.RobustConnection(
+            make_url(self._url), client_properties={"connection_name": self._name}
+        )
+        self._connection = connection
+        await connection.connect()
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        if self._prefetch:
+            await channel.set_qos(prefetch_count=self._prefetch)
+        await declare_topology(channel, self._topology, passive=self._passive)
+        self._channel = channel
+        log.info("connected to RabbitMQ as %r", self._name)
+
+    def _on_connection_lost(self, sender: object, error: BaseException | None) -> None:
+        if error is not None and self._channel is not None:
+            log.warning("lost the RabbitMQ connection (%r); reconnecting", error)
+
+    def _on_reconnected(self, sender: object) -> None:
+        log.info("reconnected to RabbitMQ as %r", self._name)
+
+    async def _discard(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        self._exchanges.clear()
+        if connection is not None:
+            await connection.close()
+
+    async def set_prefetch(self, count: int) -> None:
+        """How many unacked messages each consumer started from now on may hold."""
+        channel = await self.channel()
+        await channel.set_qos(prefetch_count=count)
+
+    async def queue(self, name: str) -> AbstractQueue:
+        """A declared queue whose consumers survive reconnects.
+
+        Only queues obtained through the robust channel's `declare_queue` are restored after a
+        broker restart; `get_queue` would silently leave the consumer gone.
+        """
+        channel = await self.channel()
+        return await channel.declare_queue(name, passive=True)
+
+    async def publish(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
+        """Publish persistently and mandatorily; return only once RabbitMQ has confirmed it.
+
+        Raises Unroutable when no queue is bound for it and BrokerUnavailable when no
+        confirmation arrived in time (a robust connection would otherwise wait forever).
+        """
+        if message.delivery_mode != aio_pika.DeliveryMode.PERSISTENT:
+            raise ValueError("task and event messages must be persistent")
+        message.user_id = self.user
+        channel = await self.channel()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                target = await self._exchange(channel, exchange)
+                await target.publish(message, routing_key, mandatory=True)
+        except DeliveryError as error:
+            if isinstance(error.frame, Basic.Nack):
+                raise Refused(f"{exchange!r} {routing_key!r}: RabbitMQ refused it (a queue it "
+                              "routes to is full)") from error
+            raise Unroutable(f"{exchange!r} {routing_key!r} refused or returned it") from error
+        except (TimeoutError, OSError, AMQPError, RuntimeError) as error:
+            raise BrokerUnavailable(f"publish to {exchange!r} not confirmed: {error!r}") from error
+
+    async def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
+        if name == "":
+            return channel.default_exchange
+        if name not in self._exchanges:
+            self._exchanges[name] = await channel.get_exchange(name, ensure=False)
+        return self._exchanges[name]
+
+    @contextlib.asynccontextmanager
+    async def side_channel(self) -> AsyncIterator[AbstractChannel]:
+        """A short-lived channel of its own, for passive declares: a missing queue closes the
+        channel it is asked on, which must not be the publishing one."""
+        await self.channel()
+        assert self._connection is not None
+        side = await self._connection.channel(publisher_confirms=False)
+        try:
+            yield side
+        finally:
+            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await side.close()
+
+    async def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
+            self._connecting = None
+        await self._discard()
+
+
+def persistent_message(body: bytes, **properties: Any) -> aio_pika.Message:
+    """A JSON message that survives a broker restart."""
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        **properties,
+    )
+
+
+_CANCEL_TIMEOUT_S = 5.0
+
+
+async def stop_consuming(queue: AbstractQueue, consumer_tag: str) -> None:
+    """Cancel a consumer, without waiting on a broker that is away: a robust channel would hold
+    the cancel until it reconnects, and a SIGTERM must not wait for that."""
+    try:
+        async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+            await queue.cancel(consumer_tag)
+    except (TimeoutError, AMQPError, ChannelInvalidStateError) as error:
+        log.warning("could not cancel consumer on %s (%r); stopping anyway", queue.name, error)
