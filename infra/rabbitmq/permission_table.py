@@ -1,7 +1,7 @@
-"""The README's table of RabbitMQ users and permissions, rendered from the roles `taskproc
-rabbitmq setup` applies (infra.rabbitmq.layout) so that the two cannot drift: `taskproc rabbitmq
-permissions` prints it, `python -m devtools.permission_table` writes it into README.md, and a test
-compares the README's copy with it. Pure.
+"""The table of RabbitMQ users and permissions in docs/security.md, rendered from the roles
+`taskproc rabbitmq setup` applies (infra.rabbitmq.layout) so that the two cannot drift:
+`taskproc rabbitmq permissions` prints it, `python -m devtools.permission_table` writes it into
+docs/security.md, and a test compares that copy with it. Pure.
 
 The cells are the regexes RabbitMQ is given, exactly (a reader who wants the names can read the
 alternatives); only `^$`, which matches no resource, is written as "nothing".
@@ -20,7 +20,7 @@ from infra.rabbitmq.layout import (
     service_roles,
 )
 
-# The outside publisher of the README's setup example (RabbitMQ users and tenants).
+# The outside publisher of the setup example in docs/security.md (RabbitMQ users and tenants).
 EXAMPLE_PUBLISHER = Publisher("billing-svc", "billing", ("send_email", "webhook"))
 
 
