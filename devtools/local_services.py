@@ -172,15 +172,6 @@ def listening_pid(port: int) -> int | None:
     return None
 
 
-def redacted(url: str) -> str:
-    """A service URL without its password, for the log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 

@@ -21,7 +21,7 @@ from devtools import local_services as services
 from infra.observability.task_middleware import PROJECTOR, metrics_port
 from infra.rabbitmq.queue_limits import vhost_of
 from infra.runtime import local_settings
-from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
+from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings, redacted_url
 
 log = logging.getLogger("supervisor")
 
@@ -96,7 +96,7 @@ class Supervisor:
             signal.signal(signum, self._request_stop)
         started = services.ensure_local(self._settings.rabbitmq_url, self._settings.mongodb_url)
         log.info("MongoDB database %s at %s", self._settings.mongodb_database,
-                 services.redacted(self._settings.mongodb_url))
+                 redacted_url(self._settings.mongodb_url))
         local_key.announce(self._settings)
         written = local_settings.write(self._settings, dev_env())
         log.info("settings for the command line in %s: `.venv/bin/taskproc keys list` and the "

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from aio_pika.exceptions import AMQPError
 from pymongo import AsyncMongoClient, MongoClient
 
+from devtools.local_services import listening_pid
 from infra.runtime.settings import Settings
 from tests.bench import fill, phases
 from tests.bench.barerun import BareError, run_bare
@@ -28,7 +29,6 @@ from tests.bench.profiling import Profiler
 from tests.bench.rabbit import RabbitError, new_vhost, release_vhost, vhost_exists, vhost_url
 from tests.bench.sampler import CpuMeter
 from tests.support.keys import issue_key
-from tests.support.procfs import listening_pid
 
 _READY_S = {"10k": 120.0, "1m": 1800.0}  # a first start on the big store builds its indexes
 _GET_SAMPLE = 2000

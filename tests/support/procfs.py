@@ -1,4 +1,5 @@
-"""What Linux's /proc says about processes: memory, CPU time, children, who listens on a port."""
+"""What Linux's /proc says about processes: memory, CPU time, children (who listens on a port:
+devtools.local_services.listening_pid, which make run asks too)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 from pathlib import Path
 
 _PROC = Path("/proc")
-_TCP_LISTEN = "0A"
 
 
 def rss_kib(pid: int) -> int | None:
@@ -63,28 +63,6 @@ def descendants(pid: int) -> list[int]:
         found += children
         frontier += children
     return found
-
-
-def listening_pid(port: int) -> int | None:
-    """The process that holds a socket listening on TCP `port` (IPv4 or IPv6)."""
-    inodes = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (_PROC / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == _TCP_LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
-    for pid in _all_pids():
-        try:
-            for fd in (_PROC / str(pid) / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    return pid
-        except OSError:
-            continue
-    return None
 
 
 def pid_named(name: str) -> int | None:
