@@ -28,6 +28,7 @@ from infra.rabbitmq.amqp_codec import (
     tenant_of,
 )
 from service.auth import DEFAULT_TENANT
+from service.workflows import SucceededStep
 
 
 class InvalidTask(Exception):
@@ -61,6 +62,12 @@ class ReceivedTask:
     # What the follow-ups' ids derive from (contracts.workflows.follow_up_id): the body's
     # `follow_up_key`, else a digest of the body (the same on every copy of the message).
     follow_up_key: str = ""
+
+    def as_succeeded_step(self) -> SucceededStep:
+        """This task as a workflow step that succeeded: what its follow-ups are made from."""
+        return SucceededStep(task_id=self.task_id, task_type=self.spec.name, tenant=self.tenant,
+                             source=self.source, then=self.then, workflow_id=self.workflow_id,
+                             follow_up_key=self.follow_up_key)
 
 
 def decode(

@@ -24,7 +24,6 @@ from consumers import lifecycle
 from consumers.cancels import CancelWatch
 from consumers.decode import InvalidTask, ReceivedTask, decode
 from consumers.failures import TaskFailure
-from consumers.follow_ups import submit_follow_ups
 from consumers.ownership import (
     CheckLater,
     TaskLookup,
@@ -50,8 +49,15 @@ from infra.rabbitmq.amqp_codec import (
     owner_or_nobody,
 )
 from infra.rabbitmq.broker import Broker, PublishError, Refused, stop_consuming
-from infra.rabbitmq.publishing import copy_of, publish_event, publish_progress, quarantine
+from infra.rabbitmq.publishing import (
+    RabbitFollowUpPublisher,
+    copy_of,
+    publish_event,
+    publish_progress,
+    quarantine,
+)
 from infra.runtime.process import first_of
+from service.workflows import submit_follow_ups
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,7 @@ class Worker:
         self._outcomes = outcomes
         self._handler = handler
         self._broker = broker
+        self._follow_ups = RabbitFollowUpPublisher(broker, app_id=worker_name)
         self._worker_name = worker_name
         self._grace_s = shutdown_grace_s
         self._middleware = middleware or Middleware()
@@ -334,7 +341,7 @@ class Worker:
         match decision:
             case lifecycle.Succeed(result=result):
                 # A workflow's next steps are confirmed before `succeeded` and the ack.
-                await submit_follow_ups(self._broker, task, result, app_id=self._worker_name)
+                await submit_follow_ups(self._follow_ups, task.as_succeeded_step(), result)
                 await self._emit(task, Status.SUCCEEDED, result=result)
                 # Per-task success is the common case and the read model has it: a line per
                 # task would be the busiest thing a worker does.

@@ -26,10 +26,9 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
-from contracts.messages import FollowUp, StatusEvent, TaskEnvelope, utcnow
+from contracts.messages import TaskEnvelope, utcnow
 from contracts.projection import TaskState
 from contracts.statuses import Status
-from contracts.workflows import new_follow_up_key, workflow_label
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
 from service.errors import (
@@ -42,7 +41,7 @@ from service.errors import (
 from service.listing import owners_of
 from service.ports import Claim, Source
 from service.queries import TaskQuery
-from service.submit import claim_key
+from service.submit import claim_key, envelope_for, record_queued
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +180,7 @@ async def _publish(
     known: set[str],
 ) -> BatchAccepted:
     label = batch_label(batch_id)
-    envelopes = [_envelope(command, task_id_of(batch_id, index), label)
+    envelopes = [envelope_for(command, task_id_of(batch_id, index), labels=(label,))
                  for index, command in enumerate(batch.tasks)]
     gate = asyncio.Semaphore(IN_FLIGHT)
 
@@ -192,7 +191,7 @@ async def _publish(
     missing = [envelope for envelope in envelopes if envelope.task_id not in known]
     outcomes = await asyncio.gather(*(publish_one(e) for e in missing), return_exceptions=True)
     confirmed = [e for e, outcome in zip(missing, outcomes, strict=True) if outcome is None]
-    await asyncio.gather(*(_record_queued(deps, e, source, tenant) for e in confirmed))
+    await asyncio.gather(*(record_queued(deps, e, source, tenant) for e in confirmed))
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     if failures:
         queued = sorted(known | {e.task_id for e in confirmed},
@@ -200,32 +199,6 @@ async def _publish(
         raise BatchPartlyQueued(batch_id, queued, repr(failures[0])) from failures[0]
     log.debug("accepted batch %s of %d tasks", batch_id, len(envelopes))
     return BatchAccepted(batch_id, [e.task_id for e in envelopes])
-
-
-def _envelope(command: SubmitTask, task_id: str, label: str) -> TaskEnvelope:
-    workflow = (workflow_label(task_id),) if command.then else ()
-    labels = tuple(dict.fromkeys((*command.labels, label, *workflow)))
-    return TaskEnvelope(task_id=task_id, task_type=command.task_type, payload=command.payload,
-                        submitted_at=utcnow(), max_attempts=command.max_attempts,
-                        timeout_s=command.timeout_s, retry_base_s=command.retry_base_s,
-                        not_before=command.not_before, labels=labels,
-                        then=[FollowUp.model_validate(step) for step in command.then] or None,
-                        workflow_id=task_id if command.then else None,
-                        follow_up_key=new_follow_up_key() if command.then else None)
-
-
-async def _record_queued(
-    deps: Dependencies, envelope: TaskEnvelope, source: Source, tenant: str,
-) -> None:
-    """Read your writes, as for one task (service.submit)."""
-    event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
-                        status=Status.QUEUED, attempt=0, worker=deps.app_id, source=source,
-                        tenant=tenant, at=envelope.submitted_at, labels=envelope.labels)
-    try:
-        await deps.recorder.record(event)
-    except StoreUnavailable as error:
-        log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error)
-        deps.unrecorded.hold(event, deps.read_model)
 
 
 async def _known_ids(deps: Dependencies, batch_id: str, tenant: str) -> set[str]:

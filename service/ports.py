@@ -91,6 +91,19 @@ class IdempotencyKeys(Protocol):
         ...
 
 
+class FollowUpPublisher(Protocol):
+    """Sends a workflow step's follow-ups, from the worker that ran the step."""
+
+    async def publish_follow_up(
+        self, envelope: TaskEnvelope, *, parent_id: str, parent_type: str, source: str,
+        tenant: str,
+    ) -> None:
+        """Return once the broker has confirmed a persistent, routed copy of `envelope`, naming
+        its parent `parent_id` of type `parent_type` (its worker checks that `tenant` owns that
+        parent before it runs it)."""
+        ...
+
+
 class TaskPublisher(Protocol):
     """Sends tasks to be run."""
 

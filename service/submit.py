@@ -1,5 +1,10 @@
 """Submitting a task: publish with confirmation, then record `queued` (read your writes).
 
+Every task the service makes is made here: `envelope_for` builds the message of a task
+submitted over HTTP, from the command line or by the scheduler (`submit`), of a batch's tasks
+(service.batches) and of a workflow's follow-ups (service.workflows), so they all carry the
+same options, labels and workflow fields.
+
 With an Idempotency-Key, concurrent submissions with one key agree on one task id through a
 claim; only the submission holding a fresh claim publishes.
 """
@@ -9,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from contracts.messages import ErrorInfo, FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.statuses import Status
@@ -93,7 +100,46 @@ async def _publish_claimed(
 async def _publish(
     deps: Dependencies, command: SubmitTask, task_id: str, source: Source, traceparent: str | None,
 ) -> str:
-    envelope = TaskEnvelope(
+    envelope = envelope_for(command, task_id)
+    tenant = command.tenant or deps.default_tenant
+    try:
+        await deps.publisher.publish(envelope, source=source, tenant=tenant,
+                                     traceparent=traceparent)
+    except QueueFull:
+        await _record_refused(deps, envelope, source, tenant)
+        raise
+    await record_queued(deps, envelope, source, tenant)
+    log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
+    return task_id
+
+
+@dataclass(frozen=True)
+class WorkflowPlace:
+    """Where a follow-up stands in its workflow: the workflow's id, what the step before it
+    returned, and the key its own follow-ups' ids derive from (contracts.workflows)."""
+
+    workflow_id: str
+    previous_result: Any
+    follow_up_key: str
+
+
+def envelope_for(
+    command: SubmitTask, task_id: str, *, labels: tuple[str, ...] = (),
+    place: WorkflowPlace | None = None,
+) -> TaskEnvelope:
+    """The message of the task `command` asks for, under `task_id`, with `labels` added to its
+    own. A task with `then` starts a workflow named after it, under a fresh random key (so that
+    knowing a step's id never tells the next one's), unless `place` says it is a follow-up in
+    one already. Every task of a workflow carries the label `workflow=<its id>`."""
+    workflow_id = place.workflow_id if place else task_id if command.then else None
+    workflow = (workflow_label(workflow_id),) if workflow_id else ()
+    if not command.then:
+        key = None
+    elif place:
+        key = place.follow_up_key
+    else:
+        key = new_follow_up_key()
+    return TaskEnvelope(
         task_id=task_id,
         task_type=command.task_type,
         payload=command.payload,
@@ -103,29 +149,12 @@ async def _publish(
         timeout_s=command.timeout_s,
         retry_base_s=command.retry_base_s,
         not_before=command.not_before,
-        labels=_labels(command, task_id) or None,
+        labels=tuple(dict.fromkeys((*command.labels, *labels, *workflow))) or None,
         then=[FollowUp.model_validate(step) for step in command.then] or None,
-        workflow_id=task_id if command.then else None,
-        # Random, so that knowing a step's id never tells the next one's.
-        follow_up_key=new_follow_up_key() if command.then else None,
+        workflow_id=workflow_id,
+        previous_result=place.previous_result if place else None,
+        follow_up_key=key,
     )
-    tenant = command.tenant or deps.default_tenant
-    try:
-        await deps.publisher.publish(envelope, source=source, tenant=tenant,
-                                     traceparent=traceparent)
-    except QueueFull:
-        await _record_refused(deps, envelope, source, tenant)
-        raise
-    await _record_queued(deps, envelope, source, tenant)
-    log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
-    return task_id
-
-
-def _labels(command: SubmitTask, task_id: str) -> tuple[str, ...]:
-    """The task's labels; a workflow's first task carries `workflow=<its id>` as its steps do."""
-    if not command.then:
-        return command.labels
-    return tuple(dict.fromkeys((*command.labels, workflow_label(task_id))))
 
 
 async def _record_refused(
@@ -147,7 +176,7 @@ async def _record_refused(
                     envelope.task_id, error)
 
 
-async def _record_queued(
+async def record_queued(
     deps: Dependencies, envelope: TaskEnvelope, source: Source, tenant: str,
 ) -> None:
     """Read your writes: the read model knows the task before the caller hears it is queued."""

@@ -39,18 +39,27 @@ async def publish_task(
     await broker.publish(names.task_exchange(envelope.task_type), envelope.task_type, message)
 
 
-async def publish_follow_up(
-    broker: Broker, envelope: TaskEnvelope, *, parent_id: str, parent_type: str, app_id: str,
-    source: str, tenant: str,
-) -> None:
-    """Publish a workflow step's follow-up to `task-follow-ups` as `<parent type>.<its type>`,
-    naming its parent (header `x-parent`), confirmed. Its worker checks that the parent is a
-    task of `parent_type` that `tenant` owns before it runs it (consumers/follow_up_check.py)."""
-    message = _task_message(envelope, app_id=app_id, headers={
-        names.HEADER_ATTEMPT: 1, names.HEADER_RUN: 1, names.HEADER_SOURCE: source,
-        names.HEADER_TENANT: tenant, names.HEADER_PARENT: parent_id})
-    await broker.publish(names.FOLLOW_UPS_EXCHANGE,
-                         names.follow_up_routing_key(parent_type, envelope.task_type), message)
+class RabbitFollowUpPublisher:
+    """A worker's way to submit a workflow step's follow-ups (service.workflows)."""
+
+    def __init__(self, broker: Broker, *, app_id: str) -> None:
+        self._broker = broker
+        self._app_id = app_id
+
+    async def publish_follow_up(
+        self, envelope: TaskEnvelope, *, parent_id: str, parent_type: str, source: str,
+        tenant: str,
+    ) -> None:
+        """Publish to `task-follow-ups` as `<parent type>.<its type>`, naming its parent
+        (header `x-parent`), confirmed. The broker's errors reach the worker as they are: it
+        leaves the parent unacked, to be redelivered (service/follow_up_rules.py says what the
+        follow-up's worker checks)."""
+        message = _task_message(envelope, app_id=self._app_id, headers={
+            names.HEADER_ATTEMPT: 1, names.HEADER_RUN: 1, names.HEADER_SOURCE: source,
+            names.HEADER_TENANT: tenant, names.HEADER_PARENT: parent_id})
+        await self._broker.publish(
+            names.FOLLOW_UPS_EXCHANGE,
+            names.follow_up_routing_key(parent_type, envelope.task_type), message)
 
 
 def _task_message(

@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import uuid
 
-from consumers.decode import ReceivedTask
-from consumers.follow_ups import follow_ups
 from contracts.messages import FollowUp
-from contracts.payloads import SleepPayload
-from contracts.registry import SLEEP
 from contracts.workflows import follow_up_id
+from service.workflows import SucceededStep, follow_ups
 
 KEY = "0123456789abcdef0123456789abcdef"
 
 
 def step(task_id: str, then: tuple[FollowUp, ...], workflow_id: str | None = None,
-         key: str = KEY) -> ReceivedTask:
-    return ReceivedTask(task_id=task_id, spec=SLEEP, payload=SleepPayload(seconds=0), attempt=1,
-                        run=1, max_attempts=1, timeout_s=1, retry_base_s=None, not_before=None,
-                        source="http", idempotency_key=None, tenant="acme", then=then,
-                        workflow_id=workflow_id, follow_up_key=key)
+         key: str = KEY) -> SucceededStep:
+    return SucceededStep(task_id=task_id, task_type="sleep", tenant="acme", source="http",
+                         then=then, workflow_id=workflow_id, follow_up_key=key)
 
 
 # How follow-up ids were derived before: from the parent's id alone, so anyone could.
