@@ -107,7 +107,8 @@ def decode(
     if over:
         reason = "; ".join(f"{item.field}: {item.message}" for item in over)
         raise InvalidTask(f"over a limit: {reason}", task_id)
-    unrunnable = _follow_up_problem(body.then or [], tenants.types_allowed(message))
+    unrunnable = (_follow_up_problem(body.then, tenants.types_allowed(message))
+                  if body.then else None)
     if unrunnable is not None:
         raise InvalidTask(f"then: {unrunnable}", task_id)
     try:

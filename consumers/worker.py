@@ -341,7 +341,8 @@ class Worker:
         match decision:
             case lifecycle.Succeed(result=result):
                 # A workflow's next steps are confirmed before `succeeded` and the ack.
-                await submit_follow_ups(self._follow_ups, task.as_succeeded_step(), result)
+                if task.then:
+                    await submit_follow_ups(self._follow_ups, task.as_succeeded_step(), result)
                 await self._emit(task, Status.SUCCEEDED, result=result)
                 # Per-task success is the common case and the read model has it: a line per
                 # task would be the busiest thing a worker does.

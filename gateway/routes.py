@@ -81,9 +81,10 @@ async def submit_task(
                  max_attempts=request.max_attempts, not_before=request.not_before)
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.
     valid_trace = valid_traceparent(traceparent)
-    command = dataclasses.replace(
-        request.command(idempotency_key, tenant=principal.tenant),
-        then=checked_follow_ups(request.then, limits, ("body",), request.labels))
+    command = request.command(idempotency_key, tenant=principal.tenant)
+    if request.then:
+        command = dataclasses.replace(command, then=checked_follow_ups(
+            request.then, limits, ("body",), request.labels))
     task_id = await submit(services.tasks, command, source="http", traceparent=valid_trace)
     return TaskAccepted(task_id=task_id)
 
