@@ -36,7 +36,8 @@ class TaskContext(Generic[C]):
     settings: Settings
     clients: C
     report_progress: ReportProgress = field(default=no_progress, repr=False)
-    # In a workflow, the result of the step before this one (README, Workflows); else None.
+    # In a workflow, the result of the step before this one; else None (docs/http-api.md,
+    # Workflows).
     previous_result: JSON = None
 
     async def progress(self, fraction: float, message: str | None = None) -> None:

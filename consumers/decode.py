@@ -54,7 +54,7 @@ class ReceivedTask:
     source: str
     idempotency_key: str | None
     tenant: str = DEFAULT_TENANT
-    # A workflow's step (README, Workflows): what to submit when it succeeds, and what the
+    # A workflow's step (docs/http-api.md, Workflows): what to submit when it succeeds, and what the
     # step before it returned.
     then: tuple[FollowUp, ...] = ()
     workflow_id: str | None = None

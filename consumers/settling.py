@@ -1,4 +1,4 @@
-"""Settling a workflow step's end before its follow-ups are released (README, Workflows).
+"""Settling a workflow step's end before its follow-ups are released (docs/http-api.md, Workflows).
 
 A cancel and a step's success can cross: the gateway keeps the cancellation and records
 `cancelled` in the read model, while the worker, whose handler has just returned, has not heard

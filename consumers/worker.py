@@ -248,7 +248,7 @@ class Worker:
             try:
                 outcome = await self._attempt(task)
                 # Cancelled while it ran (None): whatever the handler came to, the task ends
-                # here, as the gateway has recorded already (README, Reliability).
+                # here, as the gateway has recorded already (docs/operations.md, Reliability).
                 decision = None if self._is_cancelled(task) else lifecycle.decide(
                     task, outcome, datetime.now(UTC), self._rng)
                 settled = await self._settled(task, decision)

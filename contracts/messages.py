@@ -33,8 +33,9 @@ class TaskOptions(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     retry_base_s: float | None = Field(default=None, gt=0, le=600)
     labels: Labels | None = None
-    # A workflow (README, Workflows): the tasks submitted when this one succeeds, each given
-    # this one's result as `previous_result`; all of them carry `workflow=<workflow_id>`.
+    # A workflow (docs/http-api.md, Workflows): the tasks submitted when this one succeeds,
+    # each given this one's result as `previous_result`; all of them carry
+    # `workflow=<workflow_id>`.
     then: list[FollowUp] | None = Field(default=None, max_length=MAX_THEN)
     workflow_id: str | None = Field(default=None, pattern=TASK_ID_PATTERN)
     previous_result: Any = None

@@ -13,7 +13,7 @@ QUARANTINE_QUEUE = "tasks.quarantine"
 QUARANTINE_EXCHANGE = "tasks.quarantine"
 # A workflow step's follow-ups are published here as `<parent type>.<follow-up type>`; each
 # task queue is bound with `*.<its type>`. A worker may write only routing keys of its own type
-# (a RabbitMQ topic permission), and the follow-up's worker checks its parent (README, Security).
+# (a RabbitMQ topic permission), and the follow-up's worker checks its parent (docs/security.md).
 FOLLOW_UPS_EXCHANGE = "task-follow-ups"
 # The parent task of a follow-up, named by the worker that published it.
 HEADER_PARENT = "x-parent"

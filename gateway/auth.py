@@ -6,7 +6,7 @@ needs a valid key; each route names the scope it needs with a `Submitter`, `Read
 scheme itself, so the OpenAPI document shows the bearer scheme on every task route.
 
 Two dependencies, neither with dependencies of its own: FastAPI spends about 10 us solving
-each dependency of a request, more than the check itself costs (README, "API keys").
+each dependency of a request, more than the check itself costs (docs/security.md, "API keys").
 
 FastAPI reads and parses a JSON body before it runs any dependency, so the task router's routes
 are `KeyFirstRoute`s: they run the same key and scope checks before the body is touched, and

@@ -1,6 +1,6 @@
-"""Checking a submission's `then` (README, Workflows) at the gateway: every follow-up, at any
-depth, is validated as `POST /tasks` validates a task, so an invalid one is a 422 naming where
-it is and nothing is published."""
+"""Checking a submission's `then` (docs/http-api.md, Workflows) at the gateway: every
+follow-up, at any depth, is validated as `POST /tasks` validates a task, so an invalid one is a
+422 naming where it is and nothing is published."""
 
 from __future__ import annotations
 

@@ -122,8 +122,8 @@ async def cancel_task(
     task_id: str, services: ServicesDep, principal: Submitter
 ) -> CancelAccepted:
     """Cancel a task (scope `tasks:submit`): one not started never starts, a running one has
-    its handler cancelled. Its status becomes `cancelled` at once; see README, Reliability, for
-    a cancel that meets a task finishing."""
+    its handler cancelled. Its status becomes `cancelled` at once; see docs/operations.md,
+    Reliability, for a cancel that meets a task finishing."""
     if services.cancel is None:
         raise PublishFailed("cancellation is not wired into this gateway")
     after = await cancel_task_use_case(services.tasks, services.cancel, task_id,

@@ -6,7 +6,7 @@ A worker publishes a workflow step's follow-ups as `<its type>.<follow-up type>`
 permission). So a worker cannot make another type's task for a tenant out of nothing: a
 follow-up names a parent, and that parent must be a task of the publishing worker's type,
 owned by the tenant the follow-up names. What a compromised worker can still do is act for the
-tenants whose tasks of its own type it has seen (README, Security).
+tenants whose tasks of its own type it has seen (docs/security.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Per-key rate limits: a token bucket per API key, in this process.
 
 Each gateway process keeps its own buckets, so with N processes a key may make up to N times
-its rate in all (the README says so). A bucket holds one second's worth of requests (at least
-one), so short bursts pass and a steady rate above the limit does not.
+its rate in all (docs/security.md says so). A bucket holds one second's worth of requests (at
+least one), so short bursts pass and a steady rate above the limit does not.
 """
 
 from __future__ import annotations

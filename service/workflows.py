@@ -46,7 +46,8 @@ class WorkflowSteps:
         """`stopped` once a step ended without succeeding; else `running` while a step known
         has not ended, and `succeeded` when every step known has. The follow-ups are confirmed
         before their parent's `succeeded`, but the projector records the two from different
-        queues: for a moment a step's follow-ups may not be known yet (README, Workflows)."""
+        queues: for a moment a step's follow-ups may not be known yet (docs/http-api.md,
+        Workflows)."""
         if self.stopped_at:
             return "stopped"
         if all(step.status is Status.SUCCEEDED for step in self.steps):

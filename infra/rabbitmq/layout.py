@@ -150,8 +150,8 @@ def _worker_role(task_type: str, prefix: str) -> Role:
     return Role(worker_user(task_type, prefix), Permissions(
         configure=own_control_queues,
         # Its own retry, dead-letter and quarantine copies; its type's events; a workflow
-        # step's follow-ups (README, Workflows), checked by their own worker. No task exchange:
-        # a task of another type reaches its queue only as a follow-up.
+        # step's follow-ups (docs/http-api.md, Workflows), checked by their own worker. No task
+        # exchange: a task of another type reaches its queue only as a follow-up.
         write=either(exactly([names.retry_exchange(task_type), names.dead_exchange(task_type),
                               names.QUARANTINE_EXCHANGE, names.EVENTS_EXCHANGE,
                               names.FOLLOW_UPS_EXCHANGE]),

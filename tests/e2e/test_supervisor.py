@@ -93,7 +93,8 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     assert "development profile (TASKPROC_ENV=development): RabbitMQ as guest on vhost " in (
         supervisor.log())
     assert "webhooks may reach public addresses and 127.0.0.0/8" in supervisor.log()
-    # Loopback from port 1024 up only, never the service's own ports (README, Webhook egress).
+    # Loopback from port 1024 up only, never the service's own ports (docs/security.md,
+    # Webhook egress).
     assert ("webhook destinations allowed: public addresses and 127.0.0.0/8:1024-65535, "
             "[::1/128]:1024-65535 (ports opened only when named on their own: ") in (
         supervisor.log())

@@ -3,10 +3,10 @@ MongoDB: the gateway's cancel use case, a sleep worker (the real bootstrap, `run
 projector run on this event loop, and the step's handler itself starts the cancel, so where the
 cancel falls in the step's end is the test's choice, not the clock's.
 
-Whatever the order, the answer a caller gets and what runs must agree (README, Workflows and
-`POST /tasks/{task_id}/cancel`): a cancel answered `cancelled` means the follow-up is never
-submitted and the workflow reads `stopped`; a cancel that lost (202 or 409 with `succeeded`)
-means the follow-up runs and the workflow ends `succeeded`.
+Whatever the order, the answer a caller gets and what runs must agree (docs/http-api.md,
+Workflows and `POST /tasks/{task_id}/cancel`): a cancel answered `cancelled` means the follow-up
+is never submitted and the workflow reads `stopped`; a cancel that lost (202 or 409 with
+`succeeded`) means the follow-up runs and the workflow ends `succeeded`.
 
 The orders tried, each with the control message delivered and with it lost (the workers then
 learn the cancellation only at their next reload, `CANCEL_REFRESH_S`):

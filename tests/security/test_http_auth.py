@@ -98,7 +98,7 @@ async def test_a_revoked_key_is_refused_once_the_cache_window_has_passed(
     fakes.clock.advance(0.2)
     after = await client.get("/tasks/t-1")
 
-    assert within.status_code == 404  # the window the README promises, no longer
+    assert within.status_code == 404  # the window docs/security.md promises, no longer
     assert after.status_code == 401
     assert after.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 

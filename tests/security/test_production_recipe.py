@@ -52,7 +52,7 @@ pytestmark = pytest.mark.e2e
 
 ADMIN_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT_URL = "http://127.0.0.1:15672"
-README_GATEWAY = "127.0.0.1:8000"
+RECIPE_GATEWAY = "127.0.0.1:8000"
 # The publisher's tenant and types, as the recipe's setup line gives them.
 PUBLISHER_TENANT, PUBLISHER_TYPES = "billing", ("send_email", "webhook")
 
@@ -81,7 +81,7 @@ class Install:
                             ("PUBLISHER", self.publisher)):
             code, found = re.subn(rf"^{name}=\S+", f"{name}={value}", code, flags=re.MULTILINE)
             assert found == (1 if chooses else 0), f"{name} is set {found} times"
-        return code.replace(README_GATEWAY, f"127.0.0.1:{port}")
+        return code.replace(RECIPE_GATEWAY, f"127.0.0.1:{port}")
 
 
 def section(readme: str, heading: str) -> str:
@@ -105,7 +105,7 @@ def removed_afterwards(install: Install) -> Iterator[None]:
 
 async def broker_table(install: Install) -> str:
     """The permission table of what RabbitMQ holds for every user on the install's vhost, in the
-    roles' order (any other user last), rendered as the README's is."""
+    roles' order (any other user last), rendered as docs/security.md's is."""
     async with httpx.AsyncClient(base_url=MANAGEMENT_URL, auth=("guest", "guest"),
                                  timeout=10) as api:
         plain = await api.get(f"/api/vhosts/{install.vhost}/permissions")
@@ -126,7 +126,7 @@ async def broker_table(install: Install) -> str:
 
 
 def wanted(install: Install) -> str:
-    """The table for the install's prefix and publisher, as the README's is made."""
+    """The table for the install's prefix and publisher, as docs/security.md's is made."""
     publisher = Publisher(install.publisher, PUBLISHER_TENANT, PUBLISHER_TYPES)
     return permission_table(task_type_names(), install.prefix, [publisher])
 
@@ -164,7 +164,7 @@ async def test_setup_runs_as_guest_in_production_and_leaves_guest_nothing(
     assert first.returncode == 0, first.stderr
     assert again.returncode == 0, again.stderr
     assert "users created: none" in again.stderr
-    # Exactly the roles, each with what the README's table shows: guest has nothing left.
+    # Exactly the roles, each with what docs/security.md's table shows: guest has nothing left.
     assert after_first == wanted(install)
     assert after_again == wanted(install)
     lines = (tmp_path / "credentials.env").read_text().splitlines()

@@ -54,8 +54,8 @@ def test_without_make_runs_file_a_refused_setting_is_one_line_and_status_1(
 def test_a_verb_that_connects_as_a_service_user_refuses_guest_in_one_line(
     tmp_path: Path,
 ) -> None:
-    # The CLI's dead-letters verbs run as the gateway's user (README); `rabbitmq setup` and
-    # `topology` act as the broker's administrator, and keys and read-model use MongoDB only:
+    # The CLI's dead-letters verbs run as the gateway's user (docs/security.md); `rabbitmq setup`
+    # and `topology` act as the broker's administrator, and keys and read-model use MongoDB only:
     # tests/security/test_production_recipe.py runs those in production as guest.
     ran = taskproc(tmp_path, "dead-letters", "list", "sleep")
 

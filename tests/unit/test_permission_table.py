@@ -1,4 +1,4 @@
-"""The permission table of the README (Security), rendered from the roles setup applies."""
+"""The permission table of docs/security.md, rendered from the roles setup applies."""
 
 from __future__ import annotations
 
