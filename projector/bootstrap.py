@@ -18,7 +18,8 @@ from infra.rabbitmq.topology import build_topology
 from infra.runtime.process import stop_on_signals
 from infra.runtime.retrying import CONNECT_RETRY_S, Stopped, connect, log_retry, until_stopped
 from infra.runtime.settings import Settings
-from projector.runtime import SWEEP_EVERY_S, Projector
+from projector.expiry_sweep import SWEEP_EVERY_S
+from projector.runtime import Projector
 from service.errors import StoreUnavailable
 
 log = logging.getLogger("projector")

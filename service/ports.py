@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from contracts.control import CancelRequest
-from contracts.messages import StatusEvent, TaskEnvelope
+from contracts.messages import ProgressEvent, StatusEvent, TaskEnvelope
 from contracts.projection import TaskState
 
 if TYPE_CHECKING:
@@ -57,6 +57,22 @@ class TaskReadModel(Protocol):
     async def count(self, owners: tuple[str | None, ...], cap: int) -> TaskCounts:
         """How many tasks of these owners there are per type and status, reading at most
         `cap` tasks of each status."""
+        ...
+
+
+class ProjectorReadModel(Protocol):
+    """The read model as the projector uses it: folds events in bulk, and looks a task up to check
+    a follow-up's parent. Narrower than TaskReadModel, and wider in one way: progress events."""
+
+    async def get(self, task_id: str) -> TaskState | None:
+        """The task's state; None if no event of it was ever applied."""
+        ...
+
+    async def apply_many(
+        self, events: Sequence[StatusEvent | ProgressEvent]
+    ) -> dict[str, TaskState]:
+        """Fold `events` (of any tasks, in arrival order) with `contracts.projection.apply`; each
+        task's resulting state, by id (none for a task known only from progress events)."""
         ...
 
 

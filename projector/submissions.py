@@ -1,0 +1,67 @@
+"""Reading `projector.submissions`: every task published to a task exchange is recorded `queued`
+at once, however it was published, so a task sent straight to RabbitMQ is in the read model before
+a worker reaches it. A follow-up is recorded only if its parent checks out
+(service/follow_up_rules.py); its worker refuses any other, so the read model must not show it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts import names
+from contracts.messages import StatusEvent
+from contracts.registry import task_type_names
+from contracts.statuses import Status
+from infra.rabbitmq.amqp_codec import (
+    TenantRules,
+    control_int,
+    header_str,
+    labels_of,
+    owner_or_nobody,
+    source_of,
+    task_id_of,
+)
+from infra.rabbitmq.submission_time import submitted_at_of
+from projector.exchanges import task_type_of
+from service.follow_up_rules import ParentUnknown, TaskLookup, follow_up_problem
+
+
+class SubmissionReader:
+    def __init__(self, tasks: TaskLookup, *, worker_name: str, tenants: TenantRules) -> None:
+        self._tasks = tasks
+        self._worker_name = worker_name
+        self._tenants = tenants
+
+    async def read(self, message: AbstractIncomingMessage) -> StatusEvent | None:
+        """The copy's `queued` event; None for a message of no task exchange and for a
+        follow-up whose parent does not check out."""
+        if message.exchange == names.FOLLOW_UPS_EXCHANGE:
+            task_type = await self._follow_up_type(message)
+        else:
+            task_type = task_type_of(message.exchange, suffix="")
+        if task_type is None:
+            return None
+        return StatusEvent(
+            task_id=task_id_of(message), task_type=task_type, status=Status.QUEUED,
+            attempt=0, run=control_int(message, names.HEADER_RUN, self._tenants),
+            worker=self._worker_name, source=source_of(message, self._tenants),
+            tenant=owner_or_nobody(message, self._tenants), labels=labels_of(message),
+            at=submitted_at_of(message, datetime.now(UTC)),
+        )
+
+    async def _follow_up_type(self, message: AbstractIncomingMessage) -> str | None:
+        """The type of a follow-up whose parent is its tenant's task of the publishing worker's
+        type; None otherwise."""
+        parent_type, _, task_type = (message.routing_key or "").partition(".")
+        if task_type not in task_type_names():
+            return None
+        try:
+            problem = await follow_up_problem(
+                self._tasks, parent_id=header_str(message, names.HEADER_PARENT),
+                parent_type=parent_type, tenant=owner_or_nobody(message, self._tenants) or "",
+                default_tenant=self._tenants.default_tenant)
+        except ParentUnknown:
+            return None  # its worker records it, if the parent turns up
+        return task_type if problem is None else None
