@@ -14,6 +14,7 @@ from typing import Generic
 from typing_extensions import TypeVar
 
 from contracts.limits import DAY_S, TaskLimits
+from contracts.names import task_exchange
 from contracts.payloads import Payload, SendEmailPayload, SleepPayload, WebhookPayload
 
 # Covariant, so a spec of one payload type is a spec of `Payload`; a bare `TaskSpec` means that.
@@ -81,6 +82,16 @@ class UnknownTaskType(LookupError):
 
 def task_type_names() -> list[str]:
     return [spec.name for spec in TASK_TYPES]
+
+
+def task_type_of_exchange(exchange: str | None, *, suffix: str = "") -> str | None:
+    """The registered type whose task exchange, plus `suffix` (".dead" for its dead letters),
+    is `exchange`; None for any other. A submission's copy and a dead letter are told apart,
+    and typed, by the exchange they were published to."""
+    for spec in TASK_TYPES:
+        if exchange == task_exchange(spec.name) + suffix:
+            return spec.name
+    return None
 
 
 def get_spec(name: str) -> TaskSpec:

@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.messages import ErrorInfo, StatusEvent
+from contracts.registry import task_type_of_exchange
 from contracts.statuses import Status
 from infra.observability.middleware import Middleware
 from infra.rabbitmq.amqp_codec import (
@@ -31,7 +32,6 @@ from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.dead_letter_queue import describe
 from infra.rabbitmq.publishing import publish_event
 from infra.runtime.retrying import Stopped
-from projector.exchanges import task_type_of
 from projector.store_retry import until_stored
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import StoreUnavailable
@@ -55,7 +55,7 @@ class DeadLetterIntake:
         """Archive the letter and publish `dead` if RabbitMQ dead-lettered it; nothing goes to
         the batch (`dead` comes back through the events queue). Raises StoreUnavailable if
         stopped before the letter was archived: the message goes back to its queue."""
-        task_type = task_type_of(message.exchange, suffix=".dead")
+        task_type = task_type_of_exchange(message.exchange, suffix=".dead")
         if task_type is None:
             return
         await self._keep(describe(message, task_type, dead_at=datetime.now(UTC),

@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.messages import StatusEvent
-from contracts.registry import task_type_names
+from contracts.registry import task_type_names, task_type_of_exchange
 from contracts.statuses import Status
 from infra.rabbitmq.amqp_codec import (
     TenantRules,
@@ -24,7 +24,6 @@ from infra.rabbitmq.amqp_codec import (
     task_id_of,
 )
 from infra.rabbitmq.submission_time import submitted_at_of
-from projector.exchanges import task_type_of
 from service.follow_up_rules import ParentUnknown, TaskLookup, follow_up_problem
 
 
@@ -40,7 +39,7 @@ class SubmissionReader:
         if message.exchange == names.FOLLOW_UPS_EXCHANGE:
             task_type = await self._follow_up_type(message)
         else:
-            task_type = task_type_of(message.exchange, suffix="")
+            task_type = task_type_of_exchange(message.exchange)
         if task_type is None:
             return None
         return StatusEvent(
