@@ -77,8 +77,9 @@ class Succeed:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Retry:
-    """Park a copy as attempt `next_attempt` in the delay queue of `tier_s`, then `retrying`."""
+class RetryInTier:
+    """The decision to park a copy as attempt `next_attempt` in the delay queue of `tier_s`, then
+    publish `retrying` (not the exception a handler raises: that is `consumers.failures.Retry`)."""
 
     status: ClassVar[Status] = Status.RETRYING
     tier_s: int
@@ -104,7 +105,7 @@ class Defer:
     tier_s: int
 
 
-Decision: TypeAlias = Succeed | Retry | Fail
+Decision: TypeAlias = Succeed | RetryInTier | Fail
 
 
 def admit(task: Terms, now: datetime) -> Defer | None:
@@ -145,14 +146,14 @@ def error_info(error: BaseException) -> ErrorInfo:
 
 def _retry_or_fail(
     task: Terms, error: ErrorInfo, delay_s: float | None, now: datetime, rng: random.Random
-) -> Retry | Fail:
+) -> RetryInTier | Fail:
     if task.attempt >= task.max_attempts:
         return Fail(reason="max_attempts_exhausted", error=error)
     if delay_s is None:
         delay_s = task.spec.retry_delay_s(task.attempt, rng, base_s=task.retry_base_s)
     # Rounded up to a tier: the delay queues exist per tier, the longest one caps the wait.
     tier_s = names.retry_tier(delay_s)
-    return Retry(tier_s=tier_s, next_attempt=task.attempt + 1,
+    return RetryInTier(tier_s=tier_s, next_attempt=task.attempt + 1,
                  next_attempt_at=now + timedelta(seconds=tier_s), error=error)
 
 

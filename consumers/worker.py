@@ -347,7 +347,7 @@ class Worker:
                 # Per-task success is the common case and the read model has it: a line per
                 # task would be the busiest thing a worker does.
                 log.debug("task %s succeeded (attempt %d)", task.task_id, task.attempt)
-            case lifecycle.Retry(error=error):
+            case lifecycle.RetryInTier(error=error):
                 await self._park(message, task, decision.next_attempt, decision.tier_s)
                 await self._emit(task, Status.RETRYING, error=error,
                                  next_attempt_at=decision.next_attempt_at)

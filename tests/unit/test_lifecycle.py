@@ -22,7 +22,7 @@ from consumers.lifecycle import (
     admit,
     decide,
 )
-from consumers.lifecycle import Retry as RetryIn
+from consumers.lifecycle import RetryInTier as RetryIn
 from contracts.limits import MAX_PAYLOAD_DEPTH
 from contracts.messages import ErrorInfo
 from contracts.payloads import SleepPayload
