@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
+from contracts.log_fields import task_fields
 from contracts.messages import FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.projection import TaskState
 from contracts.statuses import Status
@@ -224,7 +225,8 @@ async def _record_queued(
     try:
         await deps.recorder.record(event)
     except StoreUnavailable as error:
-        log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error)
+        log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error,
+                    extra=task_fields(envelope.task_id))
         deps.unrecorded.hold(event, deps.read_model)
 
 
