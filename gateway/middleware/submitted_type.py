@@ -10,6 +10,7 @@ key) is labelled from its body, kept as it streamed in: the type if it names a k
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,10 +35,14 @@ class SubmittedTaskType:
         self._app = app
         self._task_types = task_types
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: any other request gets the app's own awaitable, so this layer
+        # costs it no coroutine of its own (the awaiting caller cannot tell the difference).
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != SUBMIT_PATH:
-            await self._app(scope, receive, send)
-            return
+            return self._app(scope, receive, send)
+        return self._keep_task_type(scope, receive, send)
+
+    async def _keep_task_type(self, scope: Scope, receive: Receive, send: Send) -> None:
         body: list[bytes] = []
 
         async def receive_and_keep() -> Message:
