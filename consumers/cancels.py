@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from contracts import names
 from contracts.control import CancelRequest
+from contracts.log_fields import task_fields
 from contracts.messages import utcnow
 from infra.rabbitmq.broker import Broker, stop_consuming
 from service.errors import StoreUnavailable
@@ -77,7 +78,7 @@ class CancelWatch:
         while len(self._cancelled) > self._held:
             # The oldest learnt goes first: bounded memory whatever the cancel rate.
             del self._cancelled[next(iter(self._cancelled))]
-        log.info("task %s is cancelled", request.task_id)
+        log.info("task %s is cancelled", request.task_id, extra=task_fields(request.task_id))
         self.on_cancel(request)
 
     @asynccontextmanager

@@ -21,6 +21,7 @@ from typing import Protocol
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
+from contracts.log_fields import task_fields
 from contracts.projection import TaskState
 from infra.rabbitmq.amqp_codec import header_str
 from service.errors import StoreUnavailable
@@ -46,7 +47,8 @@ async def owned_by_another(
     try:
         state = await lookup.get(task_id)
     except StoreUnavailable as error:
-        log.warning("task %s: cannot check who owns its id (%s); running it", task_id, error)
+        log.warning("task %s: cannot check who owns its id (%s); running it", task_id, error,
+                    extra=task_fields(task_id))
         return False
     return state is not None and (state.tenant or default_tenant) != tenant
 

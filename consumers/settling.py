@@ -20,6 +20,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from contracts.log_fields import task_fields
 from contracts.messages import StatusEvent
 from contracts.projection import TaskState
 from contracts.statuses import Status
@@ -56,6 +57,6 @@ async def record_end(outcomes: StepOutcomes, event: StatusEvent) -> TaskState:
             return await outcomes.apply(event)
         except StoreUnavailable as error:
             log.warning("task %s: cannot settle its end in the read model (%s); trying again "
-                        "in %.1fs", event.task_id, error, wait_s)
+                        "in %.1fs", event.task_id, error, wait_s, extra=task_fields(event.task_id))
             await asyncio.sleep(wait_s)
             wait_s = min(wait_s * 2, _STORE_RETRY_MAX_S)

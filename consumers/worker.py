@@ -37,10 +37,12 @@ from consumers.task_handler import RunTask
 from contracts import names
 from contracts.control import CancelRequest
 from contracts.limits import TaskLimits
+from contracts.log_fields import task_fields
 from contracts.messages import ErrorInfo, ProgressEvent, StatusEvent
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
 from infra.observability.middleware import Attempt, Middleware, Outcome
+from infra.observability.tracing import traceparent_of
 from infra.rabbitmq.acks import Acks
 from infra.rabbitmq.amqp_codec import (
     DEVELOPMENT_TENANTS,
@@ -167,7 +169,7 @@ class Worker:
             self._acks.ack(message)
         except CheckLater as later:
             log.warning("task %s: %s; trying again in %.0fs", message.message_id, later,
-                        _CHECK_AGAIN_S)
+                        _CHECK_AGAIN_S, extra=_fields(message.message_id, message))
             try:
                 await asyncio.sleep(_CHECK_AGAIN_S)
             finally:  # at shutdown too: back to the queue
@@ -178,14 +180,16 @@ class Worker:
             raise
         except PublishError as error:
             log.error("task %s: outcome not confirmed (%s); it will be redelivered",
-                      message.message_id, error)
+                      message.message_id, error, extra=_fields(message.message_id, message))
             await self._acks.requeue(message)
         except (AMQPError, ChannelInvalidStateError) as error:
-            log.error("task %s: %r; RabbitMQ will redeliver it", message.message_id, error)
+            log.error("task %s: %r; RabbitMQ will redeliver it", message.message_id, error,
+                      extra=_fields(message.message_id, message))
         except Exception:
             # A bug in this runtime, not in the handler: requeue, so the delivery limit ends a
             # message that triggers it every time as `dead` instead of holding it forever.
-            log.exception("task %s: unexpected error; requeueing it", message.message_id)
+            log.exception("task %s: unexpected error; requeueing it", message.message_id,
+                          extra=_fields(message.message_id, message))
             await self._acks.requeue(message)
 
     async def _foreign(self, message: AbstractIncomingMessage, task: ReceivedTask) -> bool:
@@ -213,7 +217,8 @@ class Worker:
     def _stop_if_running(self, request: CancelRequest) -> None:
         for (tenant, task_id), handler in self._running.items():
             if task_id == request.task_id and request.tenant in (None, tenant):
-                log.info("task %s cancelled while running: stopping its handler", task_id)
+                log.info("task %s cancelled while running: stopping its handler", task_id,
+                         extra=task_fields(task_id))
                 handler.cancel()
 
     async def _run(self, message: AbstractIncomingMessage, task: ReceivedTask) -> None:
@@ -223,7 +228,8 @@ class Worker:
             settled = await self._settled(task, None)
             if settled is None:
                 await self._emit(task, Status.CANCELLED)
-                log.info("task %s was cancelled; dropped it unrun", task.task_id)
+                log.info("task %s was cancelled; dropped it unrun", task.task_id,
+                         extra=_fields(task.task_id, message))
             else:
                 # An earlier delivery settled `succeeded` first and died before its ack.
                 await self._carry_out(message, task, settled)
@@ -297,7 +303,7 @@ class Worker:
             return lifecycle.Succeed(result=state.result)
         if decision is not None:
             log.info("task %s was cancelled before its success was settled; its follow-ups "
-                     "are not submitted", task.task_id)
+                     "are not submitted", task.task_id, extra=task_fields(task.task_id))
         return None
 
     async def _attempt(self, task: ReceivedTask) -> lifecycle.AttemptOutcome:
@@ -327,7 +333,7 @@ class Worker:
         except Exception as error:  # the handler's failure is this attempt's outcome
             if not isinstance(error, TaskFailure | OSError):
                 log.warning("task %s attempt %d: %s", task.task_id, task.attempt, error,
-                            exc_info=error)
+                            exc_info=error, extra=task_fields(task.task_id))
             return lifecycle.Raised(error)
         finally:
             if self._running.get(running_key) is handler:
@@ -345,19 +351,24 @@ class Worker:
                     await submit_follow_ups(self._follow_ups, task.as_succeeded_step(), result)
                 await self._emit(task, Status.SUCCEEDED, result=result)
                 # Per-task success is the common case and the read model has it: a line per
-                # task would be the busiest thing a worker does.
-                log.debug("task %s succeeded (attempt %d)", task.task_id, task.attempt)
+                # task would be the busiest thing a worker does (its fields cost nothing unless
+                # the level is on).
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("task %s succeeded (attempt %d)", task.task_id, task.attempt,
+                              extra=_fields(task.task_id, message))
             case lifecycle.RetryInTier(error=error):
                 await self._park(message, task, decision.next_attempt, decision.tier_s)
                 await self._emit(task, Status.RETRYING, error=error,
                                  next_attempt_at=decision.next_attempt_at)
                 log.info("task %s attempt %d failed (%s: %s); retry in %ds",
-                         task.task_id, task.attempt, error.type, error.message, decision.tier_s)
+                         task.task_id, task.attempt, error.type, error.message, decision.tier_s,
+                         extra=_fields(task.task_id, message))
             case lifecycle.Fail(reason=reason, error=error):
                 await self._dead_letter(message, task, reason, error)
                 await self._emit(task, Status.FAILED, error=error)
                 log.warning("task %s failed for good after attempt %d: %s: %s",
-                            task.task_id, task.attempt, error.type, error.message)
+                            task.task_id, task.attempt, error.type, error.message,
+                            extra=_fields(task.task_id, message))
 
     async def _park(
         self, message: AbstractIncomingMessage, task: ReceivedTask, attempt: int, tier_s: int
@@ -382,7 +393,7 @@ class Worker:
             # room (or its delivery limit dead-letters it, which waits for room too).
             log.error("dead-letter queue %s is full: task %s stays in %s until it has room",
                       names.dead_queue(self._spec.name), task.task_id,
-                      names.task_queue(self._spec.name))
+                      names.task_queue(self._spec.name), extra=_fields(task.task_id, message))
             raise
         self._middleware.on_dead_letter(self._spec.name, reason)
 
@@ -449,3 +460,9 @@ def _outcome(confirmed: lifecycle.Decision | None, duration_s: float) -> Outcome
         return Outcome(status=None, error=None, duration_s=duration_s)
     error = None if isinstance(confirmed, lifecycle.Succeed) else confirmed.error
     return Outcome(status=confirmed.status, error=error, duration_s=duration_s)
+
+
+def _fields(task_id: str | None, message: AbstractIncomingMessage) -> dict[str, str]:
+    """A log line's fields for the task of `message` (contracts.log_fields), its trace id the
+    message's. Inside an attempt the log filter puts the attempt's own over them."""
+    return task_fields(task_id, traceparent=traceparent_of(message.headers or {}))

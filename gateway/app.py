@@ -6,15 +6,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
+from contracts.registry import task_type_names
 from gateway.deps import Services
 from gateway.error_responses import install_error_handlers
 from gateway.limits import BodySizeLimit, ConcurrencyLimit, limit_table
-from gateway.observability import install_observability
+from gateway.metrics_route import metrics
+from gateway.middleware.metrics import RequestMetrics
+from gateway.middleware.submitted_type import SubmittedTaskType
+from gateway.middleware.tracing import RequestTracing
 from gateway.routes import router
 from gateway.ui import ui
 from infra.composition import connected_task_service
 from infra.observability.logging import configure_logging
+from infra.observability.task_middleware import service_name
+from infra.observability.tracing import configure_tracing
 from infra.runtime.process_settings import process_settings
 from infra.runtime.settings import Settings
 
@@ -41,6 +48,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         summary="Queue background tasks over RabbitMQ and follow their status.",
         version="0.1.0",
         lifespan=lifespan,
+        middleware=request_middleware(settings),
     )
     if services is not None:
         app.state.services = services
@@ -48,12 +56,27 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.schedule_bounds = settings.schedule_bounds
     app.include_router(router)
     app.include_router(ui)
+    app.add_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     install_error_handlers(app)
-    # Added first, so they run inside the observability middleware: refusals are counted too.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(ConcurrencyLimit, max_requests=settings.gateway_max_concurrency)
-    install_observability(app)
     return app
+
+
+def request_middleware(settings: Settings) -> list[Middleware]:
+    """Every request passes these, outermost first, each one plain ASGI of one concern.
+
+    Metrics are outermost, so they time the whole answer and count every refusal below them;
+    the span (only with tracing on) comes next, so it covers refusals too; the submitted task
+    type is kept before a limit can refuse the request; the limits refuse before any parsing.
+    """
+    tracing = configure_tracing(service_name("gateway"))
+    return [
+        Middleware(RequestMetrics),
+        *([Middleware(RequestTracing, tracer=tracing.get_tracer("taskproc.gateway"))]
+          if tracing is not None else []),
+        Middleware(SubmittedTaskType, task_types=frozenset(task_type_names())),
+        Middleware(ConcurrencyLimit, max_requests=settings.gateway_max_concurrency),
+        Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes),
+    ]
 
 
 def create_app_from_environment() -> FastAPI:

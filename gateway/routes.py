@@ -22,7 +22,7 @@ from gateway.http_models import (
 )
 from gateway.limits import LimitsDep, check_limits
 from gateway.listing_routes import listing
-from gateway.observability import SUBMITTED_TASK_TYPE
+from gateway.middleware.submitted_type import note_submitted_task_type
 from gateway.schedule_routes import schedules
 from gateway.workflow_routes import workflows
 from infra.observability.tracing import valid_traceparent
@@ -76,7 +76,7 @@ async def submit_task(
     With an `Idempotency-Key` header, repeating the same request returns the same task id and
     the task runs once. Keys are per tenant.
     """
-    setattr(http.state, SUBMITTED_TASK_TYPE, request.task_type)
+    note_submitted_task_type(http, request.task_type)
     check_limits(limits, request.task_type, timeout_s=request.timeout_s,
                  max_attempts=request.max_attempts, not_before=request.not_before)
     # W3C trace context says to ignore a malformed traceparent, not to refuse the request.

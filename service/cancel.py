@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from contracts.control import CancelRequest
+from contracts.log_fields import task_fields
 from contracts.messages import StatusEvent
 from contracts.projection import TaskState
 from contracts.statuses import Status
@@ -58,7 +59,7 @@ async def cancel_task(
     except PublishFailed as error:
         # Kept in the store: the workers pick it up at their next refresh.
         log.warning("task %s cancelled, but its control message not confirmed: %s",
-                    task_id, error)
+                    task_id, error, extra=task_fields(task_id))
     # Recorded here, not left to a worker: a queued task shows `cancelled` at once, and the
     # projection keeps the first terminal status of a run against every later event.
     after = await deps.read_model.apply(StatusEvent(
@@ -66,5 +67,6 @@ async def cancel_task(
         attempt=state.attempt, run=state.run, at=request.at, worker=ports.cancelled_by,
         source=state.source, idempotency_key=state.idempotency_key, tenant=owner,
     ))
-    log.info("task %s cancelled (its status: %s)", task_id, after.status)
+    log.info("task %s cancelled (its status: %s)", task_id, after.status,
+             extra=task_fields(task_id))
     return after

@@ -18,6 +18,7 @@ from datetime import timedelta
 from enum import Enum
 
 from contracts import names
+from contracts.log_fields import task_fields
 from contracts.messages import StatusEvent, utcnow
 from contracts.names import dead_queue
 from contracts.projection import TaskState
@@ -101,7 +102,7 @@ async def replay_letter(ports: ReplayPorts, letter: DeadLetter) -> Outcome:
     state = await ports.tasks.get(letter.task_id)
     if state is not None and _owner(ports, state) != letter.tenant:
         log.warning("task %s: a dead letter of another tenant under its id is left in %s",
-                    letter.task_id, dead_queue(letter.task_type))
+                    letter.task_id, dead_queue(letter.task_type), extra=task_fields(letter.task_id))
         return Outcome.FOREIGN
     archived = await ports.archive.find(letter.tenant, letter.task_id, letter.run)
     if state is not None and state.run > letter.run:
@@ -167,7 +168,8 @@ def _taken(ports: ReplayPorts, letter: DeadLetter, state: TaskState | None) -> b
                  and utcnow() - letter.replay.at > ports.claim_patience)
     if abandoned:
         log.warning("task %s: taking over a replay of run %d claimed at %s and never published",
-                    letter.task_id, letter.run, letter.replay.at.isoformat())
+                    letter.task_id, letter.run, letter.replay.at.isoformat(),
+                    extra=task_fields(letter.task_id))
     return not abandoned
 
 
@@ -202,7 +204,7 @@ async def _replay_from_queue(ports: ReplayPorts, state: TaskState) -> DeadLetter
         raise NotRetryable(f"task {state.task_id} has no message in "
                            f"{dead_queue(state.task_type)}")
     log.info("task %s: replayed from %s (its letter predates the archive)",
-             state.task_id, dead_queue(state.task_type))
+             state.task_id, dead_queue(state.task_type), extra=task_fields(state.task_id))
     return replayed[0]
 
 
@@ -231,7 +233,7 @@ async def _replay(ports: ReplayPorts, letter: DeadLetter, owner: str | None) -> 
         run=letter.run + 1, worker=ports.replayed_by, tenant=owner,
     ))
     log.info("replayed %s task %s (run %d) from its dead letter", letter.task_type,
-             letter.task_id, letter.run + 1)
+             letter.task_id, letter.run + 1, extra=task_fields(letter.task_id))
     return True
 
 
@@ -241,4 +243,4 @@ async def _release(ports: ReplayPorts, letter: DeadLetter, claim: ReplayClaim) -
     except Exception as error:
         # The claim then counts as abandoned once `claim_patience` has passed.
         log.warning("task %s: could not withdraw the replay claim of run %d: %s",
-                    letter.task_id, letter.run, error)
+                    letter.task_id, letter.run, error, extra=task_fields(letter.task_id))

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from contracts.log_fields import task_fields
 from service.api_keys import DEFAULT_RATE_PER_S
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
@@ -140,5 +141,5 @@ async def _submit(ports: SchedulerPorts, schedule: Schedule, run: Run) -> bool:
                     run.run_key, error)
         return False
     log.info("schedule %s: submitted task %s for %s", schedule.schedule_id, run.task_id,
-             (run.run_at or run.slot).isoformat())
+             (run.run_at or run.slot).isoformat(), extra=task_fields(run.task_id))
     return True

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from contracts.log_fields import task_fields
 from contracts.messages import ErrorInfo, FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.statuses import Status
 from contracts.workflows import new_follow_up_key, workflow_label
@@ -43,7 +44,8 @@ async def submit(
 ) -> str:
     """Queue the task and return its id; with an idempotency key, the same id for the same
     command. Returns only once the broker confirmed it and the read model knows it (or holds
-    it until the store is back)."""
+    it until the store is back). `traceparent`, if any, is a valid W3C one (the gateway
+    checks it): the task message carries it, and the accept line its trace id."""
     if command.idempotency_key is None:
         task_id = command.task_id or str(uuid.uuid4())
         return await _publish(deps, command, task_id, source, traceparent)
@@ -93,7 +95,8 @@ async def _publish_claimed(
         await deps.keys.mark_queued(key, task_id)
     except StoreUnavailable as error:
         # The task is queued: say so. A repeat finds it through the read model.
-        log.warning("task %s queued, but its Idempotency-Key not marked: %s", task_id, error)
+        log.warning("task %s queued, but its Idempotency-Key not marked: %s", task_id, error,
+                    extra=task_fields(task_id))
     return task_id
 
 
@@ -109,7 +112,9 @@ async def _publish(
         await _record_refused(deps, envelope, source, tenant)
         raise
     await record_queued(deps, envelope, source, tenant)
-    log.debug("accepted %s task %s", envelope.task_type, envelope.task_id)
+    if log.isEnabledFor(logging.DEBUG):  # the busiest line of the gateway: no fields unless on
+        log.debug("accepted %s task %s", envelope.task_type, envelope.task_id,
+                  extra=task_fields(envelope.task_id, traceparent=traceparent))
     return task_id
 
 
@@ -173,7 +178,7 @@ async def _record_refused(
         await deps.recorder.record(event)
     except StoreUnavailable as error:
         log.warning("task %s refused by its full queue, and not recorded so: %s",
-                    envelope.task_id, error)
+                    envelope.task_id, error, extra=task_fields(envelope.task_id))
 
 
 async def record_queued(
@@ -189,5 +194,6 @@ async def record_queued(
         await deps.recorder.record(event)
     except StoreUnavailable as error:
         # The task is queued for real: hold it readable and keep trying to record it.
-        log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error)
+        log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error,
+                    extra=task_fields(envelope.task_id))
         deps.unrecorded.hold(event, deps.read_model)

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from contracts.log_fields import task_fields
 from contracts.messages import StatusEvent
 from contracts.projection import TaskState, apply
 from service.errors import StoreUnavailable
@@ -62,6 +63,7 @@ class Unrecorded:
                 with attempt:
                     await read_model.apply(event)
         except StoreUnavailable:
-            log.warning("task %s: gave up recording `queued`; the projector will", event.task_id)
+            log.warning("task %s: gave up recording `queued`; the projector will", event.task_id,
+                        extra=task_fields(event.task_id))
         finally:
             self._states.pop(event.task_id, None)

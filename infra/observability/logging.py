@@ -1,6 +1,8 @@
-"""Readable one-line logs; JSON lines when LOG_FORMAT=json. Lines written while a task is
-handled (by the runtime or by the handler) carry `task_id`, `task_type`, `attempt` and
-`trace_id` as fields, from a context variable the task middleware sets around each attempt."""
+"""Readable one-line logs; JSON lines when LOG_FORMAT=json. A line about a task carries its
+fields (contracts.log_fields): `task_id` and `trace_id` passed as `extra=task_fields(...)` by the
+line itself, and on every line written while a task is handled (by the runtime or by the
+handler) all four of `task_id`, `task_type`, `attempt` and `trace_id`, from a context variable
+the task middleware sets around each attempt."""
 
 from __future__ import annotations
 
@@ -12,11 +14,10 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
+from contracts.log_fields import TASK_FIELDS
 from infra.observability.middleware import Attempt, Middleware, Outcome
 from infra.observability.tracing import trace_id_of, traceparent_of
 from infra.runtime.settings import Settings
-
-TASK_FIELDS = ("task_id", "task_type", "attempt", "trace_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +56,13 @@ class TaskLogContext(Middleware):
 
 
 class TaskFieldsFilter(logging.Filter):
-    """Puts the current task's fields on each record (None outside a task)."""
+    """Puts the current attempt's fields on each record written during it, unless the line
+    names another task itself; a line's own fields (`extra=`) are kept outside an attempt."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         fields = _task_fields.get()
-        if fields is not None:
+        if fields is not None and record.__dict__.get("task_id", fields.task_id) == \
+                fields.task_id:
             record.task_id = fields.task_id
             record.task_type = fields.task_type
             record.attempt = fields.attempt
@@ -68,9 +71,11 @@ class TaskFieldsFilter(logging.Filter):
 
 
 def _fields_of(record: logging.LogRecord) -> dict[str, object] | None:
-    if getattr(record, "task_id", None) is None:
+    """The task fields the record has, in TASK_FIELDS order; None on a line about no task."""
+    present = record.__dict__
+    if present.get("task_id") is None:
         return None
-    return {name: getattr(record, name, None) for name in TASK_FIELDS}
+    return {name: present[name] for name in TASK_FIELDS if name in present}
 
 
 class JsonFormatter(logging.Formatter):
@@ -95,7 +100,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The usual line, then `task_id=… task_type=… attempt=… trace_id=…` inside a task."""
+    """The usual line, then `[task_id=… trace_id=…]` on a line about a task, with `task_type`
+    and `attempt` too inside an attempt."""
 
     def __init__(self, process: str) -> None:
         super().__init__(f"%(asctime)s %(levelname)-7s {process:<18} %(name)s: %(message)s")

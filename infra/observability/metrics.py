@@ -39,7 +39,7 @@ _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
                      10.0, 30.0, 60.0, 300.0, 900.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000)
 
-# Gateway (recorded by gateway/observability.py).
+# Gateway (recorded by gateway/middleware/metrics.py).
 SUBMISSIONS = Counter(
     "taskproc_submissions_total",
     "POST /tasks answers by task type and HTTP status code",

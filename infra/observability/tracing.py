@@ -26,6 +26,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from contracts import names
+from contracts.log_fields import trace_id_in
 from contracts.messages import StatusEvent
 from contracts.statuses import Status as TaskStatus
 from infra.observability.middleware import Attempt, Middleware, Outcome, ProjectedEvent
@@ -121,8 +122,7 @@ def traceparent_of(headers: Mapping[str, Any]) -> str | None:
 def trace_id_of(traceparent: str | None) -> str | None:
     """The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), or None."""
     valid = valid_traceparent(traceparent)
-    trace_id = valid[3:35] if valid is not None else None
-    return trace_id if trace_id != "0" * 32 else None
+    return trace_id_in(valid) if valid is not None else None
 
 
 def current_traceparent() -> str | None:

@@ -7,6 +7,7 @@ import logging
 
 from contracts import names
 from contracts.control import CancelRequest
+from contracts.log_fields import task_fields
 from infra.rabbitmq.broker import Broker, PublishError, Unroutable, persistent_message
 from service.errors import PublishFailed
 
@@ -31,6 +32,6 @@ class RabbitControlPublisher:
         except Unroutable:
             # No worker of the type is running: each one loads the cancellation at start-up.
             log.info("task %s cancelled while no %s worker listens", request.task_id,
-                     request.task_type)
+                     request.task_type, extra=task_fields(request.task_id))
         except PublishError as error:
             raise PublishFailed(str(error)) from error

@@ -13,6 +13,7 @@ import pytest
 
 from service.ports import Claim
 from tests.fast.conftest import SETTINGS, Fakes, claimed
+from tests.support.json_logs import json_lines
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.fast
@@ -196,3 +197,18 @@ async def test_a_read_while_the_store_is_down_is_a_503(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.json() == {"detail": "status store unavailable"}
+
+
+async def test_the_accept_line_carries_the_task_id_and_trace_id_as_json_fields(
+    http: httpx.AsyncClient,
+) -> None:
+    with json_lines("service.submit") as lines:
+        accepted = await submit(http, SLEEP, traceparent=TRACEPARENT)
+        untraced = await submit(http, SLEEP)
+
+    traced_line, untraced_line = [line for line in lines
+                                  if line["message"].startswith("accepted sleep task")]
+    assert (traced_line["task_id"], traced_line["trace_id"]) == (
+        accepted.json()["task_id"], TRACEPARENT.split("-")[1])
+    assert untraced_line["task_id"] == untraced.json()["task_id"]
+    assert "trace_id" not in untraced_line

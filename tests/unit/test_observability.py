@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
+from contracts.log_fields import task_fields
 from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
@@ -272,7 +273,8 @@ def test_the_sdk_disabled_variable_turns_tracing_off(monkeypatch: pytest.MonkeyP
 
 # Task-scoped logs.
 
-def log_line(formatter: logging.Formatter, within: Attempt | None, message: str) -> str:
+def log_line(formatter: logging.Formatter, within: Attempt | None, message: str,
+             extra: dict[str, str] | None = None) -> str:
     """What one line logged during `within` (an attempt, or none) looks like."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -285,7 +287,7 @@ def log_line(formatter: logging.Formatter, within: Attempt | None, message: str)
     if within is not None:
         middleware.before_attempt(within)
     try:
-        logger.warning(message)
+        logger.warning(message, extra=extra)
     finally:
         if within is not None:
             middleware.after_attempt(within, outcome(Status.SUCCEEDED))
@@ -313,6 +315,33 @@ def test_a_text_line_inside_an_attempt_ends_with_the_four_fields() -> None:
     assert inside.endswith(f"calling the hook [task_id={current.task_id} task_type=webhook "
                            "attempt=2 trace_id=-]")
     assert outside.endswith("idle")
+
+
+def test_a_line_about_a_task_outside_an_attempt_carries_the_fields_it_passes() -> None:
+    fields = task_fields("t-7", traceparent=TRACEPARENT)
+
+    as_json = json.loads(log_line(JsonFormatter("unit"), None, "accepted", fields))
+    as_text = log_line(TextFormatter("unit"), None, "accepted", fields)
+    untraced = json.loads(log_line(JsonFormatter("unit"), None, "accepted", task_fields("t-8")))
+
+    assert {key: as_json.get(key) for key in ("task_id", "trace_id", "task_type")} == {
+        "task_id": "t-7", "trace_id": TRACE_ID, "task_type": None}
+    assert as_text.endswith(f"accepted [task_id=t-7 trace_id={TRACE_ID}]")
+    assert (untraced["task_id"], "trace_id" in untraced) == ("t-8", False)
+
+
+def test_inside_an_attempt_a_line_naming_another_task_keeps_its_own_fields() -> None:
+    current = attempt("webhook", headers={"traceparent": TRACEPARENT})
+
+    own = json.loads(log_line(JsonFormatter("unit"), current, "done",
+                              task_fields(current.task_id)))
+    other = json.loads(log_line(JsonFormatter("unit"), current, "cancelled",
+                                task_fields("another")))
+
+    assert (own["task_id"], own["task_type"], own["trace_id"]) == (
+        current.task_id, "webhook", TRACE_ID)
+    assert (other["task_id"], "task_type" in other, "trace_id" in other) == (
+        "another", False, False)
 
 
 def test_the_trace_id_in_logs_is_the_attempt_spans_when_tracing_records(

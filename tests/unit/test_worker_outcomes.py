@@ -24,6 +24,7 @@ from contracts.statuses import Status
 from infra.observability.middleware import Attempt, Middleware, Outcome
 from infra.rabbitmq.amqp_codec import TenantRules
 from infra.rabbitmq.broker import Broker, BrokerUnavailable
+from tests.support.json_logs import json_lines
 from tests.support.waiting import eventually
 
 
@@ -127,6 +128,7 @@ class Run:
 async def run_one(
     handler: RunTask, body: dict[str, Any] | bytes, *, attempt: int = 1,
     confirm_s: dict[str, float] | None = None, failing: set[str] | None = None,
+    headers: dict[str, Any] | None = None,
 ) -> Run:
     """Deliver one message to a real Worker, wait until it is acked or requeued, stop it."""
     journal = Journal()
@@ -141,7 +143,8 @@ async def run_one(
     callback = await eventually(_probe(lambda: broker.callback), timeout_s=5, interval_s=0.01,
                                 what="the worker consuming")
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    await callback(Delivery(journal, raw, {names.HEADER_ATTEMPT: attempt}, user_id="worker"))
+    await callback(Delivery(journal, raw, {names.HEADER_ATTEMPT: attempt, **(headers or {})},
+                            user_id="worker"))
     await eventually(_probe(lambda: {"ack", "requeue"} & set(journal)), timeout_s=5,
                      interval_s=0.01, what="an ack or a requeue")
     stop.set()
@@ -275,3 +278,21 @@ async def test_a_progress_report_that_cannot_be_published_does_not_fail_the_task
     assert "confirm event progress" not in run.journal
     assert run.journal[-1] == "ack"
     assert [outcome.status for outcome in run.middleware.outcomes] == [Status.SUCCEEDED]
+
+
+@pytest.mark.parametrize(("handler", "attempt", "outcome"), [
+    (returning({"ok": 1}), 1, "succeeded"),
+    (raising(Retry("busy")), 1, "failed (Retry: busy); retry in 1s"),
+    (raising(PermanentFailure("no")), 1, "failed for good"),
+], ids=["succeeds", "retries", "fails-for-good"])
+async def test_the_outcome_line_carries_the_task_id_and_trace_id_as_json_fields(
+    handler: RunTask, attempt: int, outcome: str,
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    # The worker here has no log middleware: the fields must come from the line itself.
+    with json_lines("consumers.worker") as lines:
+        await run_one(handler, TASK, attempt=attempt,
+                      headers={names.HEADER_TRACEPARENT: f"00-{trace_id}-00f067aa0ba902b7-01"})
+
+    (line,) = [line for line in lines if outcome in line["message"]]
+    assert (line["task_id"], line["trace_id"]) == ("t-1", trace_id)
