@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from contracts import names
+from contracts.log_fields import task_fields
 from infra.observability.middleware import Middleware
 from infra.rabbitmq.acks import Acks
 from infra.rabbitmq.amqp_codec import DEVELOPMENT_TENANTS, TenantRules
@@ -126,14 +127,24 @@ class Projector:
             else:
                 self._writer.add(message, event)
         except PublishError as error:
-            log.error("message %s: %s; it will be redelivered", message.message_id, error)
+            log.error("message %s: %s; it will be redelivered", message.message_id, error,
+                      extra=_fields(message))
             await self._acks.requeue(message)
         except StoreUnavailable as error:
-            log.warning("message %s: %s; it will be redelivered", message.message_id, error)
+            log.warning("message %s: %s; it will be redelivered", message.message_id, error,
+                        extra=_fields(message))
             await self._acks.requeue(message)
         except (AMQPError, ChannelInvalidStateError) as error:
             log.error("could not settle message %s (%r); it will be redelivered",
-                      message.message_id, error)
+                      message.message_id, error, extra=_fields(message))
         except Exception:
-            log.exception("message %s: unexpected error; requeueing it", message.message_id)
+            log.exception("message %s: unexpected error; requeueing it", message.message_id,
+                          extra=_fields(message))
             await self._acks.requeue(message)
+
+
+def _fields(message: AbstractIncomingMessage) -> dict[str, str]:
+    """The task a projector message is about, for its log lines: the service's own messages
+    (events, submissions, dead letters) name it in `correlation_id`; a straight publisher's
+    copy may not, and then the line has no field but the message id in its text."""
+    return task_fields(message.correlation_id)
