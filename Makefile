@@ -30,9 +30,9 @@ unit: $(STAMP)
 faults: services
 	$(BIN)/pytest tests/faults tests/load
 
-# Benchmarks the local stack and prints one table (python -m tests.bench --help for options).
+# Benchmarks the local stack and prints one table (python -m bench --help for options).
 bench: services
-	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

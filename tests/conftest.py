@@ -1,4 +1,5 @@
-"""Fixtures shared by every tier. Unit tests use none of the service fixtures."""
+"""Fixtures shared by every tier, and the hook that marks each test with its tier. Unit tests use
+none of the service fixtures."""
 
 from __future__ import annotations
 
@@ -21,6 +22,35 @@ from tests.support.services import Backends, backends
 # Every test and every process it starts runs as guest on a vhost of its own: the development
 # profile, unless a test says otherwise (tests/security starts production processes).
 os.environ.setdefault("TASKPROC_ENV", "development")
+
+# Each directory under tests/ is one tier, and its name is the tier's marker (registered, with its
+# meaning, in pyproject.toml): `pytest -m fast` runs exactly tests/fast.
+TIERS = ("unit", "fast", "integration", "e2e", "security", "faults", "load")
+TESTS = Path(__file__).parent
+
+
+def tier_of(path: Path) -> str | None:
+    """The tier of the test file at `path`: its directory under tests/, if that is a tier."""
+    if not path.is_relative_to(TESTS):
+        return None
+    parts = path.relative_to(TESTS).parts
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier; a test file outside every tier stops the run."""
+    strays = set()
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            strays.add(str(item.path))
+        else:
+            item.add_marker(tier)
+    if strays:
+        raise pytest.UsageError(
+            f"test files outside every tier ({', '.join(f'tests/{t}' for t in TIERS)}): "
+            f"{', '.join(sorted(strays))}; move each into the tier it belongs to")
 
 
 @pytest.fixture(scope="session")

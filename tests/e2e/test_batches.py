@@ -17,8 +17,6 @@ from tests.e2e.conftest import Api
 from tests.support.amqp import Queues
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 
 def sleeps(count: int) -> list[dict[str, Any]]:
     return [{"task_type": "sleep", "payload": {"seconds": 0}} for _ in range(count)]

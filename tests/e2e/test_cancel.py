@@ -3,14 +3,10 @@ is acked, and its status stays `cancelled`."""
 
 from __future__ import annotations
 
-import pytest
-
 from contracts import names
 from tests.e2e.conftest import Api, EventTap, System
 from tests.support.amqp import Queues
 from tests.support.waiting import eventually
-
-pytestmark = pytest.mark.e2e
 
 
 async def test_a_running_task_cancelled_over_http_stops_and_stays_cancelled(

@@ -11,11 +11,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 
-import pytest
-
 from tests.e2e.conftest import Api, System
-
-pytestmark = pytest.mark.e2e
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,6 @@ from tests.support.services import (
 )
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 PUBLISH_TIMEOUT_S = 3.0
 SLEEP_TASK = {"task_type": "sleep", "payload": {"seconds": 0}}
 

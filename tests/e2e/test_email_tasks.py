@@ -6,14 +6,10 @@ from __future__ import annotations
 import uuid
 from email.message import EmailMessage
 
-import pytest
-
 from contracts import names
 from tests.e2e.conftest import MAIL_FROM, Api, EventTap
 from tests.support.amqp import Queues
 from tests.support.receivers import SmtpSink
-
-pytestmark = pytest.mark.e2e
 
 
 def address(name: str) -> str:

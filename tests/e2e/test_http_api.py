@@ -19,8 +19,6 @@ from contracts.registry import task_type_names
 from tests.e2e.conftest import Api
 from tests.support.services import Backends
 
-pytestmark = pytest.mark.e2e
-
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 

@@ -10,14 +10,11 @@ from typing import Any
 
 import aio_pika
 import httpx
-import pytest
 
 from contracts import names
 from tests.e2e.conftest import Api
 from tests.support.amqp import Queues
 from tests.support.waiting import eventually
-
-pytestmark = pytest.mark.e2e
 
 
 async def listed(http: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:

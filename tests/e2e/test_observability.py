@@ -25,8 +25,6 @@ from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port, free_port_block
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 
 @dataclass
 class Observed:

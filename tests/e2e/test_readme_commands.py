@@ -37,8 +37,6 @@ from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 README_GATEWAY = "127.0.0.1:8000"
 README_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # The blocks pasted into the second terminal, in the order of use (README, then docs/).

@@ -9,13 +9,9 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
 from tests.e2e.conftest import Api
 from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
-
-pytestmark = pytest.mark.e2e
 
 
 async def failed_task(api: Api, receiver: WebhookReceiver) -> tuple[str, str]:

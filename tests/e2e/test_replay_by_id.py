@@ -24,8 +24,6 @@ from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 DEAD_QUEUE = names.dead_queue("webhook")
 
 

@@ -30,8 +30,6 @@ from tests.support.receivers import SmtpSink
 from tests.support.services import Backends
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 # A due time more than this late counts as missed.
 GRACE_S = 2
 # How long a stopped scheduler stays down: several 1 s due times, well past the grace.

@@ -6,14 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from contracts import names
 from tests.e2e.conftest import Api, EventTap
 from tests.support.amqp import Queues
 from tests.support.waiting import eventually
-
-pytestmark = pytest.mark.e2e
 
 
 async def test_a_sleep_task_runs_and_succeeds(api: Api) -> None:

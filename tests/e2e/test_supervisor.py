@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 
 from contracts.names import task_queue
 from tests.e2e.conftest import system_env
@@ -21,8 +20,6 @@ from tests.support.readiness import wait_for_consumers
 from tests.support.receivers import SmtpSink
 from tests.support.services import MONGO_PORT, RABBIT_PORT, Backends, free_port, port_open
 from tests.support.waiting import eventually
-
-pytestmark = pytest.mark.e2e
 
 STARTED = re.compile(r"started (?P<name>[\w-]+) \(pid (?P<pid>\d+)\)")
 

@@ -21,8 +21,6 @@ from tests.e2e.test_replay import failed_task
 from tests.support.receivers import WebhookReceiver
 from tests.support.services import ON_CI
 
-pytestmark = pytest.mark.e2e
-
 # Where the README's screenshot comes from: `TASKPROC_UI_SCREENSHOT=docs/ui.png pytest
 # tests/e2e/test_task_page.py` rewrites it; otherwise it goes to the module's log directory.
 SCREENSHOT_ENV = "TASKPROC_UI_SCREENSHOT"

@@ -7,7 +7,6 @@ import json
 import uuid
 
 import aio_pika
-import pytest
 
 from contracts import names
 from contracts.payloads import path_tag
@@ -15,8 +14,6 @@ from tests.e2e.conftest import Api, EventTap, System
 from tests.support.amqp import Queues
 from tests.support.receivers import Delivery, WebhookReceiver
 from tests.support.waiting import eventually
-
-pytestmark = pytest.mark.e2e
 
 
 def unique_path(label: str) -> str:

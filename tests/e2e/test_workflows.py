@@ -11,8 +11,6 @@ import pytest
 from tests.e2e.conftest import Api
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 
 def sleep(seconds: float, **options: Any) -> dict[str, Any]:
     return {"task_type": "sleep", "payload": {"seconds": seconds}, **options}

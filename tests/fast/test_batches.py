@@ -22,8 +22,6 @@ from service.errors import PublishFailed
 from service.ports import Claim, Source
 from tests.fast.conftest import ClientFor, Fakes, Issue, claimed
 
-pytestmark = pytest.mark.fast
-
 EMAIL = {"task_type": "send_email",
          "payload": {"to": ["ann@example.com"], "subject": "Hi", "body": "x"}}
 

@@ -4,13 +4,10 @@ task, 409 for a finished one; the cancellation is kept and announced before the 
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from contracts.messages import StatusEvent
 from contracts.statuses import Status
 from tests.fast.conftest import TENANT, ClientFor, Fakes, Issue
-
-pytestmark = pytest.mark.fast
 
 SLEEP = {"task_type": "sleep", "payload": {"seconds": 0}}
 

@@ -15,8 +15,6 @@ from click.testing import CliRunner, Result
 from cli.api_verbs import ApiEnvironment
 from cli.main import cli
 
-pytestmark = pytest.mark.fast
-
 KEY = "tp_fake-key"
 FIELDS = {"task_type", "payload", "cron", "interval_s", "timezone", "catch_up", "labels"}
 

@@ -27,8 +27,6 @@ from contracts.statuses import Status
 from service.auth import READ
 from tests.fast.conftest import TENANT, Fakes, Issue
 
-pytestmark = pytest.mark.fast
-
 Invoke = Callable[..., Awaitable[Result]]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -11,8 +11,6 @@ import pytest
 
 from tests.fast.conftest import Fakes
 
-pytestmark = pytest.mark.fast
-
 SECRET = f"s3cr3t-{uuid.uuid4().hex}"
 
 UNKNOWN_TYPE = {"task_type": "fax", "payload": {"number": "+1 555"}}

@@ -16,8 +16,6 @@ from service.listing import STATS_CAP
 from service.queries import QueueDepth
 from tests.fast.conftest import TENANT, ClientFor, Fakes, Issue
 
-pytestmark = pytest.mark.fast
-
 SLEEP: dict[str, Any] = {"task_type": "sleep", "payload": {"seconds": 0}}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -15,8 +15,6 @@ from service.queries import SortKey
 from service.schedules import Schedule, ScheduleBounds
 from tests.fast.conftest import TENANT, ClientFor, Fakes, Issue
 
-pytestmark = pytest.mark.fast
-
 EVERY_5_MIN = {"task_type": "sleep", "payload": {"seconds": 0}, "cron": "*/5 * * * *",
                "interval_s": None, "timezone": "Europe/Paris", "labels": ["nightly"],
                "max_attempts": 2}

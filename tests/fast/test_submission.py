@@ -16,8 +16,6 @@ from tests.fast.conftest import SETTINGS, Fakes, claimed
 from tests.support.json_logs import json_lines
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.fast
-
 SLEEP = {"task_type": "sleep", "payload": {"seconds": 0}}
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

@@ -10,8 +10,6 @@ import pytest
 
 from tests.fast.conftest import ClientFor
 
-pytestmark = pytest.mark.fast
-
 
 def _static(name: str) -> str:
     return files("gateway").joinpath("static", name).read_text(encoding="utf-8")

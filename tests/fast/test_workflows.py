@@ -12,8 +12,6 @@ from contracts.json_schema import json_schemas
 from service.auth import SUBMIT
 from tests.fast.conftest import ClientFor, Fakes, Issue
 
-pytestmark = pytest.mark.fast
-
 
 def sleep(seconds: float, **options: Any) -> dict[str, Any]:
     return {"task_type": "sleep", "payload": {"seconds": seconds}, **options}

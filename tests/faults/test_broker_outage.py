@@ -19,8 +19,6 @@ from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.faults
-
 NewRow = Callable[[str], Row]
 PUBLISH_TIMEOUT_S = 2.0
 HELD = 8  # calls the webhook worker holds when the broker stops (its prefetch is 16)

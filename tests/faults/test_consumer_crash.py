@@ -23,8 +23,6 @@ from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.faults
-
 NewRow = Callable[[str], Row]
 HELD = 8  # calls the worker holds when it is killed (its prefetch is 16)
 # Calls held at the receiver must still be in flight when the worker is stopped: no timeout.

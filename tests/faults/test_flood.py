@@ -13,8 +13,6 @@ from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed, webhook
 from tests.support.receivers import WebhookReceiver
 
-pytestmark = pytest.mark.faults
-
 NewRow = Callable[[str], Row]
 TASKS = 500
 CLIENTS = 32

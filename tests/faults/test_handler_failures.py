@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
-
 from contracts import names
 from contracts.statuses import Status
 from tests.faults.amqp import drain
@@ -14,8 +12,6 @@ from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed, webhook
 from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
-
-pytestmark = pytest.mark.faults
 
 NewRow = Callable[[str], Row]
 

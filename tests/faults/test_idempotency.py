@@ -9,15 +9,11 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-import pytest
-
 from contracts.statuses import Status
 from tests.faults.scoreboard import Expect, Row, Submission
 from tests.faults.system import System
 from tests.faults.tracking import TaskTracker, TrackerFactory, assert_passed, until, webhook
 from tests.support.receivers import WebhookReceiver
-
-pytestmark = pytest.mark.faults
 
 NewRow = Callable[[str], Row]
 KEYS = 40

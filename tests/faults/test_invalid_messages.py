@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import aio_pika
-import pytest
 
 from contracts import names
 from contracts.statuses import Status
@@ -19,8 +18,6 @@ from tests.faults.system import System
 from tests.faults.tracking import TrackerFactory, assert_passed
 from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
-
-pytestmark = pytest.mark.faults
 
 NewRow = Callable[[str], Row]
 

@@ -23,8 +23,6 @@ from tests.faults.tracking import TrackerFactory, assert_passed
 from tests.support.services import Backends
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.faults
-
 NewRow = Callable[[str], Row]
 S = Status
 

@@ -20,8 +20,6 @@ from tests.faults.tracking import TaskTracker, TrackerFactory, assert_passed, un
 from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends, MongoServer
 
-pytestmark = pytest.mark.faults
-
 NewRow = Callable[[str], Row]
 MONGODB_TIMEOUT_S = 1.0
 PROJECTOR_QUEUES = (names.PROJECTOR_EVENTS_QUEUE, names.PROJECTOR_SUBMISSIONS_QUEUE,

@@ -11,7 +11,6 @@ import uuid
 from collections import Counter
 from contextlib import AsyncExitStack
 
-import pytest
 from aio_pika.abc import AbstractChannel
 
 from contracts import names
@@ -22,8 +21,6 @@ from service.commands import SubmitTask
 from service.dependencies import Dependencies
 from service.errors import IdempotencyInProgress
 from tests.support.amqp import Queues
-
-pytestmark = pytest.mark.integration
 
 TRIALS = 10
 TASKS = 10

@@ -36,8 +36,6 @@ from tests.e2e.conftest import EventTap
 from tests.support.amqp import Queues
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 QUEUE = names.task_queue("sleep")
 
 

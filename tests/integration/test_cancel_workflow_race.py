@@ -50,8 +50,6 @@ from tests.e2e.conftest import EventTap
 from tests.support.amqp import Queues
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 
 @dataclass(frozen=True)
 class Plan:

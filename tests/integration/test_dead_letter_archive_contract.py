@@ -18,8 +18,6 @@ from infra.runtime.settings import Settings
 from service.dead_letters import DeadLetter, DeadLetterArchive, ReplayClaim
 from tests.fakes.dead_letters import FakeDeadLetterArchive
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(params=["mongodb", "memory"])
 async def archive(request: pytest.FixtureRequest,

@@ -24,8 +24,6 @@ from tests.support.amqp import Queues
 from tests.support.services import MongoServer
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def mongo() -> Iterator[MongoServer]:

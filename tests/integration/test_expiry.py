@@ -16,8 +16,6 @@ from contracts.statuses import Status
 from infra.mongodb.expiry import server_kind
 from infra.mongodb.task_store import TaskStore
 
-pytestmark = pytest.mark.integration
-
 RETENTION = timedelta(days=30)
 
 

@@ -25,8 +25,6 @@ from service.ports import TaskReadModel
 from service.queries import SortKey, TaskQuery
 from tests.fakes.ports import MemoryReadModel
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TENANT = "listing"
 

@@ -35,8 +35,6 @@ from tests.support.keys import bearer
 from tests.support.services import free_port_block
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 TASK_TYPE = "sleep"
 handler_log = logging.getLogger("tests.observability.handler")
 

@@ -37,8 +37,6 @@ from tests.support.keys import bearer
 from tests.support.services import Backends
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 GATED = 2.0  # payload `seconds` that selects the gated handler
 LOOPING = 1.0  # ... and the one that reports 10,000 times
 REPORTS = 10_000

@@ -21,8 +21,6 @@ from tests.support.amqp import Queues
 from tests.support.services import free_port
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 
 async def test_a_mandatory_publish_that_no_queue_takes_raises_unroutable(broker: Broker) -> None:
     message = persistent_message(b"{}", message_id="nowhere")

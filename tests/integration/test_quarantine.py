@@ -22,10 +22,6 @@ from tests.support.receivers import WebhookReceiver
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
-
-
 
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:

@@ -12,8 +12,6 @@ from contracts.messages import StatusEvent
 from contracts.statuses import Status, position
 from infra.mongodb.task_store import TaskStore
 
-pytestmark = pytest.mark.integration
-
 
 def event(task_id: str, status: Status, attempt: int) -> StatusEvent:
     return StatusEvent(task_id=task_id, task_type="sleep", status=status, attempt=attempt,

@@ -31,8 +31,6 @@ from infra.runtime.settings import Settings
 from scheduler.runtime import run_scheduler
 from service.queries import TaskQuery
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TENANT = "migration"
 # The store had ~82,000 tasks; the suite migrates 100,000 (TASKPROC_MIGRATION_TASKS sets

@@ -15,8 +15,6 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from tests.support.readiness import NotReady, wait_for_consumers, wait_for_consumers_gone
 from tests.support.services import Backends
 
-pytestmark = pytest.mark.integration
-
 SHORT_S = 1.0
 
 

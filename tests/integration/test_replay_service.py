@@ -33,8 +33,6 @@ from service.errors import NotRetryable
 from service.replay import Outcome, ReplayPorts, replay_letter, replay_queue, replay_task
 from tests.support.amqp import Queues
 
-pytestmark = pytest.mark.integration
-
 # Sleep tasks: no consumer of this type runs in the integration tier, so a replayed copy waits
 # in `tasks.sleep` for the test to read it.
 TYPE = "sleep"

@@ -7,13 +7,10 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
 from infra.mongodb import task_queries
 from infra.mongodb.task_store import TaskStore
-
-pytestmark = pytest.mark.integration
 
 RETIRED = (
     [("status", ASCENDING), ("updated_at", DESCENDING)],

@@ -19,8 +19,6 @@ from infra.runtime.settings import Settings
 from service.schedules import Run, Schedule, Schedules, create_schedule, run_key, run_task_id
 from tests.fakes.schedules import MemorySchedules
 
-pytestmark = pytest.mark.integration
-
 RETENTION = timedelta(days=30)
 
 

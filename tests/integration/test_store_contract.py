@@ -20,8 +20,6 @@ from service.ports import IdempotencyKeys, TaskReadModel
 from tests.fakes.ports import MemoryIdempotencyKeys, MemoryReadModel
 from tests.support.services import free_port
 
-pytestmark = pytest.mark.integration
-
 ADAPTERS = ["memory", "mongodb"]
 
 

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
-import pytest
 from pymongo import AsyncMongoClient
 
 from contracts.messages import StatusEvent
@@ -21,8 +20,6 @@ from contracts.projection import apply
 from contracts.statuses import Status
 from infra.mongodb.task_store import TaskStore, to_document
 from infra.runtime.settings import Settings
-
-pytestmark = pytest.mark.integration
 
 SMALL, LARGE = 200, 20_000
 SAMPLES = 200

@@ -21,8 +21,6 @@ from infra.runtime.settings import Settings
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:

@@ -33,8 +33,6 @@ from service.queries import TaskQuery
 from service.submit import submit
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 
 async def test_a_redelivered_parent_does_not_duplicate_its_follow_up(
     settings: Settings, amqp_channel: AbstractChannel, monkeypatch: pytest.MonkeyPatch,

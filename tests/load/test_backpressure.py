@@ -24,8 +24,6 @@ from tests.support import processes
 from tests.support.services import Backends, rabbitmqctl
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.faults
-
 DEPTH = 3000
 # Long enough that the drain spans many samples (rabbitmqctl takes ~0.5 s per call).
 TASK_SECONDS = 0.3

@@ -20,8 +20,6 @@ from service.ports import ApiKeys
 from tests.fakes.ports import MemoryApiKeys
 from tests.support.services import free_port
 
-pytestmark = pytest.mark.integration
-
 ADAPTERS = ["memory", "mongodb"]
 
 

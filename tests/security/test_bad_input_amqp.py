@@ -25,8 +25,6 @@ from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:

@@ -10,8 +10,6 @@ import pytest
 from service.auth import READ
 from tests.fast.conftest import ClientFor, Fakes, Issue
 
-pytestmark = pytest.mark.fast
-
 
 @pytest.mark.parametrize("body", [b"{not json", b"\x80\x1c\xff", b"[1, 2"],
                          ids=["not json", "not utf-8", "cut short"])

@@ -56,8 +56,6 @@ from tests.fakes.ports import (
 from tests.fakes.schedules import MemorySchedules
 from tests.fast.conftest import SETTINGS
 
-pytestmark = pytest.mark.fast
-
 FuzzCase = schemathesis.Case[Any]
 
 # Per operation and run: 5 + 3 operations take about 10 s on this 2-core machine.

@@ -18,8 +18,6 @@ from service.api_keys import revoke_key
 from service.auth import READ, REPLAY, SCOPES, SUBMIT, key_id_of, new_token
 from tests.fast.conftest import SETTINGS, TENANT, ClientFor, Fakes, Issue
 
-pytestmark = pytest.mark.fast
-
 SLEEP = {"task_type": "sleep", "payload": {"seconds": 0}}
 # Every task endpoint: (method, path), the scope it needs.
 ENDPOINTS = [(("POST", "/tasks"), SUBMIT), (("GET", "/tasks/t-1"), READ),

@@ -16,8 +16,6 @@ from infra.runtime.settings import Settings
 from service.auth import SCOPES, Authenticator, key_id_of
 from service.errors import InvalidKeyRequest, Unauthenticated
 
-pytestmark = pytest.mark.integration
-
 
 async def works(settings: Settings, key: str) -> bool:
     """Whether a gateway on `settings` would take `key` (no cache: the store's answer)."""

@@ -24,8 +24,6 @@ from tests.support.amqp import Queues, take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 BODY = b'{"payload": {"seconds": 0}}'
 
 

@@ -38,8 +38,6 @@ from tests.fast.conftest import SETTINGS
 from tests.support.keys import bearer
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.fast
-
 LIMIT = 4096
 SLEEP = {"task_type": "sleep", "payload": {"seconds": 0}}
 

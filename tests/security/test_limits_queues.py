@@ -46,8 +46,6 @@ from tests.support.keys import bearer, issue_key
 from tests.support.services import local_vhost
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 TASK_QUEUE_LIMIT = 3
 DEAD_QUEUE_LIMIT = 1
 # A quorum queue refuses once it is over its limit, so it may hold one message more.

@@ -23,8 +23,6 @@ from tests.support.docs import doc
 from tests.support.rabbitmq_admin import delete_layout
 from tests.support.services import Backends, missing
 
-pytestmark = pytest.mark.integration
-
 TYPES = ["send_email", "sleep", "webhook"]
 
 

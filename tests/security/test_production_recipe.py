@@ -48,8 +48,6 @@ from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port, missing
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 ADMIN_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT_URL = "http://127.0.0.1:15672"
 RECIPE_GATEWAY = "127.0.0.1:8000"

@@ -37,8 +37,6 @@ from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port, missing
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 TYPES = ["send_email", "sleep", "webhook"]
 SLEEP_BODY = json.dumps({"payload": {"seconds": 0}}).encode()
 

@@ -11,8 +11,6 @@ from fastapi import FastAPI
 from service.health import Readiness, ReadinessProbe
 from tests.fast.conftest import ClientFor, Fakes
 
-pytestmark = pytest.mark.fast
-
 
 class CountingPing:
     """The read model's ping, counted, and held until `release` is set."""

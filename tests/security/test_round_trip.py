@@ -28,8 +28,6 @@ from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port, local_vhost, missing
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
 SLEEP = {"task_type": "sleep", "payload": {"seconds": 0}}
 
 

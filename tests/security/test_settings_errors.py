@@ -14,8 +14,6 @@ import pytest
 
 from infra.runtime.settings import Settings
 
-pytestmark = pytest.mark.integration
-
 SECRET = "SECRETXYZ123"
 BIN = Path(sys.executable).parent
 # The long-running processes, as `make run` and the image start them, and through `taskproc`.

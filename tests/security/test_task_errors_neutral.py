@@ -22,9 +22,6 @@ from consumers.handlers.webhook import call_webhook
 from contracts.payloads import SendEmailPayload, WebhookPayload
 from infra.runtime.settings import Settings
 
-pytestmark = pytest.mark.integration
-
-
 
 def context(settings: Settings, clients: Any = None) -> TaskContext[Any]:
     return TaskContext(task_id=str(uuid.uuid4()), task_type="send_email", attempt=1, run=1,

@@ -31,8 +31,6 @@ from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.services import Backends, rabbitmqctl
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 
 @dataclass(frozen=True)
 class Publishers:

@@ -28,8 +28,6 @@ from infra.runtime.settings import Settings
 from tests.support.services import free_port_block
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
-
 handler_log = logging.getLogger("tests.traceparent.handler")
 FORGED = "ERROR admin logged in"
 # 32 characters where the trace id goes: a line break, then a log line of the forger's choosing.

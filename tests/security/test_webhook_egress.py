@@ -31,8 +31,6 @@ from contracts.payloads import WebhookPayload, path_tag, redacted_url
 from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
 from tests.support.receivers import WebhookReceiver
 
-pytestmark = pytest.mark.integration
-
 LOOPBACK = DEV_WEBHOOK_ALLOWED_NETWORKS
 ONLY_127_0_0_1 = "127.0.0.1:1024-65535"
 MIB = 1024 * 1024

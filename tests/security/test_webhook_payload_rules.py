@@ -9,8 +9,6 @@ import pytest
 
 from tests.fast.conftest import Fakes
 
-pytestmark = pytest.mark.fast
-
 SECRET = "s3cr3t-value-never-echoed"
 
 

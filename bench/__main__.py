@@ -1,4 +1,4 @@
-"""`python -m tests.bench [--quick] [--skip-1m] [--soak-minutes M] [--json PATH] [--profile]`,
+"""`python -m bench [--quick] [--skip-1m] [--soak-minutes M] [--json PATH] [--profile]`,
 or `make bench BENCH_ARGS="--quick"`."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import signal
 import sys
 from types import FrameType
 
-from tests.bench.options import parse
-from tests.bench.report import LEGEND, header, render, rows, write_json
-from tests.bench.suite import Bench
+from bench.options import parse
+from bench.report import LEGEND, header, render, rows, write_json
+from bench.suite import Bench
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.bench.stats import slope
+from bench.stats import slope
 from tests.support.procfs import cpu_seconds, rss_kib
 
 # "Flat" memory: the fitted growth over the soak is under both bounds.

@@ -5,7 +5,7 @@ queue -> event consumer. Like the real system: quorum queues, persistent mandato
 publisher confirms, manual acks, the worker acks a task only after its `running` and
 `succeeded` events are confirmed. Unlike it: no store, no pydantic, no logging per task.
 
-Each role is its own process: `python -m tests.bench.bare ROLE AMQP_URL TASKS`. It prints
+Each role is its own process: `python -m bench.bare ROLE AMQP_URL TASKS`. It prints
 `ready`, then `T <name> <time.monotonic()>` for the times that matter, and `C <cpu seconds>`.
 """
 

@@ -6,7 +6,7 @@ import subprocess
 import uuid
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from tests.bench.leftovers import Leftovers
+from bench.leftovers import Leftovers
 
 
 class RabbitError(Exception):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.bench.sampler import FLAT_FRACTION, FLAT_KIB
+from bench.sampler import FLAT_FRACTION, FLAT_KIB
 
 Stores = dict[str, dict[str, Any]]
 _WITHIN = 0.20  # the 1M-store figures may differ from the 10k ones by this much

@@ -1,4 +1,4 @@
-"""Runs the bare aio-pika chain (tests.bench.bare): three processes, one figure."""
+"""Runs the bare aio-pika chain (bench.bare): three processes, one figure."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import aio_pika
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from tests.bench import bare
+from bench import bare
 
 
 class BareError(Exception):
@@ -32,7 +32,7 @@ class Role:
     async def start(self, url: str, tasks: int, log_dir: Path) -> None:
         with (log_dir / f"bare-{self.name}.log").open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.bench.bare", self.name, url, str(tasks),
+                sys.executable, "-m", "bench.bare", self.name, url, str(tasks),
                 stdout=asyncio.subprocess.PIPE, stderr=log)
 
     async def read(self) -> None:

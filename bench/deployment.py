@@ -6,9 +6,9 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.bench.leftovers import Leftovers
-from tests.bench.rabbit import new_vhost, release_vhost, vhost_url
-from tests.bench.stack import Stack
+from bench.leftovers import Leftovers
+from bench.rabbit import new_vhost, release_vhost, vhost_url
+from bench.stack import Stack
 
 
 def free_port() -> int:

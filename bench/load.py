@@ -1,4 +1,4 @@
-"""The HTTP load generator, run as its own process: `python -m tests.bench.load < SPEC_JSON`.
+"""The HTTP load generator, run as its own process: `python -m bench.load < SPEC_JSON`.
 
 It reads one job from its standard input (closed-loop submissions, open-loop submissions with
 latency probes, or GETs), writes a line `A <task_id> <start> <end>` per accepted submission
@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from tests.bench.httpwire import Answer, HttpError, Pool
-from tests.bench.stats import summary_ms
+from bench.httpwire import Answer, HttpError, Pool
+from bench.stats import summary_ms
 
 NOOP_TASK = b'{"task_type": "sleep", "payload": {"seconds": 0}}'
 Send = Callable[[str, str, bytes | None], Awaitable[Answer]]

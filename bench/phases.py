@@ -12,9 +12,9 @@ from typing import IO, Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from tests.bench.driver import run_load
-from tests.bench.sampler import CpuMeter, memory_trend, sample_rss
-from tests.bench.tracker import Tracker
+from bench.driver import run_load
+from bench.sampler import CpuMeter, memory_trend, sample_rss
+from bench.tracker import Tracker
 
 _STALL_S = 60.0  # no task finished for this long: the system is stuck, stop waiting
 

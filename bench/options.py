@@ -59,7 +59,7 @@ class Options:
 
 def parse(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.bench",
+        prog="python -m bench",
         description="Benchmark the local stack: end to end, POST, latency, GET, memory, and "
                     "the bare aio-pika chain; prints one table and writes it as JSON.")
     parser.add_argument("--quick", action="store_true",

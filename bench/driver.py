@@ -19,10 +19,10 @@ class LoadError(Exception):
 
 async def run_load(spec: dict[str, Any], log_path: Path,
                    on_accepted: OnAccepted | None = None) -> dict[str, Any]:
-    """Run `spec` (see tests.bench.load); `on_accepted(task_id, start, end)` per accepted task."""
+    """Run `spec` (see bench.load); `on_accepted(task_id, start, end)` per accepted task."""
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.bench.load", stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "bench.load", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=log, limit=1 << 24)
     assert process.stdin is not None
     assert process.stdout is not None

@@ -1,8 +1,8 @@
-"""`python -m tests.bench.listing [--samples N] [--sizes 1000,100000]`: how long `GET /tasks` and
+"""`python -m bench.listing [--samples N] [--sizes 1000,100000]`: how long `GET /tasks` and
 `GET /tasks/stats` take with 1,000 and with 100,000 tasks stored.
 
 Only MongoDB and the gateway app: the tasks are bulk-inserted into a database of their own
-(`taskproc_bench_listing`, dropped at the end, also on Ctrl-C) the way tests/bench/fill.py makes
+(`taskproc_bench_listing`, dropped at the end, also on Ctrl-C) the way bench/fill.py makes
 the million-task store; the requests go to the gateway's FastAPI app in this process through
 httpx's ASGI transport, with a real API key, the real read model and MongoDB adapters. No
 RabbitMQ: listing never touches it (the broker link points at a closed port).
@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from bench.documents import documents
+from bench.stats import percentile
 from contracts.registry import TASK_TYPES
 from gateway.app import create_app
 from gateway.deps import Services
@@ -32,8 +34,6 @@ from service.api_keys import create_key
 from service.auth import READ, Authenticator
 from service.listing import encode_cursor
 from service.queries import SortKey
-from tests.bench.documents import documents
-from tests.bench.stats import percentile
 from tests.fakes.ports import RecordingPublisher
 
 DATABASE = "taskproc_bench_listing"
@@ -163,7 +163,7 @@ async def drop(mongodb_url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.listing", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.listing", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mongodb-url",
                         default="mongodb://127.0.0.1:27017/?directConnection=true")

@@ -16,18 +16,18 @@ from urllib.parse import urlsplit
 from aio_pika.exceptions import AMQPError
 from pymongo import AsyncMongoClient, MongoClient
 
+from bench import fill, phases
+from bench.barerun import BareError, run_bare
+from bench.deployment import Deployment
+from bench.documents import task_id
+from bench.leftovers import Leftovers, kill_stale_process
+from bench.machine import machine, settings_in_force
+from bench.options import Options
+from bench.profiling import Profiler
+from bench.rabbit import RabbitError, new_vhost, release_vhost, vhost_exists, vhost_url
+from bench.sampler import CpuMeter
 from devtools.local_services import listening_pid
 from infra.runtime.settings import Settings
-from tests.bench import fill, phases
-from tests.bench.barerun import BareError, run_bare
-from tests.bench.deployment import Deployment
-from tests.bench.documents import task_id
-from tests.bench.leftovers import Leftovers, kill_stale_process
-from tests.bench.machine import machine, settings_in_force
-from tests.bench.options import Options
-from tests.bench.profiling import Profiler
-from tests.bench.rabbit import RabbitError, new_vhost, release_vhost, vhost_exists, vhost_url
-from tests.bench.sampler import CpuMeter
 from tests.support.keys import issue_key
 
 _READY_S = {"10k": 120.0, "1m": 1800.0}  # a first start on the big store builds its indexes

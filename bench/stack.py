@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.leftovers import Leftovers
 from contracts import names
 from contracts.registry import task_type_names
-from tests.bench.leftovers import Leftovers
 from tests.support import readiness
 from tests.support.processes import ServiceProcess
 from tests.support.procfs import descendants

@@ -17,7 +17,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from tests.bench.documents import documents
+from bench.documents import documents
 
 _BATCH = 10_000
 _PROGRESS_EVERY = 100_000
