@@ -12,8 +12,6 @@ from prometheus_client import REGISTRY
 
 from tests.fast.conftest import ClientFor
 
-pytestmark = pytest.mark.fast
-
 
 def value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
