@@ -17,7 +17,7 @@ from aio_pika.exceptions import AMQPError
 from pymongo import AsyncMongoClient, MongoClient
 
 from devtools.local_services import listening_pid
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.bench import fill, phases
 from tests.bench.barerun import BareError, run_bare
 from tests.bench.deployment import Deployment
@@ -45,7 +45,7 @@ def say(text: str) -> None:
 class Bench:
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.settings = Settings()
+        self.settings = SystemSettings()
         self.env = dict(os.environ)
         options.run_dir.mkdir(parents=True, exist_ok=True)
         self.leftovers = Leftovers(options.run_dir / "held.json")
