@@ -28,12 +28,15 @@ from gateway.deps import Services
 from infra.composition import mongo_adapters, replay_ports, task_service
 from infra.mongodb.client import mongo_client
 from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.queue_depths import BrokerQueueDepths
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.api_keys import create_key
 from service.auth import READ, Authenticator
+from service.cancel import CancelPorts
 from service.listing import encode_cursor
 from service.queries import SortKey
+from tests.fakes.cancellations import RecordingControl
 from tests.fakes.ports import RecordingPublisher
 
 DATABASE = "taskproc_bench_listing"
@@ -44,8 +47,8 @@ _FILL_TIMEOUT_S = 60.0
 NIGHTLY_EVERY = 10
 
 
-def _settings(mongodb_url: str) -> Settings:
-    return Settings(mongodb_url=mongodb_url, mongodb_database=DATABASE,
+def _settings(mongodb_url: str) -> SystemSettings:
+    return SystemSettings(mongodb_url=mongodb_url, mongodb_database=DATABASE,
                     rabbitmq_url="amqp://guest:guest@127.0.0.1:1/", publish_timeout_s=0.05)
 
 
@@ -56,7 +59,7 @@ def _labelled(document: dict[str, Any], index: int) -> dict[str, Any]:
     return {**document, "tenant": TENANT, "labels": labels}
 
 
-async def fill(settings: Settings, start: int, stop: int, newest: datetime,
+async def fill(settings: SystemSettings, start: int, stop: int, newest: datetime,
                keys: list[SortKey]) -> float:
     """Store tasks `start`..`stop-1`; the seconds it took. Their sort keys join `keys`."""
     # Bulk inserts into five indexes take nx-27017 seconds: a patient client of its own.
@@ -94,9 +97,9 @@ async def timed(samples: int, request: Callable[[], Awaitable[httpx.Response]]) 
     return {"p50_ms": p50 * 1000, "p99_ms": p99 * 1000}
 
 
-async def measure(settings: Settings, samples: int, keys: list[SortKey]) -> dict[str, Any]:
+async def measure(settings: SystemSettings, samples: int, keys: list[SortKey]) -> dict[str, Any]:
     """p50/p99 of each request against the store as it is now."""
-    mongo = mongo_adapters(settings)
+    mongo = mongo_adapters(settings, max_examined=settings.listing_max_examined)
     try:
         # The bench measures the listing, not the per-key rate limit.
         issued = await create_key(mongo.api_keys, tenant=TENANT, scopes=frozenset({READ}),
@@ -107,8 +110,10 @@ async def measure(settings: Settings, samples: int, keys: list[SortKey]) -> dict
                                 publisher=RecordingPublisher()) as tasks:
             replay = replay_ports(settings, broker, mongo.tasks, mongo.dead_letters,
                                   replayed_by="bench")
+            cancel = CancelPorts(mongo.cancellations, RecordingControl(), cancelled_by="bench")
             app = create_app(settings, services=Services(
-                tasks, replay, broker, Authenticator(mongo.api_keys)))
+                tasks, replay, broker, Authenticator(mongo.api_keys), cancel=cancel,
+                queues=BrokerQueueDepths(broker, timeout_s=0.05), schedules=mongo.schedules))
             async with httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app), base_url="http://gateway",
                     headers={"Authorization": f"Bearer {issued.token}"}) as http:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-from infra.runtime.settings import Settings
+from infra.runtime import local_settings
 
 _SYSTEM_PREFIXES = ("GATEWAY_", "WORKER", "PROJECTOR", "MONGODB_", "RABBITMQ_", "LOG_",
                     "PUBLISH_", "SHUTDOWN_", "UVICORN_")
@@ -49,7 +49,7 @@ def machine() -> dict[str, Any]:
 
 def settings_in_force(environ: Mapping[str, str]) -> dict[str, str]:
     """The variables the user set that the system reads (credentials in URLs hidden)."""
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = local_settings.setting_names()
     chosen = {name: value for name, value in environ.items()
               if name in fields or name.startswith(_SYSTEM_PREFIXES)}
     return {name: _SECRET_IN_URL.sub("//***@", value) for name, value in sorted(chosen.items())}

@@ -27,7 +27,7 @@ from bench.profiling import Profiler
 from bench.rabbit import RabbitError, new_vhost, release_vhost, vhost_exists, vhost_url
 from bench.sampler import CpuMeter
 from devtools.local_services import listening_pid
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.keys import issue_key
 
 _READY_S = {"10k": 120.0, "1m": 1800.0}  # a first start on the big store builds its indexes
@@ -45,7 +45,7 @@ def say(text: str) -> None:
 class Bench:
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.settings = Settings()
+        self.settings = SystemSettings()
         self.env = dict(os.environ)
         options.run_dir.mkdir(parents=True, exist_ok=True)
         self.leftovers = Leftovers(options.run_dir / "held.json")

@@ -1,4 +1,4 @@
-"""`taskproc keys create|list|revoke`: plain async functions over Settings, which print.
+"""`taskproc keys create|list|revoke`: plain async functions over KeysVerbSettings, which print.
 
 The CLI (cli/main.py) only parses arguments and calls these; tests call them directly.
 """
@@ -10,13 +10,13 @@ from datetime import datetime
 from typing import TextIO
 
 from infra.composition import mongo_adapters
-from infra.runtime.settings import Settings
+from infra.runtime.settings.cli import KeysVerbSettings
 from service.api_keys import create_key, list_keys, parse_scopes, revoke_key
 from service.auth import ApiKey
 
 
 async def keys_create(
-    settings: Settings, *, tenant: str, scopes: str, rate: float | None = None,
+    settings: KeysVerbSettings, *, tenant: str, scopes: str, rate: float | None = None,
     out: TextIO = sys.stdout,
 ) -> str:
     """Create a key and print it (the only time it is ever shown); the key."""
@@ -34,7 +34,7 @@ async def keys_create(
     return issued.token
 
 
-async def keys_list(settings: Settings, *, out: TextIO = sys.stdout) -> list[ApiKey]:
+async def keys_list(settings: KeysVerbSettings, *, out: TextIO = sys.stdout) -> list[ApiKey]:
     """Print every key (never a secret: none is stored); the keys."""
     mongo = mongo_adapters(settings)
     try:
@@ -50,7 +50,8 @@ async def keys_list(settings: Settings, *, out: TextIO = sys.stdout) -> list[Api
     return keys
 
 
-async def keys_revoke(settings: Settings, key_id: str, *, out: TextIO = sys.stdout) -> bool:
+async def keys_revoke(settings: KeysVerbSettings, key_id: str, *,
+                      out: TextIO = sys.stdout) -> bool:
     """Revoke a key by id; False (and a message) if there is no such key."""
     mongo = mongo_adapters(settings)
     try:

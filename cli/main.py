@@ -17,19 +17,19 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from aio_pika.exceptions import AMQPError
-from pydantic import ValidationError
 
 from cli.keys import keys_create, keys_list, keys_revoke
 from cli.schedules import schedules
 from cli.tasks import TASK_VERBS
-from consumers.__main__ import command as worker_command
+from consumers.command import command as worker_command
 from contracts.json_schema import json_schemas
 from contracts.names import dead_queue
 from contracts.registry import TASK_TYPES, task_type_names
-from gateway.__main__ import command as gateway_command
+from gateway.command import command as gateway_command
 from infra.composition import MongoAdapters, mongo_adapters, replay_ports
 from infra.mongodb.read_model_migration import Pace, backfill_listing_keys, estimated_tasks
 from infra.observability.logging import configure_logging
@@ -46,10 +46,16 @@ from infra.rabbitmq.queue_limits import (
 from infra.rabbitmq.setup import process_environment, setup
 from infra.rabbitmq.topology import build_topology, declare_on, definitions
 from infra.runtime.local_settings import SettingsError, cli_settings
-from infra.runtime.local_settings import describe as describe_settings_error
-from infra.runtime.settings import Settings
-from projector.__main__ import command as projector_command
-from scheduler.__main__ import command as scheduler_command
+from infra.runtime.settings.cli import (
+    BrokerAdminSettings,
+    DeadLetterVerbSettings,
+    KeysVerbSettings,
+    StoreVerbSettings,
+)
+from infra.runtime.settings.common import CommonSettings
+from infra.runtime.settings.connections import MongoSettings
+from projector.command import command as projector_command
+from scheduler.command import command as scheduler_command
 from service.dead_letters import DeadLetter, DeadLetterArchive
 from service.errors import InvalidKeyRequest, StoreUnavailable
 from service.replay import ReplayPorts, replay_queue
@@ -60,17 +66,17 @@ PLUGIN_GROUP = "taskproc.commands"
 CLI_APP_ID = "taskproc-cli"
 
 _Action = Callable[[Broker, MongoAdapters], Awaitable[int]]
+S = TypeVar("S", bound=CommonSettings)
 
 
-def settings_for(role: str, *, development_file: bool = True, admin: bool = False) -> Settings:
-    """The settings from the environment over `make run`'s development file (when there is one
-    and `development_file`: infra.runtime.local_settings), with logging configured for `role`;
-    `admin` for a verb that does not connect as one of the service's RabbitMQ users
-    (AdminSettings).
+def settings_for(kind: type[S], role: str, *, development_file: bool = True) -> S:
+    """The settings of `kind` (the verb's own class: infra.runtime.settings.cli) from the
+    environment over `make run`'s development file (when there is one and `development_file`:
+    infra.runtime.local_settings), with logging configured for `role`.
     Settings that do not validate end the command with one line on stderr and status 1, no
     traceback."""
     try:
-        settings = cli_settings(use_file=development_file, admin=admin)
+        settings = cli_settings(kind, use_file=development_file)
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
     configure_logging(settings, role)
@@ -132,7 +138,7 @@ def topology() -> None:
 @click.option("--vhost", default=None, help="the vhost the file names  [default: RABBITMQ_URL's]")
 def topology_export(vhost: str | None) -> None:
     """Print a RabbitMQ definitions file."""
-    settings = settings_for("topology", admin=True)
+    settings = settings_for(BrokerAdminSettings, "topology")
     document = definitions(build_topology(TASK_TYPES),
                            vhost=vhost_of(settings.rabbitmq_url) if vhost is None else vhost,
                            policies=queue_policies(TASK_TYPES, settings))
@@ -143,7 +149,7 @@ def topology_export(vhost: str | None) -> None:
 @topology.command("declare")
 def topology_declare() -> None:
     """Declare it on RABBITMQ_URL."""
-    settings = settings_for("topology", admin=True)
+    settings = settings_for(BrokerAdminSettings, "topology")
     asyncio.run(declare_on(settings.rabbitmq_url, build_topology(TASK_TYPES)))
     log.info("topology declared on %s", settings.rabbitmq_url.rsplit("@", 1)[-1])
     try:
@@ -175,7 +181,7 @@ def rabbitmq_setup(vhost: str, publishers: tuple[str, ...], credentials_file: Pa
                    user_prefix: str, definitions_file: Path) -> None:
     """Create (or confirm) the vhost, topology, policies and one user per role, as
     RABBITMQ_URL's user (an administrator); idempotent."""
-    settings = settings_for("rabbitmq-setup", admin=True)
+    settings = settings_for(BrokerAdminSettings, "rabbitmq-setup")
     try:
         chosen = [parse_publisher(text, task_type_names(), user_prefix) for text in publishers]
     except ValueError as error:
@@ -239,14 +245,14 @@ def keys() -> None:
 @click.option("--rate", type=float, default=None, help="requests per second (default 5000)")
 def keys_create_command(tenant: str, scopes: str, rate: float | None) -> None:
     """Make a key and print it: it is shown this once."""
-    settings = settings_for("keys", admin=True)
+    settings = settings_for(KeysVerbSettings, "keys")
     sys.exit(_keys(lambda: keys_create(settings, tenant=tenant, scopes=scopes, rate=rate)))
 
 
 @keys.command("list")
 def keys_list_command() -> None:
     """Every key, with its tenant, scopes and state; never a secret."""
-    settings = settings_for("keys", admin=True)
+    settings = settings_for(KeysVerbSettings, "keys")
     sys.exit(_keys(lambda: keys_list(settings)))
 
 
@@ -254,7 +260,7 @@ def keys_list_command() -> None:
 @click.argument("key_id")
 def keys_revoke_command(key_id: str) -> None:
     """Revoke a key: every gateway refuses it within API_KEY_CACHE_S."""
-    settings = settings_for("keys", admin=True)
+    settings = settings_for(KeysVerbSettings, "keys")
     sys.exit(_keys(lambda: keys_revoke(settings, key_id)))
 
 
@@ -284,7 +290,7 @@ TASK_TYPE = click.argument("task_type", type=click.Choice(task_type_names()))
 @TASK_TYPE
 def dead_letters_list(task_type: str) -> None:
     """Show the dead letters of a task type."""
-    settings = settings_for("dead-letters")
+    settings = settings_for(DeadLetterVerbSettings, "dead-letters")
     sys.exit(_dead_letters(settings, lambda broker, mongo: _list_dead_letters(
         BrokerDeadLetterQueue(broker, settings.tenant_rules), mongo.dead_letters, task_type)))
 
@@ -297,14 +303,14 @@ def dead_letters_replay(task_type: str, task_ids: tuple[str, ...], replay_all: b
     """Run dead letters again: same task id, attempts start at 1."""
     if replay_all == bool(task_ids):
         raise click.UsageError("give either --all or one or more TASK_IDs")
-    settings = settings_for("dead-letters")
+    settings = settings_for(DeadLetterVerbSettings, "dead-letters")
     chosen = None if replay_all else frozenset(task_ids)
     sys.exit(_dead_letters(settings, lambda broker, mongo: _replay_dead_letters(
         replay_ports(settings, broker, mongo.tasks, mongo.dead_letters, replayed_by=CLI_APP_ID),
         task_type, chosen)))
 
 
-def _dead_letters(settings: Settings, action: _Action) -> int:
+def _dead_letters(settings: DeadLetterVerbSettings, action: _Action) -> int:
     try:
         return asyncio.run(_with_clients(settings, action))
     except (StoreUnavailable, PublishError) as error:
@@ -312,7 +318,7 @@ def _dead_letters(settings: Settings, action: _Action) -> int:
         return 1
 
 
-async def _with_clients(settings: Settings, action: _Action) -> int:
+async def _with_clients(settings: DeadLetterVerbSettings, action: _Action) -> int:
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name="taskproc dead-letters",
                     passive=not settings.rabbitmq_declare_topology)
@@ -384,11 +390,11 @@ def read_model_migrate(batch: int, pause_ratio: float) -> None:
     """Give tasks stored before listing existed their listing keys (`GET /tasks` lists them
     then), in small batches next to the running system; idempotent, and a stopped run is
     resumed by running it again."""
-    settings = settings_for("read-model", admin=True)
+    settings = settings_for(StoreVerbSettings, "read-model")
     sys.exit(asyncio.run(_migrate(settings, Pace(batch=batch, pause_ratio=pause_ratio))))
 
 
-async def _migrate(settings: Settings, pace: Pace) -> int:
+async def _migrate(settings: MongoSettings, pace: Pace) -> int:
     mongo = mongo_adapters(settings)
     tasks = mongo.client[settings.mongodb_database]["tasks"]
     try:
@@ -413,15 +419,9 @@ async def _migrate(settings: Settings, pace: Pace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Run `taskproc` with `argv` (the process's arguments when None); exits with its status."""
-    try:
-        cli.main(args=argv, prog_name="taskproc")
-    except ValidationError as error:
-        # The process verbs (`gateway`, `worker`, ...) build their settings from the environment
-        # themselves: refused settings end them with one line too, not a traceback.
-        if error.title != Settings.__name__:
-            raise
-        click.echo(f"Error: {describe_settings_error(error, None, hint=False)}", err=True)
-        sys.exit(1)
+    # The process verbs (`gateway`, `worker`, ...) build their settings from the environment
+    # themselves (infra.runtime.process_settings): refused ones end them with one line too.
+    cli.main(args=argv, prog_name="taskproc")
 
 
 if __name__ == "__main__":

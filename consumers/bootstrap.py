@@ -24,13 +24,13 @@ from infra.rabbitmq.queue_limits import ensure_queue_limits
 from infra.rabbitmq.topology import build_topology
 from infra.runtime.process import stop_on_signals
 from infra.runtime.retrying import connect
-from infra.runtime.settings import Settings
+from infra.runtime.settings.worker import WorkerSettings
 
 log = logging.getLogger("consumers")
 
 
 async def run_worker(
-    settings: Settings, task_type: str, *, handler: TaskHandler[Any, Any] | None = None,
+    settings: WorkerSettings, task_type: str, *, handler: TaskHandler[Any, Any] | None = None,
     role: str = "", stop: asyncio.Event | None = None,
 ) -> None:
     """Run the tasks of `task_type` until SIGTERM (or `stop`, when given); `handler` replaces
@@ -42,7 +42,7 @@ async def run_worker(
     if handler.spec != spec:
         raise HandlerError(f"{task_type}: given {handler!r}, bound to {handler.spec.name!r}")
     stop = stop or stop_on_signals()
-    name = f"{settings.worker_name}/{task_type}{role}"
+    name = f"{settings.process_name}/{task_type}{role}"
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
                     prefetch=spec.prefetch,

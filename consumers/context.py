@@ -10,7 +10,7 @@ from typing import Generic, TypeAlias
 from typing_extensions import TypeVar
 
 from consumers.progress import no_progress
-from infra.runtime.settings import Settings
+from infra.runtime.settings.worker import WorkerSettings
 
 # What a handler may return: it becomes the status event's `result`. The worker checks it again
 # at run time, since `Any` slips through.
@@ -33,7 +33,7 @@ class TaskContext(Generic[C]):
     task_type: str
     attempt: int
     run: int
-    settings: Settings
+    settings: WorkerSettings
     clients: C
     report_progress: ReportProgress = field(default=no_progress, repr=False)
     # In a workflow, the result of the step before this one; else None (docs/http-api.md,

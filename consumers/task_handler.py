@@ -16,14 +16,14 @@ from consumers.context import JSON, ReportProgress, TaskContext
 from consumers.decode import ReceivedTask
 from contracts.payloads import Payload
 from contracts.registry import TaskSpec, check_registry
-from infra.runtime.settings import Settings
+from infra.runtime.settings.worker import WorkerSettings
 
 P = TypeVar("P", bound=Payload)
 C = TypeVar("C")
 
 Handle: TypeAlias = Callable[[P, TaskContext[C]], Awaitable[JSON]]
 # The start-up hook: opens the type's own clients for the life of the process.
-Clients: TypeAlias = Callable[[Settings], AbstractAsyncContextManager[C]]
+Clients: TypeAlias = Callable[[WorkerSettings], AbstractAsyncContextManager[C]]
 # What the worker calls: one task, run with the clients already open, and where its handler's
 # progress reports go.
 RunTask: TypeAlias = Callable[[ReceivedTask, ReportProgress], Awaitable[JSON]]
@@ -60,7 +60,7 @@ class TaskHandler(Generic[P, C]):
         return f"TaskHandler({self.spec.name!r}, {_name(self.handle)})"
 
     @asynccontextmanager
-    async def started(self, settings: Settings) -> AsyncIterator[RunTask]:
+    async def started(self, settings: WorkerSettings) -> AsyncIterator[RunTask]:
         """Open this type's clients; yield the function that runs one task with them."""
         async with self._clients(settings) as clients:
 
@@ -111,7 +111,7 @@ def check_handlers(
 
 
 @asynccontextmanager
-async def _no_clients(settings: Settings) -> AsyncIterator[None]:
+async def _no_clients(settings: WorkerSettings) -> AsyncIterator[None]:
     yield None
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from infra.composition import mongo_adapters
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
 from service.errors import StoreUnavailable, Unauthenticated
@@ -27,7 +27,7 @@ def key_file() -> Path:
     return Path(os.environ.get("TASKPROC_RUN_DIR", ".run")) / "api-key"
 
 
-def announce(settings: Settings) -> None:
+def announce(settings: SystemSettings) -> None:
     """Make sure the local admin key exists and say how to use it: what `taskproc run` calls
     once the local services are up. Without MongoDB it says so and carries on."""
     path = key_file()
@@ -41,7 +41,7 @@ def announce(settings: Settings) -> None:
     log.info("%s", usage(settings, path))
 
 
-async def ensure_local_key(settings: Settings, path: Path) -> str:
+async def ensure_local_key(settings: SystemSettings, path: Path) -> str:
     """The key in `path` if the store still accepts it with every scope for DEFAULT_TENANT;
     else a new admin key of that tenant, written there (0600). The key."""
     mongo = mongo_adapters(settings)
@@ -68,7 +68,7 @@ async def ensure_local_key(settings: Settings, path: Path) -> str:
     return issued.token
 
 
-def usage(settings: Settings, path: Path) -> str:
+def usage(settings: SystemSettings, path: Path) -> str:
     """How to use the key, for the start-up banner."""
     return (f"local admin API key in {path} (tenant {settings.default_tenant}, every scope; "
             f"also the tenant of tasks published without a user_id): "

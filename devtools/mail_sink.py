@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from infra.observability.logging import configure_logging
 from infra.runtime.process import stop_on_signals
 from infra.runtime.process_settings import process_settings
+from infra.runtime.settings.worker import SmtpSettings
 
 log = logging.getLogger("mail_sink")
 
@@ -42,7 +43,7 @@ async def serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    settings = process_settings()
+    settings = process_settings(SmtpSettings)
     parser = argparse.ArgumentParser(prog="python -m devtools.mail_sink", description=__doc__)
     parser.add_argument("--host", default=settings.smtp_host)
     parser.add_argument("--port", type=int, default=settings.smtp_port)

@@ -21,7 +21,9 @@ from devtools import local_services as services
 from infra.observability.task_middleware import PROJECTOR, metrics_port
 from infra.rabbitmq.queue_limits import vhost_of
 from infra.runtime import local_settings
-from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings, redacted_url
+from infra.runtime.settings.common import redacted_url
+from infra.runtime.settings.system import SystemSettings
+from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
 
 log = logging.getLogger("supervisor")
 
@@ -60,7 +62,7 @@ def dev_env() -> dict[str, str]:
     return env
 
 
-def children(settings: Settings, *, with_mail_sink: bool) -> list[Child]:
+def children(settings: SystemSettings, *, with_mail_sink: bool) -> list[Child]:
     python = sys.executable
     result = [Child("gateway", [python, "-m", "gateway"])]
     result += [Child(f"{name}-worker", [python, "-m", "consumers", "worker", name])
@@ -72,7 +74,7 @@ def children(settings: Settings, *, with_mail_sink: bool) -> list[Child]:
     return result
 
 
-def metrics_urls(settings: Settings) -> list[tuple[str, str]]:
+def metrics_urls(settings: SystemSettings) -> list[tuple[str, str]]:
     """Where each process (and RabbitMQ) serves Prometheus metrics, as (process, URL)."""
     urls = [("gateway", f"http://{settings.gateway_host}:{settings.gateway_port}/metrics")]
     for process in [*task_type_names(), PROJECTOR]:
@@ -87,7 +89,7 @@ def metrics_urls(settings: Settings) -> list[tuple[str, str]]:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SystemSettings) -> None:
         self._settings = settings
         self._stopping = False
 

@@ -33,7 +33,7 @@ from gateway.app import create_app
 from infra.composition import mongo_adapters
 from infra.mongodb.client import mongo_client
 from infra.rabbitmq.management import credentials_of, management
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from projector.bootstrap import run_projector
 from service.api_keys import create_key
 from service.auth import DEFAULT_TENANT, SCOPES
@@ -69,7 +69,7 @@ class FileRecorder:
             sys.setprofile(None)
 
 
-async def follow_one_task(settings: Settings) -> dict[str, set[str]]:
+async def follow_one_task(settings: SystemSettings) -> dict[str, set[str]]:
     """The functions one `sleep` task's code ran, by file, submitted over HTTP and read back."""
     stop = asyncio.Event()
     processes = [asyncio.create_task(run_worker(settings, "sleep", stop=stop)),
@@ -90,7 +90,7 @@ async def follow_one_task(settings: Settings) -> dict[str, set[str]]:
     return recorder.functions
 
 
-async def _new_key(settings: Settings) -> str:
+async def _new_key(settings: SystemSettings) -> str:
     mongo = mongo_adapters(settings)
     try:
         issued = await create_key(mongo.api_keys, tenant=DEFAULT_TENANT, scopes=frozenset(SCOPES))
@@ -125,7 +125,7 @@ def _report(functions: dict[str, set[str]], *, verbose: bool) -> str:
     return "\n".join(lines)
 
 
-async def _in_scratch_space(base: Settings) -> dict[str, set[str]]:
+async def _in_scratch_space(base: SystemSettings) -> dict[str, set[str]]:
     """`follow_one_task` in a RabbitMQ vhost and a MongoDB database made for it, then removed."""
     scratch = f"task-path-{uuid.uuid4().hex[:8]}"
     user, _ = credentials_of(base.rabbitmq_url)
@@ -143,7 +143,7 @@ async def _in_scratch_space(base: Settings) -> dict[str, set[str]]:
                 await client.drop_database(scratch)
 
 
-async def _delete_vhost(base: Settings, vhost: str) -> None:
+async def _delete_vhost(base: SystemSettings, vhost: str) -> None:
     # Not a verb of infra's Management: production never deletes a vhost.
     async with httpx.AsyncClient(base_url=base.rabbitmq_management_url,
                                  auth=credentials_of(base.rabbitmq_url)) as client:
@@ -160,7 +160,7 @@ def main() -> None:
     verbose = parser.parse_args().functions
     # The development profile: guest on this machine, as `taskproc run` runs.
     os.environ.setdefault("TASKPROC_ENV", "development")
-    print(_report(asyncio.run(_in_scratch_space(Settings())), verbose=verbose))
+    print(_report(asyncio.run(_in_scratch_space(SystemSettings())), verbose=verbose))
 
 
 if __name__ == "__main__":

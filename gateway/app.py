@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from contracts.registry import task_type_names
-from gateway.deps import Services
+from gateway.deps import Services, connected_services
 from gateway.error_responses import install_error_handlers
 from gateway.limits import BodySizeLimit, ConcurrencyLimit, limit_table
 from gateway.metrics_route import metrics
@@ -23,24 +23,21 @@ from infra.observability.logging import configure_logging
 from infra.observability.task_middleware import service_name
 from infra.observability.tracing import configure_tracing
 from infra.runtime.process_settings import process_settings
-from infra.runtime.settings import Settings
+from infra.runtime.settings.gateway import GatewaySettings
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings, *, services: Services | None = None) -> FastAPI:
     """The gateway. Without `services`, its lifespan connects to RabbitMQ and MongoDB (never at
     import); with them (a test's in-memory ones), it uses those as they are and the caller
     opens and closes them."""
-    settings = settings or Settings()
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:
             yield
             return
-        async with connected_task_service(settings) as connected:
-            app.state.services = Services(connected.tasks, connected.replay, connected.broker,
-                                          connected.auth, cancel=connected.cancel,
-                                          schedules=connected.schedules)
+        async with connected_task_service(settings, max_examined=settings.listing_max_examined,
+                                          key_cache_s=settings.api_key_cache_s) as connected:
+            app.state.services = connected_services(connected)
             yield
 
     app = FastAPI(
@@ -61,7 +58,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     return app
 
 
-def request_middleware(settings: Settings) -> list[Middleware]:
+def request_middleware(settings: GatewaySettings) -> list[Middleware]:
     """Every request passes these, outermost first, each one plain ASGI of one concern.
 
     Metrics are outermost, so they time the whole answer and count every refusal below them;
@@ -81,6 +78,6 @@ def request_middleware(settings: Settings) -> list[Middleware]:
 
 def create_app_from_environment() -> FastAPI:
     """The factory each of several uvicorn worker processes calls: logging, settings, app."""
-    settings = process_settings()
+    settings = process_settings(GatewaySettings)
     configure_logging(settings, "gateway")
     return create_app(settings)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from infra.composition import Connected
 from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.queue_depths import BrokerQueueDepths
 from service.auth import Authenticator
@@ -30,13 +31,11 @@ class Services:
     replay: ReplayPorts
     broker: Broker
     auth: Authenticator
+    cancel: CancelPorts
+    # Where `GET /tasks/stats` reads queue depths (passive declares, in production).
+    queues: QueueDepths
+    schedules: Schedules
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    # None where a test builds the app without it: cancel then answers 503.
-    cancel: CancelPorts | None = None
-    # Where `GET /tasks/stats` reads queue depths; None: passive declares through `broker`.
-    queues: QueueDepths | None = None
-    # Where schedules are kept; None where a test builds the app without them (503).
-    schedules: Schedules | None = None
 
     @property
     def store(self) -> TaskReadModel:
@@ -47,9 +46,12 @@ class Services:
         """One per app, so concurrent readiness probes share their checks."""
         return ReadinessProbe(self.tasks)
 
-    @property
-    def queue_depths(self) -> QueueDepths:
-        return self.queues or BrokerQueueDepths(self.broker, self.tasks.publish_timeout_s)
+
+def connected_services(connected: Connected) -> Services:
+    """The services on RabbitMQ and MongoDB, as the app's lifespan builds them."""
+    return Services(connected.tasks, connected.replay, connected.broker, connected.auth,
+                    cancel=connected.cancel, schedules=connected.schedules,
+                    queues=BrokerQueueDepths(connected.broker, connected.tasks.publish_timeout_s))
 
 
 async def get_services(request: Request) -> Services:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.limits import TaskLimits, over_limits
 from contracts.registry import TASK_TYPES
-from infra.runtime.settings import Settings
+from infra.runtime.settings.tasks import TaskLimitSettings
 
 # Liveness and readiness probes are answered even when the gateway is saturated: a saturated
 # gateway is alive, and restarting it would only lose the work in progress.
@@ -112,7 +112,7 @@ async def _answer(
 LimitTable = Mapping[str, TaskLimits]
 
 
-def limit_table(settings: Settings) -> dict[str, TaskLimits]:
+def limit_table(settings: TaskLimitSettings) -> dict[str, TaskLimits]:
     """Each task type's caps under these settings."""
     return {spec.name: settings.limits_for(spec) for spec in TASK_TYPES}
 

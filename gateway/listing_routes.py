@@ -122,7 +122,7 @@ async def stats(services: ServicesDep, principal: Reader) -> StatsView:
     queues: list[QueueView] | None = None
     if REPLAY in principal.scopes:
         try:
-            depths = await services.queue_depths.depths()
+            depths = await services.queues.depths()
         except PublishFailed as error:
             log.warning("GET /tasks/stats without queue depths: %s", error)
         else:

@@ -12,7 +12,6 @@ from gateway.auth import KeyFirstRoute, Reader, Submitter, api_key
 from gateway.deps import ServicesDep
 from gateway.limits import LimitsDep, check_limits
 from gateway.schedule_models import ScheduleList, ScheduleRequest, ScheduleView
-from service.errors import StoreUnavailable
 from service.schedule_times import InvalidTiming
 from service.schedules import (
     ScheduleBounds,
@@ -42,8 +41,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 def _store(services: ServicesDep) -> Schedules:
-    if services.schedules is None:
-        raise StoreUnavailable("schedules are not wired into this gateway")
     return services.schedules
 
 

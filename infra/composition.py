@@ -25,6 +25,7 @@ from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
 from infra.mongodb.idempotency_keys import MongoIdempotencyKeys
 from infra.mongodb.schedule_store import MongoSchedules
 from infra.mongodb.status_recorder import GroupCommitRecorder
+from infra.mongodb.task_queries import MAX_EXAMINED
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.broker import Broker, BrokerUnavailable
 from infra.rabbitmq.control_publisher import RabbitControlPublisher
@@ -32,7 +33,12 @@ from infra.rabbitmq.dead_letter_queue import BrokerDeadLetterQueue, BrokerLetter
 from infra.rabbitmq.publishing import RabbitTaskPublisher
 from infra.rabbitmq.queue_limits import ensure_queue_limits
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import Settings
+from infra.runtime.settings.connections import (
+    ConnectedSettings,
+    MongoSettings,
+    TaskServiceSettings,
+    TenantSettings,
+)
 from service.auth import Authenticator
 from service.cancel import CancelPorts
 from service.dead_letters import DeadLetterArchive
@@ -62,12 +68,14 @@ class MongoAdapters:
         await self.client.close()
 
 
-def mongo_adapters(settings: Settings, *, remember: int = 0) -> MongoAdapters:
-    """The adapters on a new client (no IO until first used); `remember`: see TaskStore."""
+def mongo_adapters(settings: MongoSettings, *, remember: int = 0,
+                   max_examined: int = MAX_EXAMINED) -> MongoAdapters:
+    """The adapters on a new client (no IO until first used); `remember` and `max_examined`
+    (the gateway's LISTING_MAX_EXAMINED): see TaskStore."""
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     database = settings.mongodb_database
     return MongoAdapters(client, TaskStore(client, database, remember=remember,
-                                           max_examined=settings.listing_max_examined),
+                                           max_examined=max_examined),
                          MongoIdempotencyKeys(client, database),
                          MongoDeadLetterArchive(client, database),
                          MongoApiKeys(client, database),
@@ -77,7 +85,7 @@ def mongo_adapters(settings: Settings, *, remember: int = 0) -> MongoAdapters:
 
 @asynccontextmanager
 async def task_service(
-    settings: Settings, *, read_model: TaskReadModel, keys: IdempotencyKeys,
+    settings: TenantSettings, *, read_model: TaskReadModel, keys: IdempotencyKeys,
     publisher: TaskPublisher, app_id: str = GATEWAY_APP_ID,
 ) -> AsyncIterator[Dependencies]:
     """The use cases' dependencies on the given adapters, with `queued` records group-committed;
@@ -96,8 +104,8 @@ async def task_service(
 
 
 def replay_ports(
-    settings: Settings, broker: Broker, tasks: TaskReadModel, archive: DeadLetterArchive, *,
-    replayed_by: str,
+    settings: ConnectedSettings, broker: Broker, tasks: TaskReadModel,
+    archive: DeadLetterArchive, *, replayed_by: str,
 ) -> ReplayPorts:
     """What the replay use case runs on, for the gateway and the CLI alike."""
     return ReplayPorts(
@@ -125,15 +133,17 @@ class Connected:
 
 @asynccontextmanager
 async def connected_task_service(
-    settings: Settings, *, app_id: str = GATEWAY_APP_ID, name: str = "gateway"
+    settings: TaskServiceSettings, *, app_id: str = GATEWAY_APP_ID, name: str = "gateway",
+    max_examined: int = MAX_EXAMINED, key_cache_s: float = 0.0,
 ) -> AsyncIterator[Connected]:
     """The use cases on RabbitMQ and MongoDB, `name` naming the connection in RabbitMQ's
     console; a dependency that is down is not fatal (its calls raise PublishFailed or
-    StoreUnavailable until it is back)."""
+    StoreUnavailable until it is back). The gateway passes its LISTING_MAX_EXAMINED and
+    API_KEY_CACHE_S; the scheduler lists no tasks and checks no key."""
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=name,
                     passive=not settings.rabbitmq_declare_topology)
-    mongo = mongo_adapters(settings)
+    mongo = mongo_adapters(settings, max_examined=max_examined)
     try:
         await _warm_up(broker, mongo, settings)
         async with task_service(settings, read_model=mongo.tasks, keys=mongo.keys,
@@ -141,7 +151,7 @@ async def connected_task_service(
                                 app_id=app_id) as dependencies:
             replay = replay_ports(settings, broker, mongo.tasks, mongo.dead_letters,
                                   replayed_by=app_id)
-            auth = Authenticator(mongo.api_keys, cache_s=settings.api_key_cache_s)
+            auth = Authenticator(mongo.api_keys, cache_s=key_cache_s)
             cancel = CancelPorts(mongo.cancellations,
                                  RabbitControlPublisher(broker, app_id=app_id),
                                  cancelled_by=app_id)
@@ -151,7 +161,8 @@ async def connected_task_service(
         await mongo.close()
 
 
-async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: Settings) -> None:
+async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: TaskServiceSettings
+                   ) -> None:
     """Connect early so the first request is fast."""
     try:
         await broker.channel()

@@ -17,7 +17,7 @@ from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
 from infra.runtime.process import stop_on_signals
 from infra.runtime.retrying import CONNECT_RETRY_S, Stopped, connect, log_retry, until_stopped
-from infra.runtime.settings import Settings
+from infra.runtime.settings.projector import ProjectorSettings
 from projector.expiry_sweep import SWEEP_EVERY_S
 from projector.runtime import Projector
 from service.errors import StoreUnavailable
@@ -25,10 +25,10 @@ from service.errors import StoreUnavailable
 log = logging.getLogger("projector")
 
 
-async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+async def run_projector(settings: ProjectorSettings, *, stop: asyncio.Event | None = None) -> None:
     """Project status events into MongoDB until SIGTERM (or `stop`, when given)."""
     stop = stop or stop_on_signals()
-    name = f"{settings.worker_name}/projector"
+    name = f"{settings.process_name}/projector"
     # Twice a batch per queue: one batch is written while the next fills.
     broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                     timeout_s=settings.publish_timeout_s, name=f"projector {name}",
@@ -56,7 +56,7 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
 
 
 async def _ensure_indexes(
-    store: TaskStore, keys: MongoIdempotencyKeys, settings: Settings, stop: asyncio.Event
+    store: TaskStore, keys: MongoIdempotencyKeys, settings: ProjectorSettings, stop: asyncio.Event
 ) -> None:
     """Create the read model's indexes, waiting for MongoDB; return early if asked to stop."""
     if stop.is_set():

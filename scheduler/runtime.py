@@ -17,7 +17,7 @@ from contracts.messages import utcnow
 from infra.composition import connected_task_service
 from infra.mongodb.schedule_store import MongoSchedules
 from infra.runtime.process import first_of, stop_on_signals
-from infra.runtime.settings import Settings
+from infra.runtime.settings.scheduler import SchedulerSettings
 from service.errors import StoreUnavailable
 from service.scheduling import SchedulerPorts, tick
 
@@ -32,10 +32,10 @@ _MIN_SLEEP_S = 0.01
 SWEEP_EVERY_S = 60.0
 
 
-async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+async def run_scheduler(settings: SchedulerSettings, *, stop: asyncio.Event | None = None) -> None:
     """Submit due schedules' tasks until SIGTERM (or `stop`, when given)."""
     stop = stop or stop_on_signals()
-    name = f"scheduler {settings.worker_name}"
+    name = f"scheduler {settings.process_name}"
     async with connected_task_service(settings, app_id=SCHEDULER_APP_ID,
                                       name=name) as connected:
         ports = SchedulerPorts(
@@ -45,7 +45,7 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
             patience=timedelta(seconds=2 * settings.publish_timeout_s
                                + 2 * settings.mongodb_timeout_s + 1))
         log.info("scheduler %s running (looks for due schedules at least every %.1fs)",
-                 settings.worker_name, settings.scheduler_max_sleep_s)
+                 settings.process_name, settings.scheduler_max_sleep_s)
         swept_at = time.monotonic()
         while not stop.is_set():
             pause = await _tick_once(ports, settings.scheduler_max_sleep_s)

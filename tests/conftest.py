@@ -14,7 +14,8 @@ from infra.composition import mongo_adapters
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
+from infra.runtime.settings.system import SystemSettings
+from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
 from tests.support.keys import issue_key
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.services import Backends, backends
@@ -75,8 +76,8 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
-def settings(services: Backends, smtp_sink: SmtpSink) -> Settings:
-    return Settings(
+def settings(services: Backends, smtp_sink: SmtpSink) -> SystemSettings:
+    return SystemSettings(
         rabbitmq_url=services.rabbitmq_url,
         mongodb_url=services.mongodb_url,
         mongodb_database=services.mongodb_database,
@@ -104,7 +105,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def broker(settings: Settings) -> AsyncIterator[Broker]:
+async def broker(settings: SystemSettings) -> AsyncIterator[Broker]:
     """A confirming connection with the whole topology declared."""
     link = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                   timeout_s=settings.publish_timeout_s, name="tests")
@@ -114,7 +115,7 @@ async def broker(settings: Settings) -> AsyncIterator[Broker]:
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[TaskStore]:
+async def store(settings: SystemSettings) -> AsyncIterator[TaskStore]:
     mongo = mongo_adapters(settings)
     yield mongo.tasks
     await mongo.close()

@@ -22,13 +22,13 @@ from consumers.handlers.egress import describe
 from consumers.handlers.egress_transport import egress_client
 from consumers.handlers.response_body import read_limited
 from contracts.payloads import WebhookPayload, redacted_url
-from infra.runtime.settings import Settings
+from infra.runtime.settings.worker import WorkerSettings
 
 log = logging.getLogger("webhook")
 
 
 @asynccontextmanager
-async def http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def http_client(settings: WorkerSettings) -> AsyncIterator[httpx.AsyncClient]:
     """The start-up hook: one connection pool for the process's calls, to checked addresses
     only; redirects not followed."""
     policy = settings.webhook_egress

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from contracts.log_fields import TASK_FIELDS
 from infra.observability.middleware import Attempt, Middleware, Outcome
 from infra.observability.tracing import trace_id_of, traceparent_of
-from infra.runtime.settings import Settings
+from infra.runtime.settings.common import CommonSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class TextFormatter(logging.Formatter):
         return f"{first} [{suffix}]{newline}{rest}"
 
 
-def configure_logging(settings: Settings, process: str) -> None:
+def configure_logging(settings: CommonSettings, process: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(TaskFieldsFilter())
     if settings.log_format == "json":

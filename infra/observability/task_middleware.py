@@ -9,12 +9,12 @@ from infra.observability.logging import TaskLogContext
 from infra.observability.metrics import MetricsMiddleware
 from infra.observability.middleware import Middleware, Middlewares
 from infra.observability.tracing import TracingMiddleware, configure_tracing
-from infra.runtime.settings import Settings
+from infra.runtime.settings.common import MetricsSettings
 
 PROJECTOR = "projector"
 
 
-def metrics_port(settings: Settings, process: str) -> int:
+def metrics_port(settings: MetricsSettings, process: str) -> int:
     """The metrics port of `process` ("projector" or a task type's name); 0 when off."""
     if settings.metrics_port == 0:
         return 0

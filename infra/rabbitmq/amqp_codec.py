@@ -57,7 +57,7 @@ def derived_task_id(message: AbstractIncomingMessage) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class TenantRules:
-    """Who may name a task's tenant, from settings (Settings.tenant_rules).
+    """Who may name a task's tenant, from settings (TenantSettings.tenant_rules).
 
     `service_users`: this service's own RabbitMQ users (gateway, workers, CLI), whose `x-tenant`
     header is believed. `publishers`: outside publishers' users and the tenant each acts for.
@@ -110,7 +110,7 @@ def tenant_of(message: AbstractIncomingMessage, rules: TenantRules) -> str:
 
 
 # For in-process use (tests, tools) where no settings are at hand: the local rules. Processes
-# always pass Settings.tenant_rules.
+# always pass TenantSettings.tenant_rules.
 DEVELOPMENT_TENANTS = TenantRules(development=True)
 
 

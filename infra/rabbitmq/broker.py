@@ -54,7 +54,7 @@ class Broker:
         passive: bool = False,
     ) -> None:
         """`passive`: check the topology exists instead of declaring it (a user without
-        configure permission; see Settings.rabbitmq_declare_topology)."""
+        configure permission; see RabbitMQSettings.rabbitmq_declare_topology)."""
         self._url = url
         # Every message this process publishes names its RabbitMQ user as `user_id`: RabbitMQ
         # checks it against the connection, so consumers can trust it (amqp_codec.tenant_of).

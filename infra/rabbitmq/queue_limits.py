@@ -21,7 +21,7 @@ from contracts import names
 from contracts.registry import TaskSpec
 from infra.rabbitmq.management import ManagementUnavailable, management
 from infra.rabbitmq.topology import Policy
-from infra.runtime.settings import Settings
+from infra.runtime.settings.connections import QueueLimitSettings
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ TASK_QUEUES_POLICY = "taskproc-task-queues"
 DEAD_QUEUES_POLICY = "taskproc-dead-letters"
 __all__ = ["ManagementUnavailable", "apply_policies", "ensure_queue_limits", "queue_policies"]
 
-def queue_policies(specs: tuple[TaskSpec, ...], settings: Settings) -> tuple[Policy, ...]:
+def queue_policies(specs: tuple[TaskSpec, ...], settings: QueueLimitSettings) -> tuple[Policy, ...]:
     """The two policies: task and delay queues; dead-letter and quarantine queues."""
     types = "|".join(re.escape(spec.name) for spec in specs)
     tiers = "|".join(str(tier) for tier in names.RETRY_TIERS_S)
@@ -54,7 +54,7 @@ def vhost_of(amqp_url: str) -> str:
     return unquote(path[1:]) if len(path) > 1 else "/"
 
 
-async def apply_policies(settings: Settings, policies: tuple[Policy, ...]) -> None:
+async def apply_policies(settings: QueueLimitSettings, policies: tuple[Policy, ...]) -> None:
     """Set the policies on RABBITMQ_URL's vhost, as its user; ManagementUnavailable if not."""
     vhost = vhost_of(settings.rabbitmq_url)
     async with management(settings.rabbitmq_management_url, settings.rabbitmq_url,
@@ -65,7 +65,7 @@ async def apply_policies(settings: Settings, policies: tuple[Policy, ...]) -> No
                 "priority": policy.priority, "apply-to": policy.apply_to})
 
 
-async def ensure_queue_limits(settings: Settings, specs: tuple[TaskSpec, ...]) -> bool:
+async def ensure_queue_limits(settings: QueueLimitSettings, specs: tuple[TaskSpec, ...]) -> bool:
     """At start-up: set the policies if the management API answers, else warn and go on
     (the queues then keep whatever limits they had). True if they were set. A process that
     does not declare the topology leaves them to whoever does (`taskproc rabbitmq setup`)."""

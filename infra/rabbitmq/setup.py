@@ -30,7 +30,7 @@ from infra.rabbitmq.layout import USER_PREFIX, Publisher, Role, publisher_role, 
 from infra.rabbitmq.management import Management, credentials_of, management
 from infra.rabbitmq.queue_limits import apply_policies, queue_policies
 from infra.rabbitmq.topology import build_topology, declare_on, definitions
-from infra.runtime.settings import Settings
+from infra.runtime.settings.connections import QueueLimitSettings
 
 EVERYTHING = {"configure": ".*", "write": ".*", "read": ".*"}
 GUEST = "guest"
@@ -58,7 +58,7 @@ def url_for(admin_url: str, user: str, password: str, vhost: str) -> str:
 
 
 async def setup(
-    settings: Settings, *, vhost: str, publishers: Sequence[Publisher],
+    settings: QueueLimitSettings, *, vhost: str, publishers: Sequence[Publisher],
     credentials_file: Path, user_prefix: str = USER_PREFIX,
 ) -> SetupReport:
     """Create or confirm the layout; see the module's docstring."""
@@ -85,7 +85,7 @@ async def setup(
     return report
 
 
-async def _users(api: Management, settings: Settings, vhost: str, roles: Sequence[Role],
+async def _users(api: Management, settings: QueueLimitSettings, vhost: str, roles: Sequence[Role],
                  credentials_file: Path, report: SetupReport) -> None:
     """Create the missing users (their URLs appended to the credentials file) and set every
     role's permissions where they differ."""
@@ -152,7 +152,7 @@ def _append_credentials(path: Path, urls: dict[str, str]) -> None:
 
 
 async def _definitions(
-    api: Management, settings: Settings, vhost: str, roles: Sequence[Role]
+    api: Management, settings: QueueLimitSettings, vhost: str, roles: Sequence[Role]
 ) -> dict[str, Any]:
     users = []
     for role in roles:

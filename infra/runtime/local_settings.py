@@ -14,11 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from dotenv import dotenv_values
 from pydantic import ValidationError
 
-from infra.runtime.settings import Settings
+from infra.runtime.settings.common import CommonSettings
+from infra.runtime.settings.gateway import GatewayAddress
+from infra.runtime.settings.system import SystemSettings
 
 FILE_NAME = "settings.env"
 # Not a Settings field: where the API verbs find the gateway `taskproc run` serves.
@@ -29,13 +32,7 @@ class SettingsError(Exception):
     """The settings do not validate; the message is one line naming each problem."""
 
 
-class AdminSettings(Settings):
-    """The settings of the admin verbs, which do not connect as one of the service's RabbitMQ
-    users: `rabbitmq setup` and `topology` act as the broker's administrator, whoever that is
-    (guest on a fresh broker), and `keys` and `read-model` use MongoDB only. Every other rule
-    holds."""
-
-    service_user_rules = False
+S = TypeVar("S", bound=CommonSettings)
 
 
 def settings_file() -> Path:
@@ -43,14 +40,12 @@ def settings_file() -> Path:
     return Path(os.environ.get("TASKPROC_RUN_DIR", ".run")) / FILE_NAME
 
 
-def cli_settings(path: Path | None = None, *, use_file: bool = True, admin: bool = False
-                 ) -> Settings:
-    """The environment's settings over those of the development file when there is one (and
-    `use_file`, and the environment has no TASKPROC_ENV), as AdminSettings when `admin`;
-    SettingsError (one line) when they do not validate."""
+def cli_settings(kind: type[S], path: Path | None = None, *, use_file: bool = True) -> S:
+    """The environment's settings of `kind` (the verb's class: infra.runtime.settings.cli) over
+    those of the development file when there is one (and `use_file`, and the environment has no
+    TASKPROC_ENV); SettingsError (one line) when they do not validate."""
     path = settings_file() if path is None else path
     found = path if use_file and not _profile_chosen() and path.is_file() else None
-    kind = AdminSettings if admin else Settings
     try:
         return kind(_env_file=found)
     except ValidationError as error:
@@ -84,11 +79,11 @@ def _profile_chosen() -> bool:
     return any(name.upper() == "TASKPROC_ENV" for name in os.environ)
 
 
-def write(settings: Settings, environ: Mapping[str, str], path: Path | None = None) -> Path:
+def write(settings: GatewayAddress, environ: Mapping[str, str], path: Path | None = None) -> Path:
     """Write the settings variables of `environ` (what `taskproc run` hands its processes) and
     the gateway's URL to the file, readable by its owner only (a URL may hold a password)."""
     path = settings_file() if path is None else path
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = setting_names()
     lines = [f"{name}={_quoted(value)}" for name, value in sorted(environ.items())
              if name.upper() in fields]
     url = f"http://{settings.gateway_host}:{settings.gateway_port}"
@@ -101,6 +96,12 @@ def write(settings: Settings, environ: Mapping[str, str], path: Path | None = No
         file.write("\n".join(lines) + "\n")
     os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
     return path
+
+
+def setting_names() -> frozenset[str]:
+    """Every settings variable of every process, upper case."""
+    return frozenset(str(field.validation_alias or name).upper()
+                     for name, field in SystemSettings.model_fields.items())
 
 
 def _quoted(value: str) -> str:

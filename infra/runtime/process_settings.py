@@ -10,17 +10,21 @@ other settings and their secrets.
 from __future__ import annotations
 
 import sys
+from typing import TypeVar
 
 from pydantic import ValidationError
 
 from infra.runtime.local_settings import describe
-from infra.runtime.settings import Settings
+from infra.runtime.settings.common import CommonSettings
+
+S = TypeVar("S", bound=CommonSettings)
 
 
-def process_settings() -> Settings:
-    """The environment's settings; SystemExit(1) after one line naming each problem."""
+def process_settings(kind: type[S]) -> S:
+    """The environment's settings of `kind` (the process's own class); SystemExit(1) after one
+    line naming each problem."""
     try:
-        return Settings()
+        return kind()
     except ValidationError as error:
         print(f"Error: {describe(error, None, hint=False)}", file=sys.stderr)
         raise SystemExit(1) from None

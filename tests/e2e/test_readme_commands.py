@@ -27,7 +27,7 @@ import pytest
 
 from contracts import names
 from contracts.registry import task_type_names
-from infra.runtime.settings import Settings
+from infra.runtime import local_settings
 from tests.e2e.conftest import system_env
 from tests.support import processes
 from tests.support.docs import README, ROOT, all_pages, marked_blocks
@@ -69,7 +69,7 @@ def admin_verb_lines(readme: str) -> list[str]:
 
 def second_terminal() -> dict[str, str]:
     """A plain shell: none of the settings, none of `make run`'s or the tests' variables."""
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = local_settings.setting_names()
     return {name: value for name, value in os.environ.items()
             if name.upper() not in fields and not name.startswith("TASKPROC_")}
 

@@ -21,7 +21,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from infra.mongodb.client import mongo_client
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.schedules import run_key, run_task_id
 from tests.e2e.conftest import Api, System, stop_all, system_env
 from tests.support.keys import bearer, issue_key
@@ -65,7 +65,7 @@ def start_scheduler(started: list[ServiceProcess], env: dict[str, str], log_dir:
 
 
 @pytest.fixture
-async def mongo(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+async def mongo(settings: SystemSettings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     yield client
     await client.close()
@@ -87,7 +87,7 @@ async def tasks_of(http: httpx.AsyncClient, schedule_id: str) -> list[dict[str, 
     return items
 
 
-async def runs_of(mongo: AsyncMongoClient[dict[str, Any]], settings: Settings,
+async def runs_of(mongo: AsyncMongoClient[dict[str, Any]], settings: SystemSettings,
                   schedule_id: str) -> list[dict[str, Any]]:
     """The claimed due times of a schedule (collection `schedule_runs`), earliest first."""
     cursor = mongo[settings.mongodb_database]["schedule_runs"].find(
@@ -127,7 +127,7 @@ async def test_an_interval_schedule_runs_as_labelled_tasks(
 
 async def test_two_schedulers_at_once_submit_each_due_time_once(
     http: httpx.AsyncClient, api: Api, schedulers: list[ServiceProcess],
-    scheduler_env: dict[str, str], module_log_dir: Path, settings: Settings,
+    scheduler_env: dict[str, str], module_log_dir: Path, settings: SystemSettings,
     mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
     first = start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-1")
@@ -161,7 +161,7 @@ async def test_two_schedulers_at_once_submit_each_due_time_once(
 
 async def test_catch_up_runs_every_due_time_within_the_grace_and_the_policy_decides_the_rest(
     http: httpx.AsyncClient, schedulers: list[ServiceProcess],
-    scheduler_env: dict[str, str], module_log_dir: Path, settings: Settings,
+    scheduler_env: dict[str, str], module_log_dir: Path, settings: SystemSettings,
     mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
     before = start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-before")
@@ -224,7 +224,7 @@ async def test_catch_up_runs_every_due_time_within_the_grace_and_the_policy_deci
 
 async def test_runs_over_the_rate_of_the_key_that_made_the_schedule_are_skipped(
     http: httpx.AsyncClient, schedulers: list[ServiceProcess], scheduler_env: dict[str, str],
-    module_log_dir: Path, settings: Settings, services: Backends,
+    module_log_dir: Path, settings: SystemSettings, services: Backends,
     mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
     scheduler = start_scheduler(schedulers, scheduler_env, module_log_dir, "scheduler-rate")

@@ -21,7 +21,7 @@ from gateway.deps import Services
 from infra.composition import task_service
 from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
 from service.cancel import CancelPorts
@@ -42,7 +42,7 @@ from tests.fakes.ports import (
 from tests.fakes.schedules import MemorySchedules
 
 # Nothing listens on port 1: were anything to reach past the fakes, it would fail at once.
-SETTINGS = Settings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
+SETTINGS = SystemSettings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
                     mongodb_url="mongodb://127.0.0.1:1/?directConnection=true",
                     publish_timeout_s=0.05)
 # The tenant of the `http` client's key.
@@ -106,10 +106,10 @@ async def gateway(fakes: Fakes) -> AsyncIterator[FastAPI]:
         auth = Authenticator(fakes.api_keys, cache_s=SETTINGS.api_key_cache_s,
                              clock=fakes.clock)
         cancel = CancelPorts(fakes.cancellations, fakes.control, cancelled_by="fast")
-        yield create_app(SETTINGS, services=Services(tasks, replay, unused, auth,
-                                                     RateLimiter(clock=fakes.clock),
-                                                     cancel=cancel, queues=fakes.queues,
-                                                     schedules=fakes.schedules))
+        yield create_app(SETTINGS, services=Services(tasks, replay, unused, auth, cancel=cancel,
+                                                     queues=fakes.queues,
+                                                     schedules=fakes.schedules,
+                                                     limiter=RateLimiter(clock=fakes.clock)))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from consumers.task_handler import TaskHandler
 from contracts.payloads import WebhookPayload
 from contracts.registry import WEBHOOK
 from infra.observability.logging import configure_logging
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 TASK_TYPE = WEBHOOK.name
 CRASH_PATH = "/crash/"
@@ -36,7 +36,7 @@ async def crash_or_call(payload: WebhookPayload, ctx: TaskContext[httpx.AsyncCli
 
 
 def main() -> int:
-    settings = Settings()
+    settings = SystemSettings()
     configure_logging(settings, f"{TASK_TYPE}-crashing")
     handler = TaskHandler(WEBHOOK, crash_or_call, clients=http_client)
     asyncio.run(run_worker(settings, TASK_TYPE, handler=handler, role="-crashing"))

@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
 from infra.mongodb.client import mongo_client
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.amqp import Queues
 from tests.support.services import Backends
 
@@ -31,7 +31,7 @@ def queues(amqp_channel: AbstractChannel) -> Queues:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+async def client(settings: SystemSettings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
     """A MongoDB client as the services make theirs, closed after the test."""
     connection = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     yield connection

@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractChannel
 
 from contracts import names
 from infra.composition import connected_task_service
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.batches import BatchAccepted, SubmitBatch, submit_batch
 from service.commands import SubmitTask
 from service.dependencies import Dependencies
@@ -44,7 +44,7 @@ async def race(gateways: list[Dependencies], batch: SubmitBatch) -> list[BatchAc
 
 
 async def test_identical_batches_racing_with_one_key_publish_each_task_once(
-    settings: Settings, amqp_channel: AbstractChannel,
+    settings: SystemSettings, amqp_channel: AbstractChannel,
 ) -> None:
     tasks = tuple(SubmitTask(task_type="sleep", payload={"seconds": 0}) for _ in range(TASKS))
     expected: list[str] = []

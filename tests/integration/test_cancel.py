@@ -28,7 +28,7 @@ from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.composition import Connected, connected_task_service
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.cancel import cancel_task
 from service.commands import SubmitTask
 from service.submit import submit
@@ -69,14 +69,14 @@ class Probe:
 
 
 @pytest.fixture
-def worker_settings(settings: Settings) -> Settings:
+def worker_settings(settings: SystemSettings) -> SystemSettings:
     # No metrics servers (two workers of a type share this process); a quick reload, so the
     # test of a lost control message does not wait 30 s.
     return settings.model_copy(update={"metrics_port": 0, "cancel_refresh_s": 0.5})
 
 
 @pytest.fixture
-async def gateway(settings: Settings) -> AsyncIterator[Connected]:
+async def gateway(settings: SystemSettings) -> AsyncIterator[Connected]:
     async with connected_task_service(settings, name="integration cancel gateway") as connected:
         yield connected
 
@@ -102,7 +102,7 @@ StartWorker = Callable[[str], Awaitable[asyncio.Event]]
 
 @pytest.fixture
 async def workers(
-    worker_settings: Settings, probe: Probe, amqp_channel: AbstractChannel
+    worker_settings: SystemSettings, probe: Probe, amqp_channel: AbstractChannel
 ) -> AsyncIterator[StartWorker]:
     """`stop = await start("a")`: a sleep worker runtime, consuming once this returns."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []

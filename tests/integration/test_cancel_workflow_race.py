@@ -39,7 +39,7 @@ from contracts.registry import SLEEP, TASK_TYPES
 from contracts.statuses import Status
 from infra.composition import Connected, connected_task_service
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from projector.bootstrap import run_projector
 from service.cancel import cancel_task
 from service.commands import SubmitTask
@@ -154,7 +154,7 @@ class FollowUpTap:
 
 
 @pytest.fixture
-async def gateway(settings: Settings) -> AsyncIterator[Connected]:
+async def gateway(settings: SystemSettings) -> AsyncIterator[Connected]:
     async with connected_task_service(settings, name="cancel race gateway") as connected:
         await connected.tasks.publisher.ping()  # declares the topology the taps bind to
         yield connected
@@ -172,9 +172,9 @@ async def worker_end(events: EventTap, task_id: str) -> str:
 
 
 async def test_a_cancel_and_a_finishing_step_agree_on_what_runs(
-    settings: Settings, gateway: Connected, amqp_channel: AbstractChannel, queues: Queues,
+    settings: SystemSettings, gateway: Connected, amqp_channel: AbstractChannel, queues: Queues,
 ) -> None:
-    settings = settings.model_copy(update={"worker_name": "cancel-race", "metrics_port": 0})
+    settings = settings.model_copy(update={"process_name": "cancel-race", "metrics_port": 0})
     await queues.purge(names.task_queue("sleep"))
     race = Race(gateway)
     events_queue = await amqp_channel.declare_queue(exclusive=True)
@@ -220,7 +220,7 @@ async def test_a_cancel_and_a_finishing_step_agree_on_what_runs(
 
 
 async def _disagreement(
-    gateway: Connected, settings: Settings, parent: str, answer: Answer, ended: str,
+    gateway: Connected, settings: SystemSettings, parent: str, answer: Answer, ended: str,
     released: list[str],
 ) -> str | None:
     """What in this trial contradicts the cancel's answer; None if everything agrees."""

@@ -14,14 +14,14 @@ import pytest
 from contracts.messages import utcnow
 from infra.mongodb.client import mongo_client
 from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.dead_letters import DeadLetter, DeadLetterArchive, ReplayClaim
 from tests.fakes.dead_letters import FakeDeadLetterArchive
 
 
 @pytest.fixture(params=["mongodb", "memory"])
 async def archive(request: pytest.FixtureRequest,
-                  settings: Settings) -> AsyncIterator[DeadLetterArchive]:
+                  settings: SystemSettings) -> AsyncIterator[DeadLetterArchive]:
     if request.param == "memory":
         yield FakeDeadLetterArchive()
         return

@@ -18,7 +18,7 @@ from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from projector.runtime import Projector
 from tests.support.amqp import Queues
 from tests.support.services import MongoServer
@@ -35,7 +35,7 @@ def mongo() -> Iterator[MongoServer]:
 class RunningProjector:
     """A projector on the test's loop, against the private MongoDB."""
 
-    def __init__(self, settings: Settings, mongo: MongoServer) -> None:
+    def __init__(self, settings: SystemSettings, mongo: MongoServer) -> None:
         self.client = mongo_client(mongo.url, timeout_s=0.5)
         self.archive = MongoDeadLetterArchive(self.client, "outage")
         self._broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
@@ -75,7 +75,7 @@ async def projectors() -> AsyncIterator[list[RunningProjector]]:
 
 
 async def test_a_dead_letter_waits_out_a_mongodb_outage_and_is_archived_after_it(
-    settings: Settings, mongo: MongoServer, queues: Queues,
+    settings: SystemSettings, mongo: MongoServer, queues: Queues,
     projectors: list[RunningProjector], broker: Broker,
 ) -> None:
     # `broker` has declared the topology: the letter can be published before a projector runs.

@@ -20,7 +20,7 @@ from contracts.statuses import Status
 from infra.mongodb.client import mongo_client
 from infra.mongodb.task_queries import LIST_KEY, _selectors
 from infra.mongodb.task_store import TaskStore, to_document
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.ports import TaskReadModel
 from service.queries import SortKey, TaskQuery
 from tests.fakes.ports import MemoryReadModel
@@ -31,7 +31,7 @@ TENANT = "listing"
 
 @pytest.fixture(params=["memory", "mongodb"])
 async def read_model(
-    request: pytest.FixtureRequest, settings: Settings
+    request: pytest.FixtureRequest, settings: SystemSettings
 ) -> AsyncIterator[TaskReadModel]:
     if request.param == "memory":
         yield MemoryReadModel()
@@ -183,7 +183,7 @@ def stored_task(index: int, newest: datetime) -> dict[str, Any]:
     return to_document(apply(None, event))
 
 
-async def filled(settings: Settings, count: int) -> tuple[TaskStore, str, Any]:
+async def filled(settings: SystemSettings, count: int) -> tuple[TaskStore, str, Any]:
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     database = f"listing_index_{count}_{uuid.uuid4().hex[:6]}"
     store = TaskStore(client, database)
@@ -209,7 +209,7 @@ def plan_uses_an_index(plan: dict[str, Any]) -> bool:
     return ("IXSCAN" in text or "USING INDEX" in text) and "COLLSCAN" not in text
 
 
-async def test_listing_queries_are_served_from_indexes(settings: Settings) -> None:
+async def test_listing_queries_are_served_from_indexes(settings: SystemSettings) -> None:
     _, database, client = await filled(settings, SMALL)
     try:
         tasks = client[database]["tasks"]
@@ -225,7 +225,7 @@ async def test_listing_queries_are_served_from_indexes(settings: Settings) -> No
     assert plans == dict.fromkeys(QUERIES, True)
 
 
-async def test_a_first_page_costs_the_same_at_100_times_the_tasks(settings: Settings) -> None:
+async def test_a_first_page_costs_the_same_at_100_times_the_tasks(settings: SystemSettings) -> None:
     small, small_db, small_client = await filled(settings, SMALL)
     large, large_db, large_client = await filled(settings, LARGE)
     times: dict[str, dict[str, list[float]]] = {"small": {}, "large": {}}
@@ -257,7 +257,7 @@ async def test_a_first_page_costs_the_same_at_100_times_the_tasks(settings: Sett
 BUDGET = 100
 
 
-async def budgeted(settings: Settings, count: int) -> tuple[TaskStore, str, Any]:
+async def budgeted(settings: SystemSettings, count: int) -> tuple[TaskStore, str, Any]:
     """A store of `count` tasks (stored_task's: 1 in 10 labelled `nightly`, four statuses in
     turn) whose listings read at most BUDGET tasks."""
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
@@ -281,7 +281,7 @@ async def every_page(store: TaskStore, query: TaskQuery) -> list[list[str]]:
 
 
 async def test_a_listing_a_filter_thins_out_reads_at_most_its_budget_a_page(
-    settings: Settings,
+    settings: SystemSettings,
 ) -> None:
     store, database, client = await budgeted(settings, 1_000)
     try:

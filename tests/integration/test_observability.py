@@ -29,7 +29,7 @@ from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP, task_type_names
 from gateway.app import create_app
 from infra.observability.logging import configure_logging
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from projector.bootstrap import run_projector
 from tests.support.keys import bearer
 from tests.support.services import free_port_block
@@ -61,7 +61,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
 @dataclass(frozen=True)
 class Stack:
     http: httpx.AsyncClient
-    settings: Settings
+    settings: SystemSettings
 
     @property
     def worker_metrics(self) -> str:
@@ -90,13 +90,13 @@ class Stack:
 
 @pytest.fixture(scope="module")
 async def stack(
-    settings: Settings, spans: InMemorySpanExporter, api_key: str
+    settings: SystemSettings, spans: InMemorySpanExporter, api_key: str
 ) -> AsyncIterator[Stack]:
     """The gateway (lifespan started, over ASGI), a `sleep` worker and the projector."""
     settings = settings.model_copy(update={
         "metrics_host": "127.0.0.1",
         "metrics_port": free_port_block(2 + len(task_type_names())),
-        "worker_name": "observability",
+        "process_name": "observability",
     })
     app = create_app(settings)
     stop = asyncio.Event()
@@ -237,7 +237,7 @@ async def test_metrics_count_a_task_on_every_endpoint(stack: Stack) -> None:
 
 
 async def test_a_handlers_log_line_carries_the_task_fields_in_json(
-    stack: Stack, settings: Settings
+    stack: Stack, settings: SystemSettings
 ) -> None:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level

@@ -31,7 +31,7 @@ from contracts.registry import SLEEP
 from contracts.statuses import Status
 from gateway.app import create_app
 from infra.composition import mongo_adapters
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from projector.bootstrap import run_projector
 from tests.support.keys import bearer
 from tests.support.services import Backends
@@ -104,8 +104,8 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(settings: Settings, services: Backends, api_key: str) -> AsyncIterator[Stack]:
-    settings = settings.model_copy(update={"worker_name": "progress", "metrics_port": 0})
+async def stack(settings: SystemSettings, services: Backends, api_key: str) -> AsyncIterator[Stack]:
+    settings = settings.model_copy(update={"process_name": "progress", "metrics_port": 0})
     app = create_app(settings)
     handler = Handler()
     stop = asyncio.Event()
@@ -177,7 +177,7 @@ async def test_ten_thousand_reports_in_a_loop_cost_little_and_reach_the_broker_t
 
 
 async def test_the_store_keeps_a_report_of_a_running_task_and_ignores_one_of_an_unknown_task(
-    settings: Settings,
+    settings: SystemSettings,
 ) -> None:
     mongo = mongo_adapters(settings)
     known, unknown = f"progress-{uuid.uuid4()}", f"progress-{uuid.uuid4()}"

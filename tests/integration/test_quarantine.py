@@ -16,7 +16,7 @@ from contracts.projection import TaskState
 from contracts.registry import WEBHOOK
 from contracts.statuses import Status
 from infra.mongodb.task_store import TaskStore
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.amqp import Queues
 from tests.support.receivers import WebhookReceiver
 from tests.support.runtime import Runtime, worker_and_projector
@@ -24,7 +24,7 @@ from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def runtime(settings: SystemSettings) -> AsyncIterator[Runtime]:
     async with worker_and_projector(settings, WEBHOOK, name="integration") as running:
         yield running
 

@@ -27,7 +27,7 @@ from infra.mongodb.read_model_migration import Pace, backfill_listing_keys
 from infra.mongodb.schedule_store import MongoSchedules
 from infra.mongodb.task_queries import LIST_KEY, UPDATED_KEY, derived_fields
 from infra.mongodb.task_store import TaskStore, to_document
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from scheduler.runtime import run_scheduler
 from service.queries import TaskQuery
 
@@ -41,7 +41,7 @@ LARGE_STORE = int(os.environ.get("TASKPROC_MIGRATION_TASKS", "100000"))
 
 
 class Database:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SystemSettings) -> None:
         self.name = f"migration_{uuid.uuid4().hex[:8]}"
         self.client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
         self.store = TaskStore(self.client, self.name)
@@ -91,7 +91,7 @@ def event(task_id: str, second: int) -> StatusEvent:
 
 
 @pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
+async def database(settings: SystemSettings) -> AsyncIterator[Database]:
     db = Database(settings)
     await db.store.ensure_indexes(settings.retention)
     yield db

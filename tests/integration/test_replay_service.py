@@ -26,7 +26,7 @@ from infra.mongodb.dead_letter_archive import MAX_KEPT_BODY, MongoDeadLetterArch
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.auth import DEFAULT_TENANT
 from service.dead_letters import DeadLetter, LetterPublisher, ReplayClaim
 from service.errors import NotRetryable
@@ -49,7 +49,7 @@ class WatchedBroker(Broker):
 
 
 @pytest.fixture
-async def watched(settings: Settings) -> AsyncIterator[WatchedBroker]:
+async def watched(settings: SystemSettings) -> AsyncIterator[WatchedBroker]:
     broker = WatchedBroker(settings.rabbitmq_url, build_topology(TASK_TYPES),
                            timeout_s=settings.publish_timeout_s, name="tests (watched)")
     broker.opened = []
@@ -59,14 +59,14 @@ async def watched(settings: Settings) -> AsyncIterator[WatchedBroker]:
 
 
 @pytest.fixture
-async def archive(settings: Settings) -> AsyncIterator[MongoDeadLetterArchive]:
+async def archive(settings: SystemSettings) -> AsyncIterator[MongoDeadLetterArchive]:
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     yield MongoDeadLetterArchive(client, settings.mongodb_database)
     await client.close()
 
 
 @pytest.fixture
-def ports(settings: Settings, watched: WatchedBroker, store: TaskStore,
+def ports(settings: SystemSettings, watched: WatchedBroker, store: TaskStore,
           archive: MongoDeadLetterArchive) -> ReplayPorts:
     return replay_ports(settings, watched, store, archive, replayed_by="integration")
 

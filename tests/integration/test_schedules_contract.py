@@ -15,7 +15,7 @@ import pytest
 from contracts.messages import utcnow
 from infra.mongodb.client import mongo_client
 from infra.mongodb.schedule_store import MongoSchedules
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.schedules import Run, Schedule, Schedules, create_schedule, run_key, run_task_id
 from tests.fakes.schedules import MemorySchedules
 
@@ -23,7 +23,9 @@ RETENTION = timedelta(days=30)
 
 
 @pytest.fixture(params=["mongodb", "memory"])
-async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Schedules]:
+async def store(
+    request: pytest.FixtureRequest, settings: SystemSettings
+) -> AsyncIterator[Schedules]:
     if request.param == "memory":
         yield MemorySchedules()
         return
@@ -156,7 +158,7 @@ async def test_a_tenants_schedules_page_in_creation_order_ties_by_id(store: Sche
     assert await store.count_of_tenant("nobody", 100) == 0
 
 
-async def test_run_records_expire_with_the_tasks_retention(settings: Settings) -> None:
+async def test_run_records_expire_with_the_tasks_retention(settings: SystemSettings) -> None:
     client = mongo_client(settings.mongodb_url, settings.mongodb_timeout_s)
     database = f"{settings.mongodb_database}-runs-{uuid.uuid4().hex[:8]}"
     store = MongoSchedules(client, database)

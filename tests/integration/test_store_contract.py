@@ -14,7 +14,7 @@ import pytest
 from contracts.messages import StatusEvent
 from contracts.statuses import Status, position
 from infra.composition import mongo_adapters
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.errors import StoreUnavailable
 from service.ports import IdempotencyKeys, TaskReadModel
 from tests.fakes.ports import MemoryIdempotencyKeys, MemoryReadModel
@@ -267,7 +267,7 @@ async def down(
         read_model.down = keys.down = True
         yield read_model, keys
         return
-    nothing_there = Settings(
+    nothing_there = SystemSettings(
         mongodb_url=f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
         mongodb_timeout_s=0.2)
     mongo = mongo_adapters(nothing_there)

@@ -19,7 +19,7 @@ from contracts.messages import StatusEvent
 from contracts.projection import apply
 from contracts.statuses import Status
 from infra.mongodb.task_store import TaskStore, to_document
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 SMALL, LARGE = 200, 20_000
 SAMPLES = 200
@@ -34,7 +34,7 @@ def finished_task(task_id: str) -> dict[str, Any]:
 
 
 async def filled_store(
-    client: AsyncMongoClient[dict[str, Any]], settings: Settings, count: int
+    client: AsyncMongoClient[dict[str, Any]], settings: SystemSettings, count: int
 ) -> tuple[TaskStore, list[str], str]:
     """A store of its own with `count` finished tasks, indexed as the services index it."""
     database = f"scaling_{count}_{uuid.uuid4().hex[:6]}"
@@ -74,7 +74,7 @@ async def read_and_write_times(
 
 
 async def test_reads_and_writes_by_id_cost_the_same_at_100_times_the_tasks(
-    client: AsyncMongoClient[dict[str, Any]], settings: Settings
+    client: AsyncMongoClient[dict[str, Any]], settings: SystemSettings
 ) -> None:
     small, small_ids, small_db = await filled_store(client, settings, SMALL)
     large, large_ids, large_db = await filled_store(client, settings, LARGE)

@@ -17,13 +17,13 @@ from contracts.messages import utcnow
 from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def runtime(settings: SystemSettings) -> AsyncIterator[Runtime]:
     async with worker_and_projector(settings, SLEEP, name="submission-time") as running:
         yield running
 

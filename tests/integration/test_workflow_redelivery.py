@@ -26,7 +26,7 @@ from contracts.workflows import workflow_label
 from infra.composition import connected_task_service
 from infra.rabbitmq.broker import Broker, BrokerUnavailable
 from infra.rabbitmq.publishing import publish_event as real_publish_event
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from projector.bootstrap import run_projector
 from service.commands import SubmitTask
 from service.queries import TaskQuery
@@ -35,9 +35,9 @@ from tests.support.waiting import eventually
 
 
 async def test_a_redelivered_parent_does_not_duplicate_its_follow_up(
-    settings: Settings, amqp_channel: AbstractChannel, monkeypatch: pytest.MonkeyPatch,
+    settings: SystemSettings, amqp_channel: AbstractChannel, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = settings.model_copy(update={"worker_name": "workflow", "metrics_port": 0})
+    settings = settings.model_copy(update={"process_name": "workflow", "metrics_port": 0})
     ran: Counter[str] = Counter()
     seen: list[Any] = []
 

@@ -9,14 +9,14 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.fast.conftest import client_for, fakes, gateway, http, issue
 
 __all__ = ["client_for", "fakes", "gateway", "http", "issue"]
 
 
 @pytest.fixture
-async def amqp_channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
+async def amqp_channel(settings: SystemSettings) -> AsyncIterator[AbstractChannel]:
     """A plain confirming channel on the session's vhost, as an outside publisher opens one."""
     connection = await aio_pika.connect(settings.rabbitmq_url)
     async with connection:

@@ -12,7 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from infra.composition import mongo_adapters
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.api_keys import create_key
 from service.auth import READ, SCOPES, SUBMIT, ApiKey, Authenticator, hash_token
 from service.errors import StoreUnavailable
@@ -108,7 +108,7 @@ async def down(request: pytest.FixtureRequest) -> AsyncIterator[ApiKeys]:
         fake.down = True
         yield fake
         return
-    nothing_there = Settings(
+    nothing_there = SystemSettings(
         mongodb_url=f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
         mongodb_timeout_s=0.2)
     mongo = mongo_adapters(nothing_there)
@@ -129,7 +129,7 @@ async def test_every_operation_of_a_key_store_that_is_down_raises_store_unavaila
         await down.revoke("0123456789abcdef", datetime.now(UTC))
 
 
-async def test_mongodb_holds_a_hash_of_each_key_and_never_the_key(settings: Settings) -> None:
+async def test_mongodb_holds_a_hash_of_each_key_and_never_the_key(settings: SystemSettings) -> None:
     mongo = mongo_adapters(settings)
     try:
         issued = await create_key(mongo.api_keys, tenant="acme", scopes=frozenset(SCOPES))

@@ -20,14 +20,14 @@ from contracts.projection import TaskState
 from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.mongodb.task_store import TaskStore
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def runtime(settings: SystemSettings) -> AsyncIterator[Runtime]:
     """A sleep worker and a projector on the session's vhost, on this event loop."""
     async with worker_and_projector(settings, SLEEP, name="bad-input") as running:
         yield running

@@ -16,10 +16,11 @@ from consumers.handlers.egress import (
     embedded_ipv4,
     refusal,
 )
-from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
+from infra.runtime.settings.system import SystemSettings
+from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
 from infra.runtime.webhook_allowlist import EgressPolicy, parse_allowlist, url_ports
 
-LOOPBACK_ONLY = Settings(webhook_allowed_networks=DEV_WEBHOOK_ALLOWED_NETWORKS,
+LOOPBACK_ONLY = SystemSettings(webhook_allowed_networks=DEV_WEBHOOK_ALLOWED_NETWORKS,
                          taskproc_env="development").webhook_egress
 
 
@@ -146,7 +147,7 @@ def test_a_service_port_named_on_its_own_is_open_on_that_network_only() -> None:
 
 
 def test_the_ports_of_the_settings_urls_and_own_ports_are_closed_to_ranges() -> None:
-    settings = Settings(
+    settings = SystemSettings(
         taskproc_env="development", webhook_allowed_networks=DEV_WEBHOOK_ALLOWED_NETWORKS,
         rabbitmq_url="amqp://guest:guest@127.0.0.1:35672/",
         rabbitmq_management_url="http://127.0.0.1:35673",

@@ -47,6 +47,7 @@ from tests.fakes.cancellations import MemoryCancellations, RecordingControl
 from tests.fakes.dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
 from tests.fakes.dead_letters import RecordingPublisher as LetterRecorder
 from tests.fakes.ports import (
+    FixedQueueDepths,
     ManualClock,
     MemoryApiKeys,
     MemoryIdempotencyKeys,
@@ -109,8 +110,9 @@ async def _open(stack: AsyncExitStack) -> tuple[httpx.AsyncClient, str]:
     cancel = CancelPorts(MemoryCancellations(), RecordingControl(), cancelled_by="fuzz")
     app = create_app(SETTINGS, services=Services(
         tasks, replay, unused, Authenticator(api_keys, cache_s=SETTINGS.api_key_cache_s,
-                                             clock=clock), RateLimiter(clock=clock),
-        cancel=cancel, schedules=MemorySchedules()))
+                                             clock=clock),
+        cancel=cancel, queues=FixedQueueDepths(), schedules=MemorySchedules(),
+        limiter=RateLimiter(clock=clock)))
     # A rate the fuzz run cannot reach with the clock standing still: it explores, not 429s.
     issued = await create_key(api_keys, tenant="fuzz", scopes=frozenset(SCOPES),
                               rate_per_s=1_000_000)

@@ -12,12 +12,13 @@ import pytest
 from cli.keys import keys_create, keys_list, keys_revoke
 from devtools.local_key import ensure_local_key
 from infra.composition import mongo_adapters
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.auth import SCOPES, Authenticator, key_id_of
 from service.errors import InvalidKeyRequest, Unauthenticated
+from tests.support.keys import keys_verb_settings
 
 
-async def works(settings: Settings, key: str) -> bool:
+async def works(settings: SystemSettings, key: str) -> bool:
     """Whether a gateway on `settings` would take `key` (no cache: the store's answer)."""
     mongo = mongo_adapters(settings)
     try:
@@ -30,13 +31,13 @@ async def works(settings: Settings, key: str) -> bool:
 
 
 async def test_create_prints_a_working_key_once_and_list_shows_it_without_the_secret(
-    settings: Settings,
+    settings: SystemSettings,
 ) -> None:
     printed = io.StringIO()
-    key = await keys_create(settings, tenant="acme", scopes="tasks:submit,tasks:read",
-                            rate=50, out=printed)
+    key = await keys_create(keys_verb_settings(settings), tenant="acme",
+                            scopes="tasks:submit,tasks:read", rate=50, out=printed)
     listing = io.StringIO()
-    keys = await keys_list(settings, out=listing)
+    keys = await keys_list(keys_verb_settings(settings), out=listing)
 
     assert printed.getvalue() == key + "\n"
     assert await works(settings, key)
@@ -49,14 +50,15 @@ async def test_create_prints_a_working_key_once_and_list_shows_it_without_the_se
     assert key_id in {k.key_id for k in keys}
 
 
-async def test_revoke_marks_the_key_revoked_and_it_stops_working(settings: Settings) -> None:
-    key = await keys_create(settings, tenant="acme", scopes="all", out=io.StringIO())
+async def test_revoke_marks_the_key_revoked_and_it_stops_working(settings: SystemSettings) -> None:
+    key = await keys_create(keys_verb_settings(settings), tenant="acme", scopes="all",
+                            out=io.StringIO())
     key_id = key_id_of(key)
     assert key_id is not None
 
-    revoked = await keys_revoke(settings, key_id, out=io.StringIO())
+    revoked = await keys_revoke(keys_verb_settings(settings), key_id, out=io.StringIO())
     listing = io.StringIO()
-    await keys_list(settings, out=listing)
+    await keys_list(keys_verb_settings(settings), out=listing)
 
     assert revoked
     assert not await works(settings, key)
@@ -64,9 +66,10 @@ async def test_revoke_marks_the_key_revoked_and_it_stops_working(settings: Setti
     assert row.split()[-1] != "-"
 
 
-async def test_revoking_an_unknown_key_says_so(settings: Settings) -> None:
-    assert not await keys_revoke(settings, "0123456789abcdef", out=io.StringIO())
-    assert not await keys_revoke(settings, "not-an-id", out=io.StringIO())
+async def test_revoking_an_unknown_key_says_so(settings: SystemSettings) -> None:
+    assert not await keys_revoke(keys_verb_settings(settings), "0123456789abcdef",
+                                 out=io.StringIO())
+    assert not await keys_revoke(keys_verb_settings(settings), "not-an-id", out=io.StringIO())
 
 
 @pytest.mark.parametrize(("tenant", "scopes", "rate"), [
@@ -75,16 +78,17 @@ async def test_revoking_an_unknown_key_says_so(settings: Settings) -> None:
 ], ids=["unknown scope", "no scope", "slash in tenant", "no tenant", "zero rate",
         "negative rate"])
 async def test_create_refuses_what_would_make_a_bad_key(
-    settings: Settings, tenant: str, scopes: str, rate: float | None,
+    settings: SystemSettings, tenant: str, scopes: str, rate: float | None,
 ) -> None:
     with pytest.raises(InvalidKeyRequest):
-        await keys_create(settings, tenant=tenant, scopes=scopes, rate=rate, out=io.StringIO())
+        await keys_create(keys_verb_settings(settings), tenant=tenant, scopes=scopes, rate=rate,
+                          out=io.StringIO())
 
 
 # --- the local admin key of `make run` ------------------------------------------------------
 
 async def test_the_first_start_makes_an_admin_key_readable_by_its_owner_only(
-    settings: Settings, tmp_path: Path,
+    settings: SystemSettings, tmp_path: Path,
 ) -> None:
     path = tmp_path / ".run" / "api-key"
 
@@ -102,7 +106,7 @@ async def test_the_first_start_makes_an_admin_key_readable_by_its_owner_only(
 
 
 async def test_a_key_of_another_tenant_than_the_default_is_replaced(
-    settings: Settings, tmp_path: Path,
+    settings: SystemSettings, tmp_path: Path,
 ) -> None:
     path = tmp_path / "api-key"
     # An earlier `make run` made its key for tenant `local`; the default tenant is another now.
@@ -121,7 +125,7 @@ async def test_a_key_of_another_tenant_than_the_default_is_replaced(
 
 
 async def test_a_later_start_reuses_the_key_while_it_works(
-    settings: Settings, tmp_path: Path,
+    settings: SystemSettings, tmp_path: Path,
 ) -> None:
     path = tmp_path / "api-key"
     first = await ensure_local_key(settings, path)
@@ -135,13 +139,13 @@ async def test_a_later_start_reuses_the_key_while_it_works(
 
 
 async def test_a_revoked_or_foreign_key_in_the_file_is_replaced(
-    settings: Settings, tmp_path: Path,
+    settings: SystemSettings, tmp_path: Path,
 ) -> None:
     path = tmp_path / "api-key"
     first = await ensure_local_key(settings, path)
     key_id = key_id_of(first)
     assert key_id is not None
-    await keys_revoke(settings, key_id, out=io.StringIO())
+    await keys_revoke(keys_verb_settings(settings), key_id, out=io.StringIO())
 
     replaced = await ensure_local_key(settings, path)
     path.write_text("tp_0123456789abcdef_" + "x" * 43 + "\n")

@@ -19,7 +19,7 @@ from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.amqp_codec import derived_task_id
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.amqp import Queues, take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
@@ -30,7 +30,7 @@ BODY = b'{"payload": {"seconds": 0}}'
 
 
 @pytest.fixture(scope="module")
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def runtime(settings: SystemSettings) -> AsyncIterator[Runtime]:
     """A sleep worker and a projector on the session's vhost, on this event loop."""
     async with worker_and_projector(settings, SLEEP, name="limits") as running:
         yield running

@@ -20,20 +20,25 @@ from gateway.deps import Services
 from infra.composition import task_service
 from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import Settings, TaskLimitOverride
+from infra.runtime.settings.system import SystemSettings
+from infra.runtime.settings.tasks import TaskLimitOverride
 from service.api_keys import create_key
 from service.auth import SCOPES, Authenticator
+from service.cancel import CancelPorts
 from service.errors import QueueFull
 from service.ports import Source
 from service.replay import ReplayPorts
+from tests.fakes.cancellations import MemoryCancellations, RecordingControl
 from tests.fakes.dead_letters import FakeDeadLetterArchive, FakeDeadLetterQueue
 from tests.fakes.dead_letters import RecordingPublisher as LetterRecorder
 from tests.fakes.ports import (
+    FixedQueueDepths,
     MemoryApiKeys,
     MemoryIdempotencyKeys,
     MemoryReadModel,
     RecordingPublisher,
 )
+from tests.fakes.schedules import MemorySchedules
 from tests.fast.conftest import SETTINGS
 from tests.support.keys import bearer
 from tests.support.waiting import eventually
@@ -76,7 +81,7 @@ class FullQueue(RecordingPublisher):
 
 @asynccontextmanager
 async def gateway(
-    settings: Settings, publisher: RecordingPublisher | None = None,
+    settings: SystemSettings, publisher: RecordingPublisher | None = None,
     read_model: MemoryReadModel | None = None,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, RecordingPublisher]]:
     """The gateway app under `settings`, on in-memory ports, and its publisher."""
@@ -92,14 +97,17 @@ async def gateway(
         api_keys = MemoryApiKeys()
         key = await create_key(api_keys, tenant="limits", scopes=frozenset(SCOPES))
         auth = Authenticator(api_keys, cache_s=settings.api_key_cache_s)
-        app = create_app(settings, services=Services(tasks, replay, unused, auth))
+        cancel = CancelPorts(MemoryCancellations(), RecordingControl(), cancelled_by="security")
+        app = create_app(settings, services=Services(tasks, replay, unused, auth, cancel=cancel,
+                                                     queues=FixedQueueDepths(),
+                                                     schedules=MemorySchedules()))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://gateway",
                                      headers=bearer(key.token)) as client:
             yield client, publisher
 
 
-def limited(**changes: Any) -> Settings:
+def limited(**changes: Any) -> SystemSettings:
     return SETTINGS.model_copy(update=changes)
 
 

@@ -15,9 +15,9 @@ from infra.rabbitmq.queue_limits import (
     vhost_of,
 )
 from infra.rabbitmq.topology import build_topology, definitions
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
-SETTINGS = Settings(queue_max_messages=7, queue_max_bytes=7000, dead_queue_max_messages=3,
+SETTINGS = SystemSettings(queue_max_messages=7, queue_max_bytes=7000, dead_queue_max_messages=3,
                     dead_queue_max_bytes=3000)
 POLICIES = {policy.name: policy for policy in queue_policies(TASK_TYPES, SETTINGS)}
 QUEUES = [queue.name for queue in build_topology(TASK_TYPES).queues]

@@ -28,7 +28,7 @@ from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP, TASK_TYPES
 from contracts.statuses import Status
 from gateway.app import create_app
-from gateway.deps import Services
+from gateway.deps import connected_services
 from infra.composition import connected_task_service
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.broker import Broker
@@ -40,7 +40,7 @@ from infra.rabbitmq.queue_limits import (
     vhost_of,
 )
 from infra.rabbitmq.topology import build_topology, declare_on
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.amqp import Queues
 from tests.support.keys import bearer, issue_key
 from tests.support.services import local_vhost
@@ -59,8 +59,8 @@ def limited_vhost() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def limited(settings: Settings, limited_vhost: str) -> Settings:
-    """Settings on this module's vhost, its topology declared and small limits set."""
+async def limited(settings: SystemSettings, limited_vhost: str) -> SystemSettings:
+    """SystemSettings on this module's vhost, its topology declared and small limits set."""
     small = settings.model_copy(update={
         "rabbitmq_url": limited_vhost, "queue_max_messages": TASK_QUEUE_LIMIT,
         "dead_queue_max_messages": DEAD_QUEUE_LIMIT,
@@ -71,7 +71,7 @@ async def limited(settings: Settings, limited_vhost: str) -> Settings:
 
 
 @pytest.fixture
-async def channel(limited: Settings) -> AsyncIterator[AbstractChannel]:
+async def channel(limited: SystemSettings) -> AsyncIterator[AbstractChannel]:
     """A confirming channel on the limited vhost, as an outside publisher opens one."""
     connection = await aio_pika.connect(limited.rabbitmq_url)
     async with connection:
@@ -98,14 +98,13 @@ async def drain(channel: AbstractChannel, queue_name: str) -> list[str]:
 
 
 async def test_a_full_task_queue_answers_503_and_loses_nothing_accepted(
-    limited: Settings, channel: AbstractChannel, queues: Queues, store: TaskStore,
+    limited: SystemSettings, channel: AbstractChannel, queues: Queues, store: TaskStore,
 ) -> None:
     # No sleep worker runs on this vhost: what is accepted stays in tasks.sleep.
     accepted: list[str] = []
     refused: httpx.Response | None = None
     async with connected_task_service(limited) as connected:
-        app = create_app(limited, services=Services(connected.tasks, connected.replay,
-                                                    connected.broker, connected.auth))
+        app = create_app(limited, services=connected_services(connected))
         key = await issue_key(limited.mongodb_url, limited.mongodb_database)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://gateway", headers=bearer(key)) as http:
@@ -177,7 +176,7 @@ async def fill_dead_letter_queue(channel: AbstractChannel) -> int:
 
 
 async def test_a_full_dead_letter_queue_is_an_error_log_and_the_task_is_requeued(
-    limited: Settings, channel: AbstractChannel, queues: Queues,
+    limited: SystemSettings, channel: AbstractChannel, queues: Queues,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     held = await fill_dead_letter_queue(channel)
@@ -229,7 +228,7 @@ class StopOnAlert(logging.Handler):
 
 
 async def test_a_full_quarantine_queue_is_an_error_log_and_the_message_is_requeued(
-    limited: Settings, channel: AbstractChannel, queues: Queues,
+    limited: SystemSettings, channel: AbstractChannel, queues: Queues,
 ) -> None:
     for n in range(MOST_A_QUEUE_TAKES):
         try:
@@ -268,7 +267,7 @@ async def never_called(payload: SleepPayload, context: TaskContext[None]) -> JSO
     raise AssertionError("an invalid message reached the handler")
 
 
-async def policies_on(settings: Settings) -> dict[str, dict[str, Any]]:
+async def policies_on(settings: SystemSettings) -> dict[str, dict[str, Any]]:
     """The policies of the settings' vhost, by name, as the management API lists them."""
     vhost = quote(vhost_of(settings.rabbitmq_url), safe="")
     async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url,
@@ -277,7 +276,7 @@ async def policies_on(settings: Settings) -> dict[str, dict[str, Any]]:
         return {policy["name"]: policy for policy in listed}
 
 
-async def delete_policies(settings: Settings) -> None:
+async def delete_policies(settings: SystemSettings) -> None:
     vhost = quote(vhost_of(settings.rabbitmq_url), safe="")
     async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url,
                                  auth=("guest", "guest")) as api:
@@ -285,7 +284,7 @@ async def delete_policies(settings: Settings) -> None:
             await api.delete(f"/api/policies/{vhost}/{name}")
 
 
-async def test_the_gateway_sets_the_limits_when_it_starts(limited: Settings) -> None:
+async def test_the_gateway_sets_the_limits_when_it_starts(limited: SystemSettings) -> None:
     await delete_policies(limited)
     try:
         async with connected_task_service(limited):
@@ -300,14 +299,13 @@ async def test_the_gateway_sets_the_limits_when_it_starts(limited: Settings) -> 
 
 
 async def test_without_the_management_api_the_gateway_warns_and_serves(
-    limited: Settings, channel: AbstractChannel, queues: Queues,
+    limited: SystemSettings, channel: AbstractChannel, queues: Queues,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     unreachable = limited.model_copy(update={"rabbitmq_management_url": "http://127.0.0.1:1"})
     with caplog.at_level(logging.WARNING, logger="infra.rabbitmq.queue_limits"):
         async with connected_task_service(unreachable) as connected:
-            app = create_app(unreachable, services=Services(connected.tasks, connected.replay,
-                                                            connected.broker, connected.auth))
+            app = create_app(unreachable, services=connected_services(connected))
             key = await issue_key(unreachable.mongodb_url, unreachable.mongodb_database)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                          base_url="http://gateway", headers=bearer(key)) as http:

@@ -18,7 +18,7 @@ from contracts import names
 from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user, worker_user
 from infra.rabbitmq.management import management
 from infra.rabbitmq.setup import setup, url_for
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.docs import doc
 from tests.support.rabbitmq_admin import delete_layout
 from tests.support.services import Backends, missing
@@ -35,7 +35,7 @@ async def publisher_url(services: Backends, tmp_path_factory: pytest.TempPathFac
         missing("a local RabbitMQ with its management API")
     run = uuid.uuid4().hex[:8]
     vhost, prefix, publisher = f"taskproc-passive-{run}", f"p{run}-", f"outside-{run}"
-    admin = Settings(rabbitmq_url=services.rabbitmq_url, taskproc_env="development")
+    admin = SystemSettings(rabbitmq_url=services.rabbitmq_url, taskproc_env="development")
     credentials = tmp_path_factory.mktemp("rabbitmq") / "credentials.env"
     users = [gateway_user(prefix), projector_user(prefix), publisher,
              *(worker_user(t, prefix) for t in TYPES)]

@@ -39,7 +39,7 @@ from infra.rabbitmq.permission_table import (
     topic_cell,
 )
 from infra.rabbitmq.setup import setup
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.e2e.test_readme_commands import second_terminal
 from tests.support.docs import ROOT, all_pages, doc, marked_blocks
 from tests.support.keys import bearer
@@ -174,7 +174,7 @@ async def test_after_setup_only_the_roles_have_permissions_on_the_vhost(tmp_path
     # In process, as development's guest: the same row runs on code that refused guest at the
     # command line, and shows what such a setup left behind.
     install = Install.unique()
-    admin = Settings(rabbitmq_url=ADMIN_URL, taskproc_env="development")
+    admin = SystemSettings(rabbitmq_url=ADMIN_URL, taskproc_env="development")
     publisher = Publisher(install.publisher, PUBLISHER_TENANT, PUBLISHER_TYPES)
     with removed_afterwards(install):
         await setup(admin, vhost=install.vhost, publishers=[publisher],

@@ -25,7 +25,7 @@ from contracts import names
 from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user, worker_user
 from infra.rabbitmq.management import management
 from infra.rabbitmq.setup import EVERYTHING, SetupReport, process_environment, setup, url_for
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
 from tests.support.amqp import take_matching
@@ -49,7 +49,7 @@ class Layout:
     admin_url: str
     urls: dict[str, str]  # user -> its AMQP URL, from the credentials file
     first: SetupReport
-    settings: Settings
+    settings: SystemSettings
 
     def url(self, user: str) -> str:
         return self.urls[user]
@@ -66,7 +66,7 @@ async def layout(services: Backends, tmp_path_factory: pytest.TempPathFactory
         missing("a local RabbitMQ with its management API")
     run = uuid.uuid4().hex[:8]
     vhost, prefix, publisher = f"taskproc-sec-{run}", f"t{run}-", f"billing-{run}"
-    admin = Settings(rabbitmq_url=services.rabbitmq_url, taskproc_env="development")
+    admin = SystemSettings(rabbitmq_url=services.rabbitmq_url, taskproc_env="development")
     credentials = tmp_path_factory.mktemp("rabbitmq") / "credentials.env"
     chosen = [parse_publisher(f"{publisher}=billing:sleep", TYPES, prefix)]
     users = [gateway_user(prefix), projector_user(prefix), publisher,
@@ -82,7 +82,7 @@ async def layout(services: Backends, tmp_path_factory: pytest.TempPathFactory
         await delete_layout(admin, users, vhost)
 
 
-async def watch_as_guest(admin: Settings, vhost: str) -> None:
+async def watch_as_guest(admin: SystemSettings, vhost: str) -> None:
     """Setup leaves guest nothing on the vhost (test_production_recipe.py checks it); these tests
     watch it as guest (taps on task-events, consumer counts), as an operator would after
     granting themselves read."""
@@ -179,7 +179,7 @@ async def test_rabbitmq_refuses_a_user_id_that_is_not_the_connections(layout: La
 @dataclass(frozen=True)
 class System:
     url: str
-    settings: Settings
+    settings: SystemSettings
 
 
 def _start(process: ServiceProcess, admin_url: str, queues: dict[str, int]) -> ServiceProcess:
@@ -193,7 +193,7 @@ def _start(process: ServiceProcess, admin_url: str, queues: dict[str, int]) -> S
 
 @pytest.fixture(scope="module")
 async def system(layout: Layout, services: Backends, smtp_sink: SmtpSink, log_dir: Path,
-                 settings: Settings) -> AsyncIterator[System]:
+                 settings: SystemSettings) -> AsyncIterator[System]:
     folder = log_dir / "security-rabbitmq-users"
     folder.mkdir(exist_ok=True)
     chosen = [parse_publisher(f"{layout.publisher}=billing:sleep", TYPES, layout.prefix)]

@@ -19,11 +19,11 @@ import pytest
 
 from cli.keys import keys_revoke
 from contracts import names
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.auth import key_id_of
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
-from tests.support.keys import TEST_TENANT, bearer, issue_key
+from tests.support.keys import TEST_TENANT, bearer, issue_key, keys_verb_settings
 from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port, local_vhost, missing
 from tests.support.waiting import eventually
@@ -35,12 +35,12 @@ SLEEP = {"task_type": "sleep", "payload": {"seconds": 0}}
 class Running:
     url: str
     rabbitmq_url: str
-    settings: Settings
+    settings: SystemSettings
 
 
 @pytest.fixture(scope="module")
 async def running(
-    services: Backends, smtp_sink: SmtpSink, log_dir: Path, settings: Settings,
+    services: Backends, smtp_sink: SmtpSink, log_dir: Path, settings: SystemSettings,
 ) -> AsyncIterator[Running]:
     if not services.local_broker:
         missing("a local RabbitMQ that rabbitmqctl controls")
@@ -143,7 +143,8 @@ async def test_a_revoked_key_is_refused_by_a_running_gateway_within_seconds(
     async with httpx.AsyncClient(base_url=running.url, timeout=10,
                                  headers=bearer(key)) as client:
         assert (await client.get("/tasks/no-such-task")).status_code == 404  # now cached
-        assert await keys_revoke(running.settings, key_id, out=io.StringIO())
+        assert await keys_revoke(keys_verb_settings(running.settings), key_id,
+                                 out=io.StringIO())
         revoked_at = time.monotonic()
 
         async def refused() -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 SECRET = "SECRETXYZ123"
 BIN = Path(sys.executable).parent
@@ -32,6 +32,7 @@ VERBS = {
     "taskproc keys list": [str(BIN / "taskproc"), "keys", "list"],
     "taskproc rabbitmq setup": [str(BIN / "taskproc"), "rabbitmq", "setup"],
     "taskproc topology export": [str(BIN / "taskproc"), "topology", "export"],
+    "taskproc dead-letters list sleep": [str(BIN / "taskproc"), "dead-letters", "list", "sleep"],
 }
 # Secrets in every run: only the refused setting differs.
 SECRETS = {
@@ -50,6 +51,8 @@ REFUSED = {
         {"RABBITMQ_CREDENTIALS_FILE": "/nonexistent/credentials.env",
          "RABBITMQ_CREDENTIALS_USER": "worker"}, "RABBITMQ_CREDENTIALS_FILE"),
     "a number that is not": ({"SMTP_PORT": "twenty-five"}, "SMTP_PORT: Input should be"),
+    "a MongoDB number that is not": ({"MONGODB_TIMEOUT_S": "soon"},
+                                     "MONGODB_TIMEOUT_S: Input should be"),
 }
 
 
@@ -61,14 +64,21 @@ def refused_run(command: list[str], refused: dict[str, str], tmp_path: Path
                           cwd=tmp_path, check=False)
 
 
-# Every entry point under the rules that read a whole settings dict (guest, for a process; the
-# credentials file) or JSON; the plain type errors through one process and one verb.
+# Every entry point that reads RabbitMQ's settings under the rules that read a whole settings
+# dict (guest, for a process; the credentials file) or JSON, where it reads that setting
+# (`topology` and `rabbitmq setup` read no tenants, `keys` reads MongoDB's settings only); the
+# plain type errors through the process or verb that reads the setting.
 EVERYWHERE = ("RABBITMQ_TENANTS not JSON", "credentials file missing")
 CASES = ([(name, case) for name in PROCESSES
           for case in (*EVERYWHERE, "guest outside development")]
-         + [(name, case) for name in VERBS for case in EVERYWHERE]
-         + [(name, case) for name in ("python -m gateway", "taskproc keys list")
-            for case in ("TASK_LIMITS not JSON", "a number that is not")])
+         + [(name, "credentials file missing") for name in VERBS
+            if name != "taskproc keys list"]
+         + [("taskproc run", "RABBITMQ_TENANTS not JSON"),
+            ("taskproc dead-letters list sleep", "RABBITMQ_TENANTS not JSON")]
+         + [("python -m gateway", "TASK_LIMITS not JSON"),
+            ("python -m consumers worker webhook", "a number that is not"),
+            ("python -m gateway", "a MongoDB number that is not"),
+            ("taskproc keys list", "a MongoDB number that is not")])
 
 
 @pytest.mark.parametrize(("entry_point", "case"), CASES)
@@ -91,7 +101,7 @@ def test_a_refused_setting_is_one_line_naming_it_and_no_secret(
 def test_the_settings_repr_shows_no_password() -> None:
     # The guest refusal's traceback printed pydantic's input, and a repr is what a log or a
     # debugger shows of the settings object.
-    settings = Settings(taskproc_env="development", smtp_password=SECRET,
+    settings = SystemSettings(taskproc_env="development", smtp_password=SECRET,
                         rabbitmq_url=f"amqp://worker:{SECRET}@rabbit:5672/vhost",
                         mongodb_url=f"mongodb://taskproc:{SECRET}@db1:27017,db2:27017/",
                         rabbitmq_management_url=f"https://admin:{SECRET}@rabbit:15671")

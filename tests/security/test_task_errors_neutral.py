@@ -20,10 +20,10 @@ from consumers.handlers.egress_transport import egress_client
 from consumers.handlers.send_email import send_email
 from consumers.handlers.webhook import call_webhook
 from contracts.payloads import SendEmailPayload, WebhookPayload
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 
-def context(settings: Settings, clients: Any = None) -> TaskContext[Any]:
+def context(settings: SystemSettings, clients: Any = None) -> TaskContext[Any]:
     return TaskContext(task_id=str(uuid.uuid4()), task_type="send_email", attempt=1, run=1,
                        settings=settings, clients=clients)
 
@@ -36,7 +36,7 @@ async def test_an_unreachable_mail_server_is_not_named_in_the_task_error(
 
     with pytest.raises(Retry) as failed:
         # Nothing listens on port 1: the connection is refused at once.
-        await send_email(payload, context(Settings(smtp_host="127.0.0.1", smtp_port=1,
+        await send_email(payload, context(SystemSettings(smtp_host="127.0.0.1", smtp_port=1,
                                                    smtp_timeout_s=5)))
 
     assert str(failed.value).startswith("the mail server could not be reached"), failed.value
@@ -58,7 +58,7 @@ class Resolver:
 
 
 async def run_webhook(url: str) -> dict[str, Any]:
-    settings = Settings(webhook_allowed_networks=())
+    settings = SystemSettings(webhook_allowed_networks=())
     async with egress_client(settings.webhook_egress, resolve=Resolver()) as client:
         return await call_webhook(WebhookPayload.model_validate({"url": url}),
                                   context(settings, client))

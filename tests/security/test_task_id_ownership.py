@@ -24,7 +24,7 @@ from contracts.registry import SLEEP
 from contracts.statuses import Status
 from contracts.workflows import workflow_label
 from infra.mongodb.task_store import TaskStore
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.queries import TaskQuery
 from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
@@ -68,7 +68,7 @@ def user_of(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def runtime(settings: Settings, publishers: Publishers) -> AsyncIterator[Runtime]:
+async def runtime(settings: SystemSettings, publishers: Publishers) -> AsyncIterator[Runtime]:
     # The production rules: a message whose user_id is neither a service user (guest, here) nor
     # a mapped publisher is refused.
     mapped = settings.model_copy(update={"taskproc_env": "production", "rabbitmq_tenants": {
@@ -102,7 +102,7 @@ async def state_with(store: TaskStore, task_id: str, status: Status) -> TaskStat
     return state if state is not None and state.status is status else None
 
 
-async def quarantined(settings: Settings, task_id: str) -> AbstractIncomingMessage | None:
+async def quarantined(settings: SystemSettings, task_id: str) -> AbstractIncomingMessage | None:
     """Take this task id's message out of `tasks.quarantine`; put every other one back."""
     connection = await aio_pika.connect(settings.rabbitmq_url)
     async with connection:
@@ -117,7 +117,7 @@ def reason_of(message: AbstractIncomingMessage) -> str:
 
 
 async def test_claim_first_the_later_tenants_message_is_refused_not_run_in_the_claim(
-    runtime: Runtime, settings: Settings, publishers: Publishers,
+    runtime: Runtime, settings: SystemSettings, publishers: Publishers,
 ) -> None:
     task_id = f"invoice-{uuid.uuid4().hex[:8]}"
     await publish(publishers.a, task_id, {"payload": {"seconds": 0}, "not_before": later()})
@@ -135,7 +135,7 @@ async def test_claim_first_the_later_tenants_message_is_refused_not_run_in_the_c
 
 
 async def test_another_tenant_cannot_overwrite_a_finished_task_with_a_later_run(
-    runtime: Runtime, settings: Settings, publishers: Publishers,
+    runtime: Runtime, settings: SystemSettings, publishers: Publishers,
 ) -> None:
     task_id = f"order-{uuid.uuid4().hex[:8]}"
     await publish(publishers.b, task_id, {"payload": {"seconds": 0.01}})
@@ -158,7 +158,7 @@ async def test_another_tenant_cannot_overwrite_a_finished_task_with_a_later_run(
     b"{not json",
 ], ids=["invalid-payload", "not-json"])
 async def test_another_tenants_invalid_message_does_not_reject_a_waiting_task(
-    body: bytes, runtime: Runtime, settings: Settings, publishers: Publishers,
+    body: bytes, runtime: Runtime, settings: SystemSettings, publishers: Publishers,
 ) -> None:
     task_id = f"waiting-{uuid.uuid4().hex[:8]}"
     await publish(publishers.b, task_id, {"payload": {"seconds": 0}, "not_before": later()})
@@ -189,7 +189,7 @@ async def test_an_outside_publishers_run_and_attempt_headers_are_ignored(
 
 
 async def test_an_unknown_publishers_message_does_not_reject_a_waiting_task(
-    runtime: Runtime, settings: Settings, publishers: Publishers,
+    runtime: Runtime, settings: SystemSettings, publishers: Publishers,
 ) -> None:
     task_id = f"waiting-{uuid.uuid4().hex[:8]}"
     await publish(publishers.b, task_id, {"payload": {"seconds": 0}, "not_before": later()})

@@ -24,7 +24,7 @@ from contracts import names
 from contracts.payloads import SleepPayload
 from contracts.registry import SLEEP, task_type_names
 from infra.observability.logging import configure_logging
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from tests.support.services import free_port_block
 from tests.support.waiting import eventually
 
@@ -40,12 +40,12 @@ async def logging_handler(payload: SleepPayload, ctx: TaskContext) -> None:
 
 @dataclass(frozen=True)
 class Worker:
-    settings: Settings
+    settings: SystemSettings
     log: io.StringIO
 
 
 @pytest.fixture(scope="module")
-def log_lines(settings: Settings) -> Iterator[io.StringIO]:
+def log_lines(settings: SystemSettings) -> Iterator[io.StringIO]:
     """Every log line of this module's processes, in the text format a terminal shows."""
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
@@ -60,12 +60,12 @@ def log_lines(settings: Settings) -> Iterator[io.StringIO]:
 
 
 @pytest.fixture(scope="module")
-async def worker(settings: Settings, log_lines: io.StringIO) -> AsyncIterator[Worker]:
+async def worker(settings: SystemSettings, log_lines: io.StringIO) -> AsyncIterator[Worker]:
     """The real `sleep` worker (its middleware included) with a handler that logs a line."""
     settings = settings.model_copy(update={
         "metrics_host": "127.0.0.1",
         "metrics_port": free_port_block(1 + len(task_type_names())),
-        "worker_name": "traceparent",
+        "process_name": "traceparent",
     })
     stop = asyncio.Event()
     running = asyncio.create_task(run_worker(settings, SLEEP.name,
@@ -79,7 +79,7 @@ async def worker(settings: Settings, log_lines: io.StringIO) -> AsyncIterator[Wo
         await running
 
 
-async def consuming(settings: Settings) -> bool:
+async def consuming(settings: SystemSettings) -> bool:
     connection = await aio_pika.connect(settings.rabbitmq_url)
     async with connection:
         channel = await connection.channel()

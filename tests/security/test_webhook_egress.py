@@ -28,7 +28,8 @@ from consumers.handlers.egress import DestinationNotAllowed
 from consumers.handlers.egress_transport import egress_client
 from consumers.handlers.webhook import call_webhook, http_client
 from contracts.payloads import WebhookPayload, path_tag, redacted_url
-from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS, Settings
+from infra.runtime.settings.system import SystemSettings
+from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
 from tests.support.receivers import WebhookReceiver
 
 LOOPBACK = DEV_WEBHOOK_ALLOWED_NETWORKS
@@ -85,8 +86,8 @@ async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     await reader.read()
 
 
-def settings(allowed: str, **overrides: Any) -> Settings:
-    return Settings(webhook_allowed_networks=allowed, **overrides)
+def settings(allowed: str, **overrides: Any) -> SystemSettings:
+    return SystemSettings(webhook_allowed_networks=allowed, **overrides)
 
 
 async def run_webhook(payload: dict[str, Any], *, allowed: str = LOOPBACK,
@@ -187,7 +188,7 @@ SERVICE_PORT_SETTINGS: dict[str, Callable[[int], dict[str, Any]]] = {
 WHOAMI = {"method": "GET", "headers": {"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="}}
 
 
-async def call_through_the_workers_hook(config: Settings, payload: dict[str, Any]
+async def call_through_the_workers_hook(config: SystemSettings, payload: dict[str, Any]
                                         ) -> dict[str, Any]:
     """One webhook attempt on the client the webhook worker's start-up hook makes."""
     async with http_client(config) as client:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from contracts import names
-from infra.runtime.settings import DEV_WEBHOOK_ALLOWED_NETWORKS
+from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
 from tests.support import procfs
 from tests.support.readiness import wait_for_consumers, wait_for_consumers_gone, wait_for_http
 from tests.support.services import Backends

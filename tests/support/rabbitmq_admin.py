@@ -9,10 +9,10 @@ from urllib.parse import quote
 import httpx
 
 from infra.rabbitmq.management import credentials_of
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 
-async def delete_layout(admin: Settings, users: Iterable[str], vhost: str) -> None:
+async def delete_layout(admin: SystemSettings, users: Iterable[str], vhost: str) -> None:
     """Delete the users and the vhost (those already gone are no error)."""
     async with httpx.AsyncClient(base_url=admin.rabbitmq_management_url,
                                  auth=credentials_of(admin.rabbitmq_url), timeout=5.0) as client:

@@ -16,7 +16,7 @@ from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from projector.runtime import Projector
 
 
@@ -32,7 +32,7 @@ class Runtime:
 
 @asynccontextmanager
 async def worker_and_projector(
-    settings: Settings, spec: TaskSpec, *, name: str
+    settings: SystemSettings, spec: TaskSpec, *, name: str
 ) -> AsyncIterator[Runtime]:
     """The registered handler of `spec` in a Worker, and a Projector, both stopped on exit."""
     handler = next(handler for handler in HANDLERS if handler.spec is spec)

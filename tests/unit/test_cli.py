@@ -57,7 +57,7 @@ def test_a_replay_names_its_letters_or_all_of_them() -> None:
 
 def test_a_verb_whose_package_is_missing_is_skipped() -> None:
     found = [
-        EntryPoint("projector", "projector.__main__:command", PLUGIN_GROUP),
+        EntryPoint("projector", "projector.command:command", PLUGIN_GROUP),
         EntryPoint("ghost", "no_such_devtools.cli:run", PLUGIN_GROUP),
     ]
 

@@ -16,12 +16,18 @@ import pytest
 from devtools.local_key import LOCAL_TENANT
 from devtools.supervisor import dev_env
 from infra.runtime import local_settings
-from infra.runtime.settings import Settings
+from infra.runtime.settings.cli import DeadLetterVerbSettings, KeysVerbSettings
+from infra.runtime.settings.connections import RabbitMQSettings
+from infra.runtime.settings.gateway import GatewaySettings
+from infra.runtime.settings.projector import ProjectorSettings
+from infra.runtime.settings.scheduler import SchedulerSettings
+from infra.runtime.settings.system import SystemSettings
+from infra.runtime.settings.worker import WorkerSettings
 
 
 def plain_env() -> dict[str, str]:
     """A second terminal's environment: none of the settings, none of `make run`'s variables."""
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = local_settings.setting_names()
     return {name: value for name, value in os.environ.items()
             if name.upper() not in fields and not name.startswith("TASKPROC_")}
 
@@ -33,21 +39,27 @@ def taskproc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
                           timeout=60, check=False)
 
 
-@pytest.mark.parametrize("verb", [["keys", "list"], ["keys", "create", "--tenant", "t",
-                                                     "--scopes", "all"],
-                                  ["keys", "revoke", "k"], ["topology", "export"],
-                                  ["dead-letters", "list", "sleep"],
-                                  ["rabbitmq", "setup"], ["read-model", "migrate"]],
-                         ids=" ".join)
+# Each verb refuses a setting of what it uses: MongoDB's (keys, read-model, dead-letters) or
+# RabbitMQ's (topology, rabbitmq setup, which touch no store).
+@pytest.mark.parametrize(("verb", "variable"), [
+    (["keys", "list"], "MONGODB_TIMEOUT_S"),
+    (["keys", "create", "--tenant", "t", "--scopes", "all"], "MONGODB_TIMEOUT_S"),
+    (["keys", "revoke", "k"], "MONGODB_TIMEOUT_S"),
+    (["topology", "export"], "PUBLISH_TIMEOUT_S"),
+    (["dead-letters", "list", "sleep"], "MONGODB_TIMEOUT_S"),
+    (["dead-letters", "list", "sleep"], "PUBLISH_TIMEOUT_S"),
+    (["rabbitmq", "setup"], "PUBLISH_TIMEOUT_S"),
+    (["read-model", "migrate"], "MONGODB_TIMEOUT_S"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else value)
 def test_without_make_runs_file_a_refused_setting_is_one_line_and_status_1(
-    tmp_path: Path, verb: list[str]
+    tmp_path: Path, verb: list[str], variable: str
 ) -> None:
-    ran = taskproc(tmp_path, *verb, MONGODB_TIMEOUT_S="0")
+    ran = taskproc(tmp_path, *verb, **{variable: "0"})
 
     assert ran.returncode == 1
     assert "Traceback" not in ran.stderr
     assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
-    assert "MONGODB_TIMEOUT_S: Input should be greater than 0" in ran.stderr
+    assert f"{variable}: Input should be greater than 0" in ran.stderr
     assert "make run" in ran.stderr  # and where the development settings would come from
 
 
@@ -64,6 +76,29 @@ def test_a_verb_that_connects_as_a_service_user_refuses_guest_in_one_line(
     assert "RABBITMQ_URL uses RabbitMQ's guest/guest account" in ran.stderr
 
 
+# RabbitMQ settings no MongoDB-only or HTTP verb reads, each broken.
+BROKEN_RABBITMQ = {"RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:1/",
+                   "RABBITMQ_TENANTS": "{not json", "RABBITMQ_CREDENTIALS_FILE": "/nonexistent",
+                   "RABBITMQ_CREDENTIALS_USER": "nobody", "QUEUE_MAX_MESSAGES": "0"}
+
+
+@pytest.mark.parametrize("verb", [["keys", "list"], ["read-model", "migrate"],
+                                  ["list"], ["schedules", "list"]], ids=" ".join)
+def test_a_verb_that_uses_no_rabbitmq_does_not_validate_its_settings(
+    tmp_path: Path, verb: list[str]
+) -> None:
+    # Production, guest, JSON that is not: none of it is this verb's business. It goes on to
+    # its store or gateway (nothing listens on port 1) and fails there, not on its settings.
+    ran = taskproc(tmp_path, *verb, **BROKEN_RABBITMQ, TASKPROC_ENV="production",
+                   MONGODB_URL="mongodb://127.0.0.1:1/?directConnection=true",
+                   MONGODB_TIMEOUT_S="0.5", TASKPROC_URL="http://127.0.0.1:1",
+                   TASKPROC_API_KEY="tp_unused")
+
+    assert "invalid settings" not in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert ran.returncode == 1, ran.stderr
+
+
 def test_schemas_needs_no_settings(tmp_path: Path) -> None:
     ran = taskproc(tmp_path, "schemas")
 
@@ -75,7 +110,7 @@ def test_the_verbs_read_the_file_make_run_writes(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     environ = {**plain_env(), **dev_env(), "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1/dev-x",
                "RABBITMQ_TENANTS": '{"billing-svc": "billing"}', "GATEWAY_PORT": "8123"}
-    settings = Settings(taskproc_env="development", gateway_port=8123)
+    settings = SystemSettings(taskproc_env="development", gateway_port=8123)
     local_settings.write(settings, environ, tmp_path / ".run" / "settings.env")
 
     exported = taskproc(tmp_path, "topology", "export")
@@ -86,7 +121,7 @@ def test_the_verbs_read_the_file_make_run_writes(tmp_path: Path,
     path = tmp_path / ".run" / "settings.env"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a URL may carry a password
     monkeypatch.delenv("TASKPROC_ENV")  # a plain shell
-    read = local_settings.cli_settings(path)
+    read = local_settings.cli_settings(DeadLetterVerbSettings, path)
     assert (read.taskproc_env, read.default_tenant) == ("development", LOCAL_TENANT)
     assert read.rabbitmq_tenants == {"billing-svc": "billing"}
     assert local_settings.gateway_url(path) == "http://127.0.0.1:8123"
@@ -95,13 +130,13 @@ def test_the_verbs_read_the_file_make_run_writes(tmp_path: Path,
 def test_the_environment_wins_over_the_file(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "settings.env"
-    local_settings.write(Settings(taskproc_env="development"),
+    local_settings.write(SystemSettings(taskproc_env="development"),
                          {"TASKPROC_ENV": "development", "MONGODB_DATABASE": "from-file",
                           "MONGODB_TIMEOUT_S": "7"}, path)
     monkeypatch.delenv("TASKPROC_ENV")
     monkeypatch.setenv("MONGODB_DATABASE", "from-env")
 
-    read = local_settings.cli_settings(path)
+    read = local_settings.cli_settings(KeysVerbSettings, path)
 
     assert (read.mongodb_database, read.mongodb_timeout_s) == ("from-env", 7)
 
@@ -110,26 +145,28 @@ def test_a_shell_that_sets_taskproc_env_does_not_read_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "settings.env"
-    local_settings.write(Settings(taskproc_env="development"),
+    local_settings.write(SystemSettings(taskproc_env="development"),
                          {"TASKPROC_ENV": "development", "MONGODB_DATABASE": "from-file"}, path)
     monkeypatch.setenv("TASKPROC_ENV", "development")  # as the tests and production set it
     monkeypatch.delenv("MONGODB_DATABASE", raising=False)
 
-    assert local_settings.cli_settings(path).mongodb_database == "taskproc"
+    assert local_settings.cli_settings(KeysVerbSettings, path).mongodb_database == "taskproc"
     assert local_settings.gateway_url(path) is None
 
 
-def test_the_processes_do_not_read_the_file(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", [GatewaySettings, WorkerSettings, ProjectorSettings,
+                                  SchedulerSettings], ids=lambda kind: kind.__name__)
+def test_the_processes_do_not_read_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            kind: type[RabbitMQSettings]) -> None:
     (tmp_path / ".run").mkdir()
-    local_settings.write(Settings(taskproc_env="development"), {"TASKPROC_ENV": "development"},
-                         tmp_path / ".run" / "settings.env")
+    local_settings.write(SystemSettings(taskproc_env="development"),
+                         {"TASKPROC_ENV": "development"}, tmp_path / ".run" / "settings.env")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TASKPROC_ENV")
 
     # What gateway, workers, projector and scheduler build: production, guest refused.
     with pytest.raises(ValueError, match="guest/guest"):
-        Settings()
+        kind()
 
 
 def test_make_runs_processes_give_a_raw_publish_to_the_local_keys_tenant(
@@ -145,7 +182,7 @@ def test_make_runs_processes_give_a_raw_publish_to_the_local_keys_tenant(
 def test_a_process_verb_still_refuses_guest_in_one_line_even_next_to_make_runs_file(
     tmp_path: Path, verb: list[str]
 ) -> None:
-    local_settings.write(Settings(taskproc_env="development"), dev_env(),
+    local_settings.write(SystemSettings(taskproc_env="development"), dev_env(),
                          tmp_path / ".run" / "settings.env")
 
     ran = taskproc(tmp_path, *verb)

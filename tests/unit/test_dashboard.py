@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 import infra.observability.metrics  # noqa: F401  (registers the instruments)
 from contracts.registry import task_type_names
 from infra.observability.task_middleware import PROJECTOR, metrics_port
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "taskproc.json"
@@ -104,7 +104,7 @@ def test_prometheus_scrapes_each_process_on_the_port_it_serves() -> None:
             for host in dns["names"]:
                 ports[host] = dns["port"]
     compose = yaml.safe_load(COMPOSE.read_text())
-    settings = Settings(metrics_port=int(compose["x-environment"]["METRICS_PORT"]))
+    settings = SystemSettings(metrics_port=int(compose["x-environment"]["METRICS_PORT"]))
 
     assert ports["gateway"] == settings.gateway_port
     assert ports["projector"] == metrics_port(settings, PROJECTOR)

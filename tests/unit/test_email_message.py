@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from consumers.context import TaskContext
 from consumers.handlers.send_email import build_message
 from contracts.payloads import SendEmailPayload
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 SENDER = "TaskProc <noreply@example.com>"
 
@@ -19,7 +19,7 @@ SENDER = "TaskProc <noreply@example.com>"
 @pytest.fixture
 def ctx() -> TaskContext:
     return TaskContext(task_id="t-42", task_type="send_email", attempt=2, run=1,
-                       settings=Settings(mail_from=SENDER), clients=None)
+                       settings=SystemSettings(mail_from=SENDER), clients=None)
 
 
 def payload(**fields: Any) -> SendEmailPayload:

@@ -38,7 +38,7 @@ from infra.observability.logging import (
 from infra.observability.metrics import MetricsMiddleware, metrics_server
 from infra.observability.middleware import Attempt, Middlewares, Outcome, ProjectedEvent
 from infra.observability.task_middleware import metrics_port, task_middleware
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -137,12 +137,12 @@ def test_a_written_batch_records_its_size_each_events_lag_and_a_failed_one_only_
 
 
 def test_each_process_has_its_own_metrics_port_and_zero_turns_them_all_off() -> None:
-    settings = Settings(metrics_port=9100)
+    settings = SystemSettings(metrics_port=9100)
     ports = [metrics_port(settings, "projector")]
     ports += [metrics_port(settings, name) for name in task_type_names()]
 
     assert ports == list(range(9100, 9101 + len(task_type_names())))
-    off = Settings(metrics_port=0)
+    off = SystemSettings(metrics_port=0)
     assert {metrics_port(off, name) for name in [*task_type_names(), "projector"]} == {0}
 
 
@@ -375,7 +375,7 @@ def test_the_consumer_middleware_runs_tracing_then_logs_then_metrics() -> None:
 
 
 def test_taskproc_run_lists_every_process_metrics_url_and_none_when_off() -> None:
-    settings = Settings(metrics_port=9200, gateway_port=8100)
+    settings = SystemSettings(metrics_port=9200, gateway_port=8100)
     urls = dict(metrics_urls(settings))
 
     assert urls["gateway"] == "http://127.0.0.1:8100/metrics"
@@ -384,7 +384,7 @@ def test_taskproc_run_lists_every_process_metrics_url_and_none_when_off() -> Non
         f"http://127.0.0.1:{9201 + task_type_names().index('sleep')}/metrics"
     assert {name for name in urls if name.endswith("-worker")} == \
         {f"{name}-worker" for name in task_type_names()}
-    assert set(dict(metrics_urls(Settings(metrics_port=0)))) <= {"gateway", "rabbitmq"}
+    assert set(dict(metrics_urls(SystemSettings(metrics_port=0)))) <= {"gateway", "rabbitmq"}
 
 
 def test_a_metrics_port_already_taken_leaves_the_process_running_without_metrics(

@@ -16,7 +16,7 @@ from infra.rabbitmq.layout import (
     publisher_role,
     service_roles,
 )
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 TYPES = ["send_email", "sleep", "webhook"]
 GUEST = "amqp://guest:guest@127.0.0.1:5672/"
@@ -24,24 +24,24 @@ GUEST = "amqp://guest:guest@127.0.0.1:5672/"
 
 def test_guest_is_refused_outside_development_with_a_message_naming_the_settings() -> None:
     with pytest.raises(ValidationError, match="RABBITMQ_URL uses RabbitMQ's guest/guest") as error:
-        Settings(taskproc_env="production", rabbitmq_url=GUEST)
+        SystemSettings(taskproc_env="production", rabbitmq_url=GUEST)
 
     assert "TASKPROC_ENV=development" in str(error.value)
-    assert Settings(taskproc_env="development", rabbitmq_url=GUEST).development
-    assert Settings(taskproc_env="production", rabbitmq_url="amqp://gw:s3cret@h/taskproc")
+    assert SystemSettings(taskproc_env="development", rabbitmq_url=GUEST).development
+    assert SystemSettings(taskproc_env="production", rabbitmq_url="amqp://gw:s3cret@h/taskproc")
 
 
 def test_the_url_can_come_from_setups_credentials_file(tmp_path: Path) -> None:
     credentials = tmp_path / "credentials.env"
     credentials.write_text("taskproc-gateway=amqp://taskproc-gateway:pw@rabbitmq:5672/taskproc\n")
 
-    chosen = Settings(taskproc_env="production", rabbitmq_credentials_file=str(credentials),
+    chosen = SystemSettings(taskproc_env="production", rabbitmq_credentials_file=str(credentials),
                       rabbitmq_credentials_user="taskproc-gateway")
 
     assert chosen.rabbitmq_url.endswith("@rabbitmq:5672/taskproc")
     assert chosen.tenant_rules.service_users == {"taskproc-gateway"}
     with pytest.raises(ValidationError, match="'nobody' is not in"):
-        Settings(taskproc_env="production", rabbitmq_credentials_file=str(credentials),
+        SystemSettings(taskproc_env="production", rabbitmq_credentials_file=str(credentials),
                  rabbitmq_credentials_user="nobody")
 
 
@@ -51,12 +51,12 @@ def test_tenants_and_service_users_come_from_the_environment(
     monkeypatch.setenv("RABBITMQ_TENANTS", '{"billing-svc": "billing"}')
     monkeypatch.setenv("RABBITMQ_SERVICE_USERS", "gw, worker-sleep")
 
-    rules = Settings(rabbitmq_url="amqp://gw:pw@h/v").tenant_rules
+    rules = SystemSettings(rabbitmq_url="amqp://gw:pw@h/v").tenant_rules
 
     assert rules.publishers == {"billing-svc": "billing"}
     assert rules.service_users == {"gw", "worker-sleep"}
     with pytest.raises(ValidationError, match="not a valid tenant"):
-        Settings(rabbitmq_tenants={"svc": "no spaces"})
+        SystemSettings(rabbitmq_tenants={"svc": "no spaces"})
 
 
 def test_exactly_matches_the_names_given_and_no_other() -> None:

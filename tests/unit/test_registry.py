@@ -26,7 +26,7 @@ from contracts.registry import (
     get_spec,
     task_type_names,
 )
-from infra.runtime.settings import Settings
+from infra.runtime.settings.worker import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,7 +137,7 @@ async def test_a_handler_without_a_hook_gets_its_task_and_no_clients() -> None:
         reports.append((fraction, message))
 
     probe = spec()
-    async with TaskHandler(probe, record).started(Settings()) as run_task:
+    async with TaskHandler(probe, record).started(WorkerSettings()) as run_task:
         result = await run_task(received(probe, attempt=3), report)
 
     assert result == {"task_id": "t-1", "seconds": 0.5}
@@ -150,8 +150,8 @@ async def test_the_hook_opens_once_for_all_tasks_and_closes_after() -> None:
     events: list[str] = []
 
     @asynccontextmanager
-    async def counter(settings: Settings) -> AsyncIterator[list[str]]:
-        events.append(f"open for {settings.worker_name}")
+    async def counter(settings: WorkerSettings) -> AsyncIterator[list[str]]:
+        events.append(f"open for {settings.process_name}")
         yield events
         events.append("closed")
 
@@ -161,7 +161,7 @@ async def test_the_hook_opens_once_for_all_tasks_and_closes_after() -> None:
 
     probe = spec()
     async with TaskHandler(probe, use, clients=counter).started(
-            Settings(worker_name="w1")) as run_task:
+            WorkerSettings(worker_name="w1")) as run_task:
         await asyncio.gather(run_task(received(probe, attempt=1), no_progress),
                              run_task(received(probe, attempt=2), no_progress))
         assert events[-1] != "closed"

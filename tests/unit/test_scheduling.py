@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.composition import task_service
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 from service.dependencies import Dependencies
 from service.rate_limit import RateLimiter
 from service.schedule_times import CatchUp
@@ -26,7 +26,7 @@ from tests.fakes.schedules import MemorySchedules
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 Tasks = tuple[Dependencies, RecordingPublisher, MemoryReadModel]
-SETTINGS = Settings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
+SETTINGS = SystemSettings(rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
                     mongodb_url="mongodb://127.0.0.1:1/?directConnection=true")
 
 

@@ -10,7 +10,7 @@ import pytest
 from consumers.context import TaskContext
 from consumers.handlers.sleep import sleep
 from contracts.payloads import SleepPayload
-from infra.runtime.settings import Settings
+from infra.runtime.settings.system import SystemSettings
 
 
 class Reports:
@@ -29,7 +29,7 @@ class Reports:
 async def test_a_report_comes_at_each_whole_second(seconds: float, expected: list[str]) -> None:
     reports = Reports()
     ctx: TaskContext[None] = TaskContext(task_id="t-1", task_type="sleep", attempt=1, run=1,
-                                         settings=Settings(), clients=None,
+                                         settings=SystemSettings(), clients=None,
                                          report_progress=reports)
 
     result = await sleep(SleepPayload(seconds=seconds), ctx)

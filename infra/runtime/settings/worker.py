@@ -1,0 +1,85 @@
+"""A worker's settings (`python -m consumers worker TYPE`, `taskproc worker TYPE`), its
+handlers' (SMTP, webhooks) included."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from contracts.registry import task_type_names
+from infra.runtime.settings.common import CommonSettings, MetricsSettings, NamedProcess
+from infra.runtime.settings.connections import (
+    ConnectedSettings,
+    QueueLimitSettings,
+    RetentionSettings,
+)
+from infra.runtime.settings.gateway import GatewayAddress
+from infra.runtime.settings.tasks import TaskLimitSettings
+from infra.runtime.webhook_allowlist import (
+    AllowedDestination,
+    EgressPolicy,
+    parse_allowlist,
+    protected_ports,
+)
+
+# What the development profile allows webhooks to reach: a receiver on this machine's loopback,
+# on an unprivileged port that is not the service's own (infra.runtime.webhook_allowlist).
+DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8:1024-65535,[::1]:1024-65535"
+
+
+class SmtpSettings(CommonSettings):
+    """The `send_email` handler's mail server; the local SMTP sink listens there too."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_start_tls: bool = False
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    mail_from: str = "taskproc@localhost"
+
+
+class WorkerSettings(NamedProcess, MetricsSettings, SmtpSettings, GatewayAddress,
+                     TaskLimitSettings, ConnectedSettings, QueueLimitSettings, RetentionSettings):
+    """Everything a worker reads: its connections, cancellations, shutdown, metrics, task
+    limits and its handlers' settings."""
+
+    # Seconds a consumer gives in-flight work after SIGTERM before requeueing it.
+    shutdown_grace_s: float = Field(default=20.0, ge=0, le=600)
+    # Seconds between a worker's reloads of the stored cancellations: the longest a cancel
+    # whose control message was lost takes to reach a worker.
+    cancel_refresh_s: float = Field(default=30.0, gt=0, le=3600)
+    # The most cancellations of its type a worker holds in memory (the newest): bounded memory
+    # and start-up load whatever the cancel rate (consumers/cancels.py).
+    cancellations_held: int = Field(default=100_000, ge=100, le=10_000_000)
+
+    # Seconds for a whole webhook request, connect to last byte of the answer.
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Bytes of a webhook's answer read (after decompression) and kept in its result.
+    webhook_response_limit: int = Field(default=2048, ge=0, le=1_000_000)
+    # Internal networks a webhook may reach besides public addresses, each with its ports:
+    # `10.0.0.0/8:443,8443`, `127.0.0.1:18080`, `[::1]:8000-8999` (infra.runtime.webhook_allowlist).
+    # Empty by default: no loopback, private, link-local (cloud metadata) or other internal
+    # address. A range never opens the service's own ports (webhook_egress). `taskproc run` and
+    # the tests set loopback's unprivileged ports (DEV_WEBHOOK_ALLOWED_NETWORKS).
+    webhook_allowed_networks: Annotated[tuple[AllowedDestination, ...], NoDecode] = ()
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _allowlist(cls, value: object) -> object:
+        return parse_allowlist(value) if isinstance(value, str) else value
+
+    @property
+    def webhook_egress(self) -> EgressPolicy:
+        """Where a webhook may connect: the allowlist, with the ports of this service's broker,
+        store, gateway, SMTP server and metrics closed to its ranges. Give the webhook worker the
+        same RABBITMQ_MANAGEMENT_URL, MONGODB_URL and GATEWAY_PORT as the rest."""
+        own = [self.gateway_port, self.smtp_port]
+        if self.metrics_port:
+            # The projector's and one per task type
+            # (infra.observability.task_middleware.metrics_port).
+            own += range(self.metrics_port, self.metrics_port + len(task_type_names()) + 1)
+        urls = (self.rabbitmq_url, self.rabbitmq_management_url, self.mongodb_url)
+        return EgressPolicy(self.webhook_allowed_networks, protected_ports(urls, own))
