@@ -11,11 +11,11 @@ from starlette.middleware import Middleware
 from contracts.registry import task_type_names
 from gateway.deps import Services, connected_services
 from gateway.error_responses import install_error_handlers
-from gateway.limits import BodySizeLimit, ConcurrencyLimit, limit_table
 from gateway.metrics_route import metrics
 from gateway.middleware.metrics import RequestMetrics
 from gateway.middleware.submitted_type import SubmittedTaskType
 from gateway.middleware.tracing import RequestTracing
+from gateway.request_limits import BodySizeLimit, ConcurrencyLimit, limit_table
 from gateway.routes import router
 from gateway.ui import ui
 from infra.composition import connected_task_service

@@ -22,7 +22,7 @@ from gateway.auth import KeyFirstRoute, Reader, Submitter, api_key
 from gateway.deps import ServicesDep
 from gateway.follow_ups import checked_follow_ups
 from gateway.http_models import TaskRequest
-from gateway.limits import LimitsDep
+from gateway.request_limits import LimitsDep
 from service.batches import (
     MAX_BATCH,
     BatchPartlyQueued,
@@ -110,7 +110,7 @@ async def submit_tasks(
         for index, task in enumerate(request.tasks))
     batch = SubmitBatch(commands, idempotency_key=idempotency_key, tenant=principal.tenant)
     try:
-        accepted = await submit_batch(services.tasks, batch, source="http")
+        accepted = await submit_batch(services.deps, batch, source="http")
     except BatchPartlyQueued as error:
         return JSONResponse(status_code=503, headers={"Retry-After": "5"}, content={
             "detail": "message broker unavailable part way; retry with the same "
@@ -146,7 +146,7 @@ async def get_batch(
     """A batch's tasks counted per status, and their total (scope `tasks:read`). Another
     tenant's batch answers 404, as a missing one does."""
     try:
-        found = await batch_counts(services.tasks, batch_id, principal.tenant)
+        found = await batch_counts(services.deps, batch_id, principal.tenant)
     except TaskNotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r}") from error
     return BatchView(batch_id=found.batch_id, total=found.total, counts=found.counts)

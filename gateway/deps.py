@@ -27,7 +27,8 @@ class Services:
     """The use cases' dependencies, the broker link readiness asks, and who checks API keys
     and their rate limits."""
 
-    tasks: Dependencies
+    # What the task use cases (service.submit, service.tasks, ...) take.
+    deps: Dependencies
     replay: ReplayPorts
     broker: Broker
     auth: Authenticator
@@ -39,12 +40,12 @@ class Services:
 
     @property
     def store(self) -> TaskReadModel:
-        return self.tasks.read_model
+        return self.deps.read_model
 
     @cached_property
     def readiness(self) -> ReadinessProbe:
         """One per app, so concurrent readiness probes share their checks."""
-        return ReadinessProbe(self.tasks)
+        return ReadinessProbe(self.deps)
 
 
 def connected_services(connected: Connected) -> Services:

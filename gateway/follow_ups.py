@@ -19,7 +19,7 @@ from contracts.limits import (
 )
 from contracts.messages import FollowUp
 from gateway.http_models import TaskRequest
-from gateway.limits import LimitTable
+from gateway.request_limits import LimitTable
 
 _TASK = TypeAdapter(TaskRequest)
 Loc = tuple[str | int, ...]

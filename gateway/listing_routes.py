@@ -103,7 +103,7 @@ async def list_my_tasks(
                       labels=tuple(label or ()), created_after=created_after,
                       created_before=created_before, updated_after=updated_after,
                       updated_before=updated_before, limit=limit, ascending=order == "asc")
-    listed = await list_tasks(services.tasks, query, tenant=principal.tenant, cursor=cursor)
+    listed = await list_tasks(services.deps, query, tenant=principal.tenant, cursor=cursor)
     return TaskPageView(items=[TaskView.of(state) for state in listed.page.items],
                         next=listed.cursor)
 
@@ -118,7 +118,7 @@ async def stats(services: ServicesDep, principal: Reader) -> StatsView:
     `queues`, the depths of every task, retry and dead-letter queue, count every tenant's
     messages: only keys with `tasks:replay` (operators) see them; for others it is null.
     """
-    counted = await task_stats(services.tasks, tenant=principal.tenant)
+    counted = await task_stats(services.deps, tenant=principal.tenant)
     queues: list[QueueView] | None = None
     if REPLAY in principal.scopes:
         try:

@@ -20,9 +20,9 @@ from gateway.http_models import (
     TaskRequest,
     TaskView,
 )
-from gateway.limits import LimitsDep, check_limits
 from gateway.listing_routes import listing
 from gateway.middleware.submitted_type import note_submitted_task_type
+from gateway.request_limits import LimitsDep, check_limits
 from gateway.schedule_routes import schedules
 from gateway.workflow_routes import workflows
 from infra.observability.tracing import valid_traceparent
@@ -84,7 +84,7 @@ async def submit_task(
     if request.then:
         command = dataclasses.replace(command, then=checked_follow_ups(
             request.then, limits, ("body",), request.labels))
-    task_id = await submit(services.tasks, command, source="http", traceparent=valid_trace)
+    task_id = await submit(services.deps, command, source="http", traceparent=valid_trace)
     return TaskAccepted(task_id=task_id)
 
 
@@ -95,7 +95,7 @@ async def submit_task(
 async def get_task(task_id: str, services: ServicesDep, principal: Reader) -> TaskView:
     """A task's current status, attempt, timestamps, result or error, and its history (scope
     `tasks:read`). Another tenant's task answers 404, as a missing one does."""
-    return TaskView.of(await get_task_state(services.tasks, task_id, principal.tenant))
+    return TaskView.of(await get_task_state(services.deps, task_id, principal.tenant))
 
 
 @tasks.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED,
@@ -123,7 +123,7 @@ async def cancel_task(
     """Cancel a task (scope `tasks:submit`): one not started never starts, a running one has
     its handler cancelled. Its status becomes `cancelled` at once; see docs/operations.md,
     Reliability, for a cancel that meets a task finishing."""
-    after = await cancel_task_use_case(services.tasks, services.cancel, task_id,
+    after = await cancel_task_use_case(services.deps, services.cancel, task_id,
                                        principal.tenant)
     return CancelAccepted(task_id=task_id, status=after.status)
 

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 
 from gateway.auth import KeyFirstRoute, Reader, Submitter, api_key
 from gateway.deps import ServicesDep
-from gateway.limits import LimitsDep, check_limits
+from gateway.request_limits import LimitsDep, check_limits
 from gateway.schedule_models import ScheduleList, ScheduleRequest, ScheduleView
 from service.schedule_times import InvalidTiming
 from service.schedules import (

@@ -65,7 +65,7 @@ async def get_workflow(
     """A workflow's steps with their status, and where it stopped (scope `tasks:read`). The
     workflow id is its first task's id; every step carries the label `workflow=<id>`."""
     try:
-        found = await workflow_steps(services.tasks, workflow_id, principal.tenant)
+        found = await workflow_steps(services.deps, workflow_id, principal.tenant)
     except TaskNotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no workflow {workflow_id!r}") from error
     return WorkflowView(

@@ -57,7 +57,7 @@ async def test_a_readiness_result_is_reused_for_its_max_age_then_checked_again(
     ping = CountingPing()
     ping.release.set()
     monkeypatch.setattr(fakes.read_model, "ping", ping)
-    probe = ReadinessProbe(gateway.state.services.tasks, max_age_s=1.0, clock=fakes.clock)
+    probe = ReadinessProbe(gateway.state.services.deps, max_age_s=1.0, clock=fakes.clock)
 
     first = await probe.check()
     fakes.clock.advance(0.9)
