@@ -22,7 +22,7 @@ import httpx
 
 from bench.documents import documents
 from bench.stats import percentile
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from gateway.app import create_app
 from gateway.deps import Services
 from infra.composition import mongo_adapters, replay_ports, task_service
@@ -104,7 +104,7 @@ async def measure(settings: SystemSettings, samples: int, keys: list[SortKey]) -
         # The bench measures the listing, not the per-key rate limit.
         issued = await create_key(mongo.api_keys, tenant=TENANT, scopes=frozenset({READ}),
                                   rate_per_s=1_000_000.0)
-        broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES), timeout_s=0.05,
+        broker = Broker(settings.rabbitmq_url, build_topology(task_types()), timeout_s=0.05,
                         name="listing bench (unused)")
         async with task_service(settings, read_model=mongo.tasks, keys=mongo.keys,
                                 publisher=RecordingPublisher()) as tasks:

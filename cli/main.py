@@ -28,7 +28,7 @@ from cli.tasks import TASK_VERBS
 from consumers.command import command as worker_command
 from contracts.json_schema import json_schemas
 from contracts.names import dead_queue
-from contracts.registry import TASK_TYPES, task_type_names
+from contracts.registry import task_type_names, task_types
 from gateway.command import command as gateway_command
 from infra.composition import MongoAdapters, mongo_adapters, replay_ports
 from infra.mongodb.read_model_migration import Pace, backfill_listing_keys, estimated_tasks
@@ -139,9 +139,9 @@ def topology() -> None:
 def topology_export(vhost: str | None) -> None:
     """Print a RabbitMQ definitions file."""
     settings = settings_for(BrokerAdminSettings, "topology")
-    document = definitions(build_topology(TASK_TYPES),
+    document = definitions(build_topology(task_types()),
                            vhost=vhost_of(settings.rabbitmq_url) if vhost is None else vhost,
-                           policies=queue_policies(TASK_TYPES, settings))
+                           policies=queue_policies(task_types(), settings))
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -150,10 +150,10 @@ def topology_export(vhost: str | None) -> None:
 def topology_declare() -> None:
     """Declare it on RABBITMQ_URL."""
     settings = settings_for(BrokerAdminSettings, "topology")
-    asyncio.run(declare_on(settings.rabbitmq_url, build_topology(TASK_TYPES)))
+    asyncio.run(declare_on(settings.rabbitmq_url, build_topology(task_types())))
     log.info("topology declared on %s", settings.rabbitmq_url.rsplit("@", 1)[-1])
     try:
-        asyncio.run(apply_policies(settings, queue_policies(TASK_TYPES, settings)))
+        asyncio.run(apply_policies(settings, queue_policies(task_types(), settings)))
     except ManagementUnavailable as error:
         log.error("queue length limits not applied: %s", error)
         sys.exit(1)
@@ -319,7 +319,7 @@ def _dead_letters(settings: DeadLetterVerbSettings, action: _Action) -> int:
 
 
 async def _with_clients(settings: DeadLetterVerbSettings, action: _Action) -> int:
-    broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+    broker = Broker(settings.rabbitmq_url, build_topology(task_types()),
                     timeout_s=settings.publish_timeout_s, name="taskproc dead-letters",
                     passive=not settings.rabbitmq_declare_topology)
     mongo = mongo_adapters(settings)

@@ -12,10 +12,8 @@ import uuid
 from typing import Any
 
 from consumers.cancels import CancelWatch
-from consumers.handlers import HANDLERS
-from consumers.task_handler import HandlerError, TaskHandler, check_handlers
 from consumers.worker import Worker
-from contracts.registry import TASK_TYPES, get_spec
+from contracts.registry import get_spec, task_types
 from infra.composition import mongo_adapters
 from infra.observability.metrics import metrics_server
 from infra.observability.task_middleware import metrics_port, task_middleware
@@ -25,25 +23,25 @@ from infra.rabbitmq.topology import build_topology
 from infra.runtime.process import stop_on_signals
 from infra.runtime.retrying import connect
 from infra.runtime.settings.worker import WorkerSettings
+from taskproc.handler import HandlerError, TaskHandler
+from taskproc.registration import handler_for
 
 log = logging.getLogger("consumers")
 
 
 async def run_worker(
-    settings: WorkerSettings, task_type: str, *, handler: TaskHandler[Any, Any] | None = None,
+    settings: WorkerSettings, task_type: str, *, handler: TaskHandler[Any, Any, Any] | None = None,
     role: str = "", stop: asyncio.Event | None = None,
 ) -> None:
     """Run the tasks of `task_type` until SIGTERM (or `stop`, when given); `handler` replaces
     the registered one."""
     spec = get_spec(task_type)
-    # Every type is checked, not only this one: a wrong registry stops every worker at once.
-    registered = check_handlers(TASK_TYPES, HANDLERS)[task_type]
-    handler = handler or registered
+    handler = handler or handler_for(task_type)
     if handler.spec != spec:
         raise HandlerError(f"{task_type}: given {handler!r}, bound to {handler.spec.name!r}")
     stop = stop or stop_on_signals()
     name = f"{settings.process_name}/{task_type}{role}"
-    broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+    broker = Broker(settings.rabbitmq_url, build_topology(task_types()),
                     timeout_s=settings.publish_timeout_s, name=f"consumer {name}",
                     prefetch=spec.prefetch,
                     passive=not settings.rabbitmq_declare_topology)
@@ -66,7 +64,7 @@ async def run_worker(
         try:
             with metrics_server(settings.metrics_host, port, process=f"{task_type}-worker"):
                 if await connect(broker, stop, logger=log):
-                    await ensure_queue_limits(settings, TASK_TYPES)
+                    await ensure_queue_limits(settings, task_types())
                     # Every cancellation known before the first task is taken.
                     async with cancels.watching(broker, _process_id(name), stop) as ready:
                         if ready:

@@ -8,12 +8,12 @@ import sys
 import click
 
 from consumers.bootstrap import run_worker
-from consumers.task_handler import HandlerError
 from contracts.registry import task_type_names
 from infra.observability.logging import configure_logging
 from infra.runtime import process
 from infra.runtime.process_settings import process_settings
 from infra.runtime.settings.worker import WorkerSettings
+from taskproc.handler import HandlerError
 
 log = logging.getLogger("consumers")
 

@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts import json_depth, names
 from contracts.limits import MAX_LABELS, TASK_ID_RULE, TaskLimits, is_valid_task_id, over_limits
 from contracts.messages import FollowUp, TaskBody
-from contracts.payloads import Payload
-from contracts.registry import TASK_TYPES, TaskSpec
+from contracts.registry import TaskSpec, task_types
 from contracts.workflows import over_workflow_caps
 from infra.rabbitmq.amqp_codec import (
     DEVELOPMENT_TENANTS,
@@ -44,7 +43,7 @@ class InvalidTask(Exception):
 class ReceivedTask:
     task_id: str
     spec: TaskSpec
-    payload: Payload
+    payload: BaseModel
     attempt: int
     run: int
     max_attempts: int
@@ -163,7 +162,7 @@ def _types_in(steps: list[FollowUp]) -> set[str]:
 
 def _unknown_follow_up_types(steps: list[FollowUp]) -> set[str]:
     # A follow-up no exchange takes would be unroutable each time the parent succeeds.
-    known = {spec.name for spec in TASK_TYPES}
+    known = {spec.name for spec in task_types()}
     found: set[str] = set()
     for step in steps:
         if step.task_type not in known:

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar, Literal, Protocol, TypeAlias, cast
 
-from consumers import failures
-from consumers.context import JSON
 from contracts import names
 from contracts.json_depth import nests_deeper
 from contracts.limits import MAX_PAYLOAD_DEPTH
 from contracts.messages import ErrorInfo
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
+from taskproc import failures
+from taskproc.context import JSON
 
 
 class Terms(Protocol):
@@ -79,7 +79,7 @@ class Succeed:
 @dataclass(frozen=True, kw_only=True)
 class RetryInTier:
     """The decision to park a copy as attempt `next_attempt` in the delay queue of `tier_s`, then
-    publish `retrying` (not the exception a handler raises: that is `consumers.failures.Retry`)."""
+    publish `retrying` (not the exception a handler raises: that is `taskproc.failures.Retry`)."""
 
     status: ClassVar[Status] = Status.RETRYING
     tier_s: int

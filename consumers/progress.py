@@ -99,9 +99,3 @@ class ProgressReporter:
         finally:
             if self._sender is asyncio.current_task():
                 self._sender = None
-
-
-async def no_progress(fraction: float, message: str | None = None) -> None:
-    """What `TaskContext.progress` does where no worker listens (a handler called directly)."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"progress must be a fraction from 0 to 1, not {fraction!r}")

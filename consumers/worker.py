@@ -23,7 +23,6 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from consumers import lifecycle
 from consumers.cancels import CancelWatch
 from consumers.decode import InvalidTask, ReceivedTask, decode
-from consumers.failures import TaskFailure
 from consumers.ownership import (
     CheckLater,
     TaskLookup,
@@ -33,7 +32,6 @@ from consumers.ownership import (
 )
 from consumers.progress import ProgressReporter, Report
 from consumers.settling import StepOutcomes, record_end, succeeded_in
-from consumers.task_handler import RunTask
 from contracts import names
 from contracts.control import CancelRequest
 from contracts.limits import TaskLimits
@@ -60,6 +58,8 @@ from infra.rabbitmq.publishing import (
 )
 from infra.runtime.process import first_of
 from service.workflows import submit_follow_ups
+from taskproc.failures import TaskFailure
+from taskproc.handler import RunTask
 
 log = logging.getLogger(__name__)
 

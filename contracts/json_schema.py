@@ -6,7 +6,7 @@ from typing import Any
 
 from contracts.control import CancelRequest
 from contracts.messages import ProgressEvent, StatusEvent, TaskBody
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 
 
 def json_schemas() -> dict[str, Any]:
@@ -23,6 +23,6 @@ def json_schemas() -> dict[str, Any]:
                 "exchange": f"tasks.{spec.name}",
                 "schema": spec.payload.model_json_schema(by_alias=True),
             }
-            for spec in TASK_TYPES
+            for spec in task_types()
         },
     }

@@ -1,24 +1,29 @@
 """The one place that knows the task types: name, payload model, limits and backoff.
 
 Adding a task type is one payload model, one line here and one line binding its handler in
-`consumers/handlers/__init__.py`. This package names no handler: the consumers bind one to each
+`taskproc/tasks/__init__.py`. This package names no handler: the consumers bind one to each
 spec, and check at start-up that every spec has exactly one.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Generic
 
+from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from contracts.limits import DAY_S, TaskLimits
 from contracts.names import task_exchange
-from contracts.payloads import Payload, SendEmailPayload, SleepPayload, WebhookPayload
 
-# Covariant, so a spec of one payload type is a spec of `Payload`; a bare `TaskSpec` means that.
-P_co = TypeVar("P_co", bound=Payload, covariant=True, default=Payload)
+# Covariant, so a spec of one payload type is a spec of `BaseModel`; a bare `TaskSpec` means
+# that.
+P_co = TypeVar("P_co", bound=BaseModel, covariant=True, default=BaseModel)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,13 +70,15 @@ class TaskSpec(Generic[P_co]):
         return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-SEND_EMAIL = TaskSpec(name="send_email", payload=SendEmailPayload, timeout_cap_s=120.0)
-WEBHOOK = TaskSpec(name="webhook", payload=WebhookPayload, timeout_s=15.0)
-# A sleep task may ask for 300 s, so its attempts need a little more.
-SLEEP = TaskSpec(name="sleep", payload=SleepPayload, timeout_s=310.0, prefetch=64,
-                 timeout_cap_s=600.0)
+# The entry-point group a package names its task modules in, and the environment variables
+# that add modules and leave types out.
+ENTRY_POINT_GROUP = "taskproc.task_types"
+TASK_MODULES = "TASK_MODULES"
+DISABLED_TASK_TYPES = "DISABLED_TASK_TYPES"
 
-TASK_TYPES: tuple[TaskSpec, ...] = (SEND_EMAIL, WEBHOOK, SLEEP)
+
+class RegistryError(Exception):
+    """The registered task modules cannot be loaded, or declare a type twice."""
 
 
 class UnknownTaskType(LookupError):
@@ -80,30 +87,80 @@ class UnknownTaskType(LookupError):
         self.name = name
 
 
+# Every spec declared so far, by the module that declared it, in declaration order.
+_declared: dict[str, list[TaskSpec]] = {}
+_loaded: tuple[TaskSpec, ...] | None = None
+
+
+def declare(module: str, spec: TaskSpec) -> None:
+    """Note that `module` declares `spec` (taskproc.task_type calls it as the module is
+    imported). A declaration only counts once its module is registered."""
+    _declared.setdefault(module, []).append(spec)
+
+
+def task_types() -> tuple[TaskSpec, ...]:
+    """The registered task types, loaded on the first call (see the module's docstring)."""
+    global _loaded
+    if _loaded is None:
+        _loaded = load(registered_modules(), disabled=_names(os.environ.get(DISABLED_TASK_TYPES)))
+    return _loaded
+
+
+def registered_modules() -> list[str]:
+    """The task modules to load: those named by installed packages' entry points (by entry
+    point name), then those in TASK_MODULES, in their order."""
+    named = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda point: point.name)
+    return list(dict.fromkeys([*(point.value for point in named),
+                               *_names(os.environ.get(TASK_MODULES))]))
+
+
+def load(modules: Iterable[str], *, disabled: Iterable[str] = ()) -> tuple[TaskSpec, ...]:
+    """Import `modules` and return the types they declare (a module also declares the types of
+    its own submodules), leaving out `disabled`."""
+    modules = list(modules)
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise RegistryError(f"task module {module!r} cannot be imported: {error}") from error
+    found: dict[str, tuple[str, TaskSpec]] = {}
+    for module in modules:
+        for declared_in, specs in _declared.items():
+            if declared_in != module and not declared_in.startswith(module + "."):
+                continue
+            for spec in specs:
+                other = found.get(spec.name)
+                if other is not None and other[1] is not spec:
+                    raise RegistryError(f"task type {spec.name!r} is declared twice: in "
+                                        f"{other[0]} and in {declared_in}")
+                found[spec.name] = (declared_in, spec)
+    unknown = sorted(set(disabled) - set(found))
+    if unknown:
+        raise RegistryError(f"{DISABLED_TASK_TYPES} names types not registered: "
+                            f"{', '.join(unknown)}; registered: {', '.join(found)}")
+    return tuple(spec for name, (_, spec) in found.items() if name not in set(disabled))
+
+
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
 def task_type_names() -> list[str]:
-    return [spec.name for spec in TASK_TYPES]
+    return [spec.name for spec in task_types()]
 
 
 def task_type_of_exchange(exchange: str | None, *, suffix: str = "") -> str | None:
     """The registered type whose task exchange, plus `suffix` (".dead" for its dead letters),
     is `exchange`; None for any other. A submission's copy and a dead letter are told apart,
     and typed, by the exchange they were published to."""
-    for spec in TASK_TYPES:
+    for spec in task_types():
         if exchange == task_exchange(spec.name) + suffix:
             return spec.name
     return None
 
 
 def get_spec(name: str) -> TaskSpec:
-    for spec in TASK_TYPES:
+    for spec in task_types():
         if spec.name == name:
             return spec
     raise UnknownTaskType(name)
-
-
-def check_registry(specs: tuple[TaskSpec, ...] = TASK_TYPES) -> None:
-    """Refuse a registry that names one type twice."""
-    names = [spec.name for spec in specs]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"task types registered twice: {', '.join(duplicates)}")

@@ -17,7 +17,7 @@ from contracts.limits import (
 from contracts.messages import ErrorInfo, Labels
 from contracts.payloads import Payload
 from contracts.projection import TaskState
-from contracts.registry import TASK_TYPES, TaskSpec
+from contracts.registry import TaskSpec, task_types
 from contracts.statuses import Status
 from service.commands import SubmitTask
 
@@ -73,7 +73,7 @@ def _request_model(spec: TaskSpec) -> type[TaskRequestBase]:
     return model
 
 
-_REQUEST_MODELS = tuple(_request_model(spec) for spec in TASK_TYPES)
+_REQUEST_MODELS = tuple(_request_model(spec) for spec in task_types())
 
 if TYPE_CHECKING:
     TaskRequest = TaskRequestBase

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.limits import TaskLimits, over_limits
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from infra.runtime.settings.tasks import TaskLimitSettings
 
 # Liveness and readiness probes are answered even when the gateway is saturated: a saturated
@@ -114,7 +114,7 @@ LimitTable = Mapping[str, TaskLimits]
 
 def limit_table(settings: TaskLimitSettings) -> dict[str, TaskLimits]:
     """Each task type's caps under these settings."""
-    return {spec.name: settings.limits_for(spec) for spec in TASK_TYPES}
+    return {spec.name: settings.limits_for(spec) for spec in task_types()}
 
 
 async def get_limits(request: Request) -> LimitTable:

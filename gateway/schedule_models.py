@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 from contracts.limits import LABEL_RULE, MAX_LABELS
 from contracts.messages import Label
 from contracts.payloads import Payload
-from contracts.registry import TASK_TYPES, TaskSpec
+from contracts.registry import TaskSpec, task_types
 from service.schedule_times import CatchUp
 from service.schedules import Schedule
 
@@ -53,7 +53,7 @@ def _request_model(spec: TaskSpec) -> type[ScheduleRequestBase]:
     return model
 
 
-_REQUEST_MODELS = tuple(_request_model(spec) for spec in TASK_TYPES)
+_REQUEST_MODELS = tuple(_request_model(spec) for spec in task_types())
 
 if TYPE_CHECKING:
     ScheduleRequest = ScheduleRequestBase

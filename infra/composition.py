@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from infra.mongodb.api_key_store import MongoApiKeys
 from infra.mongodb.cancellations import MongoCancellations
 from infra.mongodb.client import mongo_client
@@ -140,7 +140,7 @@ async def connected_task_service(
     console; a dependency that is down is not fatal (its calls raise PublishFailed or
     StoreUnavailable until it is back). The gateway passes its LISTING_MAX_EXAMINED and
     API_KEY_CACHE_S; the scheduler lists no tasks and checks no key."""
-    broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+    broker = Broker(settings.rabbitmq_url, build_topology(task_types()),
                     timeout_s=settings.publish_timeout_s, name=name,
                     passive=not settings.rabbitmq_declare_topology)
     mongo = mongo_adapters(settings, max_examined=max_examined)
@@ -169,7 +169,7 @@ async def _warm_up(broker: Broker, mongo: MongoAdapters, settings: TaskServiceSe
     except BrokerUnavailable as error:
         log.warning("starting without RabbitMQ (requests answer 503 until it is back): %s", error)
     else:
-        await ensure_queue_limits(settings, TASK_TYPES)
+        await ensure_queue_limits(settings, task_types())
     try:
         await mongo.tasks.ensure_indexes(settings.retention)
         await mongo.keys.ensure_indexes(settings.idempotency_ttl)

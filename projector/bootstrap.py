@@ -7,7 +7,7 @@ import logging
 
 from tenacity import wait_fixed
 
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from infra.composition import mongo_adapters
 from infra.mongodb.idempotency_keys import MongoIdempotencyKeys
 from infra.mongodb.task_store import TaskStore
@@ -30,7 +30,7 @@ async def run_projector(settings: ProjectorSettings, *, stop: asyncio.Event | No
     stop = stop or stop_on_signals()
     name = f"{settings.process_name}/projector"
     # Twice a batch per queue: one batch is written while the next fills.
-    broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+    broker = Broker(settings.rabbitmq_url, build_topology(task_types()),
                     timeout_s=settings.publish_timeout_s, name=f"projector {name}",
                     prefetch=2 * settings.projector_batch_size,
                     passive=not settings.rabbitmq_declare_topology)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from infra.composition import mongo_adapters
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.broker import Broker
@@ -107,7 +107,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def broker(settings: SystemSettings) -> AsyncIterator[Broker]:
     """A confirming connection with the whole topology declared."""
-    link = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+    link = Broker(settings.rabbitmq_url, build_topology(task_types()),
                   timeout_s=settings.publish_timeout_s, name="tests")
     await link.channel()
     yield link

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_type_names, task_types
 from infra.rabbitmq.layout import USER_PREFIX, Publisher, Role, publisher_role, service_roles
 from infra.rabbitmq.management import Management, credentials_of, management
 from infra.rabbitmq.queue_limits import apply_policies, queue_policies
@@ -62,8 +62,8 @@ async def setup(
     credentials_file: Path, user_prefix: str = USER_PREFIX,
 ) -> SetupReport:
     """Create or confirm the layout; see the module's docstring."""
-    task_types = [spec.name for spec in TASK_TYPES]
-    roles = (*service_roles(task_types, user_prefix), *(publisher_role(p) for p in publishers))
+    names = task_type_names()
+    roles = (*service_roles(names, user_prefix), *(publisher_role(p) for p in publishers))
     admin, _ = credentials_of(settings.rabbitmq_url)
     on_vhost = settings.model_copy(update={"rabbitmq_url": url_for(
         settings.rabbitmq_url, *credentials_of(settings.rabbitmq_url), vhost)})
@@ -76,8 +76,8 @@ async def setup(
         if await api.permissions(vhost, admin) != EVERYTHING:
             await api.put_permissions(vhost, admin, EVERYTHING)
         try:
-            await declare_on(on_vhost.rabbitmq_url, build_topology(TASK_TYPES))
-            await apply_policies(on_vhost, queue_policies(TASK_TYPES, settings))
+            await declare_on(on_vhost.rabbitmq_url, build_topology(task_types()))
+            await apply_policies(on_vhost, queue_policies(task_types(), settings))
             await _users(api, settings, vhost, roles, credentials_file, report)
             report.definitions = await _definitions(api, on_vhost, vhost, roles)
         finally:
@@ -168,6 +168,6 @@ async def _definitions(
         "topic_permissions": [{"user": role.user, "vhost": vhost, "exchange": topic.exchange,
                                **topic.as_dict()}
                               for role in roles for topic in role.topic_permissions],
-        **definitions(build_topology(TASK_TYPES), vhost=vhost,
-                      policies=queue_policies(TASK_TYPES, settings)),
+        **definitions(build_topology(task_types()), vhost=vhost,
+                      policies=queue_policies(task_types(), settings)),
     }

@@ -9,7 +9,7 @@ import uuid
 import aio_pika
 
 from contracts import names
-from contracts.payloads import path_tag
+from taskproc.tasks.webhook_payload import path_tag
 from tests.e2e.conftest import Api, EventTap, System
 from tests.support.amqp import Queues
 from tests.support.receivers import Delivery, WebhookReceiver

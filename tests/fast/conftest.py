@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from gateway.app import create_app
 from gateway.deps import Services
 from infra.composition import task_service
@@ -98,7 +98,7 @@ async def gateway(fakes: Fakes) -> AsyncIterator[FastAPI]:
     async with task_service(SETTINGS, read_model=fakes.read_model, keys=fakes.keys,
                             publisher=fakes.publisher) as tasks:
         # Only readiness asks the broker link itself (and finds nothing on port 1).
-        unused = Broker(SETTINGS.rabbitmq_url, build_topology(TASK_TYPES),
+        unused = Broker(SETTINGS.rabbitmq_url, build_topology(task_types()),
                         timeout_s=SETTINGS.publish_timeout_s, name="fast tier (unused)")
         replay = ReplayPorts(tasks=fakes.read_model, archive=FakeDeadLetterArchive(),
                              publisher=LetterRecorder(), queue=FakeDeadLetterQueue(),

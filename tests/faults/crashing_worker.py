@@ -15,13 +15,12 @@ import sys
 import httpx
 
 from consumers.bootstrap import run_worker
-from consumers.context import JSON, TaskContext
-from consumers.handlers.webhook import call_webhook, http_client
-from consumers.task_handler import TaskHandler
-from contracts.payloads import WebhookPayload
-from contracts.registry import WEBHOOK
 from infra.observability.logging import configure_logging
 from infra.runtime.settings.system import SystemSettings
+from taskproc.context import JSON, TaskContext
+from taskproc.handler import TaskHandler
+from taskproc.tasks.webhook import WEBHOOK, call_webhook, http_client
+from taskproc.tasks.webhook_payload import WebhookPayload
 
 TASK_TYPE = WEBHOOK.name
 CRASH_PATH = "/crash/"

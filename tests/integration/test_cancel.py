@@ -18,20 +18,19 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from consumers.bootstrap import run_worker
-from consumers.context import TaskContext
-from consumers.failures import Retry
-from consumers.task_handler import TaskHandler
 from contracts import names
 from contracts.control import CancelRequest
 from contracts.messages import utcnow
-from contracts.payloads import SleepPayload
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.composition import Connected, connected_task_service
 from infra.runtime.settings.system import SystemSettings
 from service.cancel import cancel_task
 from service.commands import SubmitTask
 from service.submit import submit
+from taskproc.context import TaskContext
+from taskproc.failures import Retry
+from taskproc.handler import TaskHandler
+from taskproc.tasks.sleep import SLEEP, SleepPayload
 from tests.e2e.conftest import EventTap
 from tests.support.amqp import Queues
 from tests.support.waiting import eventually

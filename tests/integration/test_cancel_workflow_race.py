@@ -30,12 +30,9 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from consumers.bootstrap import run_worker
-from consumers.context import TaskContext
-from consumers.task_handler import TaskHandler
 from contracts import names
 from contracts.control import CancelRequest
-from contracts.payloads import SleepPayload
-from contracts.registry import SLEEP, TASK_TYPES
+from contracts.registry import task_types
 from contracts.statuses import Status
 from infra.composition import Connected, connected_task_service
 from infra.rabbitmq.topology import build_topology
@@ -46,6 +43,9 @@ from service.commands import SubmitTask
 from service.errors import AlreadyFinished
 from service.submit import submit
 from service.workflows import WorkflowSteps, workflow_steps
+from taskproc.context import TaskContext
+from taskproc.handler import TaskHandler
+from taskproc.tasks.sleep import SLEEP, SleepPayload
 from tests.e2e.conftest import EventTap
 from tests.support.amqp import Queues
 from tests.support.waiting import eventually
@@ -181,7 +181,7 @@ async def test_a_cancel_and_a_finishing_step_agree_on_what_runs(
     await events_queue.bind(names.EVENTS_EXCHANGE, "sleep.#")
     events = EventTap(events_queue)
     tasks_queue = await amqp_channel.declare_queue(exclusive=True)
-    for binding in build_topology(TASK_TYPES).bindings:
+    for binding in build_topology(task_types()).bindings:
         if binding.queue == names.task_queue("sleep"):
             await tasks_queue.bind(binding.exchange, binding.routing_key)
     tap = FollowUpTap(tasks_queue)

@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 
 from contracts import names
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from infra.mongodb.client import mongo_client
 from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
 from infra.mongodb.task_store import TaskStore
@@ -38,7 +38,7 @@ class RunningProjector:
     def __init__(self, settings: SystemSettings, mongo: MongoServer) -> None:
         self.client = mongo_client(mongo.url, timeout_s=0.5)
         self.archive = MongoDeadLetterArchive(self.client, "outage")
-        self._broker = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+        self._broker = Broker(settings.rabbitmq_url, build_topology(task_types()),
                               timeout_s=settings.publish_timeout_s,
                               name="integration projector (outage)", prefetch=16)
         self._projector = Projector(self._broker, TaskStore(self.client, "outage"),

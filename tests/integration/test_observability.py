@@ -23,14 +23,14 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.bootstrap import run_worker
-from consumers.context import TaskContext
-from consumers.task_handler import TaskHandler
-from contracts.payloads import SleepPayload
-from contracts.registry import SLEEP, task_type_names
+from contracts.registry import task_type_names
 from gateway.app import create_app
 from infra.observability.logging import configure_logging
 from infra.runtime.settings.system import SystemSettings
 from projector.bootstrap import run_projector
+from taskproc.context import TaskContext
+from taskproc.handler import TaskHandler
+from taskproc.tasks.sleep import SLEEP, SleepPayload
 from tests.support.keys import bearer
 from tests.support.services import free_port_block
 from tests.support.waiting import eventually

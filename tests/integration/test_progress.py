@@ -21,18 +21,17 @@ import pytest
 from aio_pika.abc import AbstractQueue
 
 from consumers.bootstrap import run_worker
-from consumers.context import TaskContext
-from consumers.task_handler import TaskHandler
 from contracts import names
 from contracts.messages import ProgressEvent, StatusEvent
-from contracts.payloads import SleepPayload
 from contracts.projection import Progress
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from gateway.app import create_app
 from infra.composition import mongo_adapters
 from infra.runtime.settings.system import SystemSettings
 from projector.bootstrap import run_projector
+from taskproc.context import TaskContext
+from taskproc.handler import TaskHandler
+from taskproc.tasks.sleep import SLEEP, SleepPayload
 from tests.support.keys import bearer
 from tests.support.services import Backends
 from tests.support.waiting import eventually

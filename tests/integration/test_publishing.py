@@ -13,7 +13,7 @@ import pytest
 
 from contracts import names
 from contracts.messages import TaskEnvelope
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from infra.rabbitmq.broker import Broker, BrokerUnavailable, Unroutable, persistent_message
 from infra.rabbitmq.publishing import publish_task
 from infra.rabbitmq.topology import build_topology
@@ -31,7 +31,7 @@ async def test_a_mandatory_publish_that_no_queue_takes_raises_unroutable(broker:
 
 async def test_a_broker_on_a_closed_port_is_unavailable_within_its_timeout() -> None:
     timeout_s = 3.0
-    broker = Broker(f"amqp://guest:guest@127.0.0.1:{free_port()}/", build_topology(TASK_TYPES),
+    broker = Broker(f"amqp://guest:guest@127.0.0.1:{free_port()}/", build_topology(task_types()),
                     timeout_s=timeout_s, name="tests closed port")
     message = persistent_message(b"{}", message_id="never-sent")
 

@@ -13,10 +13,10 @@ from aio_pika.abc import AbstractChannel
 
 from contracts import names
 from contracts.projection import TaskState
-from contracts.registry import WEBHOOK
 from contracts.statuses import Status
 from infra.mongodb.task_store import TaskStore
 from infra.runtime.settings.system import SystemSettings
+from taskproc.tasks.webhook import WEBHOOK
 from tests.support.amqp import Queues
 from tests.support.receivers import WebhookReceiver
 from tests.support.runtime import Runtime, worker_and_projector

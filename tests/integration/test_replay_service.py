@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractQueue
 
 from contracts import names
 from contracts.messages import ErrorInfo, StatusEvent, utcnow
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from contracts.statuses import Status
 from infra.composition import replay_ports
 from infra.mongodb.client import mongo_client
@@ -50,7 +50,7 @@ class WatchedBroker(Broker):
 
 @pytest.fixture
 async def watched(settings: SystemSettings) -> AsyncIterator[WatchedBroker]:
-    broker = WatchedBroker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+    broker = WatchedBroker(settings.rabbitmq_url, build_topology(task_types()),
                            timeout_s=settings.publish_timeout_s, name="tests (watched)")
     broker.opened = []
     await broker.channel()

@@ -15,9 +15,9 @@ from aio_pika.abc import AbstractChannel
 from contracts import names
 from contracts.messages import utcnow
 from contracts.projection import TaskState
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.runtime.settings.system import SystemSettings
+from taskproc.tasks.sleep import SLEEP
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually
 

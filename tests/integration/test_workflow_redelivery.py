@@ -15,12 +15,8 @@ from aio_pika.abc import AbstractChannel
 
 import consumers.worker
 from consumers.bootstrap import run_worker
-from consumers.context import TaskContext
-from consumers.task_handler import TaskHandler
 from contracts import names
 from contracts.messages import StatusEvent
-from contracts.payloads import SleepPayload
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from contracts.workflows import workflow_label
 from infra.composition import connected_task_service
@@ -31,6 +27,9 @@ from projector.bootstrap import run_projector
 from service.commands import SubmitTask
 from service.queries import TaskQuery
 from service.submit import submit
+from taskproc.context import TaskContext
+from taskproc.handler import TaskHandler
+from taskproc.tasks.sleep import SLEEP, SleepPayload
 from tests.support.waiting import eventually
 
 

@@ -17,10 +17,10 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from contracts import names
 from contracts.limits import MAX_BODY_DEPTH, MAX_WORKFLOW_DEPTH, MAX_WORKFLOW_TASKS
 from contracts.projection import TaskState
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.mongodb.task_store import TaskStore
 from infra.runtime.settings.system import SystemSettings
+from taskproc.tasks.sleep import SLEEP
 from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually

@@ -8,17 +8,17 @@ from ipaddress import ip_address
 
 import pytest
 
-from consumers.failures import PermanentFailure
-from consumers.handlers.egress import (
+from infra.runtime.settings.system import SystemSettings
+from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
+from infra.runtime.webhook_allowlist import EgressPolicy, parse_allowlist, url_ports
+from taskproc.failures import PermanentFailure
+from taskproc.tasks.egress import (
     DestinationNotAllowed,
     Resolve,
     checked_addresses,
     embedded_ipv4,
     refusal,
 )
-from infra.runtime.settings.system import SystemSettings
-from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
-from infra.runtime.webhook_allowlist import EgressPolicy, parse_allowlist, url_ports
 
 LOOPBACK_ONLY = SystemSettings(webhook_allowed_networks=DEV_WEBHOOK_ALLOWED_NETWORKS,
                          taskproc_env="development").webhook_egress

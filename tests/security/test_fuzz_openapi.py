@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from gateway.app import create_app
 from gateway.deps import Services
 from infra.composition import task_service
@@ -102,7 +102,7 @@ async def _open(stack: AsyncExitStack) -> tuple[httpx.AsyncClient, str]:
         SETTINGS, read_model=(read_model := MemoryReadModel()), keys=MemoryIdempotencyKeys(),
         publisher=RecordingPublisher()))
     # Nothing listens on port 1: readiness answers 503, as documented.
-    unused = Broker(SETTINGS.rabbitmq_url, build_topology(TASK_TYPES),
+    unused = Broker(SETTINGS.rabbitmq_url, build_topology(task_types()),
                     timeout_s=SETTINGS.publish_timeout_s, name="fuzz (unused)")
     replay = ReplayPorts(tasks=read_model, archive=FakeDeadLetterArchive(),
                          publisher=LetterRecorder(), queue=FakeDeadLetterQueue(),

@@ -15,11 +15,11 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from contracts import names
 from contracts.limits import is_valid_task_id
 from contracts.projection import TaskState
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.amqp_codec import derived_task_id
 from infra.runtime.settings.system import SystemSettings
+from taskproc.tasks.sleep import SLEEP
 from tests.support.amqp import Queues, take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.waiting import eventually

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from contracts.messages import TaskEnvelope
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from gateway.app import create_app
 from gateway.deps import Services
 from infra.composition import task_service
@@ -89,7 +89,7 @@ async def gateway(
     read_model = read_model or MemoryReadModel()
     async with task_service(settings, read_model=read_model, keys=MemoryIdempotencyKeys(),
                             publisher=publisher) as tasks:
-        unused = Broker(settings.rabbitmq_url, build_topology(TASK_TYPES),
+        unused = Broker(settings.rabbitmq_url, build_topology(task_types()),
                         timeout_s=settings.publish_timeout_s, name="security tier (unused)")
         replay = ReplayPorts(tasks=read_model, archive=FakeDeadLetterArchive(),
                              publisher=LetterRecorder(), queue=FakeDeadLetterQueue(),

@@ -7,7 +7,7 @@ import json
 import re
 
 from contracts import names
-from contracts.registry import TASK_TYPES
+from contracts.registry import task_types
 from infra.rabbitmq.queue_limits import (
     DEAD_QUEUES_POLICY,
     TASK_QUEUES_POLICY,
@@ -19,8 +19,8 @@ from infra.runtime.settings.system import SystemSettings
 
 SETTINGS = SystemSettings(queue_max_messages=7, queue_max_bytes=7000, dead_queue_max_messages=3,
                     dead_queue_max_bytes=3000)
-POLICIES = {policy.name: policy for policy in queue_policies(TASK_TYPES, SETTINGS)}
-QUEUES = [queue.name for queue in build_topology(TASK_TYPES).queues]
+POLICIES = {policy.name: policy for policy in queue_policies(task_types(), SETTINGS)}
+QUEUES = [queue.name for queue in build_topology(task_types()).queues]
 
 
 def covered_by(policy_name: str) -> set[str]:
@@ -29,8 +29,8 @@ def covered_by(policy_name: str) -> set[str]:
 
 
 def test_the_task_policy_covers_every_task_and_delay_queue_and_nothing_else() -> None:
-    expected = {names.task_queue(spec.name) for spec in TASK_TYPES} | {
-        names.retry_queue(spec.name, tier) for spec in TASK_TYPES for tier in names.RETRY_TIERS_S}
+    expected = {names.task_queue(spec.name) for spec in task_types()} | {
+        names.retry_queue(spec.name, tier) for spec in task_types() for tier in names.RETRY_TIERS_S}
 
     assert covered_by(TASK_QUEUES_POLICY) == expected
     assert POLICIES[TASK_QUEUES_POLICY].definition == {
@@ -38,7 +38,7 @@ def test_the_task_policy_covers_every_task_and_delay_queue_and_nothing_else() ->
 
 
 def test_the_dead_letter_policy_covers_dead_letter_and_quarantine_queues() -> None:
-    expected = {names.dead_queue(spec.name) for spec in TASK_TYPES} | {names.QUARANTINE_QUEUE}
+    expected = {names.dead_queue(spec.name) for spec in task_types()} | {names.QUARANTINE_QUEUE}
 
     assert covered_by(DEAD_QUEUES_POLICY) == expected
     assert POLICIES[DEAD_QUEUES_POLICY].definition == {
@@ -47,13 +47,13 @@ def test_the_dead_letter_policy_covers_dead_letter_and_quarantine_queues() -> No
 
 def test_no_queue_is_bounded_by_an_argument() -> None:
     # A new x- argument would make RabbitMQ refuse to redeclare every existing queue.
-    for queue in build_topology(TASK_TYPES).queues:
+    for queue in build_topology(task_types()).queues:
         assert not {"x-max-length", "x-max-length-bytes"} & queue.arguments.keys(), queue.name
 
 
 def test_the_definitions_file_holds_the_policies() -> None:
     document = json.loads(json.dumps(definitions(
-        build_topology(TASK_TYPES), vhost="prod", policies=tuple(POLICIES.values()))))
+        build_topology(task_types()), vhost="prod", policies=tuple(POLICIES.values()))))
 
     assert {p["name"] for p in document["policies"]} == set(POLICIES)
     for policy in document["policies"]:

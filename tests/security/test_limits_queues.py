@@ -19,13 +19,9 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import DeliveryError
 from pamqp.commands import Basic
 
-from consumers.context import JSON, TaskContext
-from consumers.failures import PermanentFailure
-from consumers.task_handler import TaskHandler
 from consumers.worker import Worker
 from contracts import names
-from contracts.payloads import SleepPayload
-from contracts.registry import SLEEP, TASK_TYPES
+from contracts.registry import task_types
 from contracts.statuses import Status
 from gateway.app import create_app
 from gateway.deps import connected_services
@@ -41,6 +37,10 @@ from infra.rabbitmq.queue_limits import (
 )
 from infra.rabbitmq.topology import build_topology, declare_on
 from infra.runtime.settings.system import SystemSettings
+from taskproc.context import JSON, TaskContext
+from taskproc.failures import PermanentFailure
+from taskproc.handler import TaskHandler
+from taskproc.tasks.sleep import SLEEP, SleepPayload
 from tests.support.amqp import Queues
 from tests.support.keys import bearer, issue_key
 from tests.support.services import local_vhost
@@ -65,8 +65,8 @@ async def limited(settings: SystemSettings, limited_vhost: str) -> SystemSetting
         "rabbitmq_url": limited_vhost, "queue_max_messages": TASK_QUEUE_LIMIT,
         "dead_queue_max_messages": DEAD_QUEUE_LIMIT,
     })
-    await declare_on(small.rabbitmq_url, build_topology(TASK_TYPES))
-    await apply_policies(small, queue_policies(TASK_TYPES, small))
+    await declare_on(small.rabbitmq_url, build_topology(task_types()))
+    await apply_policies(small, queue_policies(task_types(), small))
     return small
 
 
@@ -188,7 +188,7 @@ async def test_a_full_dead_letter_queue_is_an_error_log_and_the_task_is_requeued
         raise PermanentFailure("this task can never succeed")
 
     handler = TaskHandler(SLEEP, fail_for_good)
-    broker = Broker(limited.rabbitmq_url, build_topology(TASK_TYPES),
+    broker = Broker(limited.rabbitmq_url, build_topology(task_types()),
                     timeout_s=limited.publish_timeout_s, name="limits worker")
     exchange = await channel.get_exchange(names.task_exchange("sleep"), ensure=False)
     await exchange.publish(aio_pika.Message(b'{"payload": {"seconds": 0}}', message_id=task_id,
@@ -245,7 +245,7 @@ async def test_a_full_quarantine_queue_is_an_error_log_and_the_message_is_requeu
     stop = asyncio.Event()
     alert = StopOnAlert(stop, names.QUARANTINE_QUEUE)
     logging.getLogger("infra.rabbitmq.publishing").addHandler(alert)
-    broker = Broker(limited.rabbitmq_url, build_topology(TASK_TYPES),
+    broker = Broker(limited.rabbitmq_url, build_topology(task_types()),
                     timeout_s=limited.publish_timeout_s, name="limits worker")
     try:
         async with TaskHandler(SLEEP, never_called).started(limited) as run_task:
@@ -290,7 +290,7 @@ async def test_the_gateway_sets_the_limits_when_it_starts(limited: SystemSetting
         async with connected_task_service(limited):
             found = await policies_on(limited)
     finally:
-        await apply_policies(limited, queue_policies(TASK_TYPES, limited))
+        await apply_policies(limited, queue_policies(task_types(), limited))
 
     assert found[TASK_QUEUES_POLICY]["definition"] == {
         "max-length": TASK_QUEUE_LIMIT, "max-length-bytes": limited.queue_max_bytes,

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from consumers.context import TaskContext
-from consumers.failures import Retry
-from consumers.handlers.egress import DestinationNotAllowed
-from consumers.handlers.egress_transport import egress_client
-from consumers.handlers.send_email import send_email
-from consumers.handlers.webhook import call_webhook
-from contracts.payloads import SendEmailPayload, WebhookPayload
 from infra.runtime.settings.system import SystemSettings
+from taskproc.context import TaskContext
+from taskproc.failures import Retry
+from taskproc.tasks.egress import DestinationNotAllowed
+from taskproc.tasks.egress_transport import egress_client
+from taskproc.tasks.send_email import SendEmailPayload, send_email
+from taskproc.tasks.webhook import call_webhook
+from taskproc.tasks.webhook_payload import WebhookPayload
 
 
 def context(settings: SystemSettings, clients: Any = None) -> TaskContext[Any]:

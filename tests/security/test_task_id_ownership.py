@@ -20,12 +20,12 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.projection import TaskState
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from contracts.workflows import workflow_label
 from infra.mongodb.task_store import TaskStore
 from infra.runtime.settings.system import SystemSettings
 from service.queries import TaskQuery
+from taskproc.tasks.sleep import SLEEP
 from tests.support.amqp import take_matching
 from tests.support.runtime import Runtime, worker_and_projector
 from tests.support.services import Backends, rabbitmqctl

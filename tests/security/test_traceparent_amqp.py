@@ -18,13 +18,13 @@ import pytest
 from aiormq.exceptions import ChannelNotFoundEntity
 
 from consumers.bootstrap import run_worker
-from consumers.context import TaskContext
-from consumers.task_handler import TaskHandler
 from contracts import names
-from contracts.payloads import SleepPayload
-from contracts.registry import SLEEP, task_type_names
+from contracts.registry import task_type_names
 from infra.observability.logging import configure_logging
 from infra.runtime.settings.system import SystemSettings
+from taskproc.context import TaskContext
+from taskproc.handler import TaskHandler
+from taskproc.tasks.sleep import SLEEP, SleepPayload
 from tests.support.services import free_port_block
 from tests.support.waiting import eventually
 

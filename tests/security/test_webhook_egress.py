@@ -22,14 +22,14 @@ from typing import Any
 import httpx
 import pytest
 
-from consumers.context import TaskContext
-from consumers.failures import PermanentFailure, Retry
-from consumers.handlers.egress import DestinationNotAllowed
-from consumers.handlers.egress_transport import egress_client
-from consumers.handlers.webhook import call_webhook, http_client
-from contracts.payloads import WebhookPayload, path_tag, redacted_url
 from infra.runtime.settings.system import SystemSettings
 from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
+from taskproc.context import TaskContext
+from taskproc.failures import PermanentFailure, Retry
+from taskproc.tasks.egress import DestinationNotAllowed
+from taskproc.tasks.egress_transport import egress_client
+from taskproc.tasks.webhook import call_webhook, http_client
+from taskproc.tasks.webhook_payload import WebhookPayload, path_tag, redacted_url
 from tests.support.receivers import WebhookReceiver
 
 LOOPBACK = DEV_WEBHOOK_ALLOWED_NETWORKS

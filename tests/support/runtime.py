@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from consumers.handlers import HANDLERS
 from consumers.worker import Worker
-from contracts.registry import TASK_TYPES, TaskSpec
+from contracts.registry import TaskSpec, task_types
 from infra.mongodb.client import mongo_client
 from infra.mongodb.dead_letter_archive import MongoDeadLetterArchive
 from infra.mongodb.task_store import TaskStore
@@ -18,6 +17,7 @@ from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
 from infra.runtime.settings.system import SystemSettings
 from projector.runtime import Projector
+from taskproc.registration import handler_for
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ async def worker_and_projector(
     settings: SystemSettings, spec: TaskSpec, *, name: str
 ) -> AsyncIterator[Runtime]:
     """The registered handler of `spec` in a Worker, and a Projector, both stopped on exit."""
-    handler = next(handler for handler in HANDLERS if handler.spec is spec)
-    topology = build_topology(TASK_TYPES)
+    handler = handler_for(spec.name)
+    topology = build_topology(task_types())
     worker_broker = Broker(settings.rabbitmq_url, topology, timeout_s=settings.publish_timeout_s,
                            name=f"{name} {spec.name} worker", prefetch=spec.prefetch)
     projector_broker = Broker(settings.rabbitmq_url, topology,

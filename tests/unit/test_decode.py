@@ -9,10 +9,10 @@ import pytest
 
 from consumers.decode import InvalidTask, decode
 from contracts import names
-from contracts.payloads import SleepPayload
 from contracts.registry import get_spec
 from infra.rabbitmq.amqp_codec import TenantRules, derived_task_id, task_id_of
 from infra.rabbitmq.dead_letter_queue import describe
+from taskproc.tasks.sleep import SleepPayload
 from tests.fakes.amqp_message import incoming
 
 SLEEP = get_spec("sleep")

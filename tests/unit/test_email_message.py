@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from consumers.context import TaskContext
-from consumers.handlers.send_email import build_message
-from contracts.payloads import SendEmailPayload
 from infra.runtime.settings.system import SystemSettings
+from taskproc.context import TaskContext
+from taskproc.tasks.send_email import SendEmailPayload, build_message
 
 SENDER = "TaskProc <noreply@example.com>"
 

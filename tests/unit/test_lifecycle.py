@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.context import JSON
-from consumers.failures import PermanentFailure, Retry
 from consumers.lifecycle import (
     AttemptOutcome,
     Decision,
@@ -25,9 +23,11 @@ from consumers.lifecycle import (
 from consumers.lifecycle import RetryInTier as RetryIn
 from contracts.limits import MAX_PAYLOAD_DEPTH
 from contracts.messages import ErrorInfo
-from contracts.payloads import SleepPayload
 from contracts.registry import TaskSpec
 from contracts.statuses import Status
+from taskproc.context import JSON
+from taskproc.failures import PermanentFailure, Retry
+from taskproc.tasks.sleep import SleepPayload
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SPEC = TaskSpec(name="probe", payload=SleepPayload, retry_base_s=1.0, retry_cap_s=120.0)

@@ -1,9 +1,12 @@
-"""The one registry of task types, the handlers bound to them, and the retry schedule."""
+"""The registry of task types (declared by task modules, registered by entry points or
+TASK_MODULES), the handlers bound to them, and the retry schedule."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import random
+import re
 import textwrap
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -12,21 +15,22 @@ from pathlib import Path
 import pytest
 from mypy import api as mypy_api
 
-from consumers.context import JSON, TaskContext
 from consumers.decode import ReceivedTask
-from consumers.handlers import HANDLERS
-from consumers.progress import no_progress
-from consumers.task_handler import HandlerError, TaskHandler, check_handlers
-from contracts.payloads import SleepPayload
 from contracts.registry import (
-    TASK_TYPES,
+    RegistryError,
     TaskSpec,
     UnknownTaskType,
-    check_registry,
     get_spec,
+    load,
     task_type_names,
+    task_types,
 )
 from infra.runtime.settings.worker import WorkerSettings
+from taskproc import task_type
+from taskproc.context import JSON, TaskContext, no_progress
+from taskproc.handler import HandlerError, TaskHandler
+from taskproc.registration import handler_for
+from taskproc.tasks.sleep import SleepPayload
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,68 +55,96 @@ def received(task_spec: TaskSpec[SleepPayload], *, attempt: int = 1) -> Received
     )
 
 
-def test_every_registered_type_has_exactly_one_handler_as_shipped() -> None:
-    handlers = check_handlers(TASK_TYPES, HANDLERS)
-
-    assert list(handlers) == task_type_names()
-    assert all(handlers[s.name].spec is s for s in TASK_TYPES)
+def test_the_shipped_registry_is_the_built_in_types_each_with_its_handler() -> None:
+    assert task_type_names() == ["send_email", "sleep", "webhook"]
+    assert all(handler_for(s.name).spec is s for s in task_types())
 
 
-def test_the_registry_as_shipped_has_no_duplicates() -> None:
-    check_registry(TASK_TYPES)
-
-    assert len(set(task_type_names())) == len(TASK_TYPES)
-
-
-def test_a_duplicate_type_name_is_refused() -> None:
-    specs = (spec("twice"), spec("once"), spec("twice"))
-
-    with pytest.raises(ValueError, match="twice") as refused:
-        check_registry(specs)
-
-    assert "once" not in str(refused.value)
+def write_module(root: Path, dotted: str, source: str) -> None:
+    """A task module on `root` (a path the test puts on sys.path) under the name `dotted`."""
+    path = root.joinpath(*dotted.split(".")).with_suffix(".py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for parent in path.parents:
+        if parent == root:
+            break
+        (parent / "__init__.py").touch()
+    path.write_text(textwrap.dedent(source))
 
 
-def test_check_handlers_refuses_a_type_registered_twice() -> None:
-    twice = spec("twice")
+THUMBNAIL = """
+    from pydantic import BaseModel
+    from taskproc import TaskContext, task_type
 
-    with pytest.raises(HandlerError, match="registered twice: twice"):
-        check_handlers((twice, twice), [TaskHandler(twice, nap)])
+    class Thumbnail(BaseModel):
+        width: int
 
-
-@pytest.mark.parametrize(
-    ("bound", "complaint"),
-    [
-        pytest.param(["a"], "no handler for: b, c", id="missing"),
-        pytest.param(["a", "b", "c", "b"], "more than one handler for: b", id="two-for-one"),
-        pytest.param(["a", "b", "c", "fax"], "handlers for unregistered task types: fax",
-                     id="unregistered"),
-        pytest.param(["a-lookalike", "b", "c"],
-                     "handlers bound to a spec that differs from the registered one: a",
-                     id="differing-spec"),
-    ],
-)
-def test_check_handlers_names_each_type_that_is_wrong(bound: list[str], complaint: str) -> None:
-    specs = {name: spec(name) for name in ("a", "b", "c", "fax")}
-    # Same name as `a`, other limits: the gateway and the worker would disagree on them.
-    specs["a-lookalike"] = spec("a", timeout_s=1.0)
-    registered = (specs["a"], specs["b"], specs["c"])
-
-    with pytest.raises(HandlerError) as refused:
-        check_handlers(registered, [TaskHandler(specs[name], nap) for name in bound])
-
-    assert str(refused.value) == complaint
+    @task_type("{name}", timeout_s=60, max_attempts=3, prefetch=2)
+    async def thumbnail(payload: Thumbnail, ctx: TaskContext) -> dict[str, int]:
+        return {{"width": payload.width}}
+"""
 
 
-def test_check_handlers_reports_every_problem_at_once() -> None:
-    a, b = spec("a"), spec("b")
+def test_a_registered_module_adds_its_types_with_their_options(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_module(tmp_path, "reg_one.tasks", THUMBNAIL.format(name="thumbnail_one"))
 
-    with pytest.raises(HandlerError) as refused:
-        check_handlers((a, b), [TaskHandler(a, nap), TaskHandler(a, nap),
-                                TaskHandler(spec("zz"), nap)])
+    loaded = load(["taskproc.tasks.sleep", "reg_one.tasks"])
 
-    assert str(refused.value) == ("no handler for: b; more than one handler for: a; "
-                                  "handlers for unregistered task types: zz")
+    assert [spec.name for spec in loaded] == ["sleep", "thumbnail_one"]
+    thumbnail = loaded[1]
+    assert (thumbnail.timeout_s, thumbnail.max_attempts, thumbnail.prefetch) == (60, 3, 2)
+    assert thumbnail.payload.__name__ == "Thumbnail"
+
+
+def test_a_package_registers_the_types_its_submodules_declare(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_module(tmp_path, "reg_two.tasks", THUMBNAIL.format(name="thumbnail_two"))
+    (tmp_path / "reg_two" / "__init__.py").write_text("from reg_two import tasks as tasks\n")
+
+    assert [spec.name for spec in load(["reg_two"])] == ["thumbnail_two"]
+
+
+def test_a_module_not_registered_adds_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_module(tmp_path, "reg_three", THUMBNAIL.format(name="thumbnail_three"))
+    importlib.import_module("reg_three")  # declared by an import, but never registered
+
+    assert "thumbnail_three" not in [spec.name for spec in load(["taskproc.tasks.sleep"])]
+
+
+def test_a_type_declared_by_two_registered_modules_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_module(tmp_path, "reg_four_a", THUMBNAIL.format(name="sleep"))
+
+    with pytest.raises(RegistryError, match=re.escape(
+            "'sleep' is declared twice: in taskproc.tasks.sleep and in reg_four_a")):
+        load(["taskproc.tasks.sleep", "reg_four_a"])
+
+
+def test_disabled_types_are_left_out_and_an_unknown_one_is_refused() -> None:
+    modules = ["taskproc.tasks.send_email", "taskproc.tasks.sleep", "taskproc.tasks.webhook"]
+
+    kept = load(modules, disabled=["webhook", "send_email"])
+    assert [spec.name for spec in kept] == ["sleep"]
+    with pytest.raises(RegistryError, match="names types not registered: fax"):
+        load(modules, disabled=["fax"])
+
+
+def test_a_module_that_cannot_be_imported_is_named() -> None:
+    with pytest.raises(RegistryError, match="task module 'no_such_tasks' cannot be imported"):
+        load(["no_such_tasks"])
+
+
+def test_a_handler_must_name_its_payload_model() -> None:
+    async def untyped(payload, ctx):  # type: ignore[no-untyped-def]
+        return None
+
+    with pytest.raises(HandlerError, match="annotated with its payload's pydantic model"):
+        task_type("untyped")(untyped)
 
 
 def test_a_function_that_is_not_an_async_def_is_refused_when_bound() -> None:
@@ -169,20 +201,28 @@ async def test_the_hook_opens_once_for_all_tasks_and_closes_after() -> None:
     assert events == ["open for w1", "ran 1", "ran 2", "closed"]
 
 
-def test_mypy_refuses_a_handler_that_does_not_fit_its_spec(tmp_path: Path) -> None:
-    """The binding is checked statically: the wrong payload type or clients fail `mypy`."""
+def test_mypy_refuses_a_handler_that_does_not_fit_its_declaration(tmp_path: Path) -> None:
+    """The declaration is checked statically: a payload that is no model, a context whose
+    clients are not what the hook opens, or a result that is not JSON fail `mypy`."""
     program = textwrap.dedent("""
-        from consumers.handlers.send_email import send_email
-        from consumers.handlers.sleep import sleep
-        from consumers.handlers.webhook import call_webhook, http_client
-        from consumers.task_handler import TaskHandler
-        from contracts.registry import SLEEP, WEBHOOK
+        from taskproc import TaskContext, task_type
+        from taskproc.tasks.sleep import SleepPayload
+        from taskproc.tasks.webhook import http_client
+        import httpx
 
-        TaskHandler(SLEEP, sleep)
-        TaskHandler(WEBHOOK, call_webhook, clients=http_client)
-        TaskHandler(SLEEP, send_email)
-        TaskHandler(WEBHOOK, call_webhook)
-        TaskHandler(SLEEP, sleep, clients=http_client)
+        @task_type("fine", clients=http_client)
+        async def fine(payload: SleepPayload, ctx: TaskContext[httpx.AsyncClient]) -> list[int]:
+            return []
+
+        @task_type("not_a_model")
+        async def not_a_model(payload: int, ctx: TaskContext) -> None: ...
+
+        @task_type("wrong_clients", clients=http_client)
+        async def wrong_clients(payload: SleepPayload, ctx: TaskContext[str]) -> None: ...
+
+        @task_type("not_json")
+        async def not_json(payload: SleepPayload, ctx: TaskContext) -> set[int]:
+            return set()
     """)
 
     report, _, status = mypy_api.run([
@@ -190,8 +230,9 @@ def test_mypy_refuses_a_handler_that_does_not_fit_its_spec(tmp_path: Path) -> No
         "-c", program,
     ])
 
-    refused = sorted(line.split(":")[1] for line in report.splitlines() if ": error:" in line)
-    assert refused == ["10", "11", "12"], report
+    refused = sorted({int(line.split(":")[1]) for line in report.splitlines()
+                      if ": error:" in line})
+    assert refused == [11, 14, 17], report
     assert status == 1
 
 

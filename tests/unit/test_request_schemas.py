@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from contracts.payloads import SendEmailPayload, SleepPayload, WebhookPayload
 from contracts.registry import get_spec, task_type_names
 from gateway.http_models import TaskRequest
+from taskproc.tasks.send_email import SendEmailPayload
+from taskproc.tasks.sleep import SleepPayload
+from taskproc.tasks.webhook_payload import WebhookPayload
 
 REQUESTS = TypeAdapter(TaskRequest)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from consumers.handlers.response_body import read_limited
+from taskproc.tasks.response_body import read_limited
 
 TEXT = b"The quick brown fox jumps over the lazy dog. " * 200  # 9,000 bytes
 

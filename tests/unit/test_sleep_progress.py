@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from consumers.context import TaskContext
-from consumers.handlers.sleep import sleep
-from contracts.payloads import SleepPayload
 from infra.runtime.settings.system import SystemSettings
+from taskproc.context import TaskContext
+from taskproc.tasks.sleep import SleepPayload, sleep
 
 
 class Reports:

@@ -8,13 +8,13 @@ import pytest
 from aio_pika.abc import ExchangeType
 
 from contracts import names
-from contracts.registry import TASK_TYPES, TaskSpec, task_type_names
+from contracts.registry import TaskSpec, task_type_names, task_types
 from infra.rabbitmq.topology import Queue, Topology, build_topology, definitions
 
 
 @pytest.fixture(scope="module")
 def topology() -> Topology:
-    return build_topology(TASK_TYPES)
+    return build_topology(task_types())
 
 
 def queue(topology: Topology, name: str) -> Queue:
@@ -51,7 +51,7 @@ def test_each_type_has_a_topic_exchange_and_a_limited_quorum_queue(
     topology: Topology, task_type: str
 ) -> None:
     exchanges = {e.name: e.type for e in topology.exchanges}
-    spec = next(s for s in TASK_TYPES if s.name == task_type)
+    spec = next(s for s in task_types() if s.name == task_type)
 
     main = queue(topology, f"tasks.{task_type}")
 
@@ -117,9 +117,9 @@ def test_every_queue_is_quorum_and_every_name_is_unique(topology: Topology) -> N
 
 
 def test_the_topology_grows_with_the_registry() -> None:
-    extra = TaskSpec(name="probe", payload=TASK_TYPES[0].payload, delivery_limit=3)
+    extra = TaskSpec(name="probe", payload=task_types()[0].payload, delivery_limit=3)
 
-    grown = build_topology((*TASK_TYPES, extra))
+    grown = build_topology((*task_types(), extra))
 
     assert queue(grown, "tasks.probe").arguments["x-delivery-limit"] == 3
     assert bound(grown, "tasks.probe", names.PROJECTOR_SUBMISSIONS_QUEUE) == ["#"]

@@ -13,17 +13,16 @@ from typing import Any, cast
 import pytest
 from aio_pika.abc import AbstractMessage
 
-from consumers.context import JSON, ReportProgress
-from consumers.decode import ReceivedTask
-from consumers.failures import PermanentFailure, Retry
-from consumers.task_handler import RunTask
 from consumers.worker import Worker
 from contracts import names
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.observability.middleware import Attempt, Middleware, Outcome
 from infra.rabbitmq.amqp_codec import TenantRules
 from infra.rabbitmq.broker import Broker, BrokerUnavailable
+from taskproc.context import JSON, ReportProgress
+from taskproc.failures import PermanentFailure, Retry
+from taskproc.handler import RunTask, TaskAttempt
+from taskproc.tasks.sleep import SLEEP
 from tests.support.json_logs import json_lines
 from tests.support.waiting import eventually
 
@@ -159,18 +158,18 @@ def _probe(read: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
 
 
 def returning(value: object) -> RunTask:
-    async def handler(task: ReceivedTask, progress: ReportProgress) -> JSON:
+    async def handler(task: TaskAttempt, progress: ReportProgress) -> JSON:
         return cast(JSON, value)
     return handler
 
 
 def raising(error: Exception) -> RunTask:
-    async def handler(task: ReceivedTask, progress: ReportProgress) -> JSON:
+    async def handler(task: TaskAttempt, progress: ReportProgress) -> JSON:
         raise error
     return handler
 
 
-async def too_slow(task: ReceivedTask, progress: ReportProgress) -> JSON:
+async def too_slow(task: TaskAttempt, progress: ReportProgress) -> JSON:
     await asyncio.sleep(5)
     return None
 
@@ -214,9 +213,9 @@ async def test_each_outcome_is_published_in_order_and_acked_after_every_confirm(
 
 async def test_a_task_not_due_yet_is_parked_without_running_or_events() -> None:
     later = datetime.now(UTC) + timedelta(seconds=3)
-    called: list[ReceivedTask] = []
+    called: list[TaskAttempt] = []
 
-    async def handler(task: ReceivedTask, progress: ReportProgress) -> JSON:
+    async def handler(task: TaskAttempt, progress: ReportProgress) -> JSON:
         called.append(task)
         return None
 
@@ -245,7 +244,7 @@ async def test_an_unconfirmed_dead_letter_is_requeued_and_nothing_reports_failed
     assert [outcome.status for outcome in run.middleware.outcomes] == [None]
 
 
-async def reports_then_returns(task: ReceivedTask, progress: ReportProgress) -> JSON:
+async def reports_then_returns(task: TaskAttempt, progress: ReportProgress) -> JSON:
     """A handler that reports in a tight loop, yielding now and then as real work would."""
     for step in range(10_000):
         await progress(step / 10_000, f"step {step}")
@@ -267,7 +266,7 @@ async def test_progress_in_a_tight_loop_is_coalesced_and_does_not_hold_the_task(
 
 
 async def test_a_progress_report_that_cannot_be_published_does_not_fail_the_task() -> None:
-    async def reports_once(task: ReceivedTask, progress: ReportProgress) -> JSON:
+    async def reports_once(task: TaskAttempt, progress: ReportProgress) -> JSON:
         await progress(0.5, "half")
         await asyncio.sleep(0.05)  # the report's publish fails meanwhile
         return "done"

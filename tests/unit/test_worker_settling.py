@@ -15,17 +15,17 @@ import pytest
 
 import consumers.settling
 from consumers.cancels import CancelWatch
-from consumers.context import JSON, ReportProgress
 from consumers.decode import ReceivedTask
 from consumers.worker import Worker
 from contracts.control import CancelRequest
 from contracts.messages import StatusEvent
 from contracts.projection import TaskState
-from contracts.registry import SLEEP
 from contracts.statuses import Status
 from infra.rabbitmq.amqp_codec import TenantRules
 from infra.rabbitmq.broker import Broker
 from service.errors import StoreUnavailable
+from taskproc.context import JSON, ReportProgress
+from taskproc.tasks.sleep import SLEEP
 from tests.fakes.cancellations import MemoryCancellations
 from tests.fakes.ports import MemoryReadModel
 from tests.support.waiting import eventually

@@ -5,13 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 
-from consumers.context import TaskContext
-from contracts.payloads import SleepPayload
+from pydantic import Field
+
+from contracts.payloads import Payload
+from taskproc.context import TaskContext
+from taskproc.registration import task_type
+
+
+class SleepPayload(Payload):
+    """Waits the given number of seconds: for demos and load tests."""
+
+    seconds: float = Field(ge=0, le=300)
+
 
 # Shorter sleeps (load tests) publish nothing but their outcome.
 REPORT_FROM_S = 2.0
 
 
+# A sleep task may ask for 300 s, so its attempts need a little more.
+@task_type("sleep", timeout_s=310.0, prefetch=64, timeout_cap_s=600.0)
 async def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
     if payload.seconds < REPORT_FROM_S:
         await asyncio.sleep(payload.seconds)
@@ -36,3 +48,6 @@ def _result(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
     before = ctx.previous_result.get("total_slept_s", ctx.previous_result.get("slept_s", 0))
     total = payload.seconds + (before if isinstance(before, int | float) else 0)
     return {"slept_s": payload.seconds, "total_slept_s": total}
+
+
+SLEEP = sleep.spec

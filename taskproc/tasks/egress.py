@@ -14,8 +14,8 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
-from consumers.failures import PermanentFailure
 from infra.runtime.webhook_allowlist import EgressPolicy
+from taskproc.failures import PermanentFailure
 
 log = logging.getLogger("webhook.egress")
 

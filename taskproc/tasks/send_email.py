@@ -7,13 +7,32 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
-import aiosmtplib
+from pydantic import EmailStr, Field, field_validator
 
-from consumers.context import TaskContext
-from consumers.failures import PermanentFailure, Retry
-from contracts.payloads import SendEmailPayload
+from contracts.payloads import Payload
+from taskproc.context import TaskContext
+from taskproc.failures import PermanentFailure, Retry
+from taskproc.registration import task_type
 
 log = logging.getLogger("send_email")
+
+
+class SendEmailPayload(Payload):
+    """An email sent over SMTP; `to` may be one address or a list."""
+
+    to: list[EmailStr] = Field(min_length=1, max_length=100)
+    # A line break would be a header injection; the email library refuses it anyway.
+    subject: str = Field(max_length=998, pattern=r"^[^\r\n]*$")
+    body: str = Field(max_length=1_000_000)
+    cc: list[EmailStr] = Field(default_factory=list, max_length=100)
+    bcc: list[EmailStr] = Field(default_factory=list, max_length=100)
+    reply_to: EmailStr | None = None
+    html: str | None = Field(default=None, max_length=1_000_000)
+
+    @field_validator("to", "cc", "bcc", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
 
 def build_message(payload: SendEmailPayload, ctx: TaskContext) -> EmailMessage:
@@ -35,7 +54,12 @@ def build_message(payload: SendEmailPayload, ctx: TaskContext) -> EmailMessage:
     return message
 
 
+@task_type("send_email", timeout_cap_s=120.0)
 async def send_email(payload: SendEmailPayload, ctx: TaskContext) -> dict[str, Any]:
+    # Here, not at the top: every process imports this module for its payload model, and only
+    # the worker sends mail (docs/task-types.md, "What a task module may import").
+    import aiosmtplib
+
     message = build_message(payload, ctx)
     recipients = [*payload.to, *payload.cc, *payload.bcc]
     settings = ctx.settings
@@ -70,3 +94,6 @@ async def send_email(payload: SendEmailPayload, ctx: TaskContext) -> dict[str, A
         raise Retry(f"the mail server could not be reached ({type(error).__name__})") from error
     return {"message_id": message["Message-ID"], "accepted": len(recipients) - len(refused),
             "refused": sorted(refused), "reply": reply}
+
+
+SEND_EMAIL = send_email.spec

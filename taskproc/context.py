@@ -9,7 +9,6 @@ from typing import Generic, TypeAlias
 
 from typing_extensions import TypeVar
 
-from consumers.progress import no_progress
 from infra.runtime.settings.worker import WorkerSettings
 
 # What a handler may return: it becomes the status event's `result`. The worker checks it again
@@ -23,6 +22,12 @@ ReportProgress: TypeAlias = Callable[[float, str | None], Awaitable[None]]
 # What the task type's start-up hook made (e.g. an `httpx.AsyncClient`); None without a hook,
 # so a handler without one writes a bare `TaskContext`.
 C = TypeVar("C", default=None)
+
+
+async def no_progress(fraction: float, message: str | None = None) -> None:
+    """What `TaskContext.progress` does where no worker listens (a handler called directly)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"progress must be a fraction from 0 to 1, not {fraction!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

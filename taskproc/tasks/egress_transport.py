@@ -19,8 +19,8 @@ import httpx
 from httpcore import AnyIOBackend, AsyncNetworkBackend, AsyncNetworkStream
 from httpcore._backends.base import SOCKET_OPTION as SocketOption
 
-from consumers.handlers.egress import Resolve, checked_addresses, system_resolve
 from infra.runtime.webhook_allowlist import EgressPolicy
+from taskproc.tasks.egress import Resolve, checked_addresses, system_resolve
 
 # httpx's own default pool limits.
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)

@@ -16,13 +16,14 @@ from typing import Any
 
 import httpx
 
-from consumers.context import TaskContext
-from consumers.failures import PermanentFailure, Retry
-from consumers.handlers.egress import describe
-from consumers.handlers.egress_transport import egress_client
-from consumers.handlers.response_body import read_limited
-from contracts.payloads import WebhookPayload, redacted_url
 from infra.runtime.settings.worker import WorkerSettings
+from taskproc.context import TaskContext
+from taskproc.failures import PermanentFailure, Retry
+from taskproc.registration import task_type
+from taskproc.tasks.egress import describe
+from taskproc.tasks.egress_transport import egress_client
+from taskproc.tasks.response_body import read_limited
+from taskproc.tasks.webhook_payload import WebhookPayload, redacted_url
 
 log = logging.getLogger("webhook")
 
@@ -37,6 +38,7 @@ async def http_client(settings: WorkerSettings) -> AsyncIterator[httpx.AsyncClie
         yield client
 
 
+@task_type("webhook", timeout_s=15.0, clients=http_client)
 async def call_webhook(
     payload: WebhookPayload, ctx: TaskContext[httpx.AsyncClient]
 ) -> dict[str, Any]:
@@ -73,3 +75,6 @@ def _text(data: bytes, charset: str | None) -> str:
         return data.decode(charset or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
         return data.decode("utf-8", errors="replace")
+
+
+WEBHOOK = call_webhook.spec
