@@ -1,8 +1,8 @@
 """The one place that knows the task types: name, payload model, limits and backoff.
 
-Adding a task type is one payload model, one line here and one line binding its handler in
-`taskproc/tasks/__init__.py`. This package names no handler: the consumers bind one to each
-spec, and check at start-up that every spec has exactly one.
+A task module declares its types with `taskproc.task_type`; the registered modules are those
+named by installed packages' entry points (group `taskproc.task_types`) and by TASK_MODULES,
+less the types in DISABLED_TASK_TYPES (docs/task-types.md). This package names no handler.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
 from contracts import names
+from contracts.registry import task_type_names
 from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user, worker_user
 from infra.rabbitmq.management import management
 from infra.rabbitmq.setup import setup, url_for
@@ -23,7 +24,7 @@ from tests.support.docs import doc
 from tests.support.rabbitmq_admin import delete_layout
 from tests.support.services import Backends, missing
 
-TYPES = ["send_email", "sleep", "webhook"]
+TYPES = task_type_names()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 from aiormq.exceptions import ChannelAccessRefused, ChannelClosed
 
 from contracts import names
+from contracts.registry import task_type_names
 from infra.rabbitmq.layout import gateway_user, parse_publisher, projector_user, worker_user
 from infra.rabbitmq.management import management
 from infra.rabbitmq.setup import EVERYTHING, SetupReport, process_environment, setup, url_for
@@ -37,7 +38,7 @@ from tests.support.receivers import SmtpSink
 from tests.support.services import Backends, free_port, missing
 from tests.support.waiting import eventually
 
-TYPES = ["send_email", "sleep", "webhook"]
+TYPES = task_type_names()
 SLEEP_BODY = json.dumps({"payload": {"seconds": 0}}).encode()
 
 

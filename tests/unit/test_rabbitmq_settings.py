@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from contracts.registry import task_type_names
 from infra.rabbitmq.layout import (
     USER_PREFIX,
     exactly,
@@ -18,7 +19,7 @@ from infra.rabbitmq.layout import (
 )
 from infra.runtime.settings.system import SystemSettings
 
-TYPES = ["send_email", "sleep", "webhook"]
+TYPES = task_type_names()
 GUEST = "amqp://guest:guest@127.0.0.1:5672/"
 
 

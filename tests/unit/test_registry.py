@@ -10,6 +10,7 @@ import re
 import textwrap
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from mypy import api as mypy_api
 
 from consumers.decode import ReceivedTask
 from contracts.registry import (
+    ENTRY_POINT_GROUP,
     RegistryError,
     TaskSpec,
     UnknownTaskType,
@@ -55,8 +57,12 @@ def received(task_spec: TaskSpec[SleepPayload], *, attempt: int = 1) -> Received
     )
 
 
-def test_the_shipped_registry_is_the_built_in_types_each_with_its_handler() -> None:
-    assert task_type_names() == ["send_email", "sleep", "webhook"]
+def test_taskproc_registers_its_built_in_types_as_any_package_does() -> None:
+    own = {point.name: point.value for point in entry_points(group=ENTRY_POINT_GROUP)
+           if point.dist is not None and point.dist.name == "taskproc"}
+
+    assert own == {name: f"taskproc.tasks.{name}" for name in ("send_email", "sleep", "webhook")}
+    assert set(own) <= set(task_type_names())  # another installed package may add its own
     assert all(handler_for(s.name).spec is s for s in task_types())
 
 

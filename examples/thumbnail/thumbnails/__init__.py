@@ -1,0 +1,1 @@
+"""An example taskproc task type, `thumbnail`, registered by this package's entry point."""
