@@ -163,8 +163,10 @@ def topology_declare() -> None:
 
 @topology.command("orphans")
 def topology_orphans() -> None:
-    """List the queues on RABBITMQ_URL's vhost that no registered task type owns (a removed
-    type's), with the messages each holds; nothing is deleted."""
+    """List queues no registered task type owns, with their depth.
+
+    The queues on RABBITMQ_URL's vhost that the service makes but neither it nor a registered
+    type owns (a removed type's), with the messages ready in each now; nothing is deleted."""
     settings = settings_for(BrokerAdminSettings, "topology")
     try:
         found = asyncio.run(orphan_queues(settings, task_type_names()))
@@ -183,8 +185,11 @@ def topology_orphans() -> None:
 @topology.command("delete-orphan")
 @click.argument("queue")
 def topology_delete_orphan(queue: str) -> None:
-    """Delete QUEUE, one that `taskproc topology orphans` lists, only if it is empty and has no
-    consumer; refused for a queue a registered type or the service owns."""
+    """Delete an orphan queue, only if it is empty.
+
+    QUEUE is one `taskproc topology orphans` lists; it is deleted only if it holds no message
+    and has no consumer, and refused (exit 1) for a queue a registered type or the service
+    owns."""
     settings = settings_for(BrokerAdminSettings, "topology")
     try:
         asyncio.run(delete_orphan(settings, queue, task_type_names()))
