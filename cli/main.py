@@ -36,6 +36,7 @@ from infra.observability.logging import configure_logging
 from infra.rabbitmq.broker import Broker, PublishError
 from infra.rabbitmq.dead_letter_queue import BrokerDeadLetterQueue
 from infra.rabbitmq.layout import USER_PREFIX, parse_publisher
+from infra.rabbitmq.orphan_queues import DeleteRefused, delete_orphan, orphan_queues
 from infra.rabbitmq.permission_table import permission_table
 from infra.rabbitmq.queue_limits import (
     ManagementUnavailable,
@@ -158,6 +159,47 @@ def topology_declare() -> None:
         log.error("queue length limits not applied: %s", error)
         sys.exit(1)
     log.info("queue length limits applied (policies on the vhost)")
+
+
+@topology.command("orphans")
+def topology_orphans() -> None:
+    """List queues no registered task type owns, with their depth.
+
+    The queues on RABBITMQ_URL's vhost that the service makes but neither it nor a registered
+    type owns (a removed type's), with the messages ready in each now; nothing is deleted."""
+    settings = settings_for(BrokerAdminSettings, "topology")
+    try:
+        found = asyncio.run(orphan_queues(settings, task_type_names()))
+    except (ManagementUnavailable, OSError, AMQPError) as error:
+        log.error("orphan queues not listed: %s", error)
+        sys.exit(1)
+    if found:
+        print(f"{'queue':<48} {'type':<20} {'messages':>8} {'consumers':>9}")
+    for queue in found:
+        depth = "?" if queue.messages is None else str(queue.messages)
+        print(f"{queue.name:<48} {queue.task_type or '-':<20} {depth:>8} {queue.consumers:>9}")
+    print(f"{len(found)} queue(s) on vhost {vhost_of(settings.rabbitmq_url)} that no registered "
+          f"type owns (registered: {', '.join(task_type_names())})", file=sys.stderr)
+
+
+@topology.command("delete-orphan")
+@click.argument("queue")
+def topology_delete_orphan(queue: str) -> None:
+    """Delete an orphan queue, only if it is empty.
+
+    QUEUE is one `taskproc topology orphans` lists; it is deleted only if it holds no message
+    and has no consumer, and refused (exit 1) for a queue a registered type or the service
+    owns."""
+    settings = settings_for(BrokerAdminSettings, "topology")
+    try:
+        asyncio.run(delete_orphan(settings, queue, task_type_names()))
+    except DeleteRefused as error:
+        log.error("not deleted: %s", error)
+        sys.exit(1)
+    except (ManagementUnavailable, OSError, AMQPError) as error:
+        log.error("%s not deleted: %s", queue, error)
+        sys.exit(1)
+    log.info("deleted the empty queue %s", queue)
 
 
 @cli.group()

@@ -91,3 +91,50 @@ def control_routing_key(task_type: str) -> str:
 
 def control_queue(task_type: str, process: str) -> str:
     return f"{CONTROL_EXCHANGE}.{task_type}.{process}"
+
+
+# Reading names back. Task type names are Python identifiers (contracts.registry), so a queue or
+# exchange name says unambiguously which type it belongs to, whether or not this process has the
+# type registered: an operator's view of a vhost, and the projector during a rolling deploy, need
+# to know the types of queues and messages that other versions declared.
+_TASK_PREFIX = "tasks."
+_CONTROL_PREFIX = f"{CONTROL_EXCHANGE}."
+# Queues the service owns whatever types are registered.
+SERVICE_QUEUES = frozenset({QUARANTINE_QUEUE, PROJECTOR_EVENTS_QUEUE, PROJECTOR_SUBMISSIONS_QUEUE,
+                            PROJECTOR_DEAD_QUEUE})
+
+
+def task_type_of_exchange(exchange: str | None, *, suffix: str = "") -> str | None:
+    """The type whose task exchange, plus `suffix` (".dead" for its dead letters), is
+    `exchange`, registered or not; None for any other name."""
+    if not exchange or not exchange.startswith(_TASK_PREFIX) or not exchange.endswith(suffix):
+        return None
+    task_type = exchange[len(_TASK_PREFIX):len(exchange) - len(suffix)]
+    if not task_type.isidentifier() or exchange == QUARANTINE_EXCHANGE:
+        return None
+    return task_type
+
+
+def task_type_of_queue(queue: str) -> str | None:
+    """The type a queue of the service belongs to (its work, delay, dead-letter or a worker's
+    control queue), registered or not; None for a fixed queue and for a name the service never
+    makes."""
+    if queue in SERVICE_QUEUES:
+        return None
+    if queue.startswith(_CONTROL_PREFIX):
+        task_type = queue[len(_CONTROL_PREFIX):].split(".", 1)[0]
+        return task_type if task_type.isidentifier() else None
+    if not queue.startswith(_TASK_PREFIX):
+        return None
+    task_type, _, rest = queue[len(_TASK_PREFIX):].partition(".")
+    tiers = {f"retry.{tier}s" for tier in RETRY_TIERS_S}
+    if not task_type.isidentifier() or rest not in {"", "dead", *tiers}:
+        return None
+    return task_type
+
+
+def in_service_namespace(queue: str) -> bool:
+    """Whether the name is one the service makes (`tasks.…`, `task-control.…`, `projector.…`):
+    queues outside it are other applications' on the vhost, and never the service's to list or
+    delete."""
+    return queue in SERVICE_QUEUES or queue.startswith((_TASK_PREFIX, _CONTROL_PREFIX))

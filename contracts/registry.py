@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from contracts.limits import DAY_S, TaskLimits
-from contracts.names import task_exchange
 
 # Covariant, so a spec of one payload type is a spec of `BaseModel`; a bare `TaskSpec` means
 # that.
@@ -147,16 +146,6 @@ def _names(text: str | None) -> list[str]:
 
 def task_type_names() -> list[str]:
     return [spec.name for spec in task_types()]
-
-
-def task_type_of_exchange(exchange: str | None, *, suffix: str = "") -> str | None:
-    """The registered type whose task exchange, plus `suffix` (".dead" for its dead letters),
-    is `exchange`; None for any other. A submission's copy and a dead letter are told apart,
-    and typed, by the exchange they were published to."""
-    for spec in task_types():
-        if exchange == task_exchange(spec.name) + suffix:
-            return spec.name
-    return None
 
 
 def get_spec(name: str) -> TaskSpec:

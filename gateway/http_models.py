@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, create_model
 
 from contracts.limits import (
     LABEL_RULE,
@@ -62,11 +62,33 @@ class TaskRequestBase(BaseModel):
                           idempotency_key=idempotency_key, tenant=tenant, labels=self.labels)
 
 
+def payload_examples(spec: TaskSpec) -> list[JsonValue]:
+    """The examples the type's payload model gives (`model_config["json_schema_extra"]
+    ["examples"]`, as pydantic reads them); none if it gives none."""
+    extra = spec.payload.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    return list(examples) if isinstance(examples, list) else []
+
+
+def request_examples() -> dict[str, dict[str, Any]]:
+    """`POST /tasks` examples for /docs, one per registered type whose payload model has one."""
+    return {spec.name: {"summary": f"a {spec.name} task",
+                        "value": {"task_type": spec.name, "payload": examples[0]}}
+            for spec in task_types() if (examples := payload_examples(spec))}
+
+
 def _request_model(spec: TaskSpec) -> type[TaskRequestBase]:
     title = "".join(part.title() for part in spec.name.split("_")) + "Task"
+    examples: list[JsonValue] = [{"task_type": spec.name, "payload": example}
+                                 for example in payload_examples(spec)]
+    # create_model takes a base or a config, not both: the config rides on a base of its own.
+    base: type[TaskRequestBase] = type(f"{title}Base", (TaskRequestBase,), {
+        "__module__": __name__,
+        "model_config": ConfigDict(extra="forbid", json_schema_extra={"examples": examples}
+                                   if examples else None)})
     model: type[TaskRequestBase] = create_model(
         title,
-        __base__=TaskRequestBase,
+        __base__=base,
         task_type=(Literal[spec.name], ...),  # type: ignore[arg-type]
         payload=(spec.payload, ...),
     )

@@ -19,6 +19,7 @@ from gateway.http_models import (
     TaskAccepted,
     TaskRequest,
     TaskView,
+    request_examples,
 )
 from gateway.listing_routes import listing
 from gateway.middleware.submitted_type import note_submitted_task_type
@@ -61,7 +62,7 @@ open_routes = APIRouter()
                                     "nothing was queued"}},
 )
 async def submit_task(
-    request: Annotated[TaskRequest, Body()],
+    request: Annotated[TaskRequest, Body(openapi_examples=request_examples())],
     http: Request,
     services: ServicesDep,
     limits: LimitsDep,

@@ -17,7 +17,6 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.messages import ErrorInfo, StatusEvent
-from contracts.registry import task_type_of_exchange
 from contracts.statuses import Status
 from infra.observability.middleware import Middleware
 from infra.rabbitmq.amqp_codec import (
@@ -55,7 +54,8 @@ class DeadLetterIntake:
         """Archive the letter and publish `dead` if RabbitMQ dead-lettered it; nothing goes to
         the batch (`dead` comes back through the events queue). Raises StoreUnavailable if
         stopped before the letter was archived: the message goes back to its queue."""
-        task_type = task_type_of_exchange(message.exchange, suffix=".dead")
+        # By the exchange's name, as for submissions: a type this projector does not know yet.
+        task_type = names.task_type_of_exchange(message.exchange, suffix=".dead")
         if task_type is None:
             return
         await self._keep(describe(message, task_type, dead_at=datetime.now(UTC),

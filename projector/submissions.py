@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.messages import StatusEvent
-from contracts.registry import task_type_names, task_type_of_exchange
+from contracts.registry import task_type_names
 from contracts.statuses import Status
 from infra.rabbitmq.amqp_codec import (
     TenantRules,
@@ -39,7 +39,9 @@ class SubmissionReader:
         if message.exchange == names.FOLLOW_UPS_EXCHANGE:
             task_type = await self._follow_up_type(message)
         else:
-            task_type = task_type_of_exchange(message.exchange)
+            # By the exchange's name, not this process's registry: in a rolling deploy, newer
+            # processes may bind the exchange of a type this projector does not know yet.
+            task_type = names.task_type_of_exchange(message.exchange)
         if task_type is None:
             return None
         return StatusEvent(

@@ -1,4 +1,5 @@
-"""A small client of RabbitMQ's management HTTP API: policies, vhosts, users, permissions."""
+"""A small client of RabbitMQ's management HTTP API: policies, vhosts, users, permissions,
+and the list of a vhost's queues."""
 
 from __future__ import annotations
 
@@ -46,6 +47,18 @@ class Management:
 
     async def put_policy(self, vhost: str, name: str, definition: dict[str, Any]) -> None:
         await self._call("PUT", "policies", vhost, name, body=definition)
+
+    async def policies(self, vhost: str) -> list[dict[str, Any]]:
+        return [dict(found) for found in (await self._call("GET", "policies", vhost)).json()]
+
+    async def delete_policy(self, vhost: str, name: str) -> None:
+        await self._call("DELETE", "policies", vhost, name, ok=(204, 404))
+
+    async def queues(self, vhost: str) -> list[dict[str, Any]]:
+        """The vhost's queues: name, type, exclusive, consumers and messages (the last sample
+        of the statistics: seconds old, and absent for a queue sampled never yet)."""
+        response = await self._call("GET", "queues", vhost)
+        return [dict(found) for found in response.json()]
 
     async def put_vhost(self, vhost: str) -> None:
         await self._call("PUT", "vhosts", vhost, body={})

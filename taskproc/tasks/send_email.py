@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
-from pydantic import EmailStr, Field, field_validator
+from pydantic import ConfigDict, EmailStr, Field, field_validator
 
 from contracts.payloads import Payload
 from taskproc.context import TaskContext
@@ -19,6 +19,9 @@ log = logging.getLogger("send_email")
 
 class SendEmailPayload(Payload):
     """An email sent over SMTP; `to` may be one address or a list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"to": "ana@example.com", "subject": "Your invoice", "body": "It is attached."}]})
 
     to: list[EmailStr] = Field(min_length=1, max_length=100)
     # A line break would be a header injection; the email library refuses it anyway.

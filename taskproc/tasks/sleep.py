@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from contracts.payloads import Payload
 from taskproc.context import TaskContext
@@ -14,6 +14,10 @@ from taskproc.registration import task_type
 
 class SleepPayload(Payload):
     """Waits the given number of seconds: for demos and load tests."""
+
+    # Shown in the gateway's /docs (gateway/http_models.py takes a payload model's examples).
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_extra={"examples": [{"seconds": 2}]})
 
     seconds: float = Field(ge=0, le=300)
 

@@ -30,7 +30,10 @@ class WebhookPayload(Payload):
     headers: dict[str, str] = Field(default_factory=dict, max_length=MAX_HEADERS)
     json_body: object | None = Field(default=None, alias="json")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              json_schema_extra={"examples": [
+                                  {"url": "https://hooks.example.com/orders", "method": "POST",
+                                   "json": {"order": 42, "state": "paid"}}]})
 
     @field_validator("url")
     @classmethod

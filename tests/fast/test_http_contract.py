@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts.registry import task_types
+from contracts.registry import task_type_names, task_types
 from tests.fast.conftest import Fakes
 
 SECRET = f"s3cr3t-{uuid.uuid4().hex}"
@@ -149,3 +149,23 @@ async def test_readiness_names_the_dependency_that_does_not_answer(
     assert health.status_code == 200
     assert (ready.status_code, ready.json()) == (503, expected)
     assert "in-memory" not in ready.text  # the dependency's own error text stays in the log
+
+
+async def test_the_docs_show_an_accepted_example_of_every_registered_type(
+    http: httpx.AsyncClient,
+) -> None:
+    api = (await http.get("/openapi.json")).json()
+    body = api["paths"]["/tasks"]["post"]["requestBody"]["content"]["application/json"]
+    examples = {name: example["value"] for name, example in body["examples"].items()}
+
+    # Each built-in's payload model gives one; a user's type shows one if its model gives one.
+    built_in = {spec.name for spec in task_types()
+                if spec.payload.__module__.startswith("taskproc.tasks.")}
+    assert built_in <= set(examples) <= set(task_type_names())
+    for name, example in examples.items():
+        assert example["task_type"] == name
+        schema = body["schema"]["discriminator"]["mapping"][name].rsplit("/", 1)[-1]
+        assert api["components"]["schemas"][schema]["examples"] == [example]
+        # An example that /docs shows is one the gateway accepts.
+        answer = await http.post("/tasks", json=example)
+        assert answer.status_code == 202, answer.text

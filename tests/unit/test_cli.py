@@ -18,7 +18,8 @@ VERBS = ["cancel", "dead-letters", "gateway", "keys", "list", "projector", "rabb
          "topology", "watch", "worker"]
 SUBVERBS = [["topology", "export"], ["topology", "declare"], ["dead-letters", "list"],
             ["dead-letters", "replay"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"],
-            ["rabbitmq", "setup"], ["read-model", "migrate"]]
+            ["rabbitmq", "setup"], ["read-model", "migrate"], ["topology", "orphans"],
+            ["topology", "delete-orphan"]]
 
 
 def test_the_help_lists_every_verb_of_a_development_install() -> None:
