@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from contracts import names
+from contracts.limits import TASK_ID_PATTERN
 from contracts.messages import ProgressEvent, StatusEvent, TaskBody
 from contracts.registry import TASK_TYPES, TaskSpec
 from contracts.statuses import Status
@@ -50,14 +51,17 @@ TASK_HEADERS: dict[str, dict[str, Any]] = {
                                          "direct publisher's tenant comes from its RabbitMQ "
                                          "user (`user_id`)." + _SERVICE_ONLY},
 }
-# The AMQP properties of a task message: AsyncAPI's AMQP bindings have no field for most.
-TASK_PROPERTIES: dict[str, str] = {
-    "message_id": "The task id: 1-128 characters of `A-Z a-z 0-9 . _ : -` (the body's "
-                  "`task_id` takes precedence). Always set it.",
-    "user_id": "The RabbitMQ user of the connection (RabbitMQ checks it): it gives the task's "
-               "tenant.",
-    "content_type": "application/json",
-    "delivery_mode": "2 (persistent)",
+# The AMQP properties of a task message, as schemas: AsyncAPI's AMQP bindings have no field
+# for most of them, hence the extension.
+TASK_PROPERTIES: dict[str, dict[str, Any]] = {
+    "message_id": {"type": "string", "pattern": TASK_ID_PATTERN,
+                   "description": "The task id (the body's `task_id` takes precedence). Always "
+                                  "set it: without one the id is derived from the message."},
+    "user_id": {"type": "string",
+                "description": "The connection's RabbitMQ user (RabbitMQ checks it): it gives "
+                               "the task's tenant."},
+    "content_type": {"const": "application/json"},
+    "delivery_mode": {"const": 2, "description": "Persistent."},
 }
 
 
@@ -202,7 +206,8 @@ def _task_message(task_type: str, body_ref: str, payload_ref: str) -> dict[str, 
             {"$ref": body_ref},
             {"type": "object", "properties": {
                 "payload": {"$ref": payload_ref},
-                "task_type": {"const": task_type},
+                # If present, it must name the exchange's type.
+                "task_type": {"enum": [task_type, None]},
             }},
         ]},
         "x-amqp-properties": TASK_PROPERTIES,
