@@ -15,7 +15,7 @@ import logging
 import shlex
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, entry_points, version
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +26,7 @@ from cli.keys import keys_create, keys_list, keys_revoke
 from cli.schedules import schedules
 from cli.tasks import TASK_VERBS
 from consumers.command import command as worker_command
+from contracts.asyncapi import asyncapi_document
 from contracts.json_schema import json_schemas
 from contracts.names import dead_queue
 from contracts.registry import task_type_names, task_types
@@ -272,6 +273,14 @@ def schemas() -> None:
     """Print the JSON Schema of every message."""
     # Needs no settings: the schemas come from the registry alone.
     json.dump(json_schemas(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@cli.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI 3.0 document of the RabbitMQ messages."""
+    # Needs no settings, as `schemas`: the document comes from the registry alone.
+    json.dump(asyncapi_document(version("taskproc")), sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

@@ -1,13 +1,16 @@
-"""HTTP routes: submit a task, read its status (each needs an API key with a scope), health
-and readiness (open)."""
+"""HTTP routes: submit a task, read its status (each needs an API key with a scope), health,
+readiness and the AsyncAPI document (open)."""
 
 from __future__ import annotations
 
 import dataclasses
+from importlib.metadata import version
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
+from fastapi.responses import JSONResponse
 
+from contracts.asyncapi import asyncapi_document
 from gateway.auth import KeyFirstRoute, Reader, Replayer, Submitter, api_key
 from gateway.batch_routes import batches
 from gateway.deps import ServicesDep
@@ -144,6 +147,12 @@ async def ready(services: ServicesDep, response: Response) -> Readiness:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Readiness(status="ready" if found.is_ready else "unavailable",
                      rabbitmq=found.broker, mongodb=found.store)
+
+
+@open_routes.get("/asyncapi.json", include_in_schema=False)
+async def asyncapi() -> JSONResponse:
+    """The AsyncAPI 3.0 document of the RabbitMQ messages; open, as `/openapi.json` is."""
+    return JSONResponse(asyncapi_document(version("taskproc")))
 
 
 router = APIRouter()

@@ -41,7 +41,8 @@ README_GATEWAY = "127.0.0.1:8000"
 README_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # The blocks pasted into the second terminal, in the order of use (README, then docs/).
 PASTED = ["first-task-key", "first-task-submit", "first-task-status", "first-task-view",
-          "http-api-answers", "command-line-verbs", "raw-publish-follow", "schemas", "topology"]
+          "http-api-answers", "command-line-verbs", "raw-publish-follow", "schemas", "asyncapi",
+          "topology"]
 
 
 def quick_start_command(readme: str, makefile: str) -> str:
@@ -172,6 +173,9 @@ async def test_the_readme_runs_as_written_next_to_make_run(
     assert published["task_type"] == "send_email", out["raw-publish-follow"]
     schemas = json.loads((make_run.checkout / "schemas.json").read_text())
     assert "task_body" in schemas
+    asyncapi = json.loads((make_run.checkout / "asyncapi.json").read_text())
+    assert asyncapi["asyncapi"] == "3.0.0"
+    assert json.loads((make_run.checkout / "asyncapi-from-gateway.json").read_text()) == asyncapi
     # The block's last line ran: the import did not swallow it.
     assert "topology declared on" in err["topology"], err["topology"]
     exported = json.loads((make_run.checkout / "definitions.json").read_text())

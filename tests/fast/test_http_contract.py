@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from contracts.registry import task_type_names, task_types
-from tests.fast.conftest import Fakes
+from tests.fast.conftest import ClientFor, Fakes
 
 SECRET = f"s3cr3t-{uuid.uuid4().hex}"
 
@@ -120,6 +120,23 @@ async def test_the_openapi_document_shows_every_payload_schema(http: httpx.Async
     docs = await http.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_the_asyncapi_document_is_open_and_names_every_task_exchange(
+    client_for: ClientFor,
+) -> None:
+    anonymous = await client_for(None)
+
+    response = await anonymous.get("/asyncapi.json")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    document = response.json()
+    assert document["asyncapi"] == "3.0.0"
+    exchanges = {channel["bindings"]["amqp"]["exchange"]["name"]
+                 for channel in document["channels"].values()}
+    assert exchanges == {f"tasks.{name}" for name in task_type_names()} | {"task-events"}
+    assert "/asyncapi.json" not in (await anonymous.get("/openapi.json")).json()["paths"]
 
 
 async def test_health_and_readiness_when_both_dependencies_answer(

@@ -262,7 +262,7 @@ async def test_the_default_rate_does_not_throttle_a_bench_sized_burst(
 # --- open endpoints and the API description -------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/health", "/health/ready", "/docs", "/openapi.json",
-                                  "/metrics"])
+                                  "/asyncapi.json", "/metrics"])
 async def test_the_open_endpoints_need_no_key(client_for: ClientFor, path: str) -> None:
     answer = await (await client_for(None)).get(path)
 

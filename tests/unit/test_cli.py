@@ -4,7 +4,7 @@ development verbs in the Docker image) is left out without an error."""
 from __future__ import annotations
 
 import json
-from importlib.metadata import EntryPoint
+from importlib.metadata import EntryPoint, version
 from pathlib import Path
 
 import click
@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import PLUGIN_GROUP, cli, plugin_commands
+from contracts.registry import task_type_names
 
-VERBS = ["cancel", "dead-letters", "gateway", "keys", "list", "projector", "rabbitmq",
+VERBS = ["asyncapi", "cancel", "dead-letters", "gateway", "keys", "list", "projector", "rabbitmq",
          "read-model", "run", "scheduler", "schedules", "schemas", "services", "status", "submit",
          "topology", "watch", "worker"]
 SUBVERBS = [["topology", "export"], ["topology", "declare"], ["dead-letters", "list"],
@@ -46,6 +47,16 @@ def test_schemas_prints_the_json_schema_of_every_message() -> None:
     assert "StatusEvent" in json.dumps(json.loads(result.output))
     assert "CancelRequest" in json.dumps(json.loads(result.output))
     assert json.loads(result.output)["progress_event"]["title"] == "ProgressEvent"
+
+
+def test_asyncapi_prints_the_document_of_every_task_exchange() -> None:
+    result = CliRunner().invoke(cli, ["asyncapi"])
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["asyncapi"] == "3.0.0"
+    assert document["info"]["version"] == version("taskproc")
+    assert {f"tasks_{name}" for name in task_type_names()} < set(document["channels"])
 
 
 def test_a_replay_names_its_letters_or_all_of_them() -> None:
