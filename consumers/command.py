@@ -12,6 +12,7 @@ import click
 from consumers.bootstrap import run_worker, worker_process
 from contracts.registry import task_type_names
 from infra.observability.logging import configure_logging
+from infra.rabbitmq.layout import worker_user
 from infra.runtime import process
 from infra.runtime.process_settings import process_settings
 from infra.runtime.settings.worker import WorkerSettings
@@ -20,10 +21,17 @@ from taskproc.handler import HandlerError
 log = logging.getLogger("consumers")
 
 
+def worker_settings(types: Sequence[str]) -> WorkerSettings:
+    """The environment's settings. Given a credentials file and no RABBITMQ_CREDENTIALS_USER, a
+    worker connects as its types' user: `taskproc-worker-sleep`, or
+    `taskproc-worker-send_email.sleep` for several (`taskproc rabbitmq setup --worker-types`)."""
+    return process_settings(WorkerSettings, rabbitmq_credentials_user=worker_user(types))
+
+
 def run(task_types: str | Sequence[str]) -> int:
     """Run the worker of `task_types` until SIGTERM; 2 if a handler cannot start."""
     types = (task_types,) if isinstance(task_types, str) else tuple(task_types)
-    settings = process_settings(WorkerSettings)
+    settings = worker_settings(types)
     configure_logging(settings, worker_process(types))
     try:
         process.run(run_worker(settings, types))
