@@ -36,7 +36,7 @@ from infra.mongodb.read_model_migration import Pace, backfill_listing_keys, esti
 from infra.observability.logging import configure_logging
 from infra.rabbitmq.broker import Broker, PublishError
 from infra.rabbitmq.dead_letter_queue import BrokerDeadLetterQueue
-from infra.rabbitmq.layout import USER_PREFIX, parse_publisher
+from infra.rabbitmq.layout import USER_PREFIX, parse_publisher, parse_worker_group
 from infra.rabbitmq.orphan_queues import DeleteRefused, delete_orphan, orphan_queues
 from infra.rabbitmq.permission_table import permission_table
 from infra.rabbitmq.queue_limits import (
@@ -220,8 +220,13 @@ def rabbitmq() -> None:
               help="of the service's own users (users are global to a broker)")
 @click.option("--definitions-file", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("definitions.json"), show_default=True)
+@click.option("--worker-types", "worker_groups", multiple=True, metavar="A,B",
+              help="task types one worker process runs together (`taskproc worker --types "
+                   "A,B`): a user for them, taskproc-worker-A.B, with exactly the union of "
+                   "their workers' permissions; repeatable (one type: its own user, always made)")
 def rabbitmq_setup(vhost: str, publishers: tuple[str, ...], credentials_file: Path,
-                   user_prefix: str, definitions_file: Path) -> None:
+                   user_prefix: str, definitions_file: Path,
+                   worker_groups: tuple[str, ...]) -> None:
     """Create (or confirm) the vhost, topology, policies and one user per role, as
     RABBITMQ_URL's user (an administrator); idempotent."""
     settings = settings_for(BrokerAdminSettings, "rabbitmq-setup")
@@ -230,9 +235,13 @@ def rabbitmq_setup(vhost: str, publishers: tuple[str, ...], credentials_file: Pa
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--publisher") from error
     try:
+        groups = [parse_worker_group(text, task_type_names()) for text in worker_groups]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--worker-types") from error
+    try:
         report = asyncio.run(setup(settings, vhost=vhost, publishers=chosen,
                                    credentials_file=credentials_file,
-                                   user_prefix=user_prefix))
+                                   user_prefix=user_prefix, worker_groups=groups))
         definitions_file.write_text(json.dumps(report.definitions, indent=2, sort_keys=True)
                                     + "\n")
     except (ManagementUnavailable, OSError, AMQPError) as error:

@@ -1,8 +1,9 @@
 """`taskproc run`: every process of the system in the foreground, restarted if one dies.
 
 It starts the local services that are not running, then the gateway, one consumer per task type,
-the projector and the scheduler, as a deployment's restart policy would keep them. SIGINT or
-SIGTERM stops everything it started, and only that.
+the projector and the scheduler, as a deployment's restart policy would keep them. It gives each
+worker and the projector a metrics port of its own (their METRICS_PORT: `metrics_ports`) and
+prints where each serves. SIGINT or SIGTERM stops everything it started, and only that.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from dataclasses import dataclass, field
 from contracts.registry import task_type_names
 from devtools import local_key
 from devtools import local_services as services
-from infra.observability.task_middleware import PROJECTOR, metrics_port
+from infra.observability.task_middleware import PROJECTOR
 from infra.rabbitmq.queue_limits import vhost_of
 from infra.runtime import local_settings
 from infra.runtime.settings.common import redacted_url
 from infra.runtime.settings.system import SystemSettings
-from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
+from infra.runtime.settings.worker import (
+    DEV_WEBHOOK_ALLOWED_NETWORKS,
+    dev_webhook_allowed_networks,
+)
 
 log = logging.getLogger("supervisor")
 
@@ -35,6 +39,8 @@ _STABLE_AFTER_S = 30.0
 class Child:
     name: str
     command: list[str]
+    # Its own settings on top of dev_env(): its METRICS_PORT.
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -42,7 +48,8 @@ class Child:
 
     def start(self) -> None:
         # Its own session: a Ctrl-C reaches the supervisor only, which stops children in order.
-        self.process = subprocess.Popen(self.command, start_new_session=True, env=dev_env())
+        self.process = subprocess.Popen(self.command, start_new_session=True,
+                                        env={**dev_env(), **self.env})
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
@@ -62,26 +69,51 @@ def dev_env() -> dict[str, str]:
     return env
 
 
+def metrics_ports(settings: SystemSettings) -> dict[str, int]:
+    """The METRICS_PORT each process of `taskproc run` is given: the projector METRICS_PORT,
+    the workers the ports after it, by name (none when METRICS_PORT is 0)."""
+    if not settings.metrics_port:
+        return {}
+    processes = [PROJECTOR, *(f"{name}-worker" for name in task_type_names())]
+    return {name: settings.metrics_port + n for n, name in enumerate(processes)}
+
+
 def children(settings: SystemSettings, *, with_mail_sink: bool) -> list[Child]:
     python = sys.executable
+    ports = metrics_ports(settings)
+    env = {name: {"METRICS_PORT": str(port)} for name, port in ports.items()}
+    if ports and "WEBHOOK_ALLOWED_NETWORKS" not in os.environ:
+        # A worker closes only its own metrics port to webhooks: close the others' here.
+        allowed = dev_webhook_allowed_networks(range(min(ports.values()),
+                                                     max(ports.values()) + 1))
+        for name in task_type_names():
+            env[f"{name}-worker"]["WEBHOOK_ALLOWED_NETWORKS"] = allowed
     result = [Child("gateway", [python, "-m", "gateway"])]
-    result += [Child(f"{name}-worker", [python, "-m", "consumers", "worker", name])
+    result += [Child(f"{name}-worker", [python, "-m", "consumers", "worker", name],
+                     env.get(f"{name}-worker", {}))
                for name in task_type_names()]
-    result.append(Child("projector", [python, "-m", "projector"]))
+    result.append(Child(PROJECTOR, [python, "-m", "projector"], env.get(PROJECTOR, {})))
     result.append(Child("scheduler", [python, "-m", "scheduler"]))
     if with_mail_sink:
         result.append(Child("mail-sink", [python, "-m", "devtools.mail_sink"]))
     return result
 
 
+def _webhook_allowlist(processes: list[Child]) -> str:
+    """What the workers' webhooks may reach, as their environment says."""
+    return next((child.env["WEBHOOK_ALLOWED_NETWORKS"] for child in processes
+                 if "WEBHOOK_ALLOWED_NETWORKS" in child.env),
+                dev_env()["WEBHOOK_ALLOWED_NETWORKS"])
+
+
 def metrics_urls(settings: SystemSettings) -> list[tuple[str, str]]:
-    """Where each process (and RabbitMQ) serves Prometheus metrics, as (process, URL)."""
+    """Where each process (and RabbitMQ) serves Prometheus metrics, as (process, URL): the
+    ports `children` hands them."""
     urls = [("gateway", f"http://{settings.gateway_host}:{settings.gateway_port}/metrics")]
-    for process in [*task_type_names(), PROJECTOR]:
-        port = metrics_port(settings, process)
-        if port:
-            name = process if process == PROJECTOR else f"{process}-worker"
-            urls.append((name, f"http://{settings.metrics_host}:{port}/metrics"))
+    ports = metrics_ports(settings)
+    for name in [*(f"{name}-worker" for name in task_type_names()), PROJECTOR]:
+        if name in ports:
+            urls.append((name, f"http://{settings.metrics_host}:{ports[name]}/metrics"))
     if services.port_open("127.0.0.1", services.RABBITMQ_PROMETHEUS_PORT):
         urls.append(("rabbitmq",
                      f"http://127.0.0.1:{services.RABBITMQ_PROMETHEUS_PORT}/metrics"))
@@ -115,7 +147,7 @@ class Supervisor:
                      "this machine; webhooks may reach public addresses and %s",
                      self._settings.taskproc_env, self._settings.rabbitmq_user,
                      vhost_of(self._settings.rabbitmq_url),
-                     dev_env()["WEBHOOK_ALLOWED_NETWORKS"] or "nothing else")
+                     _webhook_allowlist(processes) or "nothing else")
             log.info("Prometheus metrics: %s", ", ".join(
                 f"{name} {url}" for name, url in metrics_urls(self._settings)))
             while not self._stopping:

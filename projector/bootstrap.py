@@ -12,7 +12,7 @@ from infra.composition import mongo_adapters
 from infra.mongodb.idempotency_keys import MongoIdempotencyKeys
 from infra.mongodb.task_store import TaskStore
 from infra.observability.metrics import metrics_server
-from infra.observability.task_middleware import PROJECTOR, metrics_port, task_middleware
+from infra.observability.task_middleware import PROJECTOR, task_middleware
 from infra.rabbitmq.broker import Broker
 from infra.rabbitmq.topology import build_topology
 from infra.runtime.process import stop_on_signals
@@ -38,9 +38,8 @@ async def run_projector(settings: ProjectorSettings, *, stop: asyncio.Event | No
     # states of the last few batches' tasks spares most reads (about 5 KiB each).
     mongo = mongo_adapters(settings, remember=4 * settings.projector_batch_size)
     store, keys = mongo.tasks, mongo.keys
-    port = metrics_port(settings, PROJECTOR)
     try:
-        with metrics_server(settings.metrics_host, port, process=PROJECTOR):
+        with metrics_server(settings.metrics_host, settings.metrics_port, process=PROJECTOR):
             await _ensure_indexes(store, keys, settings, stop)
             if await connect(broker, stop, logger=log):
                 projector = Projector(broker, store, worker_name=name, expiring=(store, keys),

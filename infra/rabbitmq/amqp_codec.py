@@ -60,7 +60,10 @@ class TenantRules:
     """Who may name a task's tenant, from settings (TenantSettings.tenant_rules).
 
     `service_users`: this service's own RabbitMQ users (gateway, workers, CLI), whose `x-tenant`
-    header is believed. `publishers`: outside publishers' users and the tenant each acts for.
+    header is believed; an entry ending in `*` names every user that starts with the rest
+    (`taskproc-worker-*`: the workers, whatever their types; `rabbitmq setup` refuses outside
+    publishers a name with the service's prefix). `publishers`: outside publishers' users and
+    the tenant each acts for.
     `development`: a message from anyone else keeps today's local behaviour (its `x-tenant`
     header, else `default_tenant`) instead of being refused.
     """
@@ -75,9 +78,16 @@ class TenantRules:
     def types_allowed(self, message: AbstractIncomingMessage) -> frozenset[str] | None:
         """The task types `message`'s outside publisher may submit; None for no limit."""
         user = message.user_id
-        if user is None or user in self.service_users or user not in self.publishers:
+        if user is None or self.is_service_user(user) or user not in self.publishers:
             return None
         return self.publisher_types.get(user)
+
+    def is_service_user(self, user: str | None) -> bool:
+        """Whether `user` is one of this service's own (a name, or a `prefix*` entry)."""
+        if user is None:
+            return False
+        return user in self.service_users or any(
+            entry.endswith("*") and user.startswith(entry[:-1]) for entry in self.service_users)
 
 
 class UnknownPublisher(Exception):
@@ -96,7 +106,7 @@ def tenant_of(message: AbstractIncomingMessage, rules: TenantRules) -> str:
     user = message.user_id
     header = header_str(message, names.HEADER_TENANT)
     named = header if header is not None and TENANT.fullmatch(header) else None
-    if user is not None and user in rules.service_users:
+    if rules.is_service_user(user):
         return named or rules.default_tenant
     if user is not None and user in rules.publishers:
         return rules.publishers[user]
@@ -139,7 +149,7 @@ def from_service(message: AbstractIncomingMessage, rules: TenantRules) -> bool:
     checked its `user_id`). Only such a message's control headers (`x-attempt`, `x-run`,
     `x-source`) are believed: an outside publisher could otherwise move another tenant's task to
     a later run or attempt, or pass its task off as submitted over HTTP."""
-    return message.user_id is not None and message.user_id in rules.service_users
+    return rules.is_service_user(message.user_id)
 
 
 def control_int(message: AbstractIncomingMessage, name: str, rules: TenantRules) -> int:

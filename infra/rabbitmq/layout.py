@@ -42,8 +42,17 @@ def scheduler_user(prefix: str = USER_PREFIX) -> str:
     return f"{prefix}scheduler"
 
 
-def worker_user(task_type: str, prefix: str = USER_PREFIX) -> str:
-    return f"{prefix}worker-{task_type}"
+def worker_user(task_types: str | Sequence[str], prefix: str = USER_PREFIX) -> str:
+    """The user of a worker of one type (`taskproc-worker-sleep`), or of a process that runs
+    several (`taskproc-worker-send_email.sleep`: sorted, so the order they are named in does
+    not matter; type names are identifiers, so a dot cannot be part of one)."""
+    types = [task_types] if isinstance(task_types, str) else sorted(task_types)
+    return f"{prefix}worker-{'.'.join(types)}"
+
+
+def workers_pattern(prefix: str = USER_PREFIX) -> str:
+    """Every worker's user, as RABBITMQ_SERVICE_USERS takes it: no list of task types."""
+    return f"{prefix}worker-*"
 
 
 @dataclass(frozen=True)
@@ -120,8 +129,21 @@ def parse_publisher(text: str, known_types: Sequence[str], prefix: str = USER_PR
     return Publisher(user, tenant, chosen)
 
 
-def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple[Role, ...]:
-    """The gateway, one worker per task type, the projector and the scheduler."""
+def parse_worker_group(text: str, known_types: Sequence[str]) -> tuple[str, ...]:
+    """`a,b`: task types one worker process runs together (`taskproc worker --types a,b`)."""
+    chosen = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = sorted(set(chosen) - set(known_types))
+    if not chosen or unknown or len(set(chosen)) != len(chosen):
+        raise ValueError(f"{text!r}: expected registered task types, each once, comma-separated"
+                         f" (unknown: {', '.join(unknown) or 'none'}; known: "
+                         f"{', '.join(known_types)})")
+    return tuple(sorted(chosen))
+
+
+def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX,
+                  worker_groups: Sequence[Sequence[str]] = ()) -> tuple[Role, ...]:
+    """The gateway, one worker per task type, one per group of types a worker process runs
+    together (its permissions exactly the union of theirs), the projector and the scheduler."""
     dead_queues = [names.dead_queue(t) for t in task_types]
     gateway = Role(gateway_user(prefix), Permissions(
         # Submit to every task exchange; cancel through task-control; replay reads (and
@@ -129,7 +151,9 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
         write=exactly([*(names.task_exchange(t) for t in task_types), names.CONTROL_EXCHANGE]),
         read=exactly(dead_queues),
     ))
-    workers = tuple(_worker_role(t, prefix) for t in task_types)
+    workers = tuple(_worker_role((t,), prefix) for t in task_types)
+    groups = {tuple(sorted(group)) for group in worker_groups if len(set(group)) > 1}
+    workers += tuple(_worker_role(group, prefix) for group in sorted(groups))
     projector = Role(projector_user(prefix), Permissions(
         # `dead` events to task-events; invalid events to the tasks.quarantine exchange.
         write=exactly([names.EVENTS_EXCHANGE, names.QUARANTINE_EXCHANGE]),
@@ -142,21 +166,24 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX) -> tuple
     return (gateway, *workers, projector, scheduler)
 
 
-def _worker_role(task_type: str, prefix: str) -> Role:
-    # Each worker process declares, binds and consumes a control queue of its own,
-    # `task-control.<type>.<process>`, to hear cancellations of its type.
-    own_control_queues = prefixed(names.control_queue(task_type, ""))
-    own_keys = "^" + re.escape(task_type) + r"\."
-    return Role(worker_user(task_type, prefix), Permissions(
+def _worker_role(task_types: Sequence[str], prefix: str) -> Role:
+    # Each worker process declares, binds and consumes a control queue of its own per type,
+    # `task-control.<type>.<process>`, to hear cancellations of its types.
+    own_control_queues = either(*(prefixed(names.control_queue(t, "")) for t in task_types))
+    keys = [re.escape(t) for t in sorted(task_types)]
+    own_keys = "^" + (keys[0] if len(keys) == 1 else "(" + "|".join(keys) + ")") + r"\."
+    return Role(worker_user(task_types, prefix), Permissions(
         configure=own_control_queues,
-        # Its own retry, dead-letter and quarantine copies; its type's events; a workflow
+        # Its own retry, dead-letter and quarantine copies; its types' events; a workflow
         # step's follow-ups (docs/http-api.md, Workflows), checked by their own worker. No task
         # exchange: a task of another type reaches its queue only as a follow-up.
-        write=either(exactly([names.retry_exchange(task_type), names.dead_exchange(task_type),
+        write=either(exactly([*(names.retry_exchange(t) for t in task_types),
+                              *(names.dead_exchange(t) for t in task_types),
                               names.QUARANTINE_EXCHANGE, names.EVENTS_EXCHANGE,
                               names.FOLLOW_UPS_EXCHANGE]),
                      own_control_queues),
-        read=either(exactly([names.task_queue(task_type), names.CONTROL_EXCHANGE]),
+        read=either(exactly([*(names.task_queue(t) for t in task_types),
+                             names.CONTROL_EXCHANGE]),
                     own_control_queues),
     ), topic_permissions=(TopicPermission(names.EVENTS_EXCHANGE, own_keys),
                           TopicPermission(names.FOLLOW_UPS_EXCHANGE, own_keys)))

@@ -26,7 +26,17 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from contracts.registry import task_type_names, task_types
-from infra.rabbitmq.layout import USER_PREFIX, Publisher, Role, publisher_role, service_roles
+from infra.rabbitmq.layout import (
+    USER_PREFIX,
+    Publisher,
+    Role,
+    gateway_user,
+    projector_user,
+    publisher_role,
+    scheduler_user,
+    service_roles,
+    workers_pattern,
+)
 from infra.rabbitmq.management import Management, credentials_of, management
 from infra.rabbitmq.queue_limits import apply_policies, queue_policies
 from infra.rabbitmq.topology import build_topology, declare_on, definitions
@@ -60,10 +70,13 @@ def url_for(admin_url: str, user: str, password: str, vhost: str) -> str:
 async def setup(
     settings: QueueLimitSettings, *, vhost: str, publishers: Sequence[Publisher],
     credentials_file: Path, user_prefix: str = USER_PREFIX,
+    worker_groups: Sequence[Sequence[str]] = (),
 ) -> SetupReport:
-    """Create or confirm the layout; see the module's docstring."""
+    """Create or confirm the layout; see the module's docstring. `worker_groups`: sets of types
+    a worker process runs together, each given a user of its own (the union of theirs)."""
     names = task_type_names()
-    roles = (*service_roles(names, user_prefix), *(publisher_role(p) for p in publishers))
+    roles = (*service_roles(names, user_prefix, worker_groups),
+             *(publisher_role(p) for p in publishers))
     admin, _ = credentials_of(settings.rabbitmq_url)
     on_vhost = settings.model_copy(update={"rabbitmq_url": url_for(
         settings.rabbitmq_url, *credentials_of(settings.rabbitmq_url), vhost)})
@@ -128,8 +141,10 @@ async def _leave_admin(api: Management, vhost: str, admin: str, had: dict[str, s
 
 def process_environment(publishers: Sequence[Publisher], task_types: Sequence[str],
                         user_prefix: str = USER_PREFIX) -> dict[str, str]:
-    """What every process of the service is given besides its own RABBITMQ_URL."""
-    users = [role.user for role in service_roles(task_types, user_prefix)]
+    """What every process of the service is given besides its own RABBITMQ_URL. The workers'
+    users are one `prefix-worker-*` entry: adding a task type changes no setting."""
+    users = [gateway_user(user_prefix), workers_pattern(user_prefix),
+             projector_user(user_prefix), scheduler_user(user_prefix)]
     return {
         "TASKPROC_ENV": "production",
         "RABBITMQ_DECLARE_TOPOLOGY": "false",

@@ -9,8 +9,9 @@ other settings and their secrets.
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -20,11 +21,13 @@ from infra.runtime.settings.common import CommonSettings
 S = TypeVar("S", bound=CommonSettings)
 
 
-def process_settings(kind: type[S]) -> S:
-    """The environment's settings of `kind` (the process's own class); SystemExit(1) after one
-    line naming each problem."""
+def process_settings(kind: type[S], **defaults: Any) -> S:
+    """The environment's settings of `kind` (the process's own class), `defaults` filling what
+    the environment does not set; SystemExit(1) after one line naming each problem."""
+    unset = {name: value for name, value in defaults.items()
+             if not any(key.lower() == name for key in os.environ)}
     try:
-        return kind()
+        return kind(**unset)
     except ValidationError as error:
         print(f"Error: {describe(error, None, hint=False)}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts.registry import task_type_names
 from tests.e2e.conftest import assert_clean_exits, stop_all, system_env
 from tests.support import processes
 from tests.support.keys import bearer
@@ -30,24 +29,28 @@ from tests.support.waiting import eventually
 class Observed:
     url: str
     metrics_port: int
+    worker_port: int
     gateway: ServiceProcess
     worker: ServiceProcess
     projector: ServiceProcess
 
     @property
     def worker_metrics(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port + 1 + task_type_names().index('sleep')}"
+        return f"http://127.0.0.1:{self.worker_port}"
 
 
 @pytest.fixture(scope="module")
 def observed(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> Iterator[Observed]:
-    base = free_port_block(1 + len(task_type_names()))
+    # Each process serves metrics on the METRICS_PORT it is given: the projector on `base`,
+    # the worker on the next.
+    base = free_port_block(2)
     env = system_env(services, smtp_sink, METRICS_PORT=str(base), LOG_FORMAT="json",
                      LOG_LEVEL="DEBUG", OTEL_TRACES_EXPORTER="console",
                      OTEL_BSP_SCHEDULE_DELAY="100")
     started: list[ServiceProcess] = []
     try:
-        started.append(processes.worker("sleep", env, module_log_dir))
+        started.append(processes.worker("sleep", {**env, "METRICS_PORT": str(base + 1)},
+                                        module_log_dir))
         projector = ServiceProcess("projector", ["-m", "projector"], env,
                                    module_log_dir).start()
         started.append(projector)
@@ -58,7 +61,7 @@ def observed(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> I
         stop_all(started)
         raise
     worker, projector, gateway = started
-    yield Observed(f"http://127.0.0.1:{port}", base, gateway, worker, projector)
+    yield Observed(f"http://127.0.0.1:{port}", base, base + 1, gateway, worker, projector)
     assert_clean_exits(stop_all(started), module_log_dir)
 
 

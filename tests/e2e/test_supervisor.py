@@ -11,17 +11,27 @@ import subprocess
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.names import task_queue
+from contracts.registry import task_type_names
 from tests.e2e.conftest import system_env
 from tests.support.keys import bearer
 from tests.support.processes import ServiceProcess
 from tests.support.readiness import wait_for_consumers
 from tests.support.receivers import SmtpSink
-from tests.support.services import MONGO_PORT, RABBIT_PORT, Backends, free_port, port_open
+from tests.support.services import (
+    MONGO_PORT,
+    RABBIT_PORT,
+    Backends,
+    free_port,
+    free_port_block,
+    port_open,
+)
 from tests.support.waiting import eventually
 
 STARTED = re.compile(r"started (?P<name>[\w-]+) \(pid (?P<pid>\d+)\)")
+PRINTED = re.compile(r"(?:Prometheus metrics: |, )([\w-]+) (http://[^\s,]+/metrics)")
 
 
 def started_pids(log: str) -> dict[str, list[int]]:
@@ -45,7 +55,9 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
     port = free_port()
     # Its `.run/api-key` goes to a folder of its own, not the developer's `.run`.
     run_dir = log_dir / "supervisor-run"
-    env = system_env(services, smtp_sink, GATEWAY_PORT=str(port), TASKPROC_RUN_DIR=str(run_dir))
+    metrics = free_port_block(1 + len(task_type_names()))
+    env = system_env(services, smtp_sink, GATEWAY_PORT=str(port), TASKPROC_RUN_DIR=str(run_dir),
+                     METRICS_PORT=str(metrics))
     supervisor = ServiceProcess("supervisor", ["-m", "cli.main", "run"], env, log_dir).start()
     try:
         await asyncio.to_thread(wait_for_consumers, supervisor, services.rabbitmq_url,
@@ -73,6 +85,24 @@ async def test_a_dead_process_is_restarted_and_sigterm_stops_only_what_was_start
                 return status == "succeeded"
 
             await eventually(succeeded, what="a task run by the restarted worker")
+            # The list it printed is where each process serves: each on a port of its own.
+            printed = dict(PRINTED.findall(supervisor.log()))
+            assert set(printed) >= {"projector", *(f"{t}-worker" for t in task_type_names())}
+            assert len({printed[name] for name in printed if name != "gateway"}) == (
+                len(printed) - 1)
+            for name, url in printed.items():
+                if name.endswith("-worker") or name == "projector":
+                    assert f"{name}: metrics on {url}" in supervisor.log(), name
+            # The worker counts the outcome once RabbitMQ confirmed its event: maybe just after
+            # the read model shows it.
+            async def served() -> bool:
+                text = (await http.get(printed["sleep-worker"])).text
+                return any(sample.labels == {"task_type": "sleep", "status": "succeeded"}
+                           and sample.value >= 1
+                           for family in text_string_to_metric_families(text)
+                           if family.name == "taskproc_task_outcomes" for sample in family.samples)
+
+            await eventually(served, what="the restarted sleep worker's metrics to count it")
     finally:
         supervisor.signal(signal.SIGTERM)
         assert supervisor.process is not None

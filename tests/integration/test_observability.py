@@ -23,7 +23,6 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.bootstrap import run_worker
-from contracts.registry import task_type_names
 from gateway.app import create_app
 from infra.observability.logging import configure_logging
 from infra.runtime.settings.system import SystemSettings
@@ -63,10 +62,11 @@ class Stack:
     http: httpx.AsyncClient
     settings: SystemSettings
 
+    worker_port: int
+
     @property
     def worker_metrics(self) -> str:
-        port = self.settings.metrics_port + 1 + task_type_names().index(TASK_TYPE)
-        return f"http://127.0.0.1:{port}/metrics"
+        return f"http://127.0.0.1:{self.worker_port}/metrics"
 
     @property
     def projector_metrics(self) -> str:
@@ -95,20 +95,24 @@ async def stack(
     """The gateway (lifespan started, over ASGI), a `sleep` worker and the projector."""
     settings = settings.model_copy(update={
         "metrics_host": "127.0.0.1",
-        "metrics_port": free_port_block(2 + len(task_type_names())),
+        "metrics_port": free_port_block(2),
         "process_name": "observability",
     })
+    # Each process serves on the METRICS_PORT it is given: the worker, its own.
+    worker_settings = settings.model_copy(update={"metrics_port": settings.metrics_port + 1})
     app = create_app(settings)
     stop = asyncio.Event()
     async with app.router.lifespan_context(app):
         handler = TaskHandler(SLEEP, logging_handler)
-        worker = asyncio.create_task(run_worker(settings, TASK_TYPE, handler=handler, stop=stop))
+        worker = asyncio.create_task(run_worker(worker_settings, TASK_TYPE, handler=handler,
+                                                stop=stop))
         projector = asyncio.create_task(run_projector(settings, stop=stop))
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                          base_url="http://gateway", timeout=10,
                                          headers=bearer(api_key)) as http:
-                yield Stack(http=http, settings=settings)
+                yield Stack(http=http, settings=settings,
+                            worker_port=worker_settings.metrics_port)
         finally:
             stop.set()
             await asyncio.gather(worker, projector)

@@ -8,6 +8,7 @@ from ipaddress import ip_address
 
 import pytest
 
+from devtools.supervisor import children
 from infra.runtime.settings.system import SystemSettings
 from infra.runtime.settings.worker import DEV_WEBHOOK_ALLOWED_NETWORKS
 from infra.runtime.webhook_allowlist import EgressPolicy, parse_allowlist, url_ports
@@ -125,7 +126,7 @@ def test_the_development_allowlist_refuses_privileged_loopback_ports(port: int) 
         f"loopback; port {port} is not allowed there")
 
 
-@pytest.mark.parametrize("port", [5672, 15672, 27017, 8000, 8025, 9100, 9103, 4369, 25672])
+@pytest.mark.parametrize("port", [5672, 15672, 27017, 8000, 8025, 9100, 4369, 25672])
 def test_no_range_opens_the_brokers_the_stores_or_the_services_own_ports(port: int) -> None:
     # The finding: 127.0.0.1/32 opened 15672, and with it RabbitMQ's management API.
     for allowed in (LOOPBACK_ONLY, policy("127.0.0.1:1-65535"), policy("127.0.0.0/8:1024-65535")):
@@ -156,8 +157,8 @@ def test_the_ports_of_the_settings_urls_and_own_ports_are_closed_to_ranges() -> 
 
     closed = settings.webhook_egress.protected_ports
 
-    assert {35672, 35673, 37017, 37018, 38000, 38025, 39100, 39101} <= closed
-    assert 39100 + 5 not in closed  # the projector and one port per task type, no more
+    assert {35672, 35673, 37017, 37018, 38000, 38025, 39100} <= closed
+    assert 39101 not in closed  # its own metrics port: another process's is not its to know
     assert refusal(ip_address("127.0.0.1"), 37018, settings.webhook_egress) is not None
 
 
@@ -219,3 +220,20 @@ async def test_a_name_is_resolved_once_and_its_checked_addresses_returned() -> N
 
     assert addresses == [ip_address("93.184.216.34"), ip_address("2606:4700::1111")]
     assert calls == ["hooks.example"]
+
+
+def test_under_taskproc_run_the_webhook_worker_reaches_no_process_metrics_port(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEBHOOK_ALLOWED_NETWORKS", raising=False)
+    base = SystemSettings(taskproc_env="development", metrics_port=39100)
+    started = {child.name: child.env for child in children(base, with_mail_sink=False)}
+    worker = started["webhook-worker"]
+    settings = SystemSettings(taskproc_env="development", metrics_port=worker["METRICS_PORT"],
+                              webhook_allowed_networks=worker["WEBHOOK_ALLOWED_NETWORKS"])
+
+    for env in started.values():
+        if "METRICS_PORT" in env:
+            port = int(env["METRICS_PORT"])
+            assert refusal(ip_address("127.0.0.1"), port, settings.webhook_egress) is not None
+    assert refusal(ip_address("127.0.0.1"), 18080, settings.webhook_egress) is None
+    assert refusal(ip_address("127.0.0.1"), 65535, settings.webhook_egress) is None

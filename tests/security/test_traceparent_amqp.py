@@ -19,7 +19,6 @@ from aiormq.exceptions import ChannelNotFoundEntity
 
 from consumers.bootstrap import run_worker
 from contracts import names
-from contracts.registry import task_type_names
 from infra.observability.logging import configure_logging
 from infra.runtime.settings.system import SystemSettings
 from taskproc.context import TaskContext
@@ -64,7 +63,7 @@ async def worker(settings: SystemSettings, log_lines: io.StringIO) -> AsyncItera
     """The real `sleep` worker (its middleware included) with a handler that logs a line."""
     settings = settings.model_copy(update={
         "metrics_host": "127.0.0.1",
-        "metrics_port": free_port_block(1 + len(task_type_names())),
+        "metrics_port": free_port_block(1),
         "process_name": "traceparent",
     })
     stop = asyncio.Event()

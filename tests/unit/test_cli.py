@@ -67,6 +67,20 @@ def test_a_replay_names_its_letters_or_all_of_them() -> None:
     assert "give either --all or one or more TASK_IDs" in neither.output
 
 
+@pytest.mark.parametrize(("args", "why"), [
+    ([], "name one TASK_TYPE, or --types A,B"),
+    (["sleep", "--types", "sleep,webhook"], "name one TASK_TYPE, or --types A,B"),
+    (["--types", "sleep,nosuchtype"], "unknown: nosuchtype"),
+    (["--types", "sleep,sleep"], "once each"),
+])
+def test_a_worker_names_one_type_or_a_list_of_registered_ones(args: list[str], why: str
+                                                              ) -> None:
+    result = CliRunner().invoke(cli, ["worker", *args])
+
+    assert result.exit_code == 2
+    assert why in result.output
+
+
 def test_a_verb_whose_package_is_missing_is_skipped() -> None:
     found = [
         EntryPoint("projector", "projector.command:command", PLUGIN_GROUP),

@@ -10,6 +10,10 @@ from typing import Any
 
 import yaml
 
+from contracts.registry import task_type_names
+from infra.rabbitmq.layout import worker_user
+from infra.runtime.settings.system import SystemSettings
+
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 # A value compose must be given: `${NAME:?message}` fails `docker compose up` when NAME is unset.
 REQUIRED = re.compile(r"\$\{[A-Z_]+:\?[^}]*\}")
@@ -68,14 +72,18 @@ def test_the_processes_run_in_production_each_as_its_own_rabbitmq_user() -> None
     users = {name: environment(s).get("RABBITMQ_CREDENTIALS_USER")
              for name, s in processes.items()}
 
-    assert set(processes) == {"gateway", "send_email-worker", "webhook-worker", "sleep-worker",
-                              "projector", "scheduler"}
+    assert set(processes) == {"gateway", "worker", "projector", "scheduler"}
     assert all(environment(s)["TASKPROC_ENV"] == "production" for s in processes.values())
     assert all(environment(s)["RABBITMQ_CREDENTIALS_FILE"].startswith("/run/taskproc/")
                for s in processes.values())
+    # The worker has no user written here: it connects as its types' user (worker_user, made
+    # by rabbitmq-setup's --worker-types from the same WORKER_TYPES), whatever types they are.
     assert users == {
         "gateway": "taskproc-gateway", "projector": "taskproc-projector",
-        "scheduler": "taskproc-scheduler",
-        **{f"{t}-worker": f"taskproc-worker-{t}" for t in ("send_email", "webhook", "sleep")}}
+        "scheduler": "taskproc-scheduler", "worker": None}
+    trusted = SystemSettings(rabbitmq_service_users=compose()["x-environment"][
+        "RABBITMQ_SERVICE_USERS"], taskproc_env="development").tenant_rules
+    for types in [[name] for name in task_type_names()] + [task_type_names()]:
+        assert trusted.is_service_user(worker_user(types)), types
     assert all(s["depends_on"]["rabbitmq-setup"]["condition"]
                == "service_completed_successfully" for s in processes.values())

@@ -15,7 +15,6 @@ from prometheus_client import REGISTRY
 
 import infra.observability.metrics  # noqa: F401  (registers the instruments)
 from contracts.registry import task_type_names
-from infra.observability.task_middleware import PROJECTOR, metrics_port
 from infra.runtime.settings.system import SystemSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,9 +106,36 @@ def test_prometheus_scrapes_each_process_on_the_port_it_serves() -> None:
     settings = SystemSettings(metrics_port=int(compose["x-environment"]["METRICS_PORT"]))
 
     assert ports["gateway"] == settings.gateway_port
-    assert ports["projector"] == metrics_port(settings, PROJECTOR)
-    for name in task_type_names():
-        assert ports[f"{name}-worker"] == metrics_port(settings, name), name
+    # Every process serves on the METRICS_PORT it is given, each in its own container.
+    assert ports["projector"] == settings.metrics_port
+    assert ports["worker"] == settings.metrics_port
     assert ports["rabbitmq"] == 15692
     # Every scraped host is a service of the compose file.
     assert set(ports) <= set(compose["services"])
+
+
+def test_one_generic_worker_service_runs_the_types_a_variable_names() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    workers = [name for name, service in services.items()
+               if service.get("command", [])[:3] == ["python", "-m", "consumers"]]
+
+    assert workers == ["worker"]
+    command = services["worker"]["command"]
+    assert command[3:5] == ["worker", "--types"]
+    assert command[5].startswith("${WORKER_TYPES:?")
+    # rabbitmq-setup makes the user of a worker that runs exactly those types.
+    setup = services["rabbitmq-setup"]["command"]
+    assert setup[setup.index("--worker-types") + 1] == command[5]
+    # Its user comes from its types (consumers/command.py), not from the compose file.
+    assert "RABBITMQ_CREDENTIALS_USER" not in services["worker"].get("environment", {})
+
+
+@pytest.mark.parametrize("path", [COMPOSE, *sorted(
+    path for path in (ROOT / "deploy").rglob("*") if path.is_file())],
+    ids=lambda path: str(path.relative_to(ROOT)))
+def test_neither_the_compose_file_nor_deploy_names_a_task_type(path: Path) -> None:
+    text = path.read_text()
+    named = [name for name in task_type_names()
+             if re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text)]
+    assert named == [], f"{path.name} names {named}"

@@ -27,7 +27,7 @@ from contracts.messages import ErrorInfo, StatusEvent
 from contracts.registry import task_type_names
 from contracts.statuses import Status
 from devtools import local_services as services
-from devtools.supervisor import metrics_urls
+from devtools.supervisor import children, metrics_urls
 from infra.observability import tracing
 from infra.observability.logging import (
     JsonFormatter,
@@ -37,7 +37,7 @@ from infra.observability.logging import (
 )
 from infra.observability.metrics import MetricsMiddleware, metrics_server
 from infra.observability.middleware import Attempt, Middlewares, Outcome, ProjectedEvent
-from infra.observability.task_middleware import metrics_port, task_middleware
+from infra.observability.task_middleware import task_middleware
 from infra.runtime.settings.system import SystemSettings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -134,16 +134,6 @@ def test_a_written_batch_records_its_size_each_events_lag_and_a_failed_one_only_
     assert 6 <= value("taskproc_projector_lag_seconds_sum") - lag_sum < 7
     assert value("taskproc_projector_events_total", status="dead") == dead + 2
     assert value("taskproc_projector_write_failures_total") == failures + 1
-
-
-def test_each_process_has_its_own_metrics_port_and_zero_turns_them_all_off() -> None:
-    settings = SystemSettings(metrics_port=9100)
-    ports = [metrics_port(settings, "projector")]
-    ports += [metrics_port(settings, name) for name in task_type_names()]
-
-    assert ports == list(range(9100, 9101 + len(task_type_names())))
-    off = SystemSettings(metrics_port=0)
-    assert {metrics_port(off, name) for name in [*task_type_names(), "projector"]} == {0}
 
 
 # Tracing.
@@ -374,17 +364,27 @@ def test_the_consumer_middleware_runs_tracing_then_logs_then_metrics() -> None:
     assert names == ["TracingMiddleware", "TaskLogContext", "MetricsMiddleware"]
 
 
-def test_taskproc_run_lists_every_process_metrics_url_and_none_when_off() -> None:
+def test_taskproc_run_gives_each_process_a_metrics_port_of_its_own_and_prints_it() -> None:
     settings = SystemSettings(metrics_port=9200, gateway_port=8100)
+    given = {child.name: int(child.env["METRICS_PORT"])
+             for child in children(settings, with_mail_sink=False)
+             if "METRICS_PORT" in child.env}
     urls = dict(metrics_urls(settings))
 
+    assert set(given) == {"projector", *(f"{name}-worker" for name in task_type_names())}
+    assert len(set(given.values())) == len(given)  # no two processes share a port
+    assert given["projector"] == 9200
+    assert {name: urls[name] for name in given} == {
+        name: f"http://127.0.0.1:{port}/metrics" for name, port in given.items()}
     assert urls["gateway"] == "http://127.0.0.1:8100/metrics"
-    assert urls["projector"] == "http://127.0.0.1:9200/metrics"
-    assert urls["sleep-worker"] == \
-        f"http://127.0.0.1:{9201 + task_type_names().index('sleep')}/metrics"
-    assert {name for name in urls if name.endswith("-worker")} == \
-        {f"{name}-worker" for name in task_type_names()}
-    assert set(dict(metrics_urls(SystemSettings(metrics_port=0)))) <= {"gateway", "rabbitmq"}
+
+
+def test_metrics_port_zero_gives_no_process_a_port_and_prints_none() -> None:
+    off = SystemSettings(metrics_port=0)
+
+    assert set(dict(metrics_urls(off))) <= {"gateway", "rabbitmq"}
+    assert not [child for child in children(off, with_mail_sink=False)
+                if "METRICS_PORT" in child.env]
 
 
 def test_a_metrics_port_already_taken_leaves_the_process_running_without_metrics(

@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from consumers.command import worker_settings
 from contracts.registry import task_type_names
 from infra.rabbitmq.layout import (
     USER_PREFIX,
     exactly,
     parse_publisher,
+    parse_worker_group,
     publisher_role,
     service_roles,
+    worker_user,
 )
 from infra.runtime.settings.system import SystemSettings
 
@@ -100,3 +103,64 @@ def test_a_service_role_may_configure_only_a_worker_s_own_control_queues() -> No
         else:
             assert role.permissions.configure == "^$"
     assert len({role.user for role in roles}) == len(TYPES) + 3
+
+
+def test_a_worker_of_several_types_gets_exactly_the_union_of_their_workers_permissions() -> None:
+    roles = {role.user: role for role in service_roles(TYPES, worker_groups=[("sleep",
+                                                                             "send_email")])}
+    group = roles[worker_user(["sleep", "send_email"])]
+    own = [roles[worker_user(name)] for name in ("send_email", "sleep")]
+
+    assert group.user == f"{USER_PREFIX}worker-send_email.sleep"  # sorted: order is no matter
+    for resource in ("tasks.sleep", "tasks.send_email", "tasks.webhook", "task-control",
+                     "tasks.sleep.retry", "tasks.send_email.dead", "tasks.webhook.retry",
+                     "task-events", "tasks.sleep", "task-control.sleep.p.1",
+                     "task-control.webhook.p.1"):
+        for kind in ("configure", "write", "read"):
+            union = any(re.search(getattr(role.permissions, kind), resource) for role in own)
+            assert bool(re.search(getattr(group.permissions, kind), resource)) == union, (
+                kind, resource)
+    keys = {topic.exchange: re.compile(topic.write) for topic in group.topic_permissions}
+    assert keys["task-events"].match("sleep.succeeded")
+    assert keys["task-events"].match("send_email.failed")
+    assert not keys["task-events"].match("webhook.succeeded")
+    # A group of one is that type's own user, made once.
+    assert len(service_roles(TYPES, worker_groups=[("sleep",)])) == len(TYPES) + 3
+
+
+@pytest.mark.parametrize("text", ["", "sleep,sleep", "sleep,nosuchtype"])
+def test_a_malformed_worker_group_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="registered task types"):
+        parse_worker_group(text, TYPES)
+
+
+def test_every_worker_user_is_a_service_user_through_one_pattern() -> None:
+    rules = SystemSettings(taskproc_env="development",
+                           rabbitmq_service_users="taskproc-gateway,taskproc-worker-*"
+                           ).tenant_rules
+
+    assert rules.is_service_user("taskproc-worker-sleep")
+    assert rules.is_service_user("taskproc-worker-send_email.sleep")
+    assert rules.is_service_user("taskproc-gateway")
+    assert not rules.is_service_user("taskproc-workers")
+    assert not rules.is_service_user("billing-svc")
+    assert not rules.is_service_user(None)
+    with pytest.raises(ValidationError, match="needs a prefix"):
+        SystemSettings(rabbitmq_service_users="gw,*")
+
+
+def test_a_worker_given_a_credentials_file_and_no_user_connects_as_its_types_user(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials = tmp_path / "credentials.env"
+    credentials.write_text("taskproc-worker-sleep=amqp://taskproc-worker-sleep:a@h/v\n"
+                           "taskproc-worker-send_email.sleep="
+                           "amqp://taskproc-worker-send_email.sleep:b@h/v\n")
+    monkeypatch.setenv("TASKPROC_ENV", "production")
+    monkeypatch.setenv("RABBITMQ_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.delenv("RABBITMQ_CREDENTIALS_USER", raising=False)
+
+    assert worker_settings(["sleep"]).rabbitmq_user == "taskproc-worker-sleep"
+    assert worker_settings(["sleep", "send_email"]).rabbitmq_user == (
+        "taskproc-worker-send_email.sleep")
+    monkeypatch.setenv("RABBITMQ_CREDENTIALS_USER", "taskproc-worker-sleep")
+    assert worker_settings(["sleep", "send_email"]).rabbitmq_user == "taskproc-worker-sleep"

@@ -83,8 +83,9 @@ class NamedProcess(CommonSettings):
 class MetricsSettings(CommonSettings):
     """Where the workers and the projector serve Prometheus metrics."""
 
-    # Workers and the projector serve Prometheus metrics on http://METRICS_HOST:<port>/metrics:
-    # the projector on METRICS_PORT, the worker of the n-th task type (registry order) on
-    # METRICS_PORT + n. 0 turns them off. The gateway serves its own on GATEWAY_PORT.
+    # A worker process and the projector serve Prometheus metrics on
+    # http://METRICS_HOST:METRICS_PORT/metrics, each on the port it is given (`taskproc run`
+    # gives each of its processes its own). 0 turns them off. The gateway serves its own on
+    # GATEWAY_PORT.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9100, ge=0, le=65_000)

@@ -118,7 +118,8 @@ class TenantSettings(RabbitMQSettings):
     """Who owns a task a message carries (infra.rabbitmq.amqp_codec.tenant_of)."""
 
     # This service's own RabbitMQ users (gateway, workers, CLI), comma-separated: the `x-tenant`
-    # header of a message whose validated `user_id` is one of them is believed.
+    # header of a message whose validated `user_id` is one of them is believed. `name-*` stands
+    # for every user whose name starts with `name-` (`taskproc-worker-*`: every worker's user).
     rabbitmq_service_users: Annotated[frozenset[str], NoDecode] = frozenset()
     # Outside publishers: RabbitMQ user -> tenant, as JSON ({"billing-svc": "billing"}). A task
     # such a user publishes (with its user_id) belongs to that tenant, whatever header it sends.
@@ -135,7 +136,11 @@ class TenantSettings(RabbitMQSettings):
     @classmethod
     def _user_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return frozenset(part.strip() for part in value.split(",") if part.strip())
+            value = frozenset(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, frozenset | set) and any(
+                str(entry).endswith("*") and len(str(entry)) < 3 for entry in value):
+            raise ValueError("RABBITMQ_SERVICE_USERS: a `*` entry needs a prefix before it "
+                             "(`taskproc-worker-*`)")
         return value
 
     @field_validator("rabbitmq_tenants")

@@ -8,7 +8,6 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from contracts.registry import task_type_names
 from infra.runtime.settings.common import CommonSettings, MetricsSettings, NamedProcess
 from infra.runtime.settings.connections import (
     ConnectedSettings,
@@ -27,6 +26,15 @@ from infra.runtime.webhook_allowlist import (
 # What the development profile allows webhooks to reach: a receiver on this machine's loopback,
 # on an unprivileged port that is not the service's own (infra.runtime.webhook_allowlist).
 DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8:1024-65535,[::1]:1024-65535"
+
+
+def dev_webhook_allowed_networks(closed: range) -> str:
+    """DEV_WEBHOOK_ALLOWED_NETWORKS without the ports of `closed`: `taskproc run` leaves out the
+    block of metrics ports it hands its processes, since each worker knows only its own."""
+    pieces = [(1024, min(closed.start - 1, 65535)), (max(closed.stop, 1024), 65535)]
+    ports = ",".join(f"{low}-{high}" if low < high else str(low)
+                     for low, high in pieces if low <= high) if closed else "1024-65535"
+    return f"127.0.0.0/8:{ports},[::1]:{ports}"
 
 
 class SmtpSettings(CommonSettings):
@@ -76,10 +84,9 @@ class WorkerSettings(NamedProcess, MetricsSettings, SmtpSettings, GatewayAddress
         """Where a webhook may connect: the allowlist, with the ports of this service's broker,
         store, gateway, SMTP server and metrics closed to its ranges. Give the webhook worker the
         same RABBITMQ_MANAGEMENT_URL, MONGODB_URL and GATEWAY_PORT as the rest."""
-        own = [self.gateway_port, self.smtp_port]
-        if self.metrics_port:
-            # The projector's and one per task type
-            # (infra.observability.task_middleware.metrics_port).
-            own += range(self.metrics_port, self.metrics_port + len(task_type_names()) + 1)
+        # Its own metrics port, which is every worker's and the projector's where they share
+        # one METRICS_PORT (a compose network); `taskproc run` closes its other processes' ports
+        # in its allowlist (dev_webhook_allowed_networks).
+        own = [self.gateway_port, self.smtp_port, self.metrics_port]
         urls = (self.rabbitmq_url, self.rabbitmq_management_url, self.mongodb_url)
         return EgressPolicy(self.webhook_allowed_networks, protected_ports(urls, own))
