@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from consumers.failures import PermanentFailure, Retry
 from consumers.handlers.egress import describe
 from consumers.handlers.egress_transport import egress_client
 from consumers.handlers.response_body import read_limited
+from consumers.handlers.webhook_signature import json_bytes, signature_headers
 from contracts.payloads import WebhookPayload, redacted_url
 from infra.runtime.settings.worker import WorkerSettings
 
@@ -43,11 +45,16 @@ async def call_webhook(
     target = f"{payload.method} {redacted_url(payload.url)}"
     # Receivers deduplicate on the task id: a redelivered task sends the same id again.
     headers = {"X-Task-Id": ctx.task_id, "X-Task-Attempt": str(ctx.attempt), **payload.headers}
+    # Serialised once: the bytes signed are the bytes sent (webhook_signature).
+    content = json_bytes(payload.json_body)
+    if content is not None and not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"
+    headers |= signature_headers(ctx, content, time.time())
     settings = ctx.settings
     try:
         # One deadline for the whole exchange, connect to last byte: a slow drip cannot stretch it.
         async with asyncio.timeout(settings.webhook_timeout_s), ctx.clients.stream(
-            payload.method, str(payload.url), headers=headers, json=payload.json_body,
+            payload.method, str(payload.url), headers=headers, content=content,
             timeout=settings.webhook_timeout_s,
         ) as response:
             body = await read_limited(response, settings.webhook_response_limit)
