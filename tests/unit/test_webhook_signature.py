@@ -18,6 +18,7 @@ from consumers.context import TaskContext
 from consumers.handlers.webhook_signature import json_bytes, signature_headers, webhook_id
 from contracts.payloads import WebhookPayload
 from infra.runtime.settings.worker import WorkerSettings
+from tests.support.docs import doc, marked_blocks
 
 NEW = "whsec_" + base64.b64encode(b"n" * 32).decode()
 OLD = "whsec_" + base64.b64encode(b"o" * 24).decode()
@@ -133,3 +134,18 @@ def test_the_settings_repr_hides_the_secrets() -> None:
     assert NEW not in shown
     assert OLD not in shown
     assert settings.webhook_signing_keys("acme") == (b"n" * 32, b"o" * 24)
+
+
+def test_the_documented_receiver_verifies_a_signed_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    language, code = marked_blocks(doc("docs/security.md"))["webhook-receiver"]
+    monkeypatch.setenv("TASKPROC_WEBHOOK_SECRET", OLD)
+    receiver: dict[str, Any] = {}
+    exec(compile(code, "docs/security.md", "exec"), receiver)
+    headers = signature_headers(context({"acme": [NEW, OLD]}), BODY, time.time())
+
+    assert language == "python"
+    assert receiver["receive"](BODY, headers) == {"order": 42, "note": "café"}
+    with pytest.raises(WebhookVerificationError):
+        receiver["receive"](BODY + b" ", headers)
