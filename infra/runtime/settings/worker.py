@@ -87,11 +87,14 @@ class WorkerSettings(NamedProcess, MetricsSettings, SmtpSettings, GatewayAddress
         cls, value: dict[str, tuple[SecretStr, ...]]
     ) -> dict[str, tuple[SecretStr, ...]]:
         # Each problem names the tenant and the secret's place in its list, never the secret.
-        problems = [f"not a valid tenant: {tenant!r}" for tenant in value
-                    if not TENANT.fullmatch(tenant)]
-        problems += [f"tenant {tenant!r} has no secret" for tenant, secrets in value.items()
+        # A name that is no tenant is not quoted either: it may be a secret in the wrong place.
+        invalid = [tenant for tenant in value if not TENANT.fullmatch(tenant)]
+        problems = [f"{len(invalid)} name(s) that are not a tenant "
+                    f"(1-64 characters of [A-Za-z0-9._-])"] if invalid else []
+        valid = {tenant: secrets for tenant, secrets in value.items() if tenant not in invalid}
+        problems += [f"tenant {tenant!r} has no secret" for tenant, secrets in valid.items()
                      if not secrets]
-        for tenant, secrets in value.items():
+        for tenant, secrets in valid.items():
             for number, secret in enumerate(secrets, start=1):
                 try:
                     signing_key(secret.get_secret_value())
