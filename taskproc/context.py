@@ -36,6 +36,8 @@ class TaskContext(Generic[C]):
 
     task_id: str
     task_type: str
+    # Who owns the task (consumers.decode.ReceivedTask.tenant): whose secrets sign its webhook.
+    tenant: str
     attempt: int
     run: int
     settings: WorkerSettings

@@ -99,6 +99,7 @@ class TaskHandler(Generic[P, C, R]):
                 if not isinstance(payload, self.spec.payload):
                     raise TypeError(f"{self.spec.name} handler given a {type(payload).__name__}")
                 context = TaskContext(task_id=task.task_id, task_type=self.spec.name,
+                                      tenant=task.tenant,
                                       attempt=task.attempt, run=task.run, settings=settings,
                                       clients=clients, report_progress=report_progress,
                                       previous_result=task.previous_result)

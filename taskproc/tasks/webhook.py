@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from taskproc.tasks.egress import describe
 from taskproc.tasks.egress_transport import egress_client
 from taskproc.tasks.response_body import read_limited
 from taskproc.tasks.webhook_payload import WebhookPayload, redacted_url
+from taskproc.tasks.webhook_signature import json_bytes, signature_headers
 
 log = logging.getLogger("webhook")
 
@@ -45,11 +47,16 @@ async def call_webhook(
     target = f"{payload.method} {redacted_url(payload.url)}"
     # Receivers deduplicate on the task id: a redelivered task sends the same id again.
     headers = {"X-Task-Id": ctx.task_id, "X-Task-Attempt": str(ctx.attempt), **payload.headers}
+    # Serialised once: the bytes signed are the bytes sent (webhook_signature).
+    content = json_bytes(payload.json_body)
+    if content is not None and not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"
+    headers |= signature_headers(ctx, content, time.time())
     settings = ctx.settings
     try:
         # One deadline for the whole exchange, connect to last byte: a slow drip cannot stretch it.
         async with asyncio.timeout(settings.webhook_timeout_s), ctx.clients.stream(
-            payload.method, str(payload.url), headers=headers, json=payload.json_body,
+            payload.method, str(payload.url), headers=headers, content=content,
             timeout=settings.webhook_timeout_s,
         ) as response:
             body = await read_limited(response, settings.webhook_response_limit)

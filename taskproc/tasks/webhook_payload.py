@@ -11,10 +11,12 @@ from pydantic import AnyHttpUrl, ConfigDict, Field, field_validator
 
 from contracts.payloads import Payload
 
-# Headers a webhook payload may not set: the request's framing, and the task headers receivers
-# deduplicate on. Compared without regard to case; `x-task-` is a prefix.
+# Headers a webhook payload may not set: the request's framing, the task headers receivers
+# deduplicate on, and the Standard Webhooks signature headers (`webhook-id`, `webhook-timestamp`,
+# `webhook-signature`: a receiver trusts them). Compared without regard to case; `x-task-` and
+# `webhook-` are prefixes.
 REFUSED_HEADERS = ("host", "content-length", "transfer-encoding", "connection")
-REFUSED_HEADER_PREFIX = "x-task-"
+REFUSED_HEADER_PREFIXES = ("x-task-", "webhook-")
 MAX_HEADERS = 30
 MAX_HEADER_BYTES = 8 * 1024  # names and values together, UTF-8
 # RFC 9110 token characters; a value holds visible ASCII, spaces and tabs (no line break).
@@ -49,7 +51,7 @@ class WebhookPayload(Payload):
         # Messages name the header, never its value: values are often secrets.
         for name, value in headers.items():
             lowered = name.lower()
-            if lowered in REFUSED_HEADERS or lowered.startswith(REFUSED_HEADER_PREFIX):
+            if lowered in REFUSED_HEADERS or lowered.startswith(REFUSED_HEADER_PREFIXES):
                 raise ValueError(f"header {name!r} may not be set")
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP token")

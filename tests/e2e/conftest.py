@@ -87,10 +87,18 @@ def module_log_dir(log_dir: Path, request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="module")
-def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path) -> Iterator[System]:
+def system_overrides() -> dict[str, str]:
+    """Settings a test module gives its system's processes besides `system_env`'s: a module
+    overrides this fixture (tests/e2e/test_webhook_signatures.py gives signing secrets)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path,
+           system_overrides: dict[str, str]) -> Iterator[System]:
     """Every process of the system, started once per test module and stopped after it; ready
     by probe: the gateway's readiness endpoint, and a consumer on every queue they read."""
-    env = system_env(services, smtp_sink)
+    env = system_env(services, smtp_sink, **system_overrides)
     # Those of an earlier module's processes must be gone, or they would pass for these.
     wait_for_consumers_gone(services.rabbitmq_url, {
         **{names.task_queue(name): 0 for name in task_type_names()},

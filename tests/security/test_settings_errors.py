@@ -53,6 +53,12 @@ REFUSED = {
     "a number that is not": ({"SMTP_PORT": "twenty-five"}, "SMTP_PORT: Input should be"),
     "a MongoDB number that is not": ({"MONGODB_TIMEOUT_S": "soon"},
                                      "MONGODB_TIMEOUT_S: Input should be"),
+    "a signing secret without its prefix": (
+        {"WEBHOOK_SIGNING_SECRETS": f'{{"acme": "{SECRET}"}}'},
+        "WEBHOOK_SIGNING_SECRETS: tenant 'acme', secret 1: does not start with 'whsec_'"),
+    "a signing secret that is not base64": (
+        {"WEBHOOK_SIGNING_SECRETS": f'{{"acme": ["whsec_{SECRET}*"]}}'},
+        "WEBHOOK_SIGNING_SECRETS: tenant 'acme', secret 1: is not valid base64"),
 }
 
 
@@ -77,6 +83,8 @@ CASES = ([(name, case) for name in PROCESSES
             ("taskproc dead-letters list sleep", "RABBITMQ_TENANTS not JSON")]
          + [("python -m gateway", "TASK_LIMITS not JSON"),
             ("python -m consumers worker webhook", "a number that is not"),
+            ("python -m consumers worker webhook", "a signing secret without its prefix"),
+            ("taskproc worker sleep", "a signing secret that is not base64"),
             ("python -m gateway", "a MongoDB number that is not"),
             ("taskproc keys list", "a MongoDB number that is not")])
 
@@ -104,7 +112,8 @@ def test_the_settings_repr_shows_no_password() -> None:
     settings = SystemSettings(taskproc_env="development", smtp_password=SECRET,
                         rabbitmq_url=f"amqp://worker:{SECRET}@rabbit:5672/vhost",
                         mongodb_url=f"mongodb://taskproc:{SECRET}@db1:27017,db2:27017/",
-                        rabbitmq_management_url=f"https://admin:{SECRET}@rabbit:15671")
+                        rabbitmq_management_url=f"https://admin:{SECRET}@rabbit:15671",
+                        webhook_signing_secrets={"acme": f"whsec_{SECRET}AAAAAAAAAAAAAAAAAAAA"})
 
     shown = f"{settings!r} {settings}"
 

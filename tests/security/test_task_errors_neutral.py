@@ -24,7 +24,8 @@ from taskproc.tasks.webhook_payload import WebhookPayload
 
 
 def context(settings: SystemSettings, clients: Any = None) -> TaskContext[Any]:
-    return TaskContext(task_id=str(uuid.uuid4()), task_type="send_email", attempt=1, run=1,
+    return TaskContext(task_id=str(uuid.uuid4()), task_type="send_email", tenant="default",
+                       attempt=1, run=1,
                        settings=settings, clients=clients)
 
 

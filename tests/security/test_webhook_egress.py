@@ -97,7 +97,8 @@ async def run_webhook(payload: dict[str, Any], *, allowed: str = LOOPBACK,
     config = settings(allowed, **overrides)
     resolver = resolve or StubResolver({})
     async with egress_client(config.webhook_egress, resolve=resolver) as client:
-        context = TaskContext(task_id=str(uuid.uuid4()), task_type="webhook", attempt=1, run=1,
+        context = TaskContext(task_id=str(uuid.uuid4()), task_type="webhook", tenant="default",
+                              attempt=1, run=1,
                               settings=config, clients=client)
         return await call_webhook(WebhookPayload.model_validate(payload), context)
 
@@ -192,7 +193,8 @@ async def call_through_the_workers_hook(config: SystemSettings, payload: dict[st
                                         ) -> dict[str, Any]:
     """One webhook attempt on the client the webhook worker's start-up hook makes."""
     async with http_client(config) as client:
-        context = TaskContext(task_id=str(uuid.uuid4()), task_type="webhook", attempt=1, run=1,
+        context = TaskContext(task_id=str(uuid.uuid4()), task_type="webhook", tenant="default",
+                              attempt=1, run=1,
                               settings=config, clients=client)
         return await call_webhook(WebhookPayload.model_validate(payload), context)
 
@@ -473,7 +475,8 @@ async def test_tls_to_a_pinned_address_verifies_the_url_host_name(tmp_path: Path
         config = settings(LOOPBACK)
         async with egress_client(config.webhook_egress, resolve=resolve,
                                  verify=server.client_context()) as client:
-            context = TaskContext(task_id="tls", task_type="webhook", attempt=1, run=1,
+            context = TaskContext(task_id="tls", task_type="webhook", tenant="default",
+                                  attempt=1, run=1,
                                   settings=config, clients=client)
             good = WebhookPayload.model_validate(
                 {"url": f"https://hooks.example.test:{server.port}/in"})

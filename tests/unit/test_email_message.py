@@ -17,7 +17,8 @@ SENDER = "TaskProc <noreply@example.com>"
 
 @pytest.fixture
 def ctx() -> TaskContext:
-    return TaskContext(task_id="t-42", task_type="send_email", attempt=2, run=1,
+    return TaskContext(task_id="t-42", task_type="send_email", tenant="default",
+                       attempt=2, run=1,
                        settings=SystemSettings(mail_from=SENDER), clients=None)
 
 

@@ -27,7 +27,8 @@ class Reports:
 ])
 async def test_a_report_comes_at_each_whole_second(seconds: float, expected: list[str]) -> None:
     reports = Reports()
-    ctx: TaskContext[None] = TaskContext(task_id="t-1", task_type="sleep", attempt=1, run=1,
+    ctx: TaskContext[None] = TaskContext(task_id="t-1", task_type="sleep", tenant="default",
+                                         attempt=1, run=1,
                                          settings=SystemSettings(), clients=None,
                                          report_progress=reports)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from infra.runtime.settings.common import CommonSettings, MetricsSettings, NamedProcess
@@ -22,6 +22,8 @@ from infra.runtime.webhook_allowlist import (
     parse_allowlist,
     protected_ports,
 )
+from infra.runtime.webhook_secrets import signing_key
+from service.auth import TENANT
 
 # What the development profile allows webhooks to reach: a receiver on this machine's loopback,
 # on an unprivileged port that is not the service's own (infra.runtime.webhook_allowlist).
@@ -35,6 +37,14 @@ def dev_webhook_allowed_networks(closed: range) -> str:
     ports = ",".join(f"{low}-{high}" if low < high else str(low)
                      for low, high in pieces if low <= high) if closed else "1024-65535"
     return f"127.0.0.0/8:{ports},[::1]:{ports}"
+
+
+def _one_or_more(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+# One tenant's signing secrets: one `whsec_...`, or a list of them while a secret is rotated.
+SigningSecrets = Annotated[tuple[SecretStr, ...], BeforeValidator(_one_or_more)]
 
 
 class SmtpSettings(CommonSettings):
@@ -73,6 +83,39 @@ class WorkerSettings(NamedProcess, MetricsSettings, SmtpSettings, GatewayAddress
     # address. A range never opens the service's own ports (webhook_egress). `taskproc run` and
     # the tests set loopback's unprivileged ports (DEV_WEBHOOK_ALLOWED_NETWORKS).
     webhook_allowed_networks: Annotated[tuple[AllowedDestination, ...], NoDecode] = ()
+
+    # Each tenant's Standard Webhooks signing secrets, as JSON: {"acme": "whsec_<base64 key>"},
+    # or a list while rotating ({"acme": ["whsec_new", "whsec_old"]}: signed with each). A
+    # tenant not named sends unsigned requests (consumers/handlers/webhook_signature.py).
+    webhook_signing_secrets: dict[str, SigningSecrets] = Field(default_factory=dict)
+
+    @field_validator("webhook_signing_secrets")
+    @classmethod
+    def _signing_secrets(
+        cls, value: dict[str, tuple[SecretStr, ...]]
+    ) -> dict[str, tuple[SecretStr, ...]]:
+        # Each problem names the tenant and the secret's place in its list, never the secret.
+        # A name that is no tenant is not quoted either: it may be a secret in the wrong place.
+        invalid = [tenant for tenant in value if not TENANT.fullmatch(tenant)]
+        problems = [f"{len(invalid)} name(s) that are not a tenant "
+                    f"(1-64 characters of [A-Za-z0-9._-])"] if invalid else []
+        valid = {tenant: secrets for tenant, secrets in value.items() if tenant not in invalid}
+        problems += [f"tenant {tenant!r} has no secret" for tenant, secrets in valid.items()
+                     if not secrets]
+        for tenant, secrets in valid.items():
+            for number, secret in enumerate(secrets, start=1):
+                try:
+                    signing_key(secret.get_secret_value())
+                except ValueError as error:
+                    problems.append(f"tenant {tenant!r}, secret {number}: {error}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def webhook_signing_keys(self, tenant: str) -> tuple[bytes, ...]:
+        """The HMAC keys `tenant`'s webhooks are signed with, in the order given; none: unsigned."""
+        return tuple(signing_key(secret.get_secret_value())
+                     for secret in self.webhook_signing_secrets.get(tenant, ()))
 
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod
