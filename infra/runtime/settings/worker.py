@@ -86,7 +86,7 @@ class WorkerSettings(NamedProcess, MetricsSettings, SmtpSettings, GatewayAddress
 
     # Each tenant's Standard Webhooks signing secrets, as JSON: {"acme": "whsec_<base64 key>"},
     # or a list while rotating ({"acme": ["whsec_new", "whsec_old"]}: signed with each). A
-    # tenant not named sends unsigned requests (consumers/handlers/webhook_signature.py).
+    # tenant not named sends unsigned requests (taskproc/tasks/webhook_signature.py).
     webhook_signing_secrets: dict[str, SigningSecrets] = Field(default_factory=dict)
 
     @field_validator("webhook_signing_secrets")
