@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.middleware.response_status import NotedStatus
 from gateway.middleware.route_template import route_template
 from gateway.middleware.submitted_type import SUBMITTED_TASK_TYPE
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS, SUBMISSIONS
@@ -30,22 +31,15 @@ class RequestMetrics:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        code = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal code
-            if message["type"] == "http.response.start":
-                code = message["status"]
-            await send(message)
-
+        status = NotedStatus(send)
         try:
-            await self._app(scope, receive, send_and_note)
+            await self._app(scope, receive, status.send)
         finally:
-            self._count(scope["method"], route_template(scope), code,
+            self._count(scope["method"], route_template(scope), status.code,
                         time.perf_counter() - started)
             task_type = scope.get(SUBMITTED_TASK_TYPE)
             if task_type is not None:
-                self._count_submission(task_type, code)
+                self._count_submission(task_type, status.code)
 
     def _count(self, method: str, route: str, code: int, seconds: float) -> None:
         key = (method, route, code)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.middleware.response_status import NotedStatus
 from gateway.middleware.route_template import route_template
 from infra.observability.tracing import TRACEPARENT, current_traceparent, parent_context
 
@@ -43,22 +44,15 @@ class RequestTracing:
         # that the router writes into it.
         scope["headers"] = [*(h for h in headers if h[0] not in _TRACE_HEADERS),
                             (_TRACEPARENT, (current_traceparent() or "").encode())]
-        code = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal code
-            if message["type"] == "http.response.start":
-                code = message["status"]
-            await send(message)
-
+        status = NotedStatus(send)
         try:
-            await self._app(scope, receive, send_and_note)
+            await self._app(scope, receive, status.send)
         finally:
             route = route_template(scope)
             span.update_name(f"{method} {route}")
             span.set_attribute("http.route", route)
-            span.set_attribute("http.response.status_code", code)
-            if code >= 500:
+            span.set_attribute("http.response.status_code", status.code)
+            if status.code >= 500:
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
             otel_context.detach(attached)
