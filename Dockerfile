@@ -13,12 +13,16 @@ COPY pyproject.toml ./
 COPY contracts ./contracts
 COPY service ./service
 COPY infra ./infra
+COPY taskproc ./taskproc
 COPY gateway ./gateway
 COPY consumers ./consumers
 COPY projector ./projector
 COPY scheduler ./scheduler
 COPY cli ./cli
-RUN pip install '.[otlp]' \
+# Your own task types: packages with a `taskproc.task_types` entry point, as pip requirements
+# from your package index (`docker compose build --build-arg TASK_PACKAGES="thumbnails==1.2"`).
+ARG TASK_PACKAGES=""
+RUN pip install '.[otlp]' $TASK_PACKAGES \
  && useradd --create-home --uid 10001 taskproc \
  && install -d -o taskproc -m 0700 /run/taskproc
 
