@@ -10,7 +10,7 @@ models): a library only the handler needs is imported inside the handler or its 
 from __future__ import annotations
 
 import inspect
-import typing
+import sys
 from collections.abc import Callable
 from typing import Any, TypedDict, overload
 
@@ -63,12 +63,16 @@ def task_type(
     task type `name`, with `options` (timeout, attempts, backoff, prefetch, caps) and the
     `clients` hook that opens what its handler shares (once per worker process)."""
 
+    # The module whose body applies the decorator declares the type, wherever the handler's
+    # function was written (imported, or made by a factory).
+    module: str = sys._getframe(1).f_globals.get("__name__", "?")
+
     def declared(handle: Handle[Any, Any, Any]) -> TaskHandler[Any, Any, Any]:
         spec = TaskSpec(name=name, payload=_payload_model(name, handle), **options)
         handler: TaskHandler[Any, Any, Any] = (TaskHandler(spec, handle) if clients is None
                                           else TaskHandler(spec, handle, clients=clients))
-        declare(handle.__module__, spec)
-        _handlers[(name, handle.__module__)] = handler
+        declare(module, spec)
+        _handlers[(name, module)] = handler
         return handler
 
     return declared
@@ -86,13 +90,20 @@ def handler_for(name: str) -> TaskHandler[Any, Any, Any]:
 
 
 def _payload_model(name: str, handle: Callable[..., Any]) -> type[BaseModel]:
-    """The annotation of the handler's first parameter: a pydantic model."""
+    """The annotation of the handler's first parameter: a pydantic model. Only that annotation is
+    evaluated: the context's may name a clients type imported for type checking alone."""
     if not inspect.iscoroutinefunction(handle):
         raise HandlerError(f"{name}: {handle.__qualname__} must be an async def function")
-    parameters = list(inspect.signature(handle).parameters)
-    hints = typing.get_type_hints(handle) if parameters else {}
-    model = hints.get(parameters[0]) if parameters else None
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+    parameters = list(inspect.signature(handle).parameters.values())
+    annotation = parameters[0].annotation if parameters else inspect.Parameter.empty
+    if isinstance(annotation, str):
+        try:
+            # What typing.get_type_hints does, for this one annotation of the module's own source.
+            annotation = eval(annotation, handle.__globals__)
+        except NameError as error:
+            raise HandlerError(f"{name}: the payload annotation of {handle.__qualname__} names "
+                               f"what its module does not import: {error}") from error
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
         raise HandlerError(f"{name}: the first parameter of {handle.__qualname__} must be "
                            "annotated with its payload's pydantic model")
-    return model
+    return annotation

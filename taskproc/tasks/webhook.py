@@ -1,42 +1,35 @@
 """`webhook`: one HTTP request; 2xx succeeds, 5xx / 429 / timeouts retry, other 4xx fail.
 
 The request goes only to a public address, or one the operator allowed (`egress`), and the
-answer is read under one deadline and a byte cap. Messages name the URL by its origin and a tag
-of its path (contracts.payloads.redacted_url: a path, query or userinfo may hold a secret), and
-never the payload's header values: they reach logs, events and the API.
+answer is read under one deadline and a byte cap (`webhook_call`). Messages name the URL by its
+origin and a tag of its path (webhook_payload.redacted_url: a path, query or userinfo may hold a
+secret), and never the payload's header values: they reach logs, events and the API.
+
+Every process imports this module for the payload model; the HTTP client and what uses it are
+imported inside the hook and the handler, so only the webhook worker loads them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from infra.runtime.settings.worker import WorkerSettings
 from taskproc.context import TaskContext
-from taskproc.failures import PermanentFailure, Retry
 from taskproc.registration import task_type
-from taskproc.tasks.egress import describe
-from taskproc.tasks.egress_transport import egress_client
-from taskproc.tasks.response_body import read_limited
-from taskproc.tasks.webhook_payload import WebhookPayload, redacted_url
-from taskproc.tasks.webhook_signature import json_bytes, signature_headers
+from taskproc.tasks.webhook_payload import WebhookPayload
 
-log = logging.getLogger("webhook")
+if TYPE_CHECKING:
+    import httpx
 
 
 @asynccontextmanager
 async def http_client(settings: WorkerSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """The start-up hook: one connection pool for the process's calls, to checked addresses
-    only; redirects not followed."""
-    policy = settings.webhook_egress
-    log.info("webhook destinations allowed: %s", describe(policy))
-    async with egress_client(policy) as client:
+    """The start-up hook: one connection pool to checked addresses for the process's calls."""
+    from taskproc.tasks.webhook_call import egress_http_client
+
+    async with egress_http_client(settings) as client:
         yield client
 
 
@@ -44,44 +37,9 @@ async def http_client(settings: WorkerSettings) -> AsyncIterator[httpx.AsyncClie
 async def call_webhook(
     payload: WebhookPayload, ctx: TaskContext[httpx.AsyncClient]
 ) -> dict[str, Any]:
-    target = f"{payload.method} {redacted_url(payload.url)}"
-    # Receivers deduplicate on the task id: a redelivered task sends the same id again.
-    headers = {"X-Task-Id": ctx.task_id, "X-Task-Attempt": str(ctx.attempt), **payload.headers}
-    # Serialised once: the bytes signed are the bytes sent (webhook_signature).
-    content = json_bytes(payload.json_body)
-    if content is not None and not any(name.lower() == "content-type" for name in headers):
-        headers["Content-Type"] = "application/json"
-    headers |= signature_headers(ctx, content, time.time())
-    settings = ctx.settings
-    try:
-        # One deadline for the whole exchange, connect to last byte: a slow drip cannot stretch it.
-        async with asyncio.timeout(settings.webhook_timeout_s), ctx.clients.stream(
-            payload.method, str(payload.url), headers=headers, content=content,
-            timeout=settings.webhook_timeout_s,
-        ) as response:
-            body = await read_limited(response, settings.webhook_response_limit)
-    except (TimeoutError, httpx.TimeoutException) as error:
-        raise Retry(f"{target} timed out after {settings.webhook_timeout_s:g}s") from error
-    except httpx.LocalProtocolError as error:
-        # Its text may quote a header of the payload: the type only.
-        raise PermanentFailure(f"{target}: request refused ({type(error).__name__})") from None
-    except httpx.RequestError as error:  # connection, protocol and decoding errors
-        raise Retry(f"{target}: {type(error).__name__}: {error}") from error
-    text = _text(body, response.charset_encoding)
-    summary = {"status_code": response.status_code, "body": text}
-    if response.is_success:
-        return summary
-    message = f"{target} answered {response.status_code}"
-    if response.status_code >= 500 or response.status_code in (408, 425, 429):
-        raise Retry(message)
-    raise PermanentFailure(message)
+    from taskproc.tasks.webhook_call import call
 
-
-def _text(data: bytes, charset: str | None) -> str:
-    try:
-        return data.decode(charset or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
-        return data.decode("utf-8", errors="replace")
+    return await call(payload, ctx)
 
 
 WEBHOOK = call_webhook.spec

@@ -308,3 +308,54 @@ def test_get_spec_on_an_unknown_name_lists_the_known_types() -> None:
     message = str(unknown.value)
     assert "'fax'" in message
     assert all(name in message for name in task_type_names())
+
+
+def test_the_module_applying_the_decorator_declares_the_type(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The handler's function is written in one module and declared in another.
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_module(tmp_path, "reg_five_impl", """
+        from pydantic import BaseModel
+        from taskproc import TaskContext
+
+        class Resize(BaseModel):
+            width: int
+
+        async def resize(payload: Resize, ctx: TaskContext) -> None:
+            return None
+    """)
+    write_module(tmp_path, "reg_five_tasks", """
+        from taskproc import task_type
+        from reg_five_impl import resize
+
+        resize_type = task_type("resize_five")(resize)
+    """)
+
+    assert [spec.name for spec in load(["reg_five_tasks"])] == ["resize_five"]
+
+
+def test_a_clients_type_imported_for_type_checking_only_is_never_evaluated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A typed hook need not make every process import its library (docs/task-types.md).
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_module(tmp_path, "reg_six", """
+        from __future__ import annotations
+
+        from typing import TYPE_CHECKING
+
+        from pydantic import BaseModel
+        from taskproc import TaskContext, task_type
+
+        if TYPE_CHECKING:
+            from heavy_library_never_installed import Client
+
+        class Job(BaseModel):
+            n: int
+
+        @task_type("job_six")
+        async def job(payload: Job, ctx: TaskContext[Client]) -> None:
+            return None
+    """)
+
+    [spec] = load(["reg_six"])
+    assert spec.payload.__name__ == "Job"
