@@ -19,6 +19,11 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from contracts.limits import DAY_S, TaskLimits
+from contracts.names import QUARANTINE_EXCHANGE, SERVICE_QUEUES, task_exchange
+
+# A type's name goes into its queues' names (`tasks.<name>.retry.<tier>s`, its control queues):
+# this bound keeps every one of them within AMQP's 255 bytes.
+MAX_NAME_LENGTH = 100
 
 # Covariant, so a spec of one payload type is a spec of `BaseModel`; a bare `TaskSpec` means
 # that.
@@ -48,6 +53,12 @@ class TaskSpec(Generic[P_co]):
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"task type {self.name!r} must be a Python identifier")
+        if len(self.name) > MAX_NAME_LENGTH:
+            raise ValueError(f"task type {self.name[:20]!r}...: longer than {MAX_NAME_LENGTH} "
+                             "characters (its queue names must stay within AMQP's 255 bytes)")
+        if task_exchange(self.name) in (*SERVICE_QUEUES, QUARANTINE_EXCHANGE):
+            raise ValueError(f"task type {self.name!r}: its queue would be the service's own "
+                             f"{task_exchange(self.name)}")
         if self.timeout_s > self.timeout_cap_s or self.max_attempts > self.max_attempts_cap:
             raise ValueError(f"task type {self.name!r}: a default above its cap")
 

@@ -248,6 +248,15 @@ def test_task_spec_refuses_a_name_that_is_not_an_identifier(name: str) -> None:
         spec(name)
 
 
+@pytest.mark.parametrize(("name", "complaint"), [
+    ("quarantine", "the service's own tasks.quarantine"),
+    ("x" * 101, "longer than 100 characters"),
+])
+def test_task_spec_refuses_a_name_whose_queues_cannot_be_its_own(name: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        spec(name)
+
+
 @pytest.mark.parametrize(("base", "cap"), [(1.0, 120.0), (0.5, 10.0), (2.0, 2.0)])
 @pytest.mark.parametrize("attempt", [1, 2, 3, 5, 8, 12, 40])
 def test_retry_delay_is_in_the_upper_half_of_the_capped_exponential(
