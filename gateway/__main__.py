@@ -1,6 +1,9 @@
 """`python -m gateway`: `taskproc gateway` (gateway/command.py)."""
 
-from gateway.command import command
+from infra.runtime.process import registry_errors_in_one_line
 
 if __name__ == "__main__":
-    command(prog_name="python -m gateway")
+    with registry_errors_in_one_line("python -m gateway"):
+        from gateway.command import command
+
+        command(prog_name="python -m gateway")

@@ -1,6 +1,9 @@
 """`python -m projector`: `taskproc projector` (projector/command.py)."""
 
-from projector.command import command
+from infra.runtime.process import registry_errors_in_one_line
 
 if __name__ == "__main__":
-    command(prog_name="python -m projector")
+    with registry_errors_in_one_line("python -m projector"):
+        from projector.command import command
+
+        command(prog_name="python -m projector")

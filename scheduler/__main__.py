@@ -1,6 +1,9 @@
 """`python -m scheduler`: `taskproc scheduler` (scheduler/command.py)."""
 
-from scheduler.command import command
+from infra.runtime.process import registry_errors_in_one_line
 
 if __name__ == "__main__":
-    command(prog_name="python -m scheduler")
+    with registry_errors_in_one_line("python -m scheduler"):
+        from scheduler.command import command
+
+        command(prog_name="python -m scheduler")

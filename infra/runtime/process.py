@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Coroutine
+import sys
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import uvloop
+
+from contracts.registry import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +51,15 @@ async def first_of(*events: asyncio.Event, timeout_s: float | None = None) -> No
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+@contextmanager
+def registry_errors_in_one_line(program: str) -> Iterator[None]:
+    """End `program` with one line on stderr and status 1 if the registered task types cannot be
+    loaded (a TASK_MODULES or DISABLED_TASK_TYPES that names nothing, a task module that fails
+    to import), as a bad setting does, instead of a traceback from some import. The registry
+    loads on first use, which may be an import."""
+    try:
+        yield
+    except RegistryError as error:
+        sys.exit(f"{program}: the task types cannot be loaded: {error}")

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import random
 import re
+import subprocess
+import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -368,3 +371,24 @@ def test_a_clients_type_imported_for_type_checking_only_is_never_evaluated(
 
     [spec] = load(["reg_six"])
     assert spec.payload.__name__ == "Job"
+
+
+@pytest.mark.parametrize(("variable", "value", "complaint"), [
+    ("TASK_MODULES", "no_such_tasks", "task module 'no_such_tasks' cannot be imported"),
+    ("DISABLED_TASK_TYPES", "fax", "DISABLED_TASK_TYPES names types not registered: fax"),
+])
+@pytest.mark.parametrize("program", [
+    ["-c", "from cli.entry import main; main()", "--help"],
+    ["-m", "consumers", "worker", "sleep"],
+    ["-m", "gateway"],
+])
+def test_a_registry_that_cannot_load_ends_a_process_with_one_line(
+        program: list[str], variable: str, value: str, complaint: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("TASK_MODULES", "DISABLED_TASK_TYPES")}
+
+    ran = subprocess.run([sys.executable, *program], env={**env, variable: value},
+                         capture_output=True, text=True, timeout=60, check=False)
+
+    assert ran.returncode == 1
+    assert ran.stderr.count("\n") == 1, ran.stderr
+    assert complaint in ran.stderr
