@@ -17,7 +17,7 @@ TASK_MODULES (docs/task-types.md).
 from contracts.payloads import Payload
 from taskproc.context import JSON, TaskContext
 from taskproc.failures import PermanentFailure, Retry, TaskFailure
-from taskproc.registration import TaskOptions, task_type
+from taskproc.registration import TaskTypeOptions, task_type
 
 __all__ = ["JSON", "Payload", "PermanentFailure", "Retry", "TaskContext", "TaskFailure",
-           "TaskOptions", "task_type"]
+           "TaskTypeOptions", "task_type"]

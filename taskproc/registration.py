@@ -26,7 +26,7 @@ C = TypeVar("C")
 R = TypeVar("R", bound=JSON)
 
 
-class TaskOptions(TypedDict, total=False):
+class TaskTypeOptions(TypedDict, total=False):
     """A type's own defaults and caps (contracts.registry.TaskSpec says what each means)."""
 
     max_attempts: int
@@ -46,18 +46,18 @@ _handlers: dict[tuple[str, str], TaskHandler[Any, Any, Any]] = {}
 
 @overload
 def task_type(
-    name: str, *, clients: None = None, **options: Unpack[TaskOptions],
+    name: str, *, clients: None = None, **options: Unpack[TaskTypeOptions],
 ) -> Callable[[Handle[P, None, R]], TaskHandler[P, None, R]]: ...
 
 
 @overload
 def task_type(
-    name: str, *, clients: Clients[C], **options: Unpack[TaskOptions],
+    name: str, *, clients: Clients[C], **options: Unpack[TaskTypeOptions],
 ) -> Callable[[Handle[P, C, R]], TaskHandler[P, C, R]]: ...
 
 
 def task_type(
-    name: str, *, clients: Clients[Any] | None = None, **options: Unpack[TaskOptions],
+    name: str, *, clients: Clients[Any] | None = None, **options: Unpack[TaskTypeOptions],
 ) -> Callable[[Handle[Any, Any, Any]], TaskHandler[Any, Any, Any]]:
     """Declare the decorated `async def handler(payload: Model, ctx: TaskContext)` as the
     task type `name`, with `options` (timeout, attempts, backoff, prefetch, caps) and the

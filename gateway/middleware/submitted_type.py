@@ -60,7 +60,8 @@ class SubmittedTaskType:
     def _task_type_of(self, body: list[bytes]) -> str:
         try:
             task_type = json.loads(b"".join(body)).get("task_type")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
+            # RecursionError: a body nested deeper than the parser goes, refused below us.
             return INVALID
         # Checked as a string first: an object or a list as task_type is unhashable.
         known = isinstance(task_type, str) and task_type in self._task_types

@@ -138,7 +138,8 @@ async def _refuse_waiting_retries(connection: AbstractConnection, queue: str,
 async def _delete_classic(connection: AbstractConnection, queue: str) -> None:
     channel = await connection.channel()
     try:
-        await channel.queue_delete(queue, if_empty=True)
+        # Both, as the quorum path checks: a consumer may still be draining it.
+        await channel.queue_delete(queue, if_empty=True, if_unused=True)
     except ChannelClosed as error:
         raise DeleteRefused(f"{queue} was not deleted: {error}") from error
 
