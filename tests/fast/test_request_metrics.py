@@ -55,6 +55,21 @@ async def test_a_submission_without_a_key_is_counted_as_invalid(
     assert submissions() == before + 1
 
 
+async def test_a_body_nested_past_the_parser_is_counted_as_invalid(
+    client_for: ClientFor,
+) -> None:
+    # Refused before any route reads it (no key); the middleware's own parse must not raise.
+    submissions = counter("taskproc_submissions_total", task_type="invalid", code="401")
+    before = submissions()
+    anonymous = await client_for(None)
+
+    answer = await anonymous.post("/tasks", content=b"[" * 100_000,
+                                  headers={"Content-Type": "application/json"})
+
+    assert answer.status_code == 401
+    assert submissions() == before + 1
+
+
 async def test_other_requests_are_counted_by_route_template_and_never_as_submissions(
     http: httpx.AsyncClient,
 ) -> None:
