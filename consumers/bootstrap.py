@@ -99,7 +99,7 @@ async def _consumer(
                           refresh_s=settings.cancel_refresh_s,
                           held=settings.cancellations_held)
     async with handler.started(settings) as run_task:
-        worker = Worker(spec, run_task, broker, worker_name=name,
+        worker = Worker(spec, run_task, broker, process_name=name,
                         shutdown_grace_s=settings.shutdown_grace_s,
                         middleware=task_middleware(spec.name),
                         limits=settings.limits_for(spec),
@@ -137,6 +137,6 @@ async def _all_until_one_fails(
             raise error
 
 
-def _process_id(worker_name: str) -> str:
+def _process_id(process_name: str) -> str:
     """This process in its control queue's name: readable in the console, unique per process."""
-    return f"{worker_name.replace('/', '.')}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+    return f"{process_name.replace('/', '.')}.{os.getpid()}.{uuid.uuid4().hex[:6]}"

@@ -75,7 +75,7 @@ class Worker:
 
     def __init__(
         self, spec: TaskSpec, handler: RunTask, broker: Broker, *,
-        worker_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
+        process_name: str, shutdown_grace_s: float, middleware: Middleware | None = None,
         rng: random.Random | None = None, limits: TaskLimits | None = None,
         tenants: TenantRules = DEVELOPMENT_TENANTS, cancels: CancelWatch | None = None,
         owners: TaskLookup | None = None, outcomes: StepOutcomes | None = None,
@@ -91,8 +91,8 @@ class Worker:
         self._outcomes = outcomes
         self._handler = handler
         self._broker = broker
-        self._follow_ups = RabbitFollowUpPublisher(broker, app_id=worker_name)
-        self._worker_name = worker_name
+        self._follow_ups = RabbitFollowUpPublisher(broker, app_id=process_name)
+        self._worker_name = process_name
         self._grace_s = shutdown_grace_s
         self._middleware = middleware or Middleware()
         self._rng = rng or random.Random()  # jitters retry delays

@@ -42,7 +42,7 @@ async def run_projector(settings: ProjectorSettings, *, stop: asyncio.Event | No
         with metrics_server(settings.metrics_host, settings.metrics_port, process=PROJECTOR):
             await _ensure_indexes(store, keys, settings, stop)
             if await connect(broker, stop, logger=log):
-                projector = Projector(broker, store, worker_name=name, expiring=(store, keys),
+                projector = Projector(broker, store, process_name=name, expiring=(store, keys),
                                       dead_letters=mongo.dead_letters,
                                       batch_size=settings.projector_batch_size,
                                       batch_window_s=settings.projector_batch_window_s,

@@ -41,12 +41,12 @@ class DeadLetterIntake:
 
     def __init__(
         self, broker: Broker, archive: DeadLetterArchive, *, stop: asyncio.Event,
-        worker_name: str, middleware: Middleware, tenants: TenantRules,
+        process_name: str, middleware: Middleware, tenants: TenantRules,
     ) -> None:
         self._broker = broker
         self._archive = archive
         self._stop = stop
-        self._worker_name = worker_name
+        self._worker_name = process_name
         self._middleware = middleware
         self._tenants = tenants
 

@@ -45,7 +45,7 @@ class Projector:
 
     def __init__(
         self, broker: Broker, store: ProjectorReadModel, *, dead_letters: DeadLetterArchive,
-        worker_name: str, batch_size: int, batch_window_s: float,
+        process_name: str, batch_size: int, batch_window_s: float,
         expiring: Sequence[Expiring] = (), middleware: Middleware | None = None,
         tenants: TenantRules = DEVELOPMENT_TENANTS,
     ) -> None:
@@ -53,7 +53,7 @@ class Projector:
         self._broker = broker
         self._store = store
         self._dead_letters = dead_letters
-        self._worker_name = worker_name
+        self._worker_name = process_name
         self._expiring = expiring
         self._middleware = middleware or Middleware()
         self._batch_size = batch_size
@@ -68,9 +68,9 @@ class Projector:
         """Each queue's room. The dead-letter intake gives up waiting for MongoDB on `stop`, so
         that its messages go back to RabbitMQ before the consumers are cancelled."""
         dead_letters = DeadLetterIntake(self._broker, self._dead_letters, stop=stop,
-                                        worker_name=self._worker_name,
+                                        process_name=self._worker_name,
                                         middleware=self._middleware, tenants=self._tenants)
-        submissions = SubmissionReader(self._store, worker_name=self._worker_name,
+        submissions = SubmissionReader(self._store, process_name=self._worker_name,
                                        tenants=self._tenants)
         return {
             names.PROJECTOR_EVENTS_QUEUE: StatusEventReader(self._broker, self._middleware).read,

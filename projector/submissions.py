@@ -27,9 +27,9 @@ from service.follow_up_rules import ParentUnknown, TaskLookup, follow_up_problem
 
 
 class SubmissionReader:
-    def __init__(self, tasks: TaskLookup, *, worker_name: str, tenants: TenantRules) -> None:
+    def __init__(self, tasks: TaskLookup, *, process_name: str, tenants: TenantRules) -> None:
         self._tasks = tasks
-        self._worker_name = worker_name
+        self._worker_name = process_name
         self._tenants = tenants
 
     async def read(self, message: AbstractIncomingMessage) -> StatusEvent | None:

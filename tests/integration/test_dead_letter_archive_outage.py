@@ -42,7 +42,7 @@ class RunningProjector:
                               timeout_s=settings.publish_timeout_s,
                               name="integration projector (outage)", prefetch=16)
         self._projector = Projector(self._broker, TaskStore(self.client, "outage"),
-                                    dead_letters=self.archive, worker_name="outage/projector",
+                                    dead_letters=self.archive, process_name="outage/projector",
                                     batch_size=16, batch_window_s=0.002)
         self._stop = asyncio.Event()
         self._running: asyncio.Task[None] | None = None

@@ -196,7 +196,7 @@ async def test_a_full_dead_letter_queue_is_an_error_log_and_the_task_is_requeued
     try:
         with caplog.at_level(logging.ERROR, logger="consumers.worker"):
             async with handler.started(limited) as run_task:
-                worker = Worker(SLEEP, run_task, broker, worker_name="limits/sleep",
+                worker = Worker(SLEEP, run_task, broker, process_name="limits/sleep",
                                 shutdown_grace_s=10)
                 await asyncio.wait_for(worker.run(stop), timeout=60)
     finally:
@@ -249,7 +249,7 @@ async def test_a_full_quarantine_queue_is_an_error_log_and_the_message_is_requeu
                     timeout_s=limited.publish_timeout_s, name="limits worker")
     try:
         async with TaskHandler(SLEEP, never_called).started(limited) as run_task:
-            worker = Worker(SLEEP, run_task, broker, worker_name="limits/sleep",
+            worker = Worker(SLEEP, run_task, broker, process_name="limits/sleep",
                             shutdown_grace_s=10)
             await asyncio.wait_for(worker.run(stop), timeout=60)
     finally:

@@ -46,10 +46,10 @@ async def worker_and_projector(
     store = TaskStore(client, settings.mongodb_database)
     stop = asyncio.Event()
     async with handler.started(settings) as run_task:
-        worker = Worker(spec, run_task, worker_broker, worker_name=f"{name}/{spec.name}",
+        worker = Worker(spec, run_task, worker_broker, process_name=f"{name}/{spec.name}",
                         shutdown_grace_s=5, tenants=settings.tenant_rules, owners=store,
                         outcomes=store)
-        projector = Projector(projector_broker, store, worker_name=f"{name}/projector",
+        projector = Projector(projector_broker, store, process_name=f"{name}/projector",
                               tenants=settings.tenant_rules,
                               dead_letters=MongoDeadLetterArchive(
                                   client, settings.mongodb_database),

@@ -134,7 +134,7 @@ async def run_one(
     broker = RecordingBroker(journal, confirm_s or {}, failing or set())
     middleware = Recorder()
     # The message comes from a service user (a worker's retry copy), whose x-attempt is believed.
-    worker = Worker(SLEEP, handler, cast(Broker, broker), worker_name="test/sleep",
+    worker = Worker(SLEEP, handler, cast(Broker, broker), process_name="test/sleep",
                     shutdown_grace_s=5, middleware=middleware,
                     tenants=TenantRules(service_users=frozenset({"worker"}), development=True))
     stop = asyncio.Event()

@@ -80,7 +80,7 @@ async def run_step(
         cancels.learn(CancelRequest(task_id="t-1", task_type=SLEEP.name, tenant=TENANT, by="gw"))
     ran: list[str] = []
     worker = Worker(SLEEP, returning(result, ran), cast(Broker, broker),
-                    worker_name="test/sleep", shutdown_grace_s=5, cancels=cancels,
+                    process_name="test/sleep", shutdown_grace_s=5, cancels=cancels,
                     outcomes=read_model,
                     tenants=TenantRules(service_users=frozenset({"worker"}), development=True))
     stop = asyncio.Event()
