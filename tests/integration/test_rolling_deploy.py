@@ -4,8 +4,8 @@ Each test has a vhost of its own, so a queue's depth is this test's alone.
 - The gateway knows the type before any worker runs it: the task waits in `tasks.<type>`, and
   runs when a worker starts.
 - The projector does not know a type that newer processes declared: it still records that
-  type's submissions, status events and dead letters (it reads the type from the exchange's
-  name, not from its own registry)."""
+  type's submissions, follow-ups, status events and dead letters (it reads the type from the
+  exchange's name or the routing key, not from its own registry)."""
 
 from __future__ import annotations
 
@@ -116,13 +116,14 @@ async def read_model_state(settings: SystemSettings, task_id: str, status: Statu
 
 
 async def publish(url: str, exchange: str, body: dict[str, Any], *, routing_key: str = "",
-                  message_id: str, message_type: str | None = None) -> None:
+                  message_id: str, message_type: str | None = None,
+                  headers: dict[str, Any] | None = None) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         target = await channel.get_exchange(exchange, ensure=False)
         await target.publish(aio_pika.Message(json.dumps(body).encode(), message_id=message_id,
-                                              type=message_type,
+                                              type=message_type, headers=headers,
                                               content_type="application/json"),
                              routing_key=routing_key, mandatory=True)
 
@@ -167,3 +168,23 @@ async def test_the_projector_keeps_a_dead_letter_of_a_type_it_does_not_know(
     finally:
         await mongo.close()
     assert [letter.task_type for letter in archived.values()] == [NEW_TYPE]
+
+
+async def test_the_projector_records_a_follow_up_of_a_type_it_does_not_know(
+    own_settings: SystemSettings, newer_topology: None, projector: None,
+) -> None:
+    # A newer `sleep` worker hands a step's follow-up of the new type on: the projector reads
+    # the type from the routing key (`<parent type>.<its type>`), not from its registry.
+    url = own_settings.rabbitmq_url
+    parent_id, follow_up_id = f"rolling-parent-{uuid.uuid4()}", f"rolling-next-{uuid.uuid4()}"
+    await publish(url, names.task_exchange("sleep"), {"payload": {"seconds": 0}},
+                  message_id=parent_id)
+    parent = await read_model_state(own_settings, parent_id, Status.QUEUED)
+
+    await publish(url, names.FOLLOW_UPS_EXCHANGE, {"payload": {"seconds": 0}},
+                  routing_key=names.follow_up_routing_key("sleep", NEW_TYPE),
+                  message_id=follow_up_id, headers={names.HEADER_PARENT: parent_id})
+
+    queued = await read_model_state(own_settings, follow_up_id, Status.QUEUED)
+    assert queued.task_type == NEW_TYPE
+    assert queued.tenant == parent.tenant
