@@ -50,9 +50,9 @@ class Services:
 
 def connected_services(connected: Connected) -> Services:
     """The services on RabbitMQ and MongoDB, as the app's lifespan builds them."""
-    return Services(connected.tasks, connected.replay, connected.broker, connected.auth,
+    return Services(connected.deps, connected.replay, connected.broker, connected.auth,
                     cancel=connected.cancel, schedules=connected.schedules,
-                    queues=BrokerQueueDepths(connected.broker, connected.tasks.publish_timeout_s))
+                    queues=BrokerQueueDepths(connected.broker, connected.deps.publish_timeout_s))
 
 
 async def get_services(request: Request) -> Services:

@@ -123,7 +123,7 @@ class Connected:
     """The use cases' dependencies on the real adapters, the API keys' authenticator, and the
     broker link itself (readiness asks it)."""
 
-    tasks: Dependencies
+    deps: Dependencies
     replay: ReplayPorts
     broker: Broker
     auth: Authenticator

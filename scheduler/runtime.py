@@ -39,7 +39,7 @@ async def run_scheduler(settings: SchedulerSettings, *, stop: asyncio.Event | No
     async with connected_task_service(settings, app_id=SCHEDULER_APP_ID,
                                       name=name) as connected:
         ports = SchedulerPorts(
-            tasks=connected.tasks, schedules=connected.schedules,
+            tasks=connected.deps, schedules=connected.schedules,
             grace=timedelta(seconds=settings.scheduler_grace_s),
             # Long enough for a live scheduler to publish and record a claimed run.
             patience=timedelta(seconds=2 * settings.publish_timeout_s

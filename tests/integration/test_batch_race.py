@@ -52,7 +52,7 @@ async def test_identical_batches_racing_with_one_key_publish_each_task_once(
     published: Counter[str] = Counter()
     async with AsyncExitStack() as stack:
         gateways = [(await stack.enter_async_context(
-            connected_task_service(settings, name=f"batch race gateway {n}"))).tasks
+            connected_task_service(settings, name=f"batch race gateway {n}"))).deps
             for n in range(2)]
         await gateways[0].publisher.ping()  # declares the topology the tap binds to
         tap = await amqp_channel.declare_queue(exclusive=True)

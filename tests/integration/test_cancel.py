@@ -138,16 +138,16 @@ def probe() -> Probe:
 
 async def submit_sleep(gateway: Connected, seconds: float, **options: Any) -> str:
     command = SubmitTask(task_type="sleep", payload={"seconds": seconds}, **options)
-    return await submit(gateway.tasks, command, source="http")
+    return await submit(gateway.deps, command, source="http")
 
 
 async def cancel(gateway: Connected, task_id: str) -> Status:
-    state = await cancel_task(gateway.tasks, gateway.cancel, task_id)
+    state = await cancel_task(gateway.deps, gateway.cancel, task_id)
     return state.status
 
 
 async def status_of(gateway: Connected, task_id: str) -> Status | None:
-    state = await gateway.tasks.read_model.get(task_id)
+    state = await gateway.deps.read_model.get(task_id)
     return None if state is None else state.status
 
 

@@ -120,7 +120,7 @@ class Race:
         return await asyncio.wait_for(cancel, timeout=30)
 
     async def _succeeded(self, task_id: str) -> bool:
-        state = await self.gateway.tasks.read_model.get(task_id)
+        state = await self.gateway.deps.read_model.get(task_id)
         return state is not None and state.status is Status.SUCCEEDED
 
     async def _cancel(self, task_id: str, plan: Plan) -> Answer:
@@ -129,7 +129,7 @@ class Race:
         if plan.when == "after":
             await eventually(lambda: self._succeeded(task_id), what=f"{task_id} succeeded")
         try:
-            after = await cancel_task(self.gateway.tasks, ports, task_id)
+            after = await cancel_task(self.gateway.deps, ports, task_id)
         except AlreadyFinished as finished:
             return Answer(409, Status(finished.status))
         return Answer(202, after.status)
@@ -156,7 +156,7 @@ class FollowUpTap:
 @pytest.fixture
 async def gateway(settings: SystemSettings) -> AsyncIterator[Connected]:
     async with connected_task_service(settings, name="cancel race gateway") as connected:
-        await connected.tasks.publisher.ping()  # declares the topology the taps bind to
+        await connected.deps.publisher.ping()  # declares the topology the taps bind to
         yield connected
 
 
@@ -193,7 +193,7 @@ async def test_a_cancel_and_a_finishing_step_agree_on_what_runs(
     wrong: list[str] = []
     try:
         for plan in PLANS:
-            parent = await submit(gateway.tasks, SubmitTask(
+            parent = await submit(gateway.deps, SubmitTask(
                 task_type="sleep", payload={"seconds": 0},
                 then=({"task_type": "sleep", "payload": {"seconds": 0}},)), source="http")
             race.plans[parent].set_result(plan)
@@ -224,10 +224,10 @@ async def _disagreement(
     released: list[str],
 ) -> str | None:
     """What in this trial contradicts the cancel's answer; None if everything agrees."""
-    state = await gateway.tasks.read_model.get(parent)
+    state = await gateway.deps.read_model.get(parent)
     recorded = None if state is None else state.status
     if answer.status is Status.CANCELLED:
-        view = await workflow_steps(gateway.tasks, parent, settings.default_tenant)
+        view = await workflow_steps(gateway.deps, parent, settings.default_tenant)
         if released or recorded is not Status.CANCELLED or view.status != "stopped":
             return (f"answered {answer}, yet follow-ups {released} were submitted; the worker "
                     f"ended it {ended}, the read model says {recorded}, the workflow "
@@ -237,7 +237,7 @@ async def _disagreement(
         return f"answered {answer}; follow-ups {released}; the worker ended it {ended}"
 
     async def finished() -> WorkflowSteps | None:
-        view = await workflow_steps(gateway.tasks, parent, settings.default_tenant)
+        view = await workflow_steps(gateway.deps, parent, settings.default_tenant)
         done = len(view.steps) == 2 and view.status == "succeeded"
         return view if done else None
 

@@ -56,7 +56,7 @@ async def test_a_redelivered_parent_does_not_duplicate_its_follow_up(
     monkeypatch.setattr(consumers.worker, "publish_event", first_success_lost)
     stop = asyncio.Event()
     async with connected_task_service(settings, name="workflow gateway") as gateway:
-        await gateway.tasks.publisher.ping()  # declares the topology the tap binds to
+        await gateway.deps.publisher.ping()  # declares the topology the tap binds to
         tap = await amqp_channel.declare_queue(exclusive=True)
         await tap.bind(names.task_exchange("sleep"), "#")
         await tap.bind(names.FOLLOW_UPS_EXCHANGE, "#")  # where a step publishes its follow-ups
@@ -64,12 +64,12 @@ async def test_a_redelivered_parent_does_not_duplicate_its_follow_up(
                                                 handler=TaskHandler(SLEEP, handle)))
         projector = asyncio.create_task(run_projector(settings, stop=stop))
         try:
-            parent = await submit(gateway.tasks, SubmitTask(
+            parent = await submit(gateway.deps, SubmitTask(
                 task_type="sleep", payload={"seconds": 0},
                 then=({"task_type": "sleep", "payload": {"seconds": 0.5}},)), source="http")
 
             async def both_succeeded() -> list[Any] | None:
-                page = await gateway.tasks.read_model.find(TaskQuery(
+                page = await gateway.deps.read_model.find(TaskQuery(
                     owners=(settings.default_tenant, None), labels=(workflow_label(parent),)))
                 done = all(state.status is Status.SUCCEEDED for state in page.items)
                 return page.items if done and len(page.items) == 2 else None
