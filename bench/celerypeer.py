@@ -8,8 +8,8 @@ stored twice (STARTED, SUCCESS), as taskproc stores every status; without one, n
 The worker is `celery -A bench.celerypeer worker`; the load generator and the watcher are
 `python -m bench.celerypeer ROLE TASKS`, each a process of its own that prints `ready`, then
 `T <name> <time.monotonic()>` for the times that matter and `C <cpu seconds>` (as bench.bare
-does). Everything is configured by the environment variables below, read at import, so the
-worker and the roles agree.
+does; the load generator's are those of the batch alone). Everything is configured by the
+environment variables below, read at import, so the worker and the roles agree.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -97,8 +98,14 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def produce(tasks: int) -> None:
-    """`tasks` calls of `apply_async` from `_producers` threads, each waiting for its confirm."""
+def _cpu_s() -> float:
+    used = os.times()
+    return used.user + used.system
+
+
+def produce(tasks: int) -> float:
+    """`tasks` calls of `apply_async` from `_producers` threads, each waiting for its confirm;
+    the CPU seconds the batch took (not the imports and connections before it)."""
     numbers = itertools.count()
     start = threading.Barrier(_producers + 1)
     failures: list[BaseException] = []
@@ -123,12 +130,14 @@ def produce(tasks: int) -> None:
     _say("ready")
     sys.stdin.readline()  # the runner starts its CPU meter, then says go
     _say(f"T first_submit {time.monotonic():.6f}")
+    before = _cpu_s()
     start.wait()
     for thread in threads:
         thread.join()
     _say(f"T last_submit {time.monotonic():.6f}")
     if failures:
         raise SystemExit(f"{len(failures)} producer threads failed: {failures[0]!r}")
+    return _cpu_s() - before
 
 
 def watch(tasks: int) -> None:
@@ -170,14 +179,13 @@ def _watch_done_file(tasks: int) -> None:
     _say(f"T last_done {last:.6f}")
 
 
-_ROLES = {"produce": produce, "watch": watch}
+_ROLES: dict[str, Callable[[int], float | None]] = {"produce": produce, "watch": watch}
 
 
 def main() -> None:
     role, tasks = sys.argv[1], int(sys.argv[2])
-    _ROLES[role](tasks)
-    used = os.times()
-    _say(f"C {used.user + used.system:.3f}")
+    used = _ROLES[role](tasks)
+    _say(f"C {_cpu_s() if used is None else used:.3f}")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     table += _bare_rows(results, stores)
     table += _celery_rows(results, stores)
     table += _memory_rows(results)
-    table += _generator_rows(stores)
+    table += _generator_rows(results, stores)
     return table
 
 
@@ -215,13 +215,20 @@ def _memory_rows(results: dict[str, Any]) -> list[list[str]]:
     return found
 
 
-def _generator_rows(stores: Stores) -> list[list[str]]:
+def _generator_rows(results: dict[str, Any], stores: Stores) -> list[list[str]]:
     cells = []
     for key in ("10k", "1m"):
         generator = ((stores.get(key) or {}).get("e2e") or {}).get("generator") or {}
         cores = generator.get("cores")
         cells.append("-" if cores is None else f"{cores:.2f} cores ({generator['client']})")
-    return [["load generator CPU, e2e phase", "(info)", cells[0], cells[1], "-"]]
+    table = [["load generator CPU, e2e phase", "(info)", cells[0], cells[1], "-"]]
+    state = (results.get("celery") or {}).get("state") or {}
+    used, seconds = state.get("generator_cpu_s"), state.get("seconds")
+    if used is not None and seconds:
+        table.append(["Celery load generator CPU, Redis state (apply_async, batch only)", "(info)",
+                      f"{used / seconds:.2f} cores ({1000 * used / state['tasks']:.2f} ms/task)",
+                      "(same run)", "-"])
+    return table
 
 
 LEGEND = (f"Δ≤20%: the 1M-store figure is at most {_WITHIN:.0%} worse than the 10k one (better "
