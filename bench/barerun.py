@@ -20,20 +20,29 @@ class BareError(Exception):
 
 
 class Role:
-    """One process of the chain and the lines it printed."""
+    """One process of the chain and the lines it printed: `python -m MODULE NAME ARGS...`
+    (bench.celeryrun runs the Celery peer's roles with it too)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, module: str = "bench.bare",
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
+        self.module = module
+        self.env = env
         self.times: dict[str, float] = {}
         self.cpu_s: float | None = None
         self.ready = asyncio.Event()
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self, url: str, tasks: int, log_dir: Path) -> None:
-        with (log_dir / f"bare-{self.name}.log").open("ab") as log:
+    @property
+    def log_name(self) -> str:
+        return f"{self.module.rsplit('.', 1)[-1]}-{self.name}.log"
+
+    async def start(self, args: list[str], log_dir: Path) -> None:
+        with (log_dir / self.log_name).open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.bare", self.name, url, str(tasks),
-                stdout=asyncio.subprocess.PIPE, stderr=log)
+                sys.executable, "-m", self.module, self.name, *args,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+                env=self.env)
 
     async def read(self) -> None:
         assert self.process is not None
@@ -54,7 +63,7 @@ class Role:
                 self.process.kill()
 
 
-async def _all_succeed(roles: dict[str, Role], readers: list[asyncio.Task[None]],
+async def all_succeed(roles: dict[str, Role], readers: list[asyncio.Task[None]],
                        timeout_s: float, log_dir: Path) -> None:
     """Wait for every role to exit 0; the first that fails (a broker restart, say) ends it."""
     pending = set(readers)
@@ -65,10 +74,10 @@ async def _all_succeed(roles: dict[str, Role], readers: list[asyncio.Task[None]]
         for role in roles.values():
             code = role.process.returncode if role.process is not None else None
             if code not in (None, 0):
-                raise BareError(f"the bare {role.name} exited with {code}; see "
-                                f"{log_dir / f'bare-{role.name}.log'}")
+                raise BareError(f"{role.module} {role.name} exited with {code}; see "
+                                f"{log_dir / role.log_name}")
         if pending and time.monotonic() >= deadline:
-            raise BareError(f"the bare chain did not finish in {timeout_s:.0f}s")
+            raise BareError(f"{', '.join(roles)} did not finish in {timeout_s:.0f}s")
 
 
 async def run_bare(url: str, tasks: int, log_dir: Path, timeout_s: float) -> dict[str, Any]:
@@ -80,12 +89,12 @@ async def run_bare(url: str, tasks: int, log_dir: Path, timeout_s: float) -> dic
         readers: list[asyncio.Task[None]] = []
         try:
             for name in ("worker", "events", "publisher"):
-                await roles[name].start(url, tasks, log_dir)
+                await roles[name].start([url, str(tasks)], log_dir)
                 readers.append(asyncio.create_task(roles[name].read()))
                 if name != "publisher":
                     await asyncio.wait_for(roles[name].ready.wait(), 30)
             began = time.monotonic()
-            await _all_succeed(roles, readers, timeout_s, log_dir)
+            await all_succeed(roles, readers, timeout_s, log_dir)
         finally:
             for role in roles.values():
                 role.kill()

@@ -61,7 +61,8 @@ def parse(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark the local stack: end to end, POST, latency, GET, memory, and "
-                    "the bare aio-pika chain; prints one table and writes it as JSON.")
+                    "the bare aio-pika chain and Celery (peers in the same run); prints one "
+                    "table and writes it as JSON.")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: few tasks, 1-minute soak, no 1M store unless filled")
     parser.add_argument("--skip-1m", action="store_true", help="skip the 1,000,000-task store")

@@ -66,13 +66,16 @@ async def end_to_end(target: Target, tasks: int, *, deadline_s: float,
     first = posted["first_start"] or time.monotonic()
     complete = await tracker.wait_all(stall_s=_STALL_S, deadline=first + deadline_s)
     cores = cpu.stop() if cpu is not None else {}
+    per_task = cpu.ms_per_task(tracker.succeeded) if cpu is not None else {}
     end = tracker.last_done_at if complete else time.monotonic()
     span = (end or first) - first
     return {"tasks": tasks, "accepted": posted["accepted"], "succeeded": tracker.succeeded,
             "failed": tracker.failed, "complete": complete, "seconds": round(span, 2),
             "tasks_per_s": round(tracker.succeeded / span, 1) if span > 0 else None,
             "post": {key: posted[key] for key in ("accepted_per_s", "latency", "statuses")},
-            "generator": posted["generator"], "cpu_cores": cores}
+            "generator": posted["generator"], "cpu_cores": cores,
+            "cpu_ms_per_task": per_task,
+            "cpu_ms_per_task_total": round(sum(per_task.values()), 3) if per_task else None}
 
 
 async def open_loop(target: Target, rate: float, seconds: float, probes_per_s: float,

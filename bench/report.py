@@ -122,8 +122,9 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     big_get = GET_FIGURES[0].value(stores.get("1m"))
     table[len(FIGURES) + len(QUIET_FIGURES)][4] = _verdict([("1M", GET_FIGURES[0].meets(big_get))])
     table += _bare_rows(results, stores)
+    table += _celery_rows(results, stores)
     table += _memory_rows(results)
-    table += _generator_rows(stores)
+    table += _generator_rows(results, stores)
     return table
 
 
@@ -138,6 +139,60 @@ def _bare_rows(results: dict[str, Any], stores: Stores) -> list[list[str]]:
         ["bare aio-pika chain (tasks/s)", "(info)", _number(rate), "(same chain)", "-"],
         ["system e2e / bare chain", "(info)", _ratio(ratios[0]), _ratio(ratios[1]), "-"],
     ]
+
+
+CELERY_RATIO_BOUND = 1.0  # issue 21: taskproc at least as fast as Celery with its state stored
+_CELERY_NAMES = {"state": "Celery 5, quorum + confirms + Redis state (tasks/s)",
+                 "no_state": "Celery 5, quorum + confirms, no result backend (tasks/s)"}
+_CPU_LABELS = {"celery-worker": "worker", "redis": "Redis", "rabbitmq": "RabbitMQ"}
+
+
+def _cpu_text(per_task: dict[str, float] | None, total: float | None) -> str:
+    if total is None:
+        return "-"
+    largest = sorted((per_task or {}).items(), key=operator.itemgetter(1), reverse=True)[:5]
+    parts = ", ".join(f"{_CPU_LABELS.get(name, name)} {value:.2f}" for name, value in largest
+                      if value >= 0.005)
+    return f"{total:.2f} ({parts})" if parts else f"{total:.2f}"
+
+
+def _celery_rows(results: dict[str, Any], stores: Stores) -> list[list[str]]:
+    """Celery's rates, taskproc's ratio to Celery-with-state, and both CPU costs per task."""
+    celery = results.get("celery") or {}
+    table = [[_CELERY_NAMES[variant], "(info)",
+              _number((celery.get(variant) or {}).get("tasks_per_s")), "(same run)", "-"]
+             for variant in ("state", "no_state")]
+    rate = (celery.get("state") or {}).get("tasks_per_s")
+    ratios = []
+    for key in ("10k", "1m"):
+        system = FIGURES[0].value(stores.get(key))
+        ratios.append(None if system is None or not rate else system / rate)
+    verdict = _verdict([(label, None if ratio is None else ratio >= CELERY_RATIO_BOUND)
+                        for label, ratio in zip(("10k", "1M"), ratios, strict=True)])
+    table.append(["taskproc e2e / Celery (same run)", f"≥ {CELERY_RATIO_BOUND:g}x",
+                  _ratio(ratios[0]), _ratio(ratios[1]), verdict])
+    cells = []
+    for key in ("10k", "1m"):
+        e2e = (stores.get(key) or {}).get("e2e") or {}
+        cells.append(_cpu_text(_grouped_cpu(e2e.get("cpu_ms_per_task")),
+                               e2e.get("cpu_ms_per_task_total")))
+    table.append(["CPU per task (ms), taskproc e2e: its processes + nx-27017 + RabbitMQ",
+                  "(info)", cells[0], cells[1], "-"])
+    for variant, what in (("state", "Redis state"), ("no_state", "no backend")):
+        found = celery.get(variant) or {}
+        table.append([f"CPU per task (ms), Celery, {what}: worker + Redis + RabbitMQ", "(info)",
+                      _cpu_text(found.get("cpu_ms_per_task"), found.get("cpu_ms_per_task_total")),
+                      "(same run)", "-"])
+    return table
+
+
+def _grouped_cpu(per_task: dict[str, float] | None) -> dict[str, float]:
+    """taskproc's processes with their children (a uvicorn worker, say) as one figure each."""
+    grouped: dict[str, float] = {}
+    for name, value in (per_task or {}).items():
+        key = name.split("/", 1)[0]
+        grouped[key] = grouped.get(key, 0.0) + value
+    return grouped
 
 
 def _ratio(value: float | None) -> str:
@@ -160,20 +215,42 @@ def _memory_rows(results: dict[str, Any]) -> list[list[str]]:
     return found
 
 
-def _generator_rows(stores: Stores) -> list[list[str]]:
+def _generator_rows(results: dict[str, Any], stores: Stores) -> list[list[str]]:
     cells = []
     for key in ("10k", "1m"):
         generator = ((stores.get(key) or {}).get("e2e") or {}).get("generator") or {}
         cores = generator.get("cores")
         cells.append("-" if cores is None else f"{cores:.2f} cores ({generator['client']})")
-    return [["load generator CPU, e2e phase", "(info)", cells[0], cells[1], "-"]]
+    table = [["load generator CPU, e2e phase", "(info)", cells[0], cells[1], "-"]]
+    state = (results.get("celery") or {}).get("state") or {}
+    used, seconds = state.get("generator_cpu_s"), state.get("seconds")
+    if used is not None and seconds:
+        table.append(["Celery load generator CPU, Redis state (apply_async, batch only)", "(info)",
+                      f"{used / seconds:.2f} cores ({1000 * used / state['tasks']:.2f} ms/task)",
+                      "(same run)", "-"])
+    return table
 
 
 LEGEND = (f"Δ≤20%: the 1M-store figure is at most {_WITHIN:.0%} worse than the 10k one (better "
           f"by any amount passes). flat: the least-squares RSS growth over the soak is under "
           f"{FLAT_FRACTION:.0%} of the start and under {FLAT_KIB // 1024} MiB. POST figures come "
           f"from the end-to-end run (consumers running); latency runs at half that store's "
-          f"max e2e rate.")
+          f"max e2e rate.\n"
+          f"Celery peer (same run, after the 10k store; as many tasks as its e2e phase): Celery 5 "
+          f"on the same RabbitMQ, a vhost of its own, one durable quorum queue, persistent "
+          f"messages with publisher confirms, task_acks_late, a no-op task, a worker with "
+          f"--pool prefork --concurrency 2 (default prefetch; log level WARNING, no line per task, "
+          f"as taskproc's default); 'Redis state': result backend "
+          f"Redis 127.0.0.1:6379 db 12 (flushed before and after) with task_track_started, so "
+          f"STARTED and SUCCESS are stored per task; 'no result backend': ignore_result. No HTTP "
+          f"(Celery has no gateway): one load-generator process calls apply_async from as "
+          f"many threads as taskproc has HTTP clients (32 by default), each waiting for its "
+          f"confirm; with the Redis backend apply_async also subscribes to the task's result "
+          f"channel, as Celery does. tasks/s: first submit to the last SUCCESS seen in "
+          f"Redis (pub/sub), or to the worker's last finished task without a backend. CPU per "
+          f"task from /proc over the measured batch: Celery's worker (main + 2 children), Redis, "
+          f"RabbitMQ; taskproc's over its e2e phase, all its processes, nx-27017, RabbitMQ "
+          f"(neither counts its load generator).")
 
 
 def header(results: dict[str, Any]) -> str:

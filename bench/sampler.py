@@ -22,6 +22,7 @@ class CpuMeter:
         self._pids = pids
         self._before: dict[str, float] = {}
         self._began = 0.0
+        self.used_s: dict[str, float] = {}  # CPU seconds by process, set by `stop()`
 
     def start(self) -> None:
         self._began = time.monotonic()
@@ -31,11 +32,19 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         wall = time.monotonic() - self._began
         used: dict[str, float] = {}
+        self.used_s = {}
         for name, before in self._before.items():
             after = cpu_seconds(self._pids[name])
             if after is not None and wall > 0:
                 used[name] = round((after - before) / wall, 2)
+                self.used_s[name] = after - before
         return used
+
+    def ms_per_task(self, tasks: int) -> dict[str, float]:
+        """CPU milliseconds per task by process over the last `start()`..`stop()`."""
+        if tasks <= 0:
+            return {}
+        return {name: round(1000 * used / tasks, 3) for name, used in self.used_s.items()}
 
 
 async def sample_rss(pids: Callable[[], dict[str, int]], every_s: float, stop: asyncio.Event,

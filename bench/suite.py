@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 
 from aio_pika.exceptions import AMQPError
 from pymongo import AsyncMongoClient, MongoClient
+from redis.exceptions import RedisError
 
 from bench import fill, phases
 from bench.barerun import BareError, run_bare
+from bench.celeryrun import VARIANTS, CeleryError, CeleryPeer, flush_redis
 from bench.deployment import Deployment
 from bench.documents import task_id
 from bench.leftovers import Leftovers, kill_stale_process
@@ -72,6 +74,7 @@ class Bench:
             self._release_leftovers()
             self._bare()
             self._small_store()
+            self._celery()
             self._big_store()
         finally:
             self._release_leftovers()
@@ -88,7 +91,7 @@ class Bench:
             f"RABBITMQ_URL (own vhost), MONGODB_DATABASE, GATEWAY_PORT")
         say(f"plan: bare chain ~1 min; 10k store: warm-up, e2e ~{o.e2e_seconds:.0f}s, latency "
             f"{o.latency_seconds:.0f}s, GET {2 * o.get_seconds:.0f}s, soak {soak:g} min; "
-            f"1M store: fill once (~5 min), then the same without the soak")
+            f"Celery peer ~1 min; 1M store: fill once (~5 min), then the same without the soak")
 
     def _release_leftovers(self) -> None:
         """What this run, or one killed before it, still holds."""
@@ -102,6 +105,10 @@ class Bench:
                     self.leftovers.release("vhosts", vhost)
                     continue
             release_vhost(vhost, self.leftovers)
+        for db in self.leftovers.held("redis"):
+            with contextlib.suppress(RedisError):
+                flush_redis(int(db))
+                self.leftovers.release("redis", db)
         for database in self.leftovers.held("databases"):
             self.mongo.drop_database(database)
             self.leftovers.release("databases", database)
@@ -137,6 +144,28 @@ class Bench:
             return asyncio.run(run_bare(url, tasks, self.options.run_dir, timeout_s))
         finally:
             release_vhost(vhost, self.leftovers)
+
+    def _celery(self) -> None:
+        """Celery on the same machine and broker, as many tasks as taskproc's e2e phase."""
+        o = self.options
+        tasks = self.tasks or o.task_bounds[0]
+        say(f"\n== Celery peer: {tasks:,} tasks from {o.clients} producer threads, prefork 2, "
+            f"quorum queue + confirms; with every state in Redis, then without a backend")
+        peer = CeleryPeer(self.settings.rabbitmq_url, o.run_dir, self.leftovers, o.clients,
+                          self.env)
+        found: dict[str, Any] = {}
+        self.results["celery"] = found
+        for variant in VARIANTS:
+            try:
+                result = peer.run(variant, tasks, o.warmup_tasks)
+            except (CeleryError, RabbitError, RedisError, OSError) as error:
+                self.note(f"Celery peer ({variant}): {error}")
+                continue
+            found[variant] = result
+            say(f"  {variant}: {result['tasks_per_s']:,} tasks/s ({tasks:,} in "
+                f"{result['seconds']}s); CPU ms per task {result['cpu_ms_per_task']} "
+                f"(total {result['cpu_ms_per_task_total']}); generator "
+                f"{result['generator_cpu_s']} CPU s")
 
     def _small_store(self) -> None:
         o = self.options
