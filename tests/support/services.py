@@ -8,6 +8,7 @@ available a test is skipped locally and fails on CI (CI=true), never silently pa
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -44,11 +45,14 @@ def free_port() -> int:
 
 
 def free_port_block(size: int) -> int:
-    """A base port with `size` consecutive free ports (a worker's is the projector's + n)."""
-    for _ in range(50):
-        base = free_port()
-        if base + size > 65_000:
-            continue
+    """A base port with `size` consecutive free ports (a worker's is the projector's + n),
+    below the kernel's ephemeral range: a port from that range can be taken by any outgoing
+    connection between this check and the process that binds it (seen once in CI: a worker's
+    metrics port went to a client socket)."""
+    ephemeral_low = _ephemeral_range()[0]
+    chooser = random.Random()
+    for _ in range(200):
+        base = chooser.randrange(10_000, ephemeral_low - size)
         try:
             for port in range(base, base + size):
                 with socket.socket() as sock:
@@ -57,6 +61,14 @@ def free_port_block(size: int) -> int:
             continue
         return base
     raise RuntimeError("no block of free ports")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except OSError:
+        return 32_768, 60_999  # Linux's default
+    return int(low), int(high)
 
 
 def missing(what: str) -> None:
