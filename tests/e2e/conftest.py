@@ -7,7 +7,7 @@ import json
 import signal
 import subprocess
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,15 +103,20 @@ def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path,
     wait_for_consumers_gone(services.rabbitmq_url, {
         **{names.task_queue(name): 0 for name in task_type_names()},
         **dict.fromkeys(processes.PROJECTOR_QUEUES, 0)})
+    yield from running_system(env, module_log_dir, task_type_names())
+
+
+def running_system(env: dict[str, str], log_dir: Path, types: Sequence[str]) -> Iterator[System]:
+    """A worker of each of `types`, the projector and the gateway under `env`, ready by probe;
+    stopped after the caller is done, which fails if one died or exited unclean."""
     consumers = [ServiceProcess(f"{name}-worker", ["-m", "consumers", "worker", name], env,
-                                module_log_dir).start() for name in task_type_names()]
-    projector = ServiceProcess("projector", ["-m", "projector"], env,
-                               module_log_dir).start()
+                                log_dir).start() for name in types]
+    projector = ServiceProcess("projector", ["-m", "projector"], env, log_dir).start()
     started = [*consumers, projector]
     try:
         port = free_port()
-        started.append(processes.gateway(env, module_log_dir, port))
-        for name, consumer in zip(task_type_names(), consumers, strict=True):
+        started.append(processes.gateway(env, log_dir, port))
+        for name, consumer in zip(types, consumers, strict=True):
             processes.wait_worker(consumer, env, name)
         processes.wait_projector(projector, env)
     except BaseException:
@@ -121,8 +126,8 @@ def system(services: Backends, smtp_sink: SmtpSink, module_log_dir: Path,
     yield running
     crashed = running.crashed()
     codes = stop_all(started)
-    assert not crashed, f"processes died during the tests: {crashed}; logs in {module_log_dir}"
-    assert_clean_exits(codes, module_log_dir)
+    assert not crashed, f"processes died during the tests: {crashed}; logs in {log_dir}"
+    assert_clean_exits(codes, log_dir)
 
 
 class Api:

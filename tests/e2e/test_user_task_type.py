@@ -24,12 +24,10 @@ import httpx
 import pytest
 
 from contracts import names
-from tests.e2e.conftest import Api, System, assert_clean_exits, stop_all, system_env
-from tests.support import processes
+from tests.e2e.conftest import Api, System, running_system, system_env
 from tests.support.docs import ROOT
-from tests.support.processes import ServiceProcess
 from tests.support.receivers import SmtpSink
-from tests.support.services import Backends, free_port, local_vhost
+from tests.support.services import Backends, local_vhost
 
 EXAMPLE = ROOT / "examples" / "thumbnail"
 IMAGE_URL = "https://images.example.com/cat.jpg"
@@ -74,24 +72,7 @@ def system(backends: Backends, smtp_sink: SmtpSink, example_site: Path,
     example's entry point alone (no TASK_MODULES)."""
     env = with_site(system_env(backends, smtp_sink), example_site)
     env.pop("TASK_MODULES", None)
-    worker = ServiceProcess("thumbnail-worker", ["-m", "consumers", "worker", "thumbnail"], env,
-                            module_log_dir).start()
-    projector = ServiceProcess("projector", ["-m", "projector"], env, module_log_dir).start()
-    started = [worker, projector]
-    try:
-        port = free_port()
-        started.append(processes.gateway(env, module_log_dir, port))
-        processes.wait_worker(worker, env, "thumbnail")
-        processes.wait_projector(projector, env)
-    except BaseException:
-        stop_all(started)
-        raise
-    running = System(f"http://127.0.0.1:{port}", started)
-    yield running
-    crashed = running.crashed()
-    codes = stop_all(started)
-    assert not crashed, f"processes died during the tests: {crashed}; logs in {module_log_dir}"
-    assert_clean_exits(codes, module_log_dir)
+    yield from running_system(env, module_log_dir, ["thumbnail"])
 
 
 def expected_result(url: str, width: int, height: int) -> dict[str, object]:
