@@ -42,6 +42,13 @@ def task_exchange(task_type: str) -> str:
     return f"tasks.{task_type}"
 
 
+def recorded_exchange(task_type: str) -> str:
+    """Where the service itself submits a task of this type: bound only to the task queue. The
+    service records the task `queued` before it answers, so the projector needs no copy of it
+    (a task published straight to `task_exchange` gets one, to record it)."""
+    return f"tasks.{task_type}.recorded"
+
+
 def task_queue(task_type: str) -> str:
     return f"tasks.{task_type}"
 

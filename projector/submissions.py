@@ -1,6 +1,7 @@
-"""Reading `projector.submissions`: every task published to a task exchange is recorded `queued`
-at once, however it was published, so a task sent straight to RabbitMQ is in the read model before
-a worker reaches it. A follow-up is recorded only if its parent checks out
+"""Reading `projector.submissions`: every task published straight to a task exchange `tasks.<type>`
+is recorded `queued` at once, so it is in the read model before a worker reaches it. (The
+service's own submissions go through `tasks.<type>.recorded`, which this queue is not bound to:
+their submitter records them.) A follow-up is recorded only if its parent checks out
 (service/follow_up_rules.py); its worker refuses any other, so the read model must not show it.
 """
 

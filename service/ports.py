@@ -131,6 +131,12 @@ class TaskPublisher(Protocol):
         (owned by `tenant`); raise PublishFailed if it has not (nothing was queued)."""
         ...
 
+    async def publish_queued(self, event: StatusEvent) -> None:
+        """Send the `queued` event of a task that was published but could not be recorded, for
+        the projector to record: return once the broker has confirmed it; raise PublishFailed if
+        it has not."""
+        ...
+
     async def ping(self) -> Literal["ok", "reconnecting"]:
         """Whether the broker link is up; raise PublishFailed if the broker is unreachable."""
         ...

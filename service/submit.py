@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from contracts.log_fields import task_fields
-from contracts.messages import ErrorInfo, FollowUp, StatusEvent, TaskEnvelope, utcnow
+from contracts.messages import FollowUp, StatusEvent, TaskEnvelope, utcnow
 from contracts.statuses import Status
 from contracts.workflows import new_follow_up_key, workflow_label
 from service.commands import SubmitTask
@@ -28,7 +28,6 @@ from service.errors import (
     IdempotencyConflict,
     IdempotencyInProgress,
     PublishFailed,
-    QueueFull,
     StoreUnavailable,
 )
 from service.ports import Claim, Source
@@ -105,12 +104,10 @@ async def _publish(
 ) -> str:
     envelope = envelope_for(command, task_id)
     tenant = command.tenant or deps.default_tenant
-    try:
-        await deps.publisher.publish(envelope, source=source, tenant=tenant,
-                                     traceparent=traceparent)
-    except QueueFull:
-        await _record_refused(deps, envelope, source, tenant)
-        raise
+    # A full queue raises QueueFull: nothing was queued, and nothing is recorded (no copy of a
+    # task the service submits goes to the projector, so nothing else will record it either).
+    await deps.publisher.publish(envelope, source=source, tenant=tenant,
+                                 traceparent=traceparent)
     await record_queued(deps, envelope, source, tenant)
     if log.isEnabledFor(logging.DEBUG):  # the busiest line of the gateway: no fields unless on
         log.debug("accepted %s task %s", envelope.task_type, envelope.task_id,
@@ -162,29 +159,15 @@ def envelope_for(
     )
 
 
-async def _record_refused(
-    deps: Dependencies, envelope: TaskEnvelope, source: Source, tenant: str,
-) -> None:
-    """A full queue refused the task, but the projector's submission queue, which is not
-    bounded, took its copy and will record it `queued`: end it `rejected` instead, so no task
-    stays `queued` that never was (a terminal status outranks `queued`, in either order)."""
-    event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
-                        status=Status.REJECTED, attempt=0, worker=deps.app_id, source=source,
-                        tenant=tenant, at=utcnow(), idempotency_key=envelope.idempotency_key,
-                        labels=envelope.labels,
-                        error=ErrorInfo(type="QueueFull",
-                                        message="its queue was full; nothing was queued"))
-    try:
-        await deps.recorder.record(event)
-    except StoreUnavailable as error:
-        log.warning("task %s refused by its full queue, and not recorded so: %s",
-                    envelope.task_id, error, extra=task_fields(envelope.task_id))
-
-
 async def record_queued(
     deps: Dependencies, envelope: TaskEnvelope, source: Source, tenant: str,
 ) -> None:
-    """Read your writes: the read model knows the task before the caller hears it is queued."""
+    """Read your writes: the read model knows the task before the caller hears it is queued.
+
+    The service's own tasks reach only their task queue, so this record is the only one of
+    `queued`. If the store cannot take it, the task is queued for real all the same: its
+    `queued` event goes to the projector, which records it once the store is back, and the
+    task is held readable here meanwhile (service.unrecorded)."""
     event = StatusEvent(task_id=envelope.task_id, task_type=envelope.task_type,
                         status=Status.QUEUED, attempt=0, worker=deps.app_id,
                         source=source, tenant=tenant,
@@ -193,7 +176,12 @@ async def record_queued(
     try:
         await deps.recorder.record(event)
     except StoreUnavailable as error:
-        # The task is queued for real: hold it readable and keep trying to record it.
         log.warning("task %s queued but not yet in the read model: %s", envelope.task_id, error,
                     extra=task_fields(envelope.task_id))
         deps.unrecorded.hold(event, deps.read_model)
+        try:
+            await deps.publisher.publish_queued(event)
+        except PublishFailed as lost:
+            # Its worker's first event records it; until then only this process can show it.
+            log.warning("task %s: its `queued` event not sent either: %s", envelope.task_id,
+                        lost, extra=task_fields(envelope.task_id))

@@ -25,6 +25,8 @@ from contracts import names
 from service.auth import TENANT
 
 NOTHING = "^$"
+# The routing keys of `queued` events, `<type>.queued` (type names are identifiers).
+QUEUED_EVENTS = r"^[A-Za-z_][A-Za-z0-9_]*\.queued$"
 # Users are global to a broker (not per vhost): a prefix keeps several installations apart.
 USER_PREFIX = "taskproc-"
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -145,12 +147,17 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX,
     """The gateway, one worker per task type, one per group of types a worker process runs
     together (its permissions exactly the union of theirs), the projector and the scheduler."""
     dead_queues = [names.dead_queue(t) for t in task_types]
+    # The gateway and the scheduler record what they submit: they submit through the
+    # `.recorded` exchanges, and send a `queued` event (nothing else) when the record fails.
+    queued_events = TopicPermission(names.EVENTS_EXCHANGE, QUEUED_EVENTS)
     gateway = Role(gateway_user(prefix), Permissions(
-        # Submit to every task exchange; cancel through task-control; replay reads (and
-        # removes) dead letters.
-        write=exactly([*(names.task_exchange(t) for t in task_types), names.CONTROL_EXCHANGE]),
+        # Submit; cancel through task-control; replay reads (and removes) dead letters and
+        # publishes them to their task exchange, for the projector to record `queued` too.
+        write=exactly([*(names.recorded_exchange(t) for t in task_types),
+                       *(names.task_exchange(t) for t in task_types),
+                       names.CONTROL_EXCHANGE, names.EVENTS_EXCHANGE]),
         read=exactly(dead_queues),
-    ))
+    ), topic_permissions=(queued_events,))
     workers = tuple(_worker_role((t,), prefix) for t in task_types)
     groups = {tuple(sorted(group)) for group in worker_groups if len(set(group)) > 1}
     workers += tuple(_worker_role(group, prefix) for group in sorted(groups))
@@ -162,7 +169,8 @@ def service_roles(task_types: Sequence[str], prefix: str = USER_PREFIX,
     ))
     # Submits the runs of schedules, as the gateway submits tasks.
     scheduler = Role(scheduler_user(prefix), Permissions(
-        write=exactly(names.task_exchange(t) for t in task_types)))
+        write=exactly([*(names.recorded_exchange(t) for t in task_types),
+                       names.EVENTS_EXCHANGE])), topic_permissions=(queued_events,))
     return (gateway, *workers, projector, scheduler)
 
 

@@ -28,7 +28,8 @@ async def publish_task(
     broker: Broker, envelope: TaskEnvelope, *, app_id: str, source: str,
     attempt: int = 1, run: int = 1, traceparent: str | None = None, tenant: str | None = None,
 ) -> None:
-    """Publish a task to its typed exchange and wait for RabbitMQ's confirmation.
+    """Publish a task the service records itself to `tasks.<type>.recorded`, which routes it to
+    its task queue only (no copy for the projector), and wait for RabbitMQ's confirmation.
 
     `traceparent` (W3C trace context) travels as a header of the same name, and stays on every
     retry, dead-letter and quarantine copy; so does `tenant` (header `x-tenant`).
@@ -36,7 +37,8 @@ async def publish_task(
     message = _task_message(envelope, app_id=app_id, headers={
         names.HEADER_ATTEMPT: attempt, names.HEADER_RUN: run, names.HEADER_SOURCE: source,
         names.HEADER_TRACEPARENT: traceparent, names.HEADER_TENANT: tenant})
-    await broker.publish(names.task_exchange(envelope.task_type), envelope.task_type, message)
+    await broker.publish(names.recorded_exchange(envelope.task_type), envelope.task_type,
+                         message)
 
 
 class RabbitFollowUpPublisher:
@@ -160,6 +162,12 @@ class RabbitTaskPublisher:
                                tenant=tenant, traceparent=traceparent)
         except Refused as error:
             raise QueueFull(str(error)) from error
+        except PublishError as error:
+            raise PublishFailed(str(error)) from error
+
+    async def publish_queued(self, event: StatusEvent) -> None:
+        try:
+            await publish_event(self._broker, event)
         except PublishError as error:
             raise PublishFailed(str(error)) from error
 

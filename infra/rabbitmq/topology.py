@@ -85,6 +85,7 @@ def build_topology(specs: tuple[TaskSpec, ...]) -> Topology:
     for spec in specs:
         exchanges += [
             Exchange(names.task_exchange(spec.name), ExchangeType.TOPIC),
+            Exchange(names.recorded_exchange(spec.name), ExchangeType.FANOUT),
             Exchange(names.dead_exchange(spec.name), ExchangeType.FANOUT),
             Exchange(names.retry_exchange(spec.name), ExchangeType.DIRECT),
         ]
@@ -110,6 +111,8 @@ def build_topology(specs: tuple[TaskSpec, ...]) -> Topology:
         bindings += [
             Binding(names.task_exchange(spec.name), names.task_queue(spec.name)),
             Binding(names.task_exchange(spec.name), names.PROJECTOR_SUBMISSIONS_QUEUE),
+            # The service's own submissions, recorded `queued` by their submitter: one message.
+            Binding(names.recorded_exchange(spec.name), names.task_queue(spec.name), ""),
             Binding(names.dead_exchange(spec.name), names.dead_queue(spec.name), ""),
             Binding(names.dead_exchange(spec.name), names.PROJECTOR_DEAD_QUEUE, ""),
             Binding(names.FOLLOW_UPS_EXCHANGE, names.task_queue(spec.name),

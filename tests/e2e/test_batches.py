@@ -24,10 +24,11 @@ def sleeps(count: int) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def sleep_tap(queues: Queues) -> AsyncIterator[AbstractQueue]:
-    """A queue of the test's own bound to exchange `tasks.sleep`, as another service may bind
-    one: a copy of every sleep task published from now on, whoever consumes the original."""
+    """A queue of the test's own bound to exchange `tasks.sleep.recorded`, as another service may
+    bind one: a copy of every sleep task the gateway publishes from now on, whoever consumes the
+    original."""
     tap = await queues.channel.declare_queue(f"test-tap-{uuid.uuid4().hex}", exclusive=True)
-    await tap.bind(names.task_exchange("sleep"), "#")
+    await tap.bind(names.recorded_exchange("sleep"), "")
     yield tap
     await tap.delete(if_unused=False, if_empty=False)
 

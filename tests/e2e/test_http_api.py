@@ -24,14 +24,15 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 @pytest.fixture
 async def tap(services: Backends, api: Api) -> AsyncIterator[AbstractQueue]:
-    """A queue of the test's own bound to every task exchange, as another service may bind
-    one: it sees every task the gateway publishes, whether or not a consumer takes it first."""
+    """A queue of the test's own bound to every exchange the gateway submits to, as another
+    service may bind one: it sees every task the gateway publishes, whether or not a consumer
+    takes it first."""
     connection = await aio_pika.connect(services.rabbitmq_url)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
         for task_type in task_type_names():
-            await queue.bind(names.task_exchange(task_type), "#")
+            await queue.bind(names.recorded_exchange(task_type), "")
         yield queue
 
 

@@ -189,6 +189,7 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.published: list[Published] = []
+        self.queued_events: list[StatusEvent] = []
         self.down = False
 
     async def publish(
@@ -199,6 +200,12 @@ class RecordingPublisher:
         if self.down:
             raise PublishFailed("the in-memory broker is down")
         self.published.append(Published(envelope, source, traceparent, tenant))
+
+    async def publish_queued(self, event: StatusEvent) -> None:
+        await asyncio.sleep(0)
+        if self.down:
+            raise PublishFailed("the in-memory broker is down")
+        self.queued_events.append(event)
 
     async def ping(self) -> Literal["ok", "reconnecting"]:
         await asyncio.sleep(0)

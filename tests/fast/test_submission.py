@@ -181,6 +181,29 @@ async def test_a_task_queued_while_the_store_is_down_is_readable_and_recorded_on
     assert recorded.status.value == "queued"
 
 
+async def test_a_task_the_store_could_not_take_has_its_queued_event_sent_to_the_projector(
+    http: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    fakes.read_model.down = True
+
+    accepted = await submit(http, SLEEP)
+
+    assert accepted.status_code == 202
+    [event] = fakes.publisher.queued_events
+    assert (event.task_id, event.status.value, event.source) == (
+        accepted.json()["task_id"], "queued", "http")
+    assert event.tenant is not None
+
+
+async def test_a_recorded_task_sends_no_queued_event(
+    http: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    accepted = await submit(http, SLEEP)
+
+    assert accepted.status_code == 202
+    assert fakes.publisher.queued_events == []
+
+
 async def _stored(fakes: Fakes, task_id: str) -> Any:
     return fakes.read_model.states.get(task_id)
 

@@ -1,8 +1,8 @@
 """Identical batches racing with one Idempotency-Key, on real RabbitMQ and MongoDB: two gateways'
 use cases (each its own connections) take three identical requests released together, trial
-after trial, and a queue of the test's own bound to `tasks.sleep` counts what was published.
-Each task must be published once per batch, however the race falls; every request answers the
-batch's ids or "in progress"."""
+after trial, and a queue of the test's own bound to `tasks.sleep.recorded` counts what was
+published. Each task must be published once per batch, however the race falls; every request
+answers the batch's ids or "in progress"."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ async def test_identical_batches_racing_with_one_key_publish_each_task_once(
             for n in range(2)]
         await gateways[0].publisher.ping()  # declares the topology the tap binds to
         tap = await amqp_channel.declare_queue(exclusive=True)
-        await tap.bind(names.task_exchange("sleep"), "#")
+        await tap.bind(names.recorded_exchange("sleep"), "")
         try:
             for _ in range(TRIALS):
                 batch = SubmitBatch(tasks, idempotency_key=f"race-{uuid.uuid4()}")

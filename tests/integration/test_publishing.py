@@ -68,3 +68,26 @@ async def test_a_published_task_lands_in_its_queue_with_the_properties_ops_read(
     body = json.loads(seen.body)
     assert body["task_id"] == envelope.task_id
     assert body["payload"] == {"seconds": 0}
+
+
+async def test_a_task_the_service_submits_reaches_its_queue_and_never_the_projector(
+    broker: Broker, queues: Queues
+) -> None:
+    """The service records `queued` itself; a task published straight to the task exchange is
+    the projector's to record, so only that one is copied to `projector.submissions`."""
+    for queue in (names.task_queue("sleep"), names.PROJECTOR_SUBMISSIONS_QUEUE):
+        await queues.purge(queue)
+    submitted = TaskEnvelope(task_id=f"recorded-{uuid.uuid4()}", task_type="sleep",
+                             payload={"seconds": 0}, submitted_at=datetime.now(UTC))
+    straight = persistent_message(
+        json.dumps({"task_id": f"straight-{uuid.uuid4()}", "task_type": "sleep",
+                    "payload": {"seconds": 0}}).encode(), message_id=f"straight-{uuid.uuid4()}")
+
+    await publish_task(broker, submitted, app_id="integration-tests", source="http")
+    await queues.publish(names.task_exchange("sleep"), straight)
+
+    assert await queues.take(names.task_queue("sleep"), submitted.task_id) is not None
+    assert await queues.take(names.PROJECTOR_SUBMISSIONS_QUEUE, submitted.task_id) is None
+    assert await queues.take(names.task_queue("sleep"), straight.message_id or "") is not None
+    assert await queues.take(names.PROJECTOR_SUBMISSIONS_QUEUE,
+                             straight.message_id or "") is not None

@@ -58,7 +58,7 @@ async def test_a_redelivered_parent_does_not_duplicate_its_follow_up(
     async with connected_task_service(settings, name="workflow gateway") as gateway:
         await gateway.deps.publisher.ping()  # declares the topology the tap binds to
         tap = await amqp_channel.declare_queue(exclusive=True)
-        await tap.bind(names.task_exchange("sleep"), "#")
+        await tap.bind(names.recorded_exchange("sleep"), "")  # where the gateway submits
         await tap.bind(names.FOLLOW_UPS_EXCHANGE, "#")  # where a step publishes its follow-ups
         worker = asyncio.create_task(run_worker(settings, "sleep", stop=stop,
                                                 handler=TaskHandler(SLEEP, handle)))

@@ -106,6 +106,16 @@ def test_the_projector_sees_every_submission_and_every_event(topology: Topology)
     assert bound(topology, "task-events", names.PROJECTOR_EVENTS_QUEUE) == ["#"]
 
 
+def test_what_the_service_submits_reaches_only_its_task_queue(topology: Topology) -> None:
+    exchanges = {e.name: e.type for e in topology.exchanges}
+
+    for task_type in task_type_names():
+        recorded = names.recorded_exchange(task_type)
+        assert exchanges[recorded] is ExchangeType.FANOUT
+        assert [b.queue for b in topology.bindings if b.exchange == recorded] == [
+            names.task_queue(task_type)]
+
+
 def test_every_queue_is_quorum_and_every_name_is_unique(topology: Topology) -> None:
     queue_names = [q.name for q in topology.queues]
     exchange_names = [e.name for e in topology.exchanges]
