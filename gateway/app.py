@@ -16,7 +16,7 @@ from gateway.middleware.metrics import RequestMetrics
 from gateway.middleware.submitted_type import SubmittedTaskType
 from gateway.middleware.tracing import RequestTracing
 from gateway.request_limits import BodySizeLimit, ConcurrencyLimit, limit_table
-from gateway.routes import router
+from gateway.routes import ROUTERS
 from gateway.ui import ui
 from infra.composition import connected_task_service
 from infra.observability.logging import configure_logging
@@ -51,7 +51,8 @@ def create_app(settings: GatewaySettings, *, services: Services | None = None) -
         app.state.services = services
     app.state.task_limits = limit_table(settings)
     app.state.schedule_bounds = settings.schedule_bounds
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.include_router(ui)
     app.add_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     install_error_handlers(app)

@@ -55,11 +55,15 @@ def connected_services(connected: Connected) -> Services:
                     queues=BrokerQueueDepths(connected.broker, connected.deps.publish_timeout_s))
 
 
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
 async def get_services(request: Request) -> Services:
     # `async`, so FastAPI calls it on the loop: a plain `def` dependency costs a thread-pool
     # round trip per request.
-    services: Services = request.app.state.services
-    return services
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -117,9 +117,13 @@ def limit_table(settings: TaskLimitSettings) -> dict[str, TaskLimits]:
     return {spec.name: settings.limits_for(spec) for spec in task_types()}
 
 
-async def get_limits(request: Request) -> LimitTable:
+def limits_of(request: Request) -> LimitTable:
     limits: LimitTable = request.app.state.task_limits
     return limits
+
+
+async def get_limits(request: Request) -> LimitTable:
+    return limits_of(request)
 
 
 LimitsDep = Annotated[LimitTable, Depends(get_limits)]

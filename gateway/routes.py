@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from contracts.asyncapi import asyncapi_document
 from gateway.auth import KeyFirstRoute, Reader, Replayer, Submitter, api_key
 from gateway.batch_routes import batches
-from gateway.deps import ServicesDep
+from gateway.deps import ServicesDep, services_of
 from gateway.follow_ups import checked_follow_ups
 from gateway.http_models import (
     CancelAccepted,
@@ -26,7 +26,7 @@ from gateway.http_models import (
 )
 from gateway.listing_routes import listing
 from gateway.middleware.submitted_type import note_submitted_task_type
-from gateway.request_limits import LimitsDep, check_limits
+from gateway.request_limits import check_limits, limits_of
 from gateway.schedule_routes import schedules
 from gateway.workflow_routes import workflows
 from infra.observability.tracing import valid_traceparent
@@ -67,8 +67,6 @@ open_routes = APIRouter()
 async def submit_task(
     request: Annotated[TaskRequest, Body(openapi_examples=request_examples())],
     http: Request,
-    services: ServicesDep,
-    limits: LimitsDep,
     principal: Submitter,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     traceparent: Annotated[str | None, Header()] = None,
@@ -79,6 +77,9 @@ async def submit_task(
     With an `Idempotency-Key` header, repeating the same request returns the same task id and
     the task runs once. Keys are per tenant.
     """
+    # The busiest route takes the app's services and limits from its state itself: each
+    # `Depends` costs FastAPI a dependency solve on every request.
+    services, limits = services_of(http), limits_of(http)
     note_submitted_task_type(http, request.task_type)
     check_limits(limits, request.task_type, timeout_s=request.timeout_s,
                  max_attempts=request.max_attempts, not_before=request.not_before)
@@ -155,11 +156,7 @@ async def asyncapi() -> JSONResponse:
     return JSONResponse(asyncapi_document(version("taskproc")))
 
 
-router = APIRouter()
-# Before `tasks`: its `/tasks/{task_id}` would take `/tasks/stats` for a task's id.
-router.include_router(listing)
-router.include_router(batches)
-router.include_router(workflows)
-router.include_router(tasks)
-router.include_router(schedules)
-router.include_router(open_routes)
+# Included into the app one by one, in the order they are matched (`listing` before `tasks`:
+# its `/tasks/{task_id}` would take `/tasks/stats` for a task's id). Not under one router of
+# their own: FastAPI walks every level of nested routers on each request.
+ROUTERS = (listing, batches, workflows, tasks, schedules, open_routes)
