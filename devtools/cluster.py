@@ -130,11 +130,14 @@ def _write_files(node: Node, peers: list[Node], cookie: str, management: bool) -
 
 
 def start_node(node: Node) -> None:
-    """Start the node's VM in its namespace (in the background; `wait_for_node` waits)."""
+    """Start the node's VM in its namespace, detached (`wait_for_node` waits for it).
+
+    Not a child of this process (`setsid -f`): `down` may run in another process than `up`, and
+    a node killed by a test leaves no child to reap."""
     with (node.home / "stdout.log").open("ab") as out:
-        subprocess.Popen(node.host.command(str(RABBITMQ_BIN / "rabbitmq-server")),
-                         env=node.env, stdout=out, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+        subprocess.run(["setsid", "-f", *node.host.command(str(RABBITMQ_BIN / "rabbitmq-server"))],
+                       env=node.env, stdout=out, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL, check=True)
 
 
 def wait_for_node(node: Node, timeout_s: float = BOOT_TIMEOUT_S) -> None:
