@@ -20,6 +20,7 @@ from aio_pika.connection import make_url
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
+from infra.rabbitmq.nodes import NODE_TIMEOUT_S, NodeListConnection, node_urls
 from infra.rabbitmq.topology import Topology, declare_topology
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,13 @@ class Broker:
     ) -> None:
         """`passive`: check the topology exists instead of declaring it (a user without
         configure permission; see RabbitMQSettings.rabbitmq_declare_topology)."""
-        self._url = url
+        # One node, or several of a cluster (infra.rabbitmq.nodes): a try that fails moves the
+        # next try to the next node.
+        self._urls = node_urls(url)
+        self._next_node = 0
         # Every message this process publishes names its RabbitMQ user as `user_id`: RabbitMQ
         # checks it against the connection, so consumers can trust it (amqp_codec.tenant_of).
-        self.user = unquote(urlsplit(url).username or "guest")
+        self.user = unquote(urlsplit(self._urls[0]).username or "guest")
         self._topology = topology
         self._timeout_s = timeout_s
         self._name = name
@@ -98,6 +102,7 @@ class Broker:
                 await self._open()
         except (TimeoutError, OSError, AMQPError) as error:
             await self._discard()
+            self._next_node = (self._next_node + 1) % len(self._urls)
             raise BrokerUnavailable(f"RabbitMQ unreachable: {error!r}") from error
         assert self._channel is not None
         return self._channel
@@ -105,11 +110,11 @@ class Broker:
     async def _open(self) -> None:
         # Built before connecting, so a timed-out first attempt can still be closed: otherwise
         # aio-pika's reconnect loop would outlive it and redial forever.
-        connection = aio_pika.RobustConnection(
-            make_url(self._url), client_properties={"connection_name": self._name}
-        )
+        connection = self._new_connection()
         self._connection = connection
-        await connection.connect()
+        # Each try on one of several nodes is bounded (every reconnect's too), so a node that
+        # answers nothing (a partition) does not hold back the others.
+        await connection.connect(timeout=NODE_TIMEOUT_S if len(self._urls) > 1 else None)
         connection.close_callbacks.add(self._on_connection_lost)
         connection.reconnect_callbacks.add(self._on_reconnected)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -117,14 +122,29 @@ class Broker:
             await channel.set_qos(prefetch_count=self._prefetch)
         await declare_topology(channel, self._topology, passive=self._passive)
         self._channel = channel
-        log.info("connected to RabbitMQ as %r", self._name)
+        log.info("connected to RabbitMQ %sas %r", self._on_node(connection), self._name)
+
+    def _new_connection(self) -> aio_pika.RobustConnection:
+        properties = {"connection_name": self._name}
+        if len(self._urls) == 1:
+            return aio_pika.RobustConnection(make_url(self._urls[0]),
+                                             client_properties=properties)
+        # The first try goes to the node after the last one that failed.
+        start = self._next_node
+        order = [make_url(url) for url in self._urls[start:] + self._urls[:start]]
+        return NodeListConnection(order, client_properties=properties)
+
+    def _on_node(self, connection: object) -> str:
+        """`at <host:port> ` when this process knows several nodes: which one it is on."""
+        return f"at {connection.node} " if isinstance(connection, NodeListConnection) else ""
 
     def _on_connection_lost(self, sender: object, error: BaseException | None) -> None:
         if error is not None and self._channel is not None:
-            log.warning("lost the RabbitMQ connection (%r); reconnecting", error)
+            log.warning("lost the RabbitMQ connection %s(%r); reconnecting",
+                        self._on_node(sender), error)
 
     def _on_reconnected(self, sender: object) -> None:
-        log.info("reconnected to RabbitMQ as %r", self._name)
+        log.info("reconnected to RabbitMQ %sas %r", self._on_node(sender), self._name)
 
     async def _discard(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
