@@ -20,7 +20,7 @@ from aio_pika.connection import make_url
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
-from infra.rabbitmq.nodes import NODE_TIMEOUT_S, NodeListConnection, node_urls
+from infra.rabbitmq.nodes import NODE_TIMEOUT_S, NodeListConnection, node_of, node_urls
 from infra.rabbitmq.topology import Topology, declare_topology
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,14 @@ class Broker:
         return self._connection is not None and not self._connection.is_closed and (
             self._channel is not None and not self._channel.is_closed
         )
+
+    @property
+    def node(self) -> str:
+        """`host:port` of the RabbitMQ node this link is on, or will try first."""
+        connection = self._connection
+        if isinstance(connection, aio_pika.RobustConnection):
+            return node_of(connection.url)
+        return node_of(self._urls[self._next_node])
 
     async def channel(self) -> AbstractChannel:
         """The confirming channel, connecting (and declaring the topology) on first use.

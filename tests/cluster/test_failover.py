@@ -1,0 +1,97 @@
+"""A process given every node of the cluster moves to another node when its own is killed, and
+its publishes fail fast (503 at the gateway) only for a short window, never hang, and never
+confirm a task that is not in its queue."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aio_pika
+
+from contracts import names
+from contracts.messages import TaskEnvelope
+from contracts.registry import task_types
+from devtools import cluster as rabbit_cluster
+from infra.rabbitmq.broker import Broker, PublishError
+from infra.rabbitmq.publishing import publish_task
+from infra.rabbitmq.topology import build_topology
+from tests.cluster.conftest import Cluster
+from tests.cluster.quorum import drain, queue_info
+
+CLIENTS = 16
+PUBLISH_TIMEOUT_S = 5.0
+QUEUE = names.task_queue("sleep")
+
+
+@dataclass
+class Outcomes:
+    """What the clients saw: confirmed task ids, when each failure came, the slowest answer."""
+
+    confirmed: list[str] = field(default_factory=list)
+    confirmed_at: list[float] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)
+    slowest_s: float = 0.0
+
+
+async def submit_until(stop: asyncio.Event, broker: Broker, seen: Outcomes) -> None:
+    """One client: publish tasks one after another, as the gateway does for each request."""
+    while not stop.is_set():
+        envelope = TaskEnvelope(task_id=f"failover-{uuid.uuid4()}", task_type="sleep",
+                                payload={"seconds": 0}, submitted_at=datetime.now(UTC))
+        started = time.monotonic()
+        try:
+            await publish_task(broker, envelope, app_id="cluster-tests", source="http")
+            seen.confirmed.append(envelope.task_id)
+            seen.confirmed_at.append(time.monotonic())
+        except PublishError:
+            seen.failed_at.append(time.monotonic())
+            await asyncio.sleep(0.05)  # what a client does after a 503
+        seen.slowest_s = max(seen.slowest_s, time.monotonic() - started)
+
+
+async def test_a_publisher_whose_node_is_killed_moves_on_and_keeps_accepting(
+        cluster: Cluster) -> None:
+    first, survivor = cluster.nodes[0], cluster.nodes[1]
+    broker = Broker(",".join(node.url for node in cluster.nodes), build_topology(task_types()),
+                    timeout_s=PUBLISH_TIMEOUT_S, name="cluster-tests")
+    await broker.channel()
+    assert broker.node == f"{first.host.address}:5672"
+    assert (await queue_info(survivor, QUEUE)).members == cluster.names
+    async with broker.side_channel() as channel:
+        await (await channel.declare_queue(QUEUE, passive=True)).purge()
+
+    seen, stop = Outcomes(), asyncio.Event()
+    clients = [asyncio.create_task(submit_until(stop, broker, seen)) for _ in range(CLIENTS)]
+    try:
+        await asyncio.sleep(1.0)
+        before = len(seen.confirmed)
+        rabbit_cluster.kill_node(first)
+        killed = time.monotonic()
+        deadline = killed + 30
+        while not [at for at in seen.confirmed_at if at > killed + 1.0]:
+            assert time.monotonic() < deadline, "no publish confirmed in 30 s after the kill"
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.gather(*clients)
+    on = broker.node
+    await broker.close()
+
+    async with await aio_pika.connect(survivor.url) as connection:
+        queued = set(await drain(await connection.channel(), QUEUE))
+    failures = [at - killed for at in seen.failed_at if at >= killed]
+    window = max(failures, default=0.0)
+    first_after = min(at for at in seen.confirmed_at if at > killed) - killed
+    print(f"\nnode {first.name} SIGKILLed under {CLIENTS} publishing clients: moved to {on}; "
+          f"{len(failures)} publishes failed (503) within {window:.2f}s after the kill; first "
+          f"confirm after the kill at {first_after:.2f}s; slowest answer {seen.slowest_s:.2f}s; "
+          f"{before} confirmed before the kill, {len(seen.confirmed)} in all; "
+          f"lost {len(set(seen.confirmed) - queued)}")
+    assert on != f"{first.host.address}:5672"
+    assert not set(seen.confirmed) - queued, "a confirmed task is not in its queue"
+    assert window < PUBLISH_TIMEOUT_S + 1
+    assert seen.slowest_s < PUBLISH_TIMEOUT_S + 1
