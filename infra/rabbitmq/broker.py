@@ -70,7 +70,10 @@ class Broker:
         self._passive = passive
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
+        # With several nodes, publishes go through a channel of their own (see `_renewed`).
+        self._publisher: AbstractChannel | None = None
+        self._renewing = asyncio.Lock()
+        self._exchanges: dict[tuple[AbstractChannel, str], AbstractExchange] = {}
         self._connecting: asyncio.Task[AbstractChannel] | None = None
 
     @property
@@ -129,6 +132,9 @@ class Broker:
         if self._prefetch:
             await channel.set_qos(prefetch_count=self._prefetch)
         await declare_topology(channel, self._topology, passive=self._passive)
+        if len(self._urls) > 1:
+            self._publisher = await connection.channel(publisher_confirms=True,
+                                                       on_return_raises=True)
         self._channel = channel
         log.info("connected to RabbitMQ %sas %r", self._on_node(connection), self._name)
 
@@ -156,6 +162,7 @@ class Broker:
 
     async def _discard(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        self._publisher = None
         self._exchanges.clear()
         if connection is not None:
             await connection.close()
@@ -186,8 +193,12 @@ class Broker:
         channel = await self.channel()
         try:
             async with asyncio.timeout(self._timeout_s):
-                target = await self._exchange(channel, exchange)
-                await target.publish(message, routing_key, mandatory=True)
+                if self._publisher is None:
+                    target = await self._exchange(channel, exchange)
+                    await target.publish(message, routing_key, mandatory=True)
+                else:
+                    await self._publish_on_a_cluster(self._publisher, exchange, routing_key,
+                                                     message)
         except DeliveryError as error:
             if isinstance(error.frame, Basic.Nack):
                 raise Refused(f"{exchange!r} {routing_key!r}: RabbitMQ refused it (a queue it "
@@ -196,12 +207,49 @@ class Broker:
         except (TimeoutError, OSError, AMQPError, RuntimeError) as error:
             raise BrokerUnavailable(f"publish to {exchange!r} not confirmed: {error!r}") from error
 
+    async def _publish_on_a_cluster(self, channel: AbstractChannel, exchange: str,
+                                    routing_key: str, message: aio_pika.Message) -> None:
+        """Publish on the publishing channel; once more on a new one if RabbitMQ nacks it.
+
+        A channel whose first publish to a quorum queue comes while that queue elects a new
+        leader (its node just died, and this process has just moved to another node) is nacked
+        on every later publish to that queue too (RabbitMQ 3.10; tests/cluster measured it), so
+        a nack is tried again on a fresh channel. A queue that is really full nacks that one
+        too: Refused, as before. Publishes have a channel of their own so that renewing it
+        never cancels a consumer (which would requeue the work in hand).
+        """
+        try:
+            target = await self._exchange(channel, exchange)
+            await target.publish(message, routing_key, mandatory=True)
+        except DeliveryError as error:
+            if not isinstance(error.frame, Basic.Nack):
+                raise
+            target = await self._exchange(await self._renewed(channel), exchange)
+            await target.publish(message, routing_key, mandatory=True)
+
+    async def _renewed(self, nacked: AbstractChannel) -> AbstractChannel:
+        """A new publishing channel in place of `nacked` (once, however many publishes it
+        nacked at the same time)."""
+        async with self._renewing:
+            if self._publisher is nacked and self._connection is not None:
+                log.info("RabbitMQ %snacked a publish: trying again on a new channel",
+                         self._on_node(self._connection))
+                self._publisher = await self._connection.channel(publisher_confirms=True,
+                                                                 on_return_raises=True)
+                self._exchanges = {key: value for key, value in self._exchanges.items()
+                                   if key[0] is not nacked}
+                with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                    await nacked.close()
+            if self._publisher is None:
+                raise ChannelInvalidStateError("no publishing channel: the link was closed")
+            return self._publisher
+
     async def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
         if name == "":
             return channel.default_exchange
-        if name not in self._exchanges:
-            self._exchanges[name] = await channel.get_exchange(name, ensure=False)
-        return self._exchanges[name]
+        if (channel, name) not in self._exchanges:
+            self._exchanges[channel, name] = await channel.get_exchange(name, ensure=False)
+        return self._exchanges[channel, name]
 
     @contextlib.asynccontextmanager
     async def side_channel(self) -> AsyncIterator[AbstractChannel]:

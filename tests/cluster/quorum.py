@@ -38,12 +38,12 @@ async def queue_info(node: Node, name: str) -> Replicas:
     return Replicas(leader=row["leader"], members=sorted(row["members"]))
 
 
-async def publish_until_confirmed(channel: AbstractChannel, queue: str, number: int,
+async def publish_until_confirmed(channel: AbstractChannel, queue: str, message_id: object,
                                   *, pause_s: float = 0.05, deadline_s: float = 30.0) -> int:
-    """Publish message `number` to `queue` until RabbitMQ confirms it; the number of nacks."""
+    """Publish message `message_id` to `queue` until RabbitMQ confirms it; the number of nacks."""
     nacks, deadline = 0, time.monotonic() + deadline_s
     while True:
-        message = aio_pika.Message(str(number).encode(), message_id=str(number),
+        message = aio_pika.Message(str(message_id).encode(), message_id=str(message_id),
                                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         try:
             await channel.default_exchange.publish(message, queue, mandatory=True)

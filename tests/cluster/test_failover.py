@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import names
 from contracts.messages import TaskEnvelope
@@ -20,11 +22,12 @@ from infra.rabbitmq.broker import Broker, PublishError
 from infra.rabbitmq.publishing import publish_task
 from infra.rabbitmq.topology import build_topology
 from tests.cluster.conftest import Cluster
-from tests.cluster.quorum import drain, queue_info
+from tests.cluster.quorum import drain, publish_until_confirmed, queue_info
 
 CLIENTS = 16
 PUBLISH_TIMEOUT_S = 5.0
 QUEUE = names.task_queue("sleep")
+ROBUST_PAUSE_S = 5.5
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Outcomes:
     confirmed: list[str] = field(default_factory=list)
     confirmed_at: list[float] = field(default_factory=list)
     failed_at: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
     slowest_s: float = 0.0
 
 
@@ -47,8 +51,9 @@ async def submit_until(stop: asyncio.Event, broker: Broker, seen: Outcomes) -> N
             await publish_task(broker, envelope, app_id="cluster-tests", source="http")
             seen.confirmed.append(envelope.task_id)
             seen.confirmed_at.append(time.monotonic())
-        except PublishError:
+        except PublishError as error:
             seen.failed_at.append(time.monotonic())
+            seen.errors[f"{type(error).__name__}: {error}"[:200]] += 1
             await asyncio.sleep(0.05)  # what a client does after a 503
         seen.slowest_s = max(seen.slowest_s, time.monotonic() - started)
 
@@ -67,7 +72,10 @@ async def test_a_publisher_whose_node_is_killed_moves_on_and_keeps_accepting(
     seen, stop = Outcomes(), asyncio.Event()
     clients = [asyncio.create_task(submit_until(stop, broker, seen)) for _ in range(CLIENTS)]
     try:
-        await asyncio.sleep(1.0)
+        # aio-pika's reconnect loop pauses `reconnect_interval` (5 s) after every try, the first
+        # successful one included: a process that connected under 5 s ago reconnects only then.
+        # The kill comes later, as it would for a process that has been up a while.
+        await asyncio.sleep(ROBUST_PAUSE_S)
         before = len(seen.confirmed)
         rabbit_cluster.kill_node(first)
         killed = time.monotonic()
@@ -78,6 +86,7 @@ async def test_a_publisher_whose_node_is_killed_moves_on_and_keeps_accepting(
     finally:
         stop.set()
         await asyncio.gather(*clients)
+        print("\npublish errors:", *seen.errors.most_common(5), sep="\n  ")
     on = broker.node
     await broker.close()
 
@@ -95,3 +104,35 @@ async def test_a_publisher_whose_node_is_killed_moves_on_and_keeps_accepting(
     assert not set(seen.confirmed) - queued, "a confirmed task is not in its queue"
     assert window < PUBLISH_TIMEOUT_S + 1
     assert seen.slowest_s < PUBLISH_TIMEOUT_S + 1
+
+
+async def test_a_consumer_whose_node_is_killed_consumes_on_another(cluster: Cluster) -> None:
+    first, survivor = cluster.nodes[0], cluster.nodes[1]
+    broker = Broker(",".join(node.url for node in cluster.nodes), build_topology(task_types()),
+                    timeout_s=PUBLISH_TIMEOUT_S, name="cluster-tests-consumer")
+    received: set[str] = set()
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        received.add(message.message_id or "")
+        await message.ack()
+
+    queue = await broker.queue(QUEUE)
+    await queue.purge()
+    await queue.consume(on_message)
+    await asyncio.sleep(ROBUST_PAUSE_S)  # see the test above
+    rabbit_cluster.kill_node(first)
+
+    async with await aio_pika.connect(survivor.url) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        sent = {f"after-kill-{number}" for number in range(100)}
+        for task_id in sorted(sent):
+            await publish_until_confirmed(channel, QUEUE, task_id)
+        deadline = time.monotonic() + 30
+        while received < sent:
+            assert time.monotonic() < deadline, f"{len(sent - received)} of 100 not consumed"
+            await asyncio.sleep(0.1)
+    on = broker.node
+    await broker.close()
+
+    print(f"\nconsumer moved from {first.name} to {on}: consumed all 100 published after the kill")
+    assert on != f"{first.host.address}:5672"
