@@ -18,11 +18,16 @@ from contracts import names
 from contracts.messages import TaskEnvelope
 from contracts.registry import task_types
 from devtools import cluster as rabbit_cluster
-from infra.rabbitmq.broker import Broker, PublishError
+from infra.rabbitmq.broker import Broker, PublishError, persistent_message
 from infra.rabbitmq.publishing import publish_task
 from infra.rabbitmq.topology import build_topology
 from tests.cluster.conftest import Cluster
-from tests.cluster.quorum import drain, publish_until_confirmed, queue_info
+from tests.cluster.quorum import (
+    declare_quorum_queue,
+    drain,
+    publish_until_confirmed,
+    queue_info,
+)
 
 CLIENTS = 16
 PUBLISH_TIMEOUT_S = 5.0
@@ -136,3 +141,35 @@ async def test_a_consumer_whose_node_is_killed_consumes_on_another(cluster: Clus
 
     print(f"\nconsumer moved from {first.name} to {on}: consumed all 100 published after the kill")
     assert on != f"{first.host.address}:5672"
+
+
+async def test_a_publisher_is_not_left_nacked_after_its_queues_leader_dies(
+        cluster: Cluster) -> None:
+    # On RabbitMQ 3.10 a channel whose first publish to a quorum queue comes while the queue
+    # elects a new leader is nacked for good (publishes on it never reach that queue again).
+    leader, publisher_node = cluster.nodes[0], cluster.nodes[1]
+    name = f"cluster-test.{uuid.uuid4().hex[:8]}"
+    async with await aio_pika.connect(leader.url) as connection:
+        await declare_quorum_queue(await connection.channel(), name)
+    urls = [publisher_node.url, *(node.url for node in cluster.nodes if node != publisher_node)]
+    broker = Broker(",".join(urls), build_topology(task_types()),
+                    timeout_s=PUBLISH_TIMEOUT_S, name="cluster-tests-election")
+    await broker.channel()
+
+    rabbit_cluster.kill_node(leader)
+    killed, refused = time.monotonic(), 0
+    while True:  # from the moment of the kill: the first publish lands in the election
+        try:
+            await broker.publish("", name, persistent_message(b"{}", message_id="probe"))
+            break
+        except PublishError:
+            refused += 1
+            assert time.monotonic() < killed + 15, "still nacked 15 s after the election"
+            await asyncio.sleep(0.05)
+    confirmed_after = time.monotonic() - killed
+    for number in range(20):  # and it stays confirmed
+        await broker.publish("", name, persistent_message(b"{}", message_id=str(number)))
+    await broker.close()
+
+    print(f"\npublisher on {publisher_node.name}, leader {leader.name} killed: {refused} publishes "
+          f"refused, confirmed again {confirmed_after:.2f}s after the kill")
