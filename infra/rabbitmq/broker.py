@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -24,6 +25,9 @@ from infra.rabbitmq.nodes import NODE_TIMEOUT_S, NodeListConnection, node_of, no
 from infra.rabbitmq.topology import Topology, declare_topology
 
 log = logging.getLogger(__name__)
+
+# The least time between two renewals of the publishing channel on a cluster (`_renewed`).
+_RENEW_PAUSE_S = 1.0
 
 
 class PublishError(Exception):
@@ -73,6 +77,8 @@ class Broker:
         # With several nodes, publishes go through a channel of their own (see `_renewed`).
         self._publisher: AbstractChannel | None = None
         self._renewing = asyncio.Lock()
+        self._renew_after = 0.0
+        self._closing: set[asyncio.Task[None]] = set()
         self._exchanges: dict[tuple[AbstractChannel, str], AbstractExchange] = {}
         self._connecting: asyncio.Task[AbstractChannel] | None = None
 
@@ -163,6 +169,8 @@ class Broker:
     async def _discard(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         self._publisher = None
+        for closing in self._closing:  # the connection's close closes those channels too
+            closing.cancel()
         self._exchanges.clear()
         if connection is not None:
             await connection.close()
@@ -224,25 +232,38 @@ class Broker:
         except DeliveryError as error:
             if not isinstance(error.frame, Basic.Nack):
                 raise
-            target = await self._exchange(await self._renewed(channel), exchange)
+            fresh = await self._renewed(channel)
+            if fresh is None:
+                raise
+            target = await self._exchange(fresh, exchange)
             await target.publish(message, routing_key, mandatory=True)
 
-    async def _renewed(self, nacked: AbstractChannel) -> AbstractChannel:
-        """A new publishing channel in place of `nacked` (once, however many publishes it
-        nacked at the same time)."""
+    async def _renewed(self, nacked: AbstractChannel) -> AbstractChannel | None:
+        """The publishing channel that replaces `nacked`, or None if it stays.
+
+        Once however many publishes it nacked together, and at most once a second: a full
+        queue nacks every channel, and each renewal costs a channel until the old one closes."""
         async with self._renewing:
-            if self._publisher is nacked and self._connection is not None:
+            if self._publisher is nacked and self._connection is not None and (
+                    time.monotonic() >= self._renew_after):
                 log.info("RabbitMQ %snacked a publish: trying again on a new channel",
                          self._on_node(self._connection))
+                self._renew_after = time.monotonic() + _RENEW_PAUSE_S
                 self._publisher = await self._connection.channel(publisher_confirms=True,
                                                                  on_return_raises=True)
                 self._exchanges = {key: value for key, value in self._exchanges.items()
                                    if key[0] is not nacked}
-                with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
-                    await nacked.close()
-            if self._publisher is None:
-                raise ChannelInvalidStateError("no publishing channel: the link was closed")
-            return self._publisher
+                closing = asyncio.create_task(self._close_later(nacked))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            return None if self._publisher is nacked else self._publisher
+
+    async def _close_later(self, channel: AbstractChannel) -> None:
+        """Close a replaced channel once the publishes still in flight on it have their answer
+        (confirmed, nacked or timed out)."""
+        await asyncio.sleep(self._timeout_s)
+        with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+            await channel.close()
 
     async def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
         if name == "":
