@@ -21,6 +21,7 @@ from devtools import cluster as rabbit_cluster
 from infra.rabbitmq.broker import Broker, PublishError, persistent_message
 from infra.rabbitmq.publishing import publish_task
 from infra.rabbitmq.topology import build_topology
+from infra.runtime.retrying import connect
 from tests.cluster.conftest import Cluster
 from tests.cluster.quorum import (
     declare_quorum_queue,
@@ -173,3 +174,24 @@ async def test_a_publisher_is_not_left_nacked_after_its_queues_leader_dies(
 
     print(f"\npublisher on {publisher_node.name}, leader {leader.name} killed: {refused} publishes "
           f"refused, confirmed again {confirmed_after:.2f}s after the kill")
+
+
+async def test_a_process_started_while_its_first_node_is_down_connects_to_the_next(
+        cluster: Cluster) -> None:
+    down, survivor = cluster.nodes[0], cluster.nodes[1]
+    rabbit_cluster.kill_node(down)
+    broker = Broker(",".join(node.url for node in cluster.nodes), build_topology(task_types()),
+                    timeout_s=PUBLISH_TIMEOUT_S, name="cluster-tests-start")
+    started = time.monotonic()
+    try:
+        assert await connect(broker, asyncio.Event())
+        connected_s = time.monotonic() - started
+        on = broker.node
+        envelope = TaskEnvelope(task_id=f"start-{uuid.uuid4()}", task_type="sleep",
+                                payload={"seconds": 0}, submitted_at=datetime.now(UTC))
+        await publish_task(broker, envelope, app_id="cluster-tests", source="http")
+    finally:
+        await broker.close()
+
+    print(f"\nstarted with {down.name} down: on {on} after {connected_s:.2f}s")
+    assert on == f"{survivor.host.address}:5672"
