@@ -43,8 +43,8 @@ class Unroutable(PublishError):
 
 
 class Refused(PublishError):
-    """RabbitMQ nacked the message: a queue it routes to is full (overflow `reject-publish`).
-    Any other queue it routes to may have taken it."""
+    """RabbitMQ nacked the message: a queue it routes to is full (overflow `reject-publish`), or
+    on a cluster is electing a new leader. Any other queue it routes to may have taken it."""
 
 
 class Broker:
@@ -209,8 +209,9 @@ class Broker:
                                                      message)
         except DeliveryError as error:
             if isinstance(error.frame, Basic.Nack):
+                why = "is full" if self._publisher is None else "is full or electing a leader"
                 raise Refused(f"{exchange!r} {routing_key!r}: RabbitMQ refused it (a queue it "
-                              "routes to is full)") from error
+                              f"routes to {why})") from error
             raise Unroutable(f"{exchange!r} {routing_key!r} refused or returned it") from error
         except (TimeoutError, OSError, AMQPError, RuntimeError) as error:
             raise BrokerUnavailable(f"publish to {exchange!r} not confirmed: {error!r}") from error
