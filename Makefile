@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test services lint typecheck unit faults bench clean
+.PHONY: run test services lint typecheck unit faults bench clean cluster cluster-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,11 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
+
+# A three-node RabbitMQ cluster, each node on a test host of its own (network namespaces; needs
+# root): `make cluster` starts it and prints its RABBITMQ_URL, `make cluster-down` removes it.
+cluster: $(STAMP)
+	$(BIN)/python -m devtools.cluster up
+
+cluster-down: $(STAMP)
+	$(BIN)/python -m devtools.cluster down

@@ -37,13 +37,13 @@ from infra.observability.logging import configure_logging
 from infra.rabbitmq.broker import Broker, PublishError
 from infra.rabbitmq.dead_letter_queue import BrokerDeadLetterQueue
 from infra.rabbitmq.layout import USER_PREFIX, parse_publisher, parse_worker_group
+from infra.rabbitmq.nodes import vhost_of
 from infra.rabbitmq.orphan_queues import DeleteRefused, delete_orphan, orphan_queues
 from infra.rabbitmq.permission_table import permission_table
 from infra.rabbitmq.queue_limits import (
     ManagementUnavailable,
     apply_policies,
     queue_policies,
-    vhost_of,
 )
 from infra.rabbitmq.setup import process_environment, setup
 from infra.rabbitmq.topology import build_topology, declare_on, definitions

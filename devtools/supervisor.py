@@ -20,7 +20,7 @@ from contracts.registry import task_type_names
 from devtools import local_key
 from devtools import local_services as services
 from infra.observability.task_middleware import PROJECTOR
-from infra.rabbitmq.queue_limits import vhost_of
+from infra.rabbitmq.nodes import vhost_of
 from infra.runtime import local_settings
 from infra.runtime.settings.common import redacted_url
 from infra.runtime.settings.system import SystemSettings

@@ -26,7 +26,7 @@ os.environ.setdefault("TASKPROC_ENV", "development")
 
 # Each directory under tests/ is one tier, and its name is the tier's marker (registered, with its
 # meaning, in pyproject.toml): `pytest -m fast` runs exactly tests/fast.
-TIERS = ("unit", "fast", "integration", "e2e", "security", "faults", "load")
+TIERS = ("unit", "fast", "integration", "e2e", "security", "faults", "load", "cluster")
 TESTS = Path(__file__).parent
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -20,9 +21,13 @@ from aio_pika.connection import make_url
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
+from infra.rabbitmq.nodes import NODE_TIMEOUT_S, NodeListConnection, node_of, node_urls
 from infra.rabbitmq.topology import Topology, declare_topology
 
 log = logging.getLogger(__name__)
+
+# The least time between two renewals of the publishing channel on a cluster (`_renewed`).
+_RENEW_PAUSE_S = 1.0
 
 
 class PublishError(Exception):
@@ -38,8 +43,8 @@ class Unroutable(PublishError):
 
 
 class Refused(PublishError):
-    """RabbitMQ nacked the message: a queue it routes to is full (overflow `reject-publish`).
-    Any other queue it routes to may have taken it."""
+    """RabbitMQ nacked the message: a queue it routes to is full (overflow `reject-publish`), or
+    on a cluster is electing a new leader. Any other queue it routes to may have taken it."""
 
 
 class Broker:
@@ -55,10 +60,13 @@ class Broker:
     ) -> None:
         """`passive`: check the topology exists instead of declaring it (a user without
         configure permission; see RabbitMQSettings.rabbitmq_declare_topology)."""
-        self._url = url
+        # One node, or several of a cluster (infra.rabbitmq.nodes): a try that fails moves the
+        # next try to the next node.
+        self._urls = node_urls(url)
+        self._next_node = 0
         # Every message this process publishes names its RabbitMQ user as `user_id`: RabbitMQ
         # checks it against the connection, so consumers can trust it (amqp_codec.tenant_of).
-        self.user = unquote(urlsplit(url).username or "guest")
+        self.user = unquote(urlsplit(self._urls[0]).username or "guest")
         self._topology = topology
         self._timeout_s = timeout_s
         self._name = name
@@ -66,7 +74,12 @@ class Broker:
         self._passive = passive
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
+        # With several nodes, publishes go through a channel of their own (see `_renewed`).
+        self._publisher: AbstractChannel | None = None
+        self._renewing = asyncio.Lock()
+        self._renew_after = 0.0
+        self._closing: set[asyncio.Task[None]] = set()
+        self._exchanges: dict[tuple[AbstractChannel, str], AbstractExchange] = {}
         self._connecting: asyncio.Task[AbstractChannel] | None = None
 
     @property
@@ -74,6 +87,14 @@ class Broker:
         return self._connection is not None and not self._connection.is_closed and (
             self._channel is not None and not self._channel.is_closed
         )
+
+    @property
+    def node(self) -> str:
+        """`host:port` of the RabbitMQ node this link is on, or will try first."""
+        connection = self._connection
+        if isinstance(connection, aio_pika.RobustConnection):
+            return node_of(connection.url)
+        return node_of(self._urls[self._next_node])
 
     async def channel(self) -> AbstractChannel:
         """The confirming channel, connecting (and declaring the topology) on first use.
@@ -98,6 +119,7 @@ class Broker:
                 await self._open()
         except (TimeoutError, OSError, AMQPError) as error:
             await self._discard()
+            self._next_node = (self._next_node + 1) % len(self._urls)
             raise BrokerUnavailable(f"RabbitMQ unreachable: {error!r}") from error
         assert self._channel is not None
         return self._channel
@@ -105,29 +127,50 @@ class Broker:
     async def _open(self) -> None:
         # Built before connecting, so a timed-out first attempt can still be closed: otherwise
         # aio-pika's reconnect loop would outlive it and redial forever.
-        connection = aio_pika.RobustConnection(
-            make_url(self._url), client_properties={"connection_name": self._name}
-        )
+        connection = self._new_connection()
         self._connection = connection
-        await connection.connect()
+        # Each try on one of several nodes is bounded (every reconnect's too), so a node that
+        # answers nothing (a partition) does not hold back the others.
+        await connection.connect(timeout=NODE_TIMEOUT_S if len(self._urls) > 1 else None)
         connection.close_callbacks.add(self._on_connection_lost)
         connection.reconnect_callbacks.add(self._on_reconnected)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if self._prefetch:
             await channel.set_qos(prefetch_count=self._prefetch)
         await declare_topology(channel, self._topology, passive=self._passive)
+        if len(self._urls) > 1:
+            self._publisher = await connection.channel(publisher_confirms=True,
+                                                       on_return_raises=True)
         self._channel = channel
-        log.info("connected to RabbitMQ as %r", self._name)
+        log.info("connected to RabbitMQ %sas %r", self._on_node(connection), self._name)
+
+    def _new_connection(self) -> aio_pika.RobustConnection:
+        properties = {"connection_name": self._name}
+        if len(self._urls) == 1:
+            return aio_pika.RobustConnection(make_url(self._urls[0]),
+                                             client_properties=properties)
+        # The first try goes to the node after the last one that failed.
+        start = self._next_node
+        order = [make_url(url) for url in self._urls[start:] + self._urls[:start]]
+        return NodeListConnection(order, client_properties=properties)
+
+    def _on_node(self, connection: object) -> str:
+        """`at <host:port> ` when this process knows several nodes: which one it is on."""
+        return f"at {connection.node} " if isinstance(connection, NodeListConnection) else ""
 
     def _on_connection_lost(self, sender: object, error: BaseException | None) -> None:
         if error is not None and self._channel is not None:
-            log.warning("lost the RabbitMQ connection (%r); reconnecting", error)
+            log.warning("lost the RabbitMQ connection %s(%r); reconnecting",
+                        self._on_node(sender), error)
 
     def _on_reconnected(self, sender: object) -> None:
-        log.info("reconnected to RabbitMQ as %r", self._name)
+        log.info("reconnected to RabbitMQ %sas %r", self._on_node(sender), self._name)
 
     async def _discard(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        self._publisher = None
+        for closing in self._closing:  # the connection's close closes those channels too
+            closing.cancel()
         self._exchanges.clear()
         if connection is not None:
             await connection.close()
@@ -158,22 +201,77 @@ class Broker:
         channel = await self.channel()
         try:
             async with asyncio.timeout(self._timeout_s):
-                target = await self._exchange(channel, exchange)
-                await target.publish(message, routing_key, mandatory=True)
+                if self._publisher is None:
+                    target = await self._exchange(channel, exchange)
+                    await target.publish(message, routing_key, mandatory=True)
+                else:
+                    await self._publish_on_a_cluster(self._publisher, exchange, routing_key,
+                                                     message)
         except DeliveryError as error:
             if isinstance(error.frame, Basic.Nack):
+                why = "is full" if self._publisher is None else "is full or electing a leader"
                 raise Refused(f"{exchange!r} {routing_key!r}: RabbitMQ refused it (a queue it "
-                              "routes to is full)") from error
+                              f"routes to {why})") from error
             raise Unroutable(f"{exchange!r} {routing_key!r} refused or returned it") from error
         except (TimeoutError, OSError, AMQPError, RuntimeError) as error:
             raise BrokerUnavailable(f"publish to {exchange!r} not confirmed: {error!r}") from error
 
+    async def _publish_on_a_cluster(self, channel: AbstractChannel, exchange: str,
+                                    routing_key: str, message: aio_pika.Message) -> None:
+        """Publish on the publishing channel; once more on a new one if RabbitMQ nacks it.
+
+        A channel whose first publish to a quorum queue comes while that queue elects a new
+        leader (its node just died, and this process has just moved to another node) is nacked
+        on every later publish to that queue too (RabbitMQ 3.10; tests/cluster measured it), so
+        a nack is tried again on a fresh channel. A queue that is really full nacks that one
+        too: Refused, as before. Publishes have a channel of their own so that renewing it
+        never cancels a consumer (which would requeue the work in hand).
+        """
+        try:
+            target = await self._exchange(channel, exchange)
+            await target.publish(message, routing_key, mandatory=True)
+        except DeliveryError as error:
+            if not isinstance(error.frame, Basic.Nack):
+                raise
+            fresh = await self._renewed(channel)
+            if fresh is None:
+                raise
+            target = await self._exchange(fresh, exchange)
+            await target.publish(message, routing_key, mandatory=True)
+
+    async def _renewed(self, nacked: AbstractChannel) -> AbstractChannel | None:
+        """The publishing channel that replaces `nacked`, or None if it stays.
+
+        Once however many publishes it nacked together, and at most once a second: a full
+        queue nacks every channel, and each renewal costs a channel until the old one closes."""
+        async with self._renewing:
+            if self._publisher is nacked and self._connection is not None and (
+                    time.monotonic() >= self._renew_after):
+                log.info("RabbitMQ %snacked a publish: trying again on a new channel",
+                         self._on_node(self._connection))
+                self._renew_after = time.monotonic() + _RENEW_PAUSE_S
+                self._publisher = await self._connection.channel(publisher_confirms=True,
+                                                                 on_return_raises=True)
+                self._exchanges = {key: value for key, value in self._exchanges.items()
+                                   if key[0] is not nacked}
+                closing = asyncio.create_task(self._close_later(nacked))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            return None if self._publisher is nacked else self._publisher
+
+    async def _close_later(self, channel: AbstractChannel) -> None:
+        """Close a replaced channel once the publishes still in flight on it have their answer
+        (confirmed, nacked or timed out)."""
+        await asyncio.sleep(self._timeout_s)
+        with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+            await channel.close()
+
     async def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
         if name == "":
             return channel.default_exchange
-        if name not in self._exchanges:
-            self._exchanges[name] = await channel.get_exchange(name, ensure=False)
-        return self._exchanges[name]
+        if (channel, name) not in self._exchanges:
+            self._exchanges[channel, name] = await channel.get_exchange(name, ensure=False)
+        return self._exchanges[channel, name]
 
     @contextlib.asynccontextmanager
     async def side_channel(self) -> AsyncIterator[AbstractChannel]:

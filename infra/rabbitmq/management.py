@@ -10,6 +10,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
+from infra.rabbitmq.nodes import first_node
+
 _TIMEOUT_S = 5.0
 
 
@@ -18,8 +20,9 @@ class ManagementUnavailable(Exception):
 
 
 def credentials_of(amqp_url: str) -> tuple[str, str]:
-    """The user and password an AMQP URL names (guest/guest when it names none)."""
-    url = urlsplit(amqp_url)
+    """The user and password an AMQP URL (or its first node's) names (guest/guest when it names
+    none)."""
+    url = urlsplit(first_node(amqp_url))
     return unquote(url.username or "guest"), unquote(url.password or "guest")
 
 

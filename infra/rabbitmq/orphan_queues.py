@@ -19,13 +19,12 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
-import aio_pika
 from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import ChannelClosed, ChannelNotFoundEntity
 
 from contracts import names
 from infra.rabbitmq.management import Management, management
-from infra.rabbitmq.queue_limits import vhost_of
+from infra.rabbitmq.nodes import connect_first, vhost_of
 from infra.runtime.settings.connections import QueueLimitSettings
 
 # Above the queue length policies (priority 10): only one policy applies to a queue.
@@ -169,7 +168,7 @@ async def _depth(connection: AbstractConnection, queue: str) -> int | None:
 
 @asynccontextmanager
 async def _connection(settings: QueueLimitSettings) -> AsyncIterator[AbstractConnection]:
-    connection = await aio_pika.connect(settings.rabbitmq_url)
+    connection = await connect_first(settings.rabbitmq_url)
     async with connection:
         yield connection
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import unquote, urlsplit
 
 from contracts import names
 from contracts.registry import TaskSpec
 from infra.rabbitmq.management import ManagementUnavailable, management
+from infra.rabbitmq.nodes import vhost_of
 from infra.rabbitmq.topology import Policy
 from infra.runtime.settings.connections import QueueLimitSettings
 
@@ -46,12 +46,6 @@ def queue_policies(specs: tuple[TaskSpec, ...], settings: QueueLimitSettings) ->
             "overflow": "reject-publish",
         }),
     )
-
-
-def vhost_of(amqp_url: str) -> str:
-    """The vhost an AMQP URL names: `/` when its path is empty."""
-    path = urlsplit(amqp_url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
 
 
 async def apply_policies(settings: QueueLimitSettings, policies: tuple[Policy, ...]) -> None:

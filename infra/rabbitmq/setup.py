@@ -38,6 +38,7 @@ from infra.rabbitmq.layout import (
     workers_pattern,
 )
 from infra.rabbitmq.management import Management, credentials_of, management
+from infra.rabbitmq.nodes import node_urls
 from infra.rabbitmq.queue_limits import apply_policies, queue_policies
 from infra.rabbitmq.topology import build_topology, declare_on, definitions
 from infra.runtime.settings.connections import QueueLimitSettings
@@ -58,7 +59,12 @@ class SetupReport:
 
 
 def url_for(admin_url: str, user: str, password: str, vhost: str) -> str:
-    """RABBITMQ_URL for `user`: the admin's scheme, host, port and query (TLS options)."""
+    """RABBITMQ_URL for `user`: the admin's nodes, each with its scheme, host, port and query (TLS
+    options)."""
+    return ",".join(_node_url_for(node, user, password, vhost) for node in node_urls(admin_url))
+
+
+def _node_url_for(admin_url: str, user: str, password: str, vhost: str) -> str:
     parts = urlsplit(admin_url)
     host = parts.hostname or "127.0.0.1"
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"

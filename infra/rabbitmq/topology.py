@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, ExchangeType
 
 from contracts import names
 from contracts.registry import TaskSpec
+from infra.rabbitmq.nodes import connect_first
 
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 # Quorum queues dead-letter at-least-once only with this pair; the default loses messages if the
@@ -176,6 +176,6 @@ def definitions(
 
 async def declare_on(url: str, topology: Topology) -> None:
     """Open a short-lived connection and declare the topology (for the CLI)."""
-    connection = await aio_pika.connect(url)
+    connection = await connect_first(url)
     async with connection:
         await declare_topology(await connection.channel(), topology)

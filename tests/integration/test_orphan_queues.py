@@ -17,8 +17,8 @@ from cli.main import cli
 from contracts import names
 from contracts.registry import get_spec, task_type_names, task_types
 from infra.rabbitmq.management import management
+from infra.rabbitmq.nodes import vhost_of
 from infra.rabbitmq.orphan_queues import DeleteRefused, QueueSeen, delete_orphan, orphan_queues
-from infra.rabbitmq.queue_limits import vhost_of
 from infra.rabbitmq.topology import build_topology, declare_on
 from infra.runtime.settings.cli import BrokerAdminSettings
 from tests.support.services import Backends, local_vhost

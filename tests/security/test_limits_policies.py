@@ -8,11 +8,11 @@ import re
 
 from contracts import names
 from contracts.registry import task_types
+from infra.rabbitmq.nodes import vhost_of
 from infra.rabbitmq.queue_limits import (
     DEAD_QUEUES_POLICY,
     TASK_QUEUES_POLICY,
     queue_policies,
-    vhost_of,
 )
 from infra.rabbitmq.topology import build_topology, definitions
 from infra.runtime.settings.system import SystemSettings

@@ -28,12 +28,12 @@ from gateway.deps import connected_services
 from infra.composition import connected_task_service
 from infra.mongodb.task_store import TaskStore
 from infra.rabbitmq.broker import Broker
+from infra.rabbitmq.nodes import vhost_of
 from infra.rabbitmq.queue_limits import (
     DEAD_QUEUES_POLICY,
     TASK_QUEUES_POLICY,
     apply_policies,
     queue_policies,
-    vhost_of,
 )
 from infra.rabbitmq.topology import build_topology, declare_on
 from infra.runtime.settings.system import SystemSettings

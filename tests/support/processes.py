@@ -23,11 +23,18 @@ from tests.support.services import Backends
 
 
 def process_env(backends: Backends, **overrides: str) -> dict[str, str]:
+    return process_env_for(rabbitmq_url=backends.rabbitmq_url, mongodb_url=backends.mongodb_url,
+                           mongodb_database=backends.mongodb_database, **overrides)
+
+
+def process_env_for(*, rabbitmq_url: str, mongodb_url: str, mongodb_database: str,
+                    **overrides: str) -> dict[str, str]:
+    """A process's environment on these servers (tests/cluster: on a cluster's nodes)."""
     env = {
         **os.environ,
-        "RABBITMQ_URL": backends.rabbitmq_url,
-        "MONGODB_URL": backends.mongodb_url,
-        "MONGODB_DATABASE": backends.mongodb_database,
+        "RABBITMQ_URL": rabbitmq_url,
+        "MONGODB_URL": mongodb_url,
+        "MONGODB_DATABASE": mongodb_database,
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
         # guest on a vhost of the test's own: the development profile (tests/security starts

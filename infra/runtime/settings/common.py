@@ -5,6 +5,7 @@ scheduler.py, cli.py) adds the mixins of what it uses, so a process validates on
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -17,10 +18,15 @@ KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
 # Settings that are URLs and may carry a password.
 _URL_FIELDS = frozenset({"rabbitmq_url", "mongodb_url", "rabbitmq_management_url"})
+# Where the next node's URL starts in a list of RabbitMQ nodes (infra.rabbitmq.nodes).
+_NODES = re.compile(r"\s*,\s*(?=amqps?://)")
 
 
 def redacted_url(url: str) -> str:
-    """`url` with its password (if any) replaced by `***`."""
+    """`url` with its password (if any) replaced by `***`; each URL of a comma-separated list of
+    RabbitMQ nodes too."""
+    if "," in url:
+        return ",".join(redacted_url(part) for part in _NODES.split(url))
     parts = urlsplit(url)
     if parts.password is None:
         return url

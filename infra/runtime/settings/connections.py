@@ -12,6 +12,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from infra.rabbitmq.amqp_codec import TenantRules
+from infra.rabbitmq.management import credentials_of
+from infra.rabbitmq.nodes import first_node, node_urls, vhost_of
 from infra.runtime.settings.common import GIB, MIB, CommonSettings
 from service.auth import DEFAULT_TENANT, TENANT
 
@@ -52,6 +54,8 @@ class RabbitMQSettings(CommonSettings):
     service_user_rules: ClassVar[bool] = True
 
     # amqps://user:password@host:5671/vhost?cafile=/ca.pem&certfile=/c.pem&keyfile=/k.pem for TLS.
+    # A cluster's nodes, comma-separated: a process connects to the first that answers and moves
+    # to the next when its node goes away (infra.rabbitmq.nodes). One user and vhost for all.
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # Instead of a password in the environment: the file of USER=amqp-url lines `taskproc
     # rabbitmq setup` writes, and the user whose URL becomes RABBITMQ_URL (docker-compose).
@@ -79,11 +83,25 @@ class RabbitMQSettings(CommonSettings):
             raise ValueError(f"RABBITMQ_CREDENTIALS_USER {user!r} is not in {path}")
         return {**data, "rabbitmq_url": urls[user]}
 
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _one_user_and_vhost(cls, value: str) -> str:
+        nodes = node_urls(value)
+        if not nodes:
+            raise ValueError("RABBITMQ_URL is empty")
+        for node in nodes:
+            if urlsplit(node).scheme not in ("amqp", "amqps"):
+                raise ValueError("RABBITMQ_URL: every node's URL starts with amqp:// or amqps://")
+        if len({(credentials_of(node), vhost_of(node)) for node in nodes}) > 1:
+            raise ValueError("RABBITMQ_URL: the nodes of a cluster must name the same user, "
+                             "password and vhost")
+        return ",".join(nodes)
+
     @model_validator(mode="after")
     def _no_guest_outside_development(self) -> RabbitMQSettings:
         if not self.service_user_rules:
             return self
-        password = unquote(urlsplit(self.rabbitmq_url).password or "guest")
+        password = unquote(urlsplit(first_node(self.rabbitmq_url)).password or "guest")
         if self.taskproc_env != "development" and (self.rabbitmq_user, password) == ("guest",
                                                                                    "guest"):
             raise ValueError(
@@ -94,7 +112,12 @@ class RabbitMQSettings(CommonSettings):
 
     @property
     def rabbitmq_user(self) -> str:
-        return unquote(urlsplit(self.rabbitmq_url).username or "guest")
+        return unquote(urlsplit(first_node(self.rabbitmq_url)).username or "guest")
+
+    @property
+    def rabbitmq_nodes(self) -> list[str]:
+        """The URL of each node RABBITMQ_URL lists (one for a single broker)."""
+        return node_urls(self.rabbitmq_url)
 
 
 class QueueLimitSettings(RabbitMQSettings):

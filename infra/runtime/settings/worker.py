@@ -131,5 +131,5 @@ class WorkerSettings(NamedProcess, MetricsSettings, SmtpSettings, GatewayAddress
         # one METRICS_PORT (a compose network); `taskproc run` closes its other processes' ports
         # in its allowlist (dev_webhook_allowed_networks).
         own = [self.gateway_port, self.smtp_port, self.metrics_port]
-        urls = (self.rabbitmq_url, self.rabbitmq_management_url, self.mongodb_url)
+        urls = (*self.rabbitmq_nodes, self.rabbitmq_management_url, self.mongodb_url)
         return EgressPolicy(self.webhook_allowed_networks, protected_ports(urls, own))
