@@ -104,7 +104,8 @@ async def _consumer(
                         middleware=task_middleware(spec.name),
                         limits=settings.limits_for(spec),
                         tenants=settings.tenant_rules, cancels=cancels,
-                        owners=mongo.tasks, outcomes=mongo.tasks)
+                        owners=mongo.tasks, outcomes=mongo.tasks,
+                        running_event_after_ms=settings.running_event_after_ms)
 
         async def run() -> None:
             try:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from consumers.ownership import (
     owned_by_another,
 )
 from consumers.progress import ProgressReporter, Report
+from consumers.running_event import RunningEvent
 from consumers.settling import StepOutcomes, record_end, succeeded_in
 from contracts import names
 from contracts.control import CancelRequest
@@ -57,6 +59,7 @@ from infra.rabbitmq.publishing import (
     quarantine,
 )
 from infra.runtime.process import first_of
+from infra.runtime.settings.worker import RUNNING_EVENT_AFTER_MS
 from service.workflows import submit_follow_ups
 from taskproc.failures import TaskFailure
 from taskproc.handler import RunTask
@@ -79,8 +82,11 @@ class Worker:
         rng: random.Random | None = None, limits: TaskLimits | None = None,
         tenants: TenantRules = DEVELOPMENT_TENANTS, cancels: CancelWatch | None = None,
         owners: TaskLookup | None = None, outcomes: StepOutcomes | None = None,
+        running_event_after_ms: int = RUNNING_EVENT_AFTER_MS,
     ) -> None:
         self._spec = spec
+        # An attempt that ends sooner publishes no `running` (consumers.running_event).
+        self._running_after_s = running_event_after_ms / 1000
         # Over a cap, a message is quarantined as `rejected`, as the gateway answers 422.
         self._limits = limits or spec.limits
         self._tenants = tenants
@@ -232,7 +238,7 @@ class Worker:
                          extra=_fields(task.task_id, message))
             else:
                 # An earlier delivery settled `succeeded` first and died before its ack.
-                await self._carry_out(message, task, settled)
+                await self._carry_out(message, task, settled, None)
             return
         deferral = lifecycle.admit(task, datetime.now(UTC))
         if deferral is not None:
@@ -242,33 +248,40 @@ class Worker:
                           run=task.run, headers=message.headers or {},
                           published_at=message.timestamp)
         started = time.monotonic()
+        started_at = datetime.now(UTC)
         confirmed: lifecycle.Decision | None = None
         cancelled = False
         self._middleware.before_attempt(attempt)
         try:
-            # `running` is confirmed while the handler works, not before it starts: the task
-            # message is acked only once both it and the outcome are confirmed, so nothing is
-            # lost, and a task's latency carries one broker round trip fewer.
-            running = asyncio.ensure_future(self._emit(task, Status.RUNNING))
-            await asyncio.sleep(0)  # its publish goes on the channel before the outcome's
+            # `running` only for an attempt that lasts, dated when it started, and confirmed
+            # while the handler works, not before it starts: the task message is acked only
+            # once both it (if published) and the outcome are confirmed, so nothing is lost,
+            # and a task's latency carries one broker round trip fewer.
+            running = RunningEvent(
+                lambda: self._emit(task, Status.RUNNING, at=started_at, started_at=started_at),
+                self._running_after_s)
             try:
-                outcome = await self._attempt(task)
+                await asyncio.sleep(0)  # with no delay, its publish goes on the channel first
+                outcome = await self._attempt(task, running)
+                running.end()
+                # Every outcome says when its attempt started: the `running` it may not have
+                # published.
+                timing = _Timing(started_at, time.monotonic() - started)
                 # Cancelled while it ran (None): whatever the handler came to, the task ends
                 # here, as the gateway has recorded already (docs/operations.md, Reliability).
                 decision = None if self._is_cancelled(task) else lifecycle.decide(
                     task, outcome, datetime.now(UTC), self._rng)
-                settled = await self._settled(task, decision)
+                settled = await self._settled(task, decision, timing)
                 if settled is None:
-                    await self._emit(task, Status.CANCELLED)
+                    await self._emit(task, Status.CANCELLED, **timing.fields())
                     cancelled = True
                 else:
-                    await self._carry_out(message, task, settled)
+                    await self._carry_out(message, task, settled, timing)
                     confirmed = settled
             except BaseException:
-                running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
+                await running.abandon()
                 raise
-            await running
+            await running.confirmed()
         finally:
             duration_s = time.monotonic() - started
             self._middleware.after_attempt(attempt, Outcome(status=Status.CANCELLED, error=None,
@@ -276,7 +289,8 @@ class Worker:
                                            if cancelled else _outcome(confirmed, duration_s))
 
     async def _settled(
-        self, task: ReceivedTask, decision: lifecycle.Decision | None
+        self, task: ReceivedTask, decision: lifecycle.Decision | None,
+        timing: _Timing | None = None,
     ) -> lifecycle.Decision | None:
         """The decision to carry out, None if the task ends `cancelled` (`decision` None: it was
         seen cancelled here).
@@ -289,11 +303,12 @@ class Worker:
         """
         if not task.then or self._outcomes is None:
             return decision
+        started = _started(timing)
         match decision:
             case None:
-                event = self._event(task, Status.CANCELLED)
+                event = self._event(task, Status.CANCELLED, **started)
             case lifecycle.Succeed(result=result):
-                event = self._event(task, Status.SUCCEEDED, result=result)
+                event = self._event(task, Status.SUCCEEDED, result=result, **started)
             case _:
                 return decision
         state = await record_end(self._outcomes, event)
@@ -306,13 +321,16 @@ class Worker:
                      "are not submitted", task.task_id, extra=task_fields(task.task_id))
         return None
 
-    async def _attempt(self, task: ReceivedTask) -> lifecycle.AttemptOutcome:
+    async def _attempt(
+        self, task: ReceivedTask, running: RunningEvent
+    ) -> lifecycle.AttemptOutcome:
         """Run the handler once, under the task's time limit, on a task of its own that a
         cancellation can stop without stopping this one (which still has to ack), with a progress
         reporter bound to this attempt (closed when the handler ends: a report not sent by then
-        is dropped)."""
+        is dropped). A report goes out after `running`: the read model takes it only then."""
 
         async def publish(report: Report) -> None:
+            await running.before_progress()
             await self._publish_progress(task, report)
 
         reporter = ProgressReporter(publish, label=f"task {task.task_id}")
@@ -341,15 +359,18 @@ class Worker:
             await reporter.close()
 
     async def _carry_out(
-        self, message: AbstractIncomingMessage, task: ReceivedTask, decision: lifecycle.Decision
+        self, message: AbstractIncomingMessage, task: ReceivedTask, decision: lifecycle.Decision,
+        timing: _Timing | None,
     ) -> None:
-        """Publish what the decision asks for, each copy before the event that reports it."""
+        """Publish what the decision asks for, each copy before the event that reports it;
+        its event says when the attempt started (`timing`; None: no attempt ran here)."""
+        started = _started(timing)
         match decision:
             case lifecycle.Succeed(result=result):
                 # A workflow's next steps are confirmed before `succeeded` and the ack.
                 if task.then:
                     await submit_follow_ups(self._follow_ups, task.as_succeeded_step(), result)
-                await self._emit(task, Status.SUCCEEDED, result=result)
+                await self._emit(task, Status.SUCCEEDED, result=result, **started)
                 # Per-task success is the common case and the read model has it: a line per
                 # task would be the busiest thing a worker does (its fields cost nothing unless
                 # the level is on).
@@ -359,13 +380,13 @@ class Worker:
             case lifecycle.RetryInTier(error=error):
                 await self._park(message, task, decision.next_attempt, decision.tier_s)
                 await self._emit(task, Status.RETRYING, error=error,
-                                 next_attempt_at=decision.next_attempt_at)
+                                 next_attempt_at=decision.next_attempt_at, **started)
                 log.info("task %s attempt %d failed (%s: %s); retry in %ds",
                          task.task_id, task.attempt, error.type, error.message, decision.tier_s,
                          extra=_fields(task.task_id, message))
             case lifecycle.Fail(reason=reason, error=error):
                 await self._dead_letter(message, task, reason, error)
-                await self._emit(task, Status.FAILED, error=error)
+                await self._emit(task, Status.FAILED, error=error, **started)
                 log.warning("task %s failed for good after attempt %d: %s: %s",
                             task.task_id, task.attempt, error.type, error.message,
                             extra=_fields(task.task_id, message))
@@ -430,6 +451,21 @@ class Worker:
 
     async def _publish(self, event: StatusEvent) -> None:
         await publish_event(self._broker, event, headers=self._middleware.event_headers(event))
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """When an attempt started and how long its handler ran: what its outcome event carries."""
+
+    started_at: datetime
+    duration_s: float
+
+    def fields(self) -> dict[str, Any]:
+        return {"started_at": self.started_at, "duration_ms": round(self.duration_s * 1000, 3)}
+
+
+def _started(timing: _Timing | None) -> dict[str, Any]:
+    return {} if timing is None else timing.fields()
 
 
 class RefusedFollowUp(InvalidTask):

@@ -121,7 +121,8 @@ def asyncapi_document(version: str) -> dict[str, Any]:
                    for spec in specs},
                 "status_event": _event_message(
                     "status_event", refs[StatusEvent],
-                    "A task's new status; routing key `<type>.<status>`."),
+                    "A task's new status; routing key `<type>.<status>`. `running` only for "
+                    "an attempt that lasts; its outcome carries `started_at` either way."),
                 "progress_event": _event_message(
                     names.PROGRESS_EVENT_TYPE, refs[ProgressEvent],
                     f"How far a running attempt got; routing key `<type>.{names.PROGRESS}`."),

@@ -114,6 +114,11 @@ class StatusEvent(BaseModel):
     tenant: str | None = Field(default=None, max_length=64)
     # The task's labels; `queued` events carry them (the first event that has them sets them).
     labels: Labels | None = None
+    # The attempt's start, on every event a worker publishes once the attempt started (its
+    # `running`, if the attempt lasted long enough to publish one, and its outcome), and how
+    # long the handler ran, on the outcome: a short attempt publishes no `running`.
+    started_at: AwareDatetime | None = None
+    duration_ms: float | None = Field(default=None, ge=0)
 
 
 PROGRESS_MESSAGE_MAX = 200

@@ -5,6 +5,10 @@ status never regresses within its run; a task belongs to the first tenant any of
 names, and an event that names another tenant (or none) changes nothing of it. An event that
 arrives late (events travel on several queues, and are applied concurrently) still takes its
 place in the history, so the history tells every step even when the status has moved past it.
+An attempt's outcome that carries `started_at` stands for the `running` its worker did not
+publish (an attempt that ended at once): it sets `started_at`, and puts that attempt's
+`running` step, dated when it started, in the history unless it is there already; so the state
+is the same whether or not the worker published `running`, and in whichever order they arrive.
 The store writes the result with a guard on `position`, so concurrent writers cannot interleave.
 """
 
@@ -120,17 +124,22 @@ def _with_status(state: TaskState | None, event: StatusEvent) -> TaskState:
         status=event.status, attempt=event.attempt, run=event.run, at=event.at,
         worker=event.worker, error=event.error,
     )
+    start = _start_entry(event)
+    earliest = event.at if start is None else min(event.at, start.at)
     if state is not None and event_position <= state.position:
-        return _with_labels(_with_tenant(_with_late_entry(state, entry), event), event)
+        late = _with_late_entry(state, entry)
+        if start is not None:
+            late = _with_late_entry(late, start)
+        return _with_labels(_with_tenant(late, event), event)
     if state is None:
         return TaskState(
             task_id=event.task_id, task_type=event.task_type, status=event.status,
             attempt=event.attempt, run=event.run, position=event_position, source=event.source,
-            idempotency_key=event.idempotency_key, tenant=event.tenant, created_at=event.at,
+            idempotency_key=event.idempotency_key, tenant=event.tenant, created_at=earliest,
             updated_at=event.at,
             started_at=_started_at(None, event), finished_at=_finished_at(event),
             next_attempt_at=event.next_attempt_at, result=event.result, error=event.error,
-            history=(entry,), labels=_labels_of(event),
+            history=(entry,) if start is None else (start, entry), labels=_labels_of(event),
         )
     new_run = event.run != state.run
     same_attempt = (event.run, event.attempt) == (state.run, state.attempt)
@@ -143,7 +152,7 @@ def _with_status(state: TaskState | None, event: StatusEvent) -> TaskState:
             "source": state.source or event.source,
             "idempotency_key": state.idempotency_key or event.idempotency_key,
             "tenant": state.tenant or event.tenant,
-            "created_at": min(state.created_at, event.at),
+            "created_at": min(state.created_at, earliest),
             "updated_at": max(state.updated_at, event.at),
             "started_at": _started_at(None if new_run else state.started_at, event),
             "finished_at": _finished_at(event),
@@ -151,7 +160,7 @@ def _with_status(state: TaskState | None, event: StatusEvent) -> TaskState:
             "result": event.result,
             "error": event.error,
             "progress": state.progress if same_attempt else None,
-            "history": (*state.history, entry)[-HISTORY_LIMIT:],
+            "history": _with_step(state.history, entry, start),
             "labels": state.labels or _labels_of(event),
         }
     )
@@ -171,6 +180,25 @@ def _step(run: int, attempt: int, status: Status) -> tuple[int, int, int]:
 
 def _entry_step(entry: HistoryEntry) -> tuple[int, int, int]:
     return _step(entry.run, entry.attempt, entry.status)
+
+
+def _start_entry(event: StatusEvent) -> HistoryEntry | None:
+    """The `running` step an outcome with `started_at` stands for (None for any other event)."""
+    if event.started_at is None or event.status in (Status.QUEUED, Status.RUNNING):
+        return None
+    return HistoryEntry(status=Status.RUNNING, attempt=event.attempt, run=event.run,
+                        at=event.started_at, worker=event.worker)
+
+
+def _with_step(
+    history: tuple[HistoryEntry, ...], entry: HistoryEntry, start: HistoryEntry | None
+) -> tuple[HistoryEntry, ...]:
+    """`history` with the newest step `entry`, and before it the attempt's `start` unless its
+    `running` is there already."""
+    if start is None or any(_entry_step(kept) == _entry_step(start) for kept in history):
+        return (*history, entry)[-HISTORY_LIMIT:]
+    ordered = sorted((*history, start, entry), key=lambda kept: (_entry_step(kept), kept.at))
+    return tuple(ordered[-HISTORY_LIMIT:])
 
 
 def _with_late_entry(state: TaskState, entry: HistoryEntry) -> TaskState:
@@ -215,8 +243,11 @@ def _with_labels(state: TaskState, event: StatusEvent) -> TaskState:
 
 
 def _started_at(previous: datetime | None, event: StatusEvent) -> datetime | None:
+    """The run's first attempt's start: a `running`'s time, or an outcome's `started_at`."""
     if previous is not None:
         return previous
+    if event.started_at is not None and event.status is not Status.QUEUED:
+        return event.started_at
     return event.at if event.status is Status.RUNNING else None
 
 

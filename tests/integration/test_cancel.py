@@ -9,10 +9,10 @@ CancelledError, and which ended.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import pytest
 from aio_pika.abc import AbstractChannel
@@ -96,19 +96,22 @@ async def empty(queues: Queues) -> Queues:
     return queues
 
 
-StartWorker = Callable[[str], Awaitable[asyncio.Event]]
+class StartWorker(Protocol):
+    def __call__(self, label: str, **settings: Any) -> Awaitable[asyncio.Event]: ...
 
 
 @pytest.fixture
 async def workers(
     worker_settings: SystemSettings, probe: Probe, amqp_channel: AbstractChannel
 ) -> AsyncIterator[StartWorker]:
-    """`stop = await start("a")`: a sleep worker runtime, consuming once this returns."""
+    """`stop = await start("a")`: a sleep worker runtime, consuming once this returns; keyword
+    arguments override its settings."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(label: str) -> asyncio.Event:
+    async def start(label: str, **settings: Any) -> asyncio.Event:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_worker(worker_settings, "sleep", role=f"-{label}",
+        own = worker_settings.model_copy(update=settings)
+        task = asyncio.create_task(run_worker(own, "sleep", role=f"-{label}",
                                               handler=probe.handler(label), stop=stop))
         running.append((stop, task))
         before = await consumers_of(amqp_channel)
@@ -186,6 +189,33 @@ async def test_a_running_task_is_stopped_and_its_message_acked(
     assert await empty.depth(QUEUE) == 0
     assert probe.started[task_id] == [1]
     assert await status_of(gateway, task_id) is Status.CANCELLED
+
+
+async def test_a_running_task_that_published_no_running_yet_is_stopped_all_the_same(
+    gateway: Connected, workers: StartWorker, probe: Probe, empty: Queues, events: EventTap,
+) -> None:
+    # `running` only after 60 s: the read model still says `queued` while the handler runs.
+    await workers("a", running_event_after_ms=60_000)
+    task_id = await submit_sleep(gateway, 1.5)  # under 2 s: `sleep` reports no progress
+    await eventually(lambda: started(probe, task_id), what=f"task {task_id} started")
+    assert await status_of(gateway, task_id) is Status.QUEUED
+
+    assert await cancel(gateway, task_id) is Status.CANCELLED
+    cancelled = await events.wait_for(task_id, "cancelled")
+
+    assert probe.cancelled == [task_id]
+    assert task_id not in probe.finished
+    assert [event["status"] for event in await events.of(task_id)] == ["cancelled"]
+    # The worker's `cancelled` says when the stopped attempt started.
+    assert cancelled["attempt"] == 1
+    assert datetime.fromisoformat(cancelled["started_at"]) <= datetime.fromisoformat(
+        cancelled["at"])
+    assert await status_of(gateway, task_id) is Status.CANCELLED
+    assert await empty.depth(QUEUE) == 0
+
+
+async def started(probe: Probe, task_id: str) -> bool:
+    return task_id in probe.started
 
 
 async def no_consumer(channel: AbstractChannel) -> bool:

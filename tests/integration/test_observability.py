@@ -98,8 +98,10 @@ async def stack(
         "metrics_port": free_port_block(2),
         "process_name": "observability",
     })
-    # Each process serves on the METRICS_PORT it is given: the worker, its own.
-    worker_settings = settings.model_copy(update={"metrics_port": settings.metrics_port + 1})
+    # Each process serves on the METRICS_PORT it is given: the worker, its own. `running` at
+    # every start, however short the task: its projection is one of the trace's spans too.
+    worker_settings = settings.model_copy(update={"metrics_port": settings.metrics_port + 1,
+                                                  "running_event_after_ms": 0})
     app = create_app(settings)
     stop = asyncio.Event()
     async with app.router.lifespan_context(app):

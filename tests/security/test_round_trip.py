@@ -105,9 +105,10 @@ async def test_a_task_is_its_tenants_from_submission_to_success(running: Running
     assert hidden.status_code == missing_answer.status_code == 404
     assert hidden.json() == {"detail": f"no task {task_id!r}"}
     assert health.status_code == 200
-    # The worker's events name the tenant too (from the message's x-tenant header).
-    assert [(e["status"], e.get("tenant")) for e in events] == [
-        ("running", TEST_TENANT), ("succeeded", TEST_TENANT)]
+    # The worker's events name the tenant too (from the message's x-tenant header): its
+    # `succeeded`, and a `running` if the attempt lasted long enough to publish one.
+    assert [e["status"] for e in events if e["status"] != "running"] == ["succeeded"]
+    assert {e.get("tenant") for e in events} == {TEST_TENANT}
 
 
 async def test_a_task_published_straight_to_rabbitmq_is_the_default_tenants(

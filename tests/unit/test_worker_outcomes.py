@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,10 +44,18 @@ class RecordingBroker:
     failing: set[str] = field(default_factory=set)
     callback: Callable[[Any], Awaitable[None]] | None = None
     name: str = names.task_queue(SLEEP.name)
+    # The body of each event published, by what `_describe` calls it ("event succeeded").
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Set as each is published: what a handler may wait for, to end only after it.
+    published: defaultdict[str, asyncio.Event] = field(
+        default_factory=lambda: defaultdict(asyncio.Event))
 
     async def publish(self, exchange: str, routing_key: str, message: AbstractMessage) -> None:
         what = _describe(exchange, routing_key, message)
         self.journal.append(f"publish {what}")
+        if exchange == names.EVENTS_EXCHANGE:
+            self.events[what] = json.loads(message.body)
+        self.published[what].set()
         await asyncio.sleep(self.confirm_s.get(what, 0))
         if what in self.failing:
             raise BrokerUnavailable(f"{what} not confirmed")
@@ -122,21 +131,29 @@ class Recorder(Middleware):
 class Run:
     journal: Journal
     middleware: Recorder
+    events: dict[str, dict[str, Any]]
 
 
 async def run_one(
-    handler: RunTask, body: dict[str, Any] | bytes, *, attempt: int = 1,
-    confirm_s: dict[str, float] | None = None, failing: set[str] | None = None,
-    headers: dict[str, Any] | None = None,
+    handler: RunTask | EndsAfter, body: dict[str, Any] | bytes, *,
+    attempt: int = 1, confirm_s: dict[str, float] | None = None,
+    failing: set[str] | None = None, headers: dict[str, Any] | None = None,
+    running_after_ms: int = 0,
 ) -> Run:
-    """Deliver one message to a real Worker, wait until it is acked or requeued, stop it."""
+    """Deliver one message to a real Worker, wait until it is acked or requeued, stop it.
+
+    `running_after_ms` 0 by default: `running` at every start, as the tests of what is
+    published around it expect; the tests of a delayed `running` give theirs.
+    """
     journal = Journal()
     broker = RecordingBroker(journal, confirm_s or {}, failing or set())
     middleware = Recorder()
+    run_task = handler.make(broker) if isinstance(handler, EndsAfter) else handler
     # The message comes from a service user (a worker's retry copy), whose x-attempt is believed.
-    worker = Worker(SLEEP, handler, cast(Broker, broker), process_name="test/sleep",
+    worker = Worker(SLEEP, run_task, cast(Broker, broker), process_name="test/sleep",
                     shutdown_grace_s=5, middleware=middleware,
-                    tenants=TenantRules(service_users=frozenset({"worker"}), development=True))
+                    tenants=TenantRules(service_users=frozenset({"worker"}), development=True),
+                    running_event_after_ms=running_after_ms)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     callback = await eventually(_probe(lambda: broker.callback), timeout_s=5, interval_s=0.01,
@@ -148,7 +165,24 @@ async def run_one(
                      interval_s=0.01, what="an ack or a requeue")
     stop.set()
     await running
-    return Run(journal, middleware)
+    return Run(journal, middleware, broker.events)
+
+
+@dataclass(frozen=True)
+class EndsAfter:
+    """A handler that returns only once the worker has published `what`: the order of the
+    steps is the test's, not a race of sleeps. With `reports`, it reports progress first."""
+
+    what: str
+    reports: bool = False
+
+    def make(self, broker: RecordingBroker) -> RunTask:
+        async def handler(task: TaskAttempt, progress: ReportProgress) -> JSON:
+            if self.reports:
+                await progress(0.5, "half")
+            await broker.published[self.what].wait()
+            return {"ok": 1}
+        return handler
 
 
 def _probe(read: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
@@ -295,3 +329,64 @@ async def test_the_outcome_line_carries_the_task_id_and_trace_id_as_json_fields(
 
     (line,) = [line for line in lines if outcome in line["message"]]
     assert (line["task_id"], line["trace_id"]) == ("t-1", trace_id)
+
+
+# --- `running` only for an attempt that lasts (RUNNING_EVENT_AFTER_MS) -------------------------
+
+LONG_DELAY_MS = 60_000  # longer than any of these tests: only what they do publishes `running`
+
+SHORT_CASES = [
+    pytest.param(returning({"ok": 1}), TASK, 1, ["event succeeded"], id="succeeds"),
+    pytest.param(raising(Retry("busy")), TASK, 1, [RETRY_1S, "event retrying"], id="retries"),
+    pytest.param(too_slow, {**TASK, "timeout_s": 0.05}, 1, [RETRY_1S, "event retrying"],
+                 id="times-out"),
+    pytest.param(raising(PermanentFailure("no")), TASK, 1,
+                 ["dead permanent_failure", "event failed"], id="fails-for-good"),
+    pytest.param(raising(ValueError("boom")), TASK, 5,
+                 ["dead max_attempts_exhausted", "event failed"], id="runs-out-of-attempts"),
+]
+
+
+@pytest.mark.parametrize(("handler", "body", "attempt", "published"), SHORT_CASES)
+async def test_an_attempt_that_ends_before_the_delay_publishes_only_its_outcome_with_its_start(
+    handler: RunTask, body: dict[str, Any], attempt: int, published: list[str],
+) -> None:
+    before = datetime.now(UTC)
+
+    run = await run_one(handler, body, attempt=attempt, running_after_ms=LONG_DELAY_MS)
+
+    assert run.journal.publishes() == published
+    assert run.journal[-1] == "ack"
+    (outcome,) = run.events.values()
+    started_at = datetime.fromisoformat(outcome["started_at"])
+    assert before <= started_at <= datetime.fromisoformat(outcome["at"])
+    assert outcome["duration_ms"] >= (50 if "timeout_s" in body else 0)
+
+
+async def test_an_attempt_that_lasts_publishes_running_dated_when_it_started() -> None:
+    # The handler ends only once `running` is published: the delay (10 ms) ran out first.
+    run = await run_one(EndsAfter("event running"), TASK, running_after_ms=10,
+                        confirm_s={"event running": 0.05})
+
+    assert run.journal.publishes() == ["event running", "event succeeded"]
+    # `running` confirms last: the ack still waits for it.
+    assert run.journal.index("confirm event running") < run.journal.index("ack")
+    assert run.journal[-1] == "ack"
+    running, succeeded = run.events["event running"], run.events["event succeeded"]
+    assert running["at"] == running["started_at"] == succeeded["started_at"]
+    assert "duration_ms" not in running
+    assert succeeded["duration_ms"] >= 10
+
+
+async def test_a_progress_report_publishes_running_first_at_once() -> None:
+    # The read model takes a report only for a `running` task: `running` goes out first,
+    # confirmed, long before its delay.
+    run = await run_one(EndsAfter("event progress", reports=True), TASK,
+                        running_after_ms=LONG_DELAY_MS, confirm_s={"event running": 0.05})
+
+    assert run.journal.publishes() == ["event running", "event progress", "event succeeded"]
+    assert run.journal.index("confirm event running") < run.journal.index(
+        "publish event progress")
+    assert run.journal[-1] == "ack"
+    assert run.events["event running"]["started_at"] == run.events["event succeeded"][
+        "started_at"]

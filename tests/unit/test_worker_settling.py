@@ -82,7 +82,8 @@ async def run_step(
     worker = Worker(SLEEP, returning(result, ran), cast(Broker, broker),
                     process_name="test/sleep", shutdown_grace_s=5, cancels=cancels,
                     outcomes=read_model,
-                    tenants=TenantRules(service_users=frozenset({"worker"}), development=True))
+                    tenants=TenantRules(service_users=frozenset({"worker"}), development=True),
+                    running_event_after_ms=0)  # `running` always, as before: not these tests
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
 
@@ -115,6 +116,12 @@ async def test_a_step_settled_first_submits_its_follow_ups_before_succeeded() ->
     assert len(follow_ups(journal)) == 1
     assert journal.publishes()[-1] == "event succeeded"
     assert journal.index(f"confirm {follow_ups(journal)[0]}") < journal.index("ack")
+    # The end it settled says when the attempt started, as its `succeeded` event does.
+    state = await read_model.get("t-1")
+    assert state is not None
+    assert state.started_at is not None
+    assert [step.status for step in state.history] == [
+        Status.QUEUED, Status.RUNNING, Status.SUCCEEDED]
 
 
 async def test_a_step_whose_cancel_was_recorded_first_submits_no_follow_up() -> None:

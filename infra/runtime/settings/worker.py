@@ -29,6 +29,14 @@ from service.auth import TENANT
 # on an unprivileged port that is not the service's own (infra.runtime.webhook_allowlist).
 DEV_WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8:1024-65535,[::1]:1024-65535"
 
+# Milliseconds an attempt runs before its worker publishes `running` (consumers/running_event.py).
+# Long enough that a task of a few milliseconds never sends it: measured on this project's
+# 2-core machines, busy with other jobs, a `sleep` 0 attempt took 0.2 ms at the median and 11 ms
+# at the most, and none of 300 published `running`; a `webhook` to a local receiver took 14 to
+# 32 ms at the median. Short enough that a person watching sees a task running: the task page
+# refreshes every 2 s, and a twentieth of a second is below what anyone can tell.
+RUNNING_EVENT_AFTER_MS = 50
+
 
 def dev_webhook_allowed_networks(closed: range) -> str:
     """DEV_WEBHOOK_ALLOWED_NETWORKS without the ports of `closed`: `taskproc run` leaves out the
@@ -72,6 +80,9 @@ class WorkerSettings(NamedProcess, MetricsSettings, SmtpSettings, GatewayAddress
     # The most cancellations of its type a worker holds in memory (the newest): bounded memory
     # and start-up load whatever the cancel rate (consumers/cancels.py).
     cancellations_held: int = Field(default=100_000, ge=100, le=10_000_000)
+    # Milliseconds an attempt runs before `running` is published; an attempt that ends sooner
+    # publishes only its outcome, which carries `started_at`. 0: `running` at every start.
+    running_event_after_ms: int = Field(default=RUNNING_EVENT_AFTER_MS, ge=0, le=60_000)
 
     # Seconds for a whole webhook request, connect to last byte of the answer.
     webhook_timeout_s: float = Field(default=10.0, gt=0)
