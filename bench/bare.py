@@ -2,8 +2,9 @@
 
 publisher -> exchange `bench.bare.tasks` -> queue -> worker -> exchange `bench.bare.events` ->
 queue -> event consumer. Like the real system: quorum queues, persistent mandatory messages,
-publisher confirms, manual acks, the worker acks a task only after its `running` and
-`succeeded` events are confirmed. Unlike it: no store, no pydantic, no logging per task.
+publisher confirms, manual acks, the worker acks a task only after its `succeeded` event is
+confirmed (no `running`: the system publishes none for a task that ends at once). Unlike it: no
+store, no pydantic, no logging per task.
 
 Each role is its own process: `python -m bench.bare ROLE AMQP_URL TASKS`. It prints
 `ready`, then `T <name> <time.monotonic()>` for the times that matter, and `C <cpu seconds>`.
@@ -121,7 +122,6 @@ async def worker(url: str, tasks: int) -> None:
         async def handle(message: AbstractIncomingMessage) -> None:
             nonlocal handled
             task = json.loads(message.body)
-            await emit(task, "running")
             await asyncio.sleep(task["payload"]["seconds"])
             await emit(task, "succeeded")
             await message.ack()
