@@ -30,6 +30,7 @@ from service.submit import submit
 from taskproc.context import TaskContext
 from taskproc.handler import TaskHandler
 from taskproc.tasks.sleep import SLEEP, SleepPayload
+from tests.support.amqp import Queues
 from tests.support.waiting import eventually
 
 
@@ -60,6 +61,8 @@ async def test_a_redelivered_parent_does_not_duplicate_its_follow_up(
         tap = await amqp_channel.declare_queue(exclusive=True)
         await tap.bind(names.recorded_exchange("sleep"), "")  # where the gateway submits
         await tap.bind(names.FOLLOW_UPS_EXCHANGE, "#")  # where a step publishes its follow-ups
+        # The first `succeeded` lost must be the parent's: no earlier test's task goes first.
+        await Queues(amqp_channel).purge(names.task_queue("sleep"))
         worker = asyncio.create_task(run_worker(settings, "sleep", stop=stop,
                                                 handler=TaskHandler(SLEEP, handle)))
         projector = asyncio.create_task(run_projector(settings, stop=stop))

@@ -24,9 +24,10 @@ _NODES = re.compile(r"\s*,\s*(?=amqps?://)")
 
 def redacted_url(url: str) -> str:
     """`url` with its password (if any) replaced by `***`; each URL of a comma-separated list of
-    RabbitMQ nodes too."""
-    if "," in url:
-        return ",".join(redacted_url(part) for part in _NODES.split(url))
+    RabbitMQ nodes too (a MongoDB URL's hosts are split by commas inside one URL)."""
+    nodes = _NODES.split(url)
+    if len(nodes) > 1:
+        return ",".join(redacted_url(node) for node in nodes)
     parts = urlsplit(url)
     if parts.password is None:
         return url
