@@ -90,9 +90,12 @@ class FaultProxy:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
 
-    def url(self, database_options: str = "directConnection=true") -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?{database_options}"
+    def url(self, options: str = "directConnection=true") -> str:
+        """A MongoDB URL through the proxy."""
+        return f"mongodb://127.0.0.1:{self.port}/?{options}"
 
     def cut_all(self) -> int:
         """Cut every open connection now; how many were cut."""
