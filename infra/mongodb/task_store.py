@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
+from pymongo import AsyncMongoClient, InsertOne, ReadPreference, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
+from pymongo.read_concern import ReadConcern
 
 from contracts.messages import ProgressEvent, StatusEvent
 from contracts.projection import TaskState, apply
@@ -57,6 +58,10 @@ class TaskStore:
         self._max_examined = max_examined
         self._client = client
         self._tasks: AsyncCollection[dict[str, Any]] = client[database]["tasks"]
+        # Read your writes on a replica set: one task's state from the primary, majority
+        # committed, whatever read preference the URL names for the rest (listings).
+        self._primary = self._tasks.with_options(read_preference=ReadPreference.PRIMARY,
+                                                 read_concern=ReadConcern("majority"))
         self._expiry: Expiry | None = None
         self._known: OrderedDict[str, TaskState] = OrderedDict()
         self._remember = remember
@@ -95,7 +100,7 @@ class TaskStore:
 
     @store_errors
     async def get(self, task_id: str) -> TaskState | None:
-        document = await self._tasks.find_one({"_id": {"$eq": task_id}})
+        document = await self._primary.find_one({"_id": {"$eq": task_id}})
         return None if document is None else to_state(document)
 
     @store_errors
@@ -160,7 +165,7 @@ class TaskStore:
         return {**known, **(await self._read(unknown) if unknown else {})}
 
     async def _read(self, task_ids: list[str]) -> dict[str, TaskState]:
-        cursor = self._tasks.find({"_id": {"$in": task_ids}})
+        cursor = self._primary.find({"_id": {"$in": task_ids}})
         return {document["_id"]: to_state(document) async for document in cursor}
 
     def _keep(self, states: Iterable[TaskState]) -> None:
@@ -181,7 +186,10 @@ class TaskStore:
         except BulkWriteError as error:
             failures = error.details.get("writeErrors", [])
             unexpected = [f for f in failures if f.get("code") != _DUPLICATE_KEY]
-            if unexpected:
+            # A write concern error (no majority in time, or a failover under way) means the
+            # writes may yet be rolled back: raise, so the batch is written again (the guards
+            # make that harmless) and nothing is acked before a majority holds it.
+            if unexpected or error.details.get("writeConcernErrors"):
                 raise
             return [writes[failure["index"]].after.task_id for failure in failures]
         return []

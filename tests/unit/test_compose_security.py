@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from contracts.registry import task_type_names
@@ -17,7 +18,11 @@ from infra.runtime.settings.system import SystemSettings
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 # A value compose must be given: `${NAME:?message}` fails `docker compose up` when NAME is unset.
 REQUIRED = re.compile(r"\$\{[A-Z_]+:\?[^}]*\}")
-SECRET_NAME = re.compile(r"PASS|PASSWORD|SECRET|TOKEN", re.IGNORECASE)
+# A secret only the `cluster` profile needs: empty unless .env sets it (compose interpolates
+# every profile, so `:?` would stop the default one too); the node's entry script refuses to
+# start without it (deploy/rabbitmq/cluster-node.sh, deploy/mongodb/replica-member.sh).
+CLUSTER_ONLY = re.compile(r"\$\{[A-Z_]+:-\}")
+SECRET_NAME = re.compile(r"PASS|PASSWORD|SECRET|TOKEN|COOKIE|_KEY$", re.IGNORECASE)
 URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\n]+)@")
 
 
@@ -49,7 +54,9 @@ def test_no_password_is_written_in_the_file() -> None:
     in_urls = URL_PASSWORD.findall(text)
 
     assert secrets  # the file has passwords to check
-    assert {k: v for k, v in secrets.items() if not REQUIRED.fullmatch(v)} == {}
+    assert {k: v for k, v in secrets.items() if not REQUIRED.fullmatch(v)
+            and not (CLUSTER_ONLY.fullmatch(v) and "cluster" in services[k.split(".")[0]].get(
+                "profiles", []))} == {}
     assert in_urls
     assert [p for p in in_urls if not REQUIRED.fullmatch(p)] == []
     assert "guest" not in text
@@ -65,8 +72,12 @@ def test_mongodb_runs_with_auth_and_the_processes_use_an_app_user() -> None:
     assert app_url.startswith("mongodb://taskproc:${MONGO_APP_PASSWORD:?")
 
 
-def test_the_processes_run_in_production_each_as_its_own_rabbitmq_user() -> None:
-    services = compose()["services"]
+@pytest.mark.parametrize(("profile", "suffix"), [(None, ""), ("cluster", "-cluster")])
+def test_the_processes_run_in_production_each_as_its_own_rabbitmq_user(
+    profile: str | None, suffix: str,
+) -> None:
+    services = {name.removesuffix(suffix): s for name, s in compose()["services"].items()
+                if s.get("profiles", [None]) == [profile]}
     processes = {name: s for name, s in services.items() if s.get("image") == "taskproc:local"
                  and name != "rabbitmq-setup"}
     users = {name: environment(s).get("RABBITMQ_CREDENTIALS_USER")
@@ -85,5 +96,5 @@ def test_the_processes_run_in_production_each_as_its_own_rabbitmq_user() -> None
         "RABBITMQ_SERVICE_USERS"], taskproc_env="development").tenant_rules
     for types in [[name] for name in task_type_names()] + [task_type_names()]:
         assert trusted.is_service_user(worker_user(types)), types
-    assert all(s["depends_on"]["rabbitmq-setup"]["condition"]
+    assert all(s["depends_on"][f"rabbitmq-setup{suffix}"]["condition"]
                == "service_completed_successfully" for s in processes.values())

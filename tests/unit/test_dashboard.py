@@ -114,21 +114,25 @@ def test_prometheus_scrapes_each_process_on_the_port_it_serves() -> None:
     assert set(ports) <= set(compose["services"])
 
 
-def test_one_generic_worker_service_runs_the_types_a_variable_names() -> None:
+@pytest.mark.parametrize(("profile", "suffix"), [(None, ""), ("cluster", "-cluster")])
+def test_one_generic_worker_service_runs_the_types_a_variable_names(
+    profile: str | None, suffix: str,
+) -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
-    services = compose["services"]
+    services = {name: service for name, service in compose["services"].items()
+                if service.get("profiles", [None]) == [profile]}
     workers = [name for name, service in services.items()
                if service.get("command", [])[:3] == ["python", "-m", "consumers"]]
 
-    assert workers == ["worker"]
-    command = services["worker"]["command"]
+    assert workers == [f"worker{suffix}"]
+    command = services[f"worker{suffix}"]["command"]
     assert command[3:5] == ["worker", "--types"]
     assert command[5].startswith("${WORKER_TYPES:?")
     # rabbitmq-setup makes the user of a worker that runs exactly those types.
-    setup = services["rabbitmq-setup"]["command"]
+    setup = services[f"rabbitmq-setup{suffix}"]["command"]
     assert setup[setup.index("--worker-types") + 1] == command[5]
     # Its user comes from its types (consumers/command.py), not from the compose file.
-    assert "RABBITMQ_CREDENTIALS_USER" not in services["worker"].get("environment", {})
+    assert "RABBITMQ_CREDENTIALS_USER" not in services[f"worker{suffix}"].get("environment", {})
 
 
 @pytest.mark.parametrize("path", [COMPOSE, *sorted(
