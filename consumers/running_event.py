@@ -36,11 +36,6 @@ class RunningEvent:
         # Sleeps `after_s`, then publishes: the publish, once begun, is this task.
         self._sending: asyncio.Task[None] = asyncio.create_task(self._after(after_s))
 
-    @property
-    def begun(self) -> bool:
-        """Whether its publish has begun (then it will be published, or fail the attempt)."""
-        return self._begun
-
     async def _after(self, after_s: float) -> None:
         if after_s > 0:
             await asyncio.sleep(after_s)
