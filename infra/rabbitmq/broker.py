@@ -18,7 +18,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.connection import make_url
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from aio_pika.exceptions import (
+    AMQPConnectionError,
+    AMQPError,
+    ChannelInvalidStateError,
+    DeliveryError,
+)
 from pamqp.commands import Basic
 
 from infra.rabbitmq.nodes import NODE_TIMEOUT_S, NodeListConnection, node_of, node_urls
@@ -28,6 +33,15 @@ log = logging.getLogger(__name__)
 
 # The least time between two renewals of the publishing channel on a cluster (`_renewed`).
 _RENEW_PAUSE_S = 1.0
+# Pauses before each new try of a publish RabbitMQ nacked, on a cluster: together longer than a
+# quorum queue's leader election under load (0.2-1.7 s measured here), short of the default
+# 5-s publish deadline. A full queue is refused after them, not at once.
+_NACK_PAUSES_S = (0.1, 0.2, 0.4, 0.8, 1.0, 1.0)
+# The pause before publishing again after the connection went away: the robust connection
+# needs this long at least to see the loss and start moving to the next node.
+_LOST_PAUSE_S = 0.1
+# What a publish awaiting its confirm raises when its connection or channel goes away.
+_CONNECTION_LOST = (AMQPConnectionError, ChannelInvalidStateError, ConnectionError)
 
 
 class PublishError(Exception):
@@ -205,8 +219,7 @@ class Broker:
                     target = await self._exchange(channel, exchange)
                     await target.publish(message, routing_key, mandatory=True)
                 else:
-                    await self._publish_on_a_cluster(self._publisher, exchange, routing_key,
-                                                     message)
+                    await self._publish_on_a_cluster(exchange, routing_key, message)
         except DeliveryError as error:
             if isinstance(error.frame, Basic.Nack):
                 why = "is full" if self._publisher is None else "is full or electing a leader"
@@ -216,28 +229,49 @@ class Broker:
         except (TimeoutError, OSError, AMQPError, RuntimeError) as error:
             raise BrokerUnavailable(f"publish to {exchange!r} not confirmed: {error!r}") from error
 
-    async def _publish_on_a_cluster(self, channel: AbstractChannel, exchange: str,
-                                    routing_key: str, message: aio_pika.Message) -> None:
-        """Publish on the publishing channel; once more on a new one if RabbitMQ nacks it.
+    async def _publish_on_a_cluster(self, exchange: str, routing_key: str,
+                                    message: aio_pika.Message) -> None:
+        """Publish on the publishing channel until RabbitMQ confirms it, within the caller's
+        deadline: once more after the node went away with it in flight, and a few times more
+        while RabbitMQ nacks it.
 
-        A channel whose first publish to a quorum queue comes while that queue elects a new
-        leader (its node just died, and this process has just moved to another node) is nacked
-        on every later publish to that queue too (RabbitMQ 3.10; tests/cluster measured it), so
-        a nack is tried again on a fresh channel. A queue that is really full nacks that one
-        too: Refused, as before. Publishes have a channel of their own so that renewing it
-        never cancels a consumer (which would requeue the work in hand).
+        - A node that dies holds publishes awaiting their confirm: each is published again,
+          as often as it takes, once the robust connection is on another node (the task id
+          makes a duplicate harmless: the worker and the projection both tolerate one).
+        - A quorum queue nacks publishes while it elects a new leader (for ~0.2-1 s after its
+          leader's node died; tests/cluster measured it), and on RabbitMQ 3.10 a channel whose
+          first publish to that queue came during the election is nacked on every later one:
+          a nack is tried again after a pause, on a fresh channel. A queue that is really full
+          nacks every try: Refused once the pauses are used up (3.5 s).
+        Publishes have a channel of their own so that renewing it never cancels a consumer
+        (which would requeue the work in hand).
         """
-        try:
-            target = await self._exchange(channel, exchange)
-            await target.publish(message, routing_key, mandatory=True)
-        except DeliveryError as error:
-            if not isinstance(error.frame, Basic.Nack):
-                raise
-            fresh = await self._renewed(channel)
-            if fresh is None:
-                raise
-            target = await self._exchange(fresh, exchange)
-            await target.publish(message, routing_key, mandatory=True)
+        nack_pauses = iter(_NACK_PAUSES_S)
+        lost = 0
+        while True:
+            channel = self._publisher
+            if channel is None:  # closed meanwhile (the process is stopping)
+                raise ChannelInvalidStateError("the publishing channel is closed")
+            try:
+                target = await self._exchange(channel, exchange)
+                await target.publish(message, routing_key, mandatory=True)
+                return
+            except DeliveryError as error:
+                pause = next(nack_pauses, None)
+                if not isinstance(error.frame, Basic.Nack) or pause is None:
+                    raise
+                await self._renewed(channel)
+                await asyncio.sleep(pause)
+            except _CONNECTION_LOST as error:
+                lost += 1
+                if lost == 1:
+                    log.warning("RabbitMQ connection lost with a publish to %r awaiting its "
+                                "confirm (%r): publishing it again once connected", exchange,
+                                error)
+                # Only the caller's deadline ends these tries: a 503 then, never a hang.
+                await asyncio.sleep(_LOST_PAUSE_S)
+                if isinstance(channel, aio_pika.RobustChannel):
+                    await channel.ready()
 
     async def _renewed(self, nacked: AbstractChannel) -> AbstractChannel | None:
         """The publishing channel that replaces `nacked`, or None if it stays.
