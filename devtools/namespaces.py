@@ -86,16 +86,22 @@ def create(count: int) -> list[Host]:
     _ip("link", "set", BRIDGE, "up")
     hosts = [Host(index) for index in range(1, count + 1)]
     for host in hosts:
-        inner = f"tpcin{host.index}"
-        _ip("netns", "add", host.namespace)
-        _ip("link", "add", host.outer_link, "type", "veth", "peer", "name", inner)
-        _ip("link", "set", inner, "netns", host.namespace)
-        _ip("link", "set", host.outer_link, "master", BRIDGE, "up")
-        _ip("-n", host.namespace, "link", "set", inner, "name", "eth0")
-        _ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
-        _ip("-n", host.namespace, "link", "set", "eth0", "up")
-        _ip("-n", host.namespace, "link", "set", "lo", "up")
+        add(host)
     return hosts
+
+
+def add(host: Host) -> Host:
+    """One more host on the bridge `create` made (e.g. for processes beside the nodes)."""
+    inner = f"tpcin{host.index}"
+    _ip("netns", "add", host.namespace)
+    _ip("link", "add", host.outer_link, "type", "veth", "peer", "name", inner)
+    _ip("link", "set", inner, "netns", host.namespace)
+    _ip("link", "set", host.outer_link, "master", BRIDGE, "up")
+    _ip("-n", host.namespace, "link", "set", inner, "name", "eth0")
+    _ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
+    _ip("-n", host.namespace, "link", "set", "eth0", "up")
+    _ip("-n", host.namespace, "link", "set", "lo", "up")
+    return host
 
 
 def existing() -> list[Host]:

@@ -20,6 +20,9 @@ from tests.support.keys import issue_key
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.services import Backends, backends
 
+# The fault scoreboard, shared by the fault and cluster tiers.
+pytest_plugins = ("tests.faults.board",)
+
 # Every test and every process it starts runs as guest on a vhost of its own: the development
 # profile, unless a test says otherwise (tests/security starts production processes).
 os.environ.setdefault("TASKPROC_ENV", "development")

@@ -36,6 +36,13 @@ ROBUST_TRY = "_RobustConnection__connect_transport"
 # partition answers nothing, and the operating system's own connect timeout is minutes.
 NODE_TIMEOUT_S = 5.0
 
+# On a cluster a process must soon notice that its node is gone, to move to another. A node that
+# dies closes its sockets, but one cut off by a partition answers nothing: only missed heartbeats
+# tell (aiormq gives up after three, (5 + 1) x 3 = 18 s; RabbitMQ's default 60 s would be 183 s).
+# And aio-pika pauses after every try (5 s by default), a failed one included: 1 s here, since
+# the next try goes to another node. A node's URL may set either (`?heartbeat=10`).
+CLUSTER_QUERY_DEFAULTS = {"heartbeat": "5", "reconnect_interval": "1"}
+
 
 def node_urls(url: str) -> list[str]:
     """The nodes a RABBITMQ_URL lists, in its order (one for a plain URL)."""
@@ -60,12 +67,20 @@ def node_of(url: URL | str) -> str:
     return f"{parts.hostname}:{parts.port or default}"
 
 
+def with_cluster_defaults(url: URL) -> URL:
+    """A node's URL with CLUSTER_QUERY_DEFAULTS wherever it does not set its own."""
+    missing = {key: value for key, value in CLUSTER_QUERY_DEFAULTS.items()
+               if key not in url.query}
+    return url.update_query(missing) if missing else url
+
+
 class NodeListConnection(aio_pika.RobustConnection):
     """A robust connection whose every try after the first goes to the next node of `urls`."""
 
     def __init__(self, urls: Sequence[URL], **kwargs: Any) -> None:
-        super().__init__(urls[0], **kwargs)
-        self._nodes = tuple(urls)
+        nodes = tuple(with_cluster_defaults(url) for url in urls)
+        super().__init__(nodes[0], **kwargs)
+        self._nodes = nodes
         self._tries = 0
 
     @property

@@ -8,15 +8,23 @@ A test may kill nodes: `cluster` restarts every stopped node before handing it t
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from devtools import cluster as rabbit_cluster
+from devtools import namespaces
 from devtools.cluster import Node, Timings
+from devtools.namespaces import Host
+from tests.faults.system import System
+from tests.support.services import Backends
+
+# A test host of its own for processes beside the nodes (rows whose link to them is cut).
+PROCESS_HOST = Host(rabbit_cluster.SIZE + 1)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,12 @@ class Cluster:
 
     def node(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
+
+    def url(self, first: Node | None = None) -> str:
+        """RABBITMQ_URL listing every node, `first` first (where a process connects)."""
+        order = self.nodes if first is None else [
+            first, *(node for node in self.nodes if node != first)]
+        return ",".join(node.url for node in order)
 
     def wait_until_running(self, timeout_s: float = 60.0) -> None:
         """Restart every node that is down and wait until all run as one cluster again."""
@@ -66,3 +80,28 @@ async def cluster(running_cluster: Cluster) -> Cluster:
     """The cluster with all three nodes running (a node an earlier test killed is restarted)."""
     await asyncio.to_thread(running_cluster.wait_until_running)
     return running_cluster
+
+
+@pytest.fixture(scope="session")
+def process_host(running_cluster: Cluster) -> Host:
+    """A fourth test host, with no node on it: for processes cut off with their host."""
+    if PROCESS_HOST not in namespaces.existing():
+        namespaces.add(PROCESS_HOST)
+    return PROCESS_HOST
+
+
+@pytest.fixture
+async def system(
+    cluster: Cluster, services: Backends, log_dir: Path, request: pytest.FixtureRequest,
+) -> AsyncIterator[System]:
+    """A scenario's processes on the cluster (every node listed, the first first unless a
+    process is given another RABBITMQ_URL), the session's MongoDB database; stopped after."""
+    folder = log_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+    started = System(
+        services, folder, RABBITMQ_URL=cluster.url(),
+        # The product's default: long enough for a quorum queue's election (broker.py).
+        PUBLISH_TIMEOUT_S="5",
+        # No management plugin on the test cluster: queue limits are skipped, with a warning.
+        RABBITMQ_MANAGEMENT_URL=cluster.nodes[0].management_url)
+    yield started
+    await started.stop_all()

@@ -1,83 +1,16 @@
-"""Fixtures of the fault suite, and the scoreboard printed at the end of the session.
-
-Set TASKPROC_SCOREBOARD=path/to/file.md to also write the table as Markdown.
-"""
+"""Fixtures of the fault suite (its scoreboard, shared with tests/cluster, is
+tests/faults/board.py)."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from _pytest.terminal import TerminalReporter
-from pymongo import AsyncMongoClient
 
-from infra.mongodb.client import mongo_client
-from tests.faults.scoreboard import Row, Scoreboard
 from tests.faults.system import System
-from tests.faults.tracking import TaskTracker, TrackerFactory
-from tests.support.keys import bearer
-from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends, missing
-
-SCOREBOARD = pytest.StashKey[Scoreboard]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[SCOREBOARD] = Scoreboard()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    board = item.config.stash.get(SCOREBOARD, None)
-    if board is not None and report.failed:
-        crash = getattr(report.longrepr, "reprcrash", None)
-        message = getattr(crash, "message", None) or str(report.longrepr)
-        # A scenario that failed before opening its row (in a fixture) still gets one.
-        rows = board.rows_of(item.nodeid) or [board.add(item.name, item.nodeid)]
-        for row in rows:
-            row.error = row.error or f"{report.when}: {message.splitlines()[0][:300]}"
-    return report
-
-
-def pytest_terminal_summary(
-    terminalreporter: TerminalReporter, exitstatus: int, config: pytest.Config
-) -> None:
-    board = config.stash.get(SCOREBOARD, None)
-    if board is None or not board.rows:
-        return
-    terminalreporter.section("fault scoreboard")
-    for line in board.table():
-        terminalreporter.write_line(line)
-    terminalreporter.write_line("")
-    for line in board.verdicts():
-        terminalreporter.write_line(line)
-    target = os.environ.get("TASKPROC_SCOREBOARD")
-    if target:
-        board.write_markdown(Path(target))
-        terminalreporter.write_line(f"scoreboard written to {target}")
-
-
-@pytest.fixture(scope="session")
-def scoreboard(pytestconfig: pytest.Config) -> Scoreboard:
-    return pytestconfig.stash[SCOREBOARD]
-
-
-@pytest.fixture
-def new_row(scoreboard: Scoreboard, request: pytest.FixtureRequest) -> Callable[[str], Row]:
-    """Open this scenario's row; it is on the board from now on, whatever happens next."""
-
-    def make(scenario: str) -> Row:
-        return scoreboard.add(scenario, request.node.nodeid)
-
-    return make
 
 
 @pytest.fixture(scope="session")
@@ -86,15 +19,6 @@ def local_services(services: Backends) -> Backends:
     if not services.local_broker:
         missing("a local RabbitMQ that rabbitmqctl controls")
     return services
-
-
-@pytest.fixture(scope="session")
-def receiver() -> Iterator[WebhookReceiver]:
-    """A webhook receiver counting deliveries per X-Task-Id; some paths answer slowly."""
-    server = WebhookReceiver(delays={"/slow/": 0.4, "/slower/": 4.0}).start()
-    assert isinstance(server, WebhookReceiver)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -106,33 +30,3 @@ async def system(
     started = System(local_services, folder)
     yield started
     await started.stop_all()
-
-
-@pytest.fixture
-async def tracker_for(
-    receiver: WebhookReceiver, local_services: Backends, system: System,
-) -> AsyncIterator[TrackerFactory]:
-    """`tracker_for(row, gateway_url, mongodb_url=...)`: a TaskTracker reading the scenario's
-    read model (the session database, on the shared server unless told otherwise), its client
-    sending the API key `system` made for that gateway."""
-    clients: list[httpx.AsyncClient] = []
-    mongo: list[AsyncMongoClient[dict[str, Any]]] = []
-
-    def make(row: Row, base_url: str, mongodb_url: str = local_services.mongodb_url,
-             ) -> TaskTracker:
-        # Idle connections go before uvicorn's 5 s keep-alive ends them: no request is ever sent
-        # on a connection the server is closing.
-        limits = httpx.Limits(max_connections=64, keepalive_expiry=2.0)
-        client = httpx.AsyncClient(base_url=base_url, limits=limits,
-                                   headers=bearer(system.api_keys[base_url]))
-        clients.append(client)
-        store = mongo_client(mongodb_url, timeout_s=2.0)
-        mongo.append(store)
-        tasks = store[local_services.mongodb_database]["tasks"]
-        return TaskTracker(row, client, receiver, tasks)
-
-    yield make
-    for client in clients:
-        await client.aclose()
-    for store in mongo:
-        await store.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 
 from tests.support.keys import issue_key
@@ -56,26 +56,29 @@ class System:
                                              settings["MONGODB_DATABASE"])
         return url
 
-    async def start_worker(self, task_type: str, **env: str) -> ServiceProcess:
+    async def start_worker(self, task_type: str, *, launcher: Sequence[str] = (),
+                           **env: str) -> ServiceProcess:
         """Start `python -m consumers worker TYPE`; returns once RabbitMQ counts its consumer
-        on tasks.TYPE, besides those of the other live workers of the type started here."""
+        on tasks.TYPE, besides those of the other live workers of the type started here.
+        `launcher`: see ServiceProcess (a test host of its own)."""
         name = f"{task_type}-worker-{next(self._numbers)}"
         # One at a time per type: each start counts the consumers of the workers before it.
         async with self._starting[task_type]:
             live = sum(1 for kind, p in self._workers if kind == task_type and p.running())
             process = await asyncio.to_thread(worker, task_type, self._env(env), self.log_dir,
-                                              name, consumers=live + 1)
+                                              name, consumers=live + 1, launcher=launcher)
             self.processes.append(process)
             self._workers.append((task_type, process))
         return process
 
-    async def start_projector(self, **env: str) -> ServiceProcess:
+    async def start_projector(self, *, launcher: Sequence[str] = (),
+                              **env: str) -> ServiceProcess:
         """Start a projector; returns once each of its three queues counts its consumer."""
         name = f"projector-{next(self._numbers)}"
         async with self._starting["projector"]:
             live = sum(1 for p in self._projectors if p.running())
             process = await asyncio.to_thread(projector, self._env(env), self.log_dir, name,
-                                              consumers=live + 1)
+                                              consumers=live + 1, launcher=launcher)
             self.processes.append(process)
             self._projectors.append(process)
         return process

@@ -65,10 +65,13 @@ class _Link:
 
 
 class FaultProxy:
-    """Relays 127.0.0.1:`port` to `upstream`; see the module's docstring for the faults."""
+    """Relays `host`:`port` to `upstream`; see the module's docstring for the faults."""
 
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, *,
+                 host: str = "127.0.0.1") -> None:
+        """`host`: the address it listens on (tests/cluster: the test hosts' bridge)."""
         self._upstream = (upstream_host, upstream_port)
+        self.host = host
         self._links: set[_Link] = set()
         self._armed: list[_Cut] = []
         self._refuse_until = 0.0
@@ -80,7 +83,7 @@ class FaultProxy:
         self.refused = 0  # connections refused
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -95,7 +98,7 @@ class FaultProxy:
 
     def url(self, options: str = "directConnection=true") -> str:
         """A MongoDB URL through the proxy."""
-        return f"mongodb://127.0.0.1:{self.port}/?{options}"
+        return f"mongodb://{self.host}:{self.port}/?{options}"
 
     def cut_all(self) -> int:
         """Cut every open connection now; how many were cut."""

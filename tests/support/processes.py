@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,15 +53,18 @@ class ServiceProcess:
     """One process of the system, its output kept in a log file for the test report."""
 
     def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path,
-                 *, own_session: bool = False):
+                 *, own_session: bool = False, launcher: Sequence[str] = ()):
         """`own_session`: out of the caller's process group, so a Ctrl-C reaches the caller
-        only, which then stops the process in order."""
+        only, which then stops the process in order. `launcher`: a command that runs Python
+        somewhere else and execs it (`ip netns exec HOST`: on a test host of its own), so the
+        pid is still the process's own."""
         self.name = name
         self.args = args
         self.env = dict(env)
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._own_session = own_session
+        self._launcher = tuple(launcher)
         self._log_start = 0
 
     def start(self) -> ServiceProcess:
@@ -69,7 +72,8 @@ class ServiceProcess:
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         # The child keeps its own copy of the file descriptor.
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, *self.args], env=self.env,
+            self.process = subprocess.Popen([*self._launcher, sys.executable, *self.args],
+                                            env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=self._own_session)
         return self
@@ -158,7 +162,8 @@ def gateway(env: Mapping[str, str], log_dir: Path, port: int, *,
 
 
 def worker(task_type: str, env: Mapping[str, str], log_dir: Path,
-           name: str | None = None, *, consumers: int = 1) -> ServiceProcess:
+           name: str | None = None, *, consumers: int = 1,
+           launcher: Sequence[str] = ()) -> ServiceProcess:
     """Start `python -m consumers worker TYPE`; return once it consumes `tasks.TYPE`.
 
     `consumers`: how many live workers of the type there will be, this one included. Before
@@ -167,7 +172,8 @@ def worker(task_type: str, env: Mapping[str, str], log_dir: Path,
     queue = names.task_queue(task_type)
     wait_for_consumers_gone(env["RABBITMQ_URL"], {queue: consumers - 1})
     process = ServiceProcess(name or f"{task_type}-worker",
-                             ["-m", "consumers", "worker", task_type], env, log_dir).start()
+                             ["-m", "consumers", "worker", task_type], env, log_dir,
+                             launcher=launcher).start()
     with _killed_unless_ready(process):
         wait_worker(process, env, task_type, consumers)
     return process
@@ -180,10 +186,11 @@ def wait_worker(process: ServiceProcess, env: Mapping[str, str], task_type: str,
 
 
 def projector(env: Mapping[str, str], log_dir: Path, name: str = "projector", *,
-              consumers: int = 1) -> ServiceProcess:
+              consumers: int = 1, launcher: Sequence[str] = ()) -> ServiceProcess:
     """Start `python -m projector`; return once it consumes its three queues."""
     wait_for_consumers_gone(env["RABBITMQ_URL"], dict.fromkeys(PROJECTOR_QUEUES, consumers - 1))
-    process = ServiceProcess(name, ["-m", "projector"], env, log_dir).start()
+    process = ServiceProcess(name, ["-m", "projector"], env, log_dir,
+                             launcher=launcher).start()
     with _killed_unless_ready(process):
         wait_projector(process, env, consumers)
     return process

@@ -19,10 +19,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
-import aio_pika
 import httpx
 from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
+
+from infra.rabbitmq.nodes import connect_first
 
 T = TypeVar("T")
 
@@ -133,7 +134,9 @@ async def _poll(
                 raise _fail(process, f"exited while waiting for {what} (last: {last})")
             try:
                 if connection is None or connection.is_closed:
-                    connection = await aio_pika.connect(rabbitmq_url, timeout=5)
+                    # The first node that answers, of a cluster's (tests/cluster).
+                    async with asyncio.timeout(5):
+                        connection = await connect_first(rabbitmq_url)
                 last = await consumer_counts(connection, queues)
                 if reached(last):
                     return

@@ -9,7 +9,14 @@ from pydantic import ValidationError
 from yarl import URL
 
 from infra.rabbitmq.management import credentials_of
-from infra.rabbitmq.nodes import ROBUST_TRY, NodeListConnection, node_of, node_urls, vhost_of
+from infra.rabbitmq.nodes import (
+    ROBUST_TRY,
+    NodeListConnection,
+    node_of,
+    node_urls,
+    vhost_of,
+    with_cluster_defaults,
+)
 from infra.rabbitmq.setup import url_for
 from infra.runtime.settings.system import SystemSettings
 
@@ -82,3 +89,11 @@ async def test_each_try_after_the_first_goes_to_the_next_node(
         await getattr(connection, ROBUST_TRY)()
 
     assert tried == ["10.0.0.1:5672", "10.0.0.2:5672", "rabbit-3:5671", "10.0.0.1:5672"]
+
+
+def test_a_node_list_notices_a_silent_node_in_seconds_unless_its_urls_say_otherwise() -> None:
+    connection = NodeListConnection([URL(A), URL(f"{B}?heartbeat=20")])
+
+    assert connection.reconnect_interval == 1.0
+    assert connection.url.query["heartbeat"] == "5"
+    assert with_cluster_defaults(URL(f"{B}?heartbeat=20")).query["heartbeat"] == "20"
