@@ -79,6 +79,7 @@ class FaultProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self.requests: Counter[str] = Counter()
+        self.connections = 0  # connections relayed: proof that a client went through the proxy
         self.cuts = 0  # connections cut
         self.refused = 0  # connections refused
 
@@ -133,6 +134,7 @@ class FaultProxy:
             return
         link = _Link(client_writer, server_writer)
         self._links.add(link)
+        self.connections += 1
         current = asyncio.current_task()
         assert current is not None
         self._tasks.add(current)
