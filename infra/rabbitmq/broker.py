@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -59,6 +59,25 @@ class Unroutable(PublishError):
 class Refused(PublishError):
     """RabbitMQ nacked the message: a queue it routes to is full (overflow `reject-publish`), or
     on a cluster is electing a new leader. Any other queue it routes to may have taken it."""
+
+
+class ConnectionDropped(ConnectionError):
+    """aiormq dropped the connection a publish awaited its confirm on: the node went silent
+    (missed heartbeats), and aiormq cancels what waits on it rather than failing it."""
+
+
+@contextlib.contextmanager
+def dropped_as_error() -> Iterator[None]:
+    """Turn a CancelledError that is not this task's own cancellation (aiormq cancelled the
+    confirm it awaited) into ConnectionDropped: an error to handle, not a 500 or a hang. This
+    task's own (a deadline, a client gone, a shutdown) passes through."""
+    try:
+        yield
+    except asyncio.CancelledError as error:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise ConnectionDropped("RabbitMQ connection dropped while awaiting a confirm") from error
 
 
 class Broker:
@@ -217,7 +236,8 @@ class Broker:
             async with asyncio.timeout(self._timeout_s):
                 if self._publisher is None:
                     target = await self._exchange(channel, exchange)
-                    await target.publish(message, routing_key, mandatory=True)
+                    with dropped_as_error():
+                        await target.publish(message, routing_key, mandatory=True)
                 else:
                     await self._publish_on_a_cluster(exchange, routing_key, message)
         except DeliveryError as error:
@@ -254,7 +274,8 @@ class Broker:
                 raise ChannelInvalidStateError("the publishing channel is closed")
             try:
                 target = await self._exchange(channel, exchange)
-                await target.publish(message, routing_key, mandatory=True)
+                with dropped_as_error():
+                    await target.publish(message, routing_key, mandatory=True)
                 return
             except DeliveryError as error:
                 pause = next(nack_pauses, None)
