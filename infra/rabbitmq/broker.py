@@ -80,6 +80,19 @@ def dropped_as_error() -> Iterator[None]:
         raise ConnectionDropped("RabbitMQ connection dropped while awaiting a confirm") from error
 
 
+# aiormq's time of the last frame a connection received (private: tests/unit/test_broker_dropped.py
+# fails if an aiormq release renames it, instead of silent nodes being left only by heartbeats).
+LAST_FRAME_TIME = "_Connection__last_frame_time"
+
+
+def silence_of(link: Any) -> float | None:
+    """Seconds since an aiormq connection last received a frame; None if it cannot tell."""
+    last = getattr(link, LAST_FRAME_TIME, None)
+    if not isinstance(last, float):
+        return None
+    return float(link.loop.time() - last)
+
+
 class Broker:
     """A lazily opened, self-healing link to RabbitMQ.
 
@@ -114,6 +127,7 @@ class Broker:
         self._closing: set[asyncio.Task[None]] = set()
         self._exchanges: dict[tuple[AbstractChannel, str], AbstractExchange] = {}
         self._connecting: asyncio.Task[AbstractChannel] | None = None
+        self._leaving: asyncio.Task[None] | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -247,7 +261,40 @@ class Broker:
                               f"routes to {why})") from error
             raise Unroutable(f"{exchange!r} {routing_key!r} refused or returned it") from error
         except (TimeoutError, OSError, AMQPError, RuntimeError) as error:
+            if isinstance(error, TimeoutError) and self._publisher is not None:
+                self._leave_if_silent()
             raise BrokerUnavailable(f"publish to {exchange!r} not confirmed: {error!r}") from error
+
+    def _leave_if_silent(self) -> None:
+        """On a cluster, drop the connection to a node that has sent nothing for a whole publish
+        deadline, so the robust connection moves to the next node now.
+
+        A node cut off by a partition answers nothing, and aiormq gives up on it only after
+        three missed heartbeats (18 s with the cluster default, infra/rabbitmq/nodes.py): every
+        publish until then would time out (503). A live node sends a heartbeat at least every
+        half heartbeat interval, even while a memory alarm blocks publishes, so silence for a
+        whole deadline is not mere slowness."""
+        connection = self._connection
+        transport = getattr(connection, "transport", None)
+        if self._leaving is not None or transport is None:
+            return
+        link = transport.connection
+        silent_s = silence_of(link)
+        if silent_s is None or silent_s < self._timeout_s:
+            return
+        log.warning("RabbitMQ %ssent nothing for %.1f s: leaving it for the next node",
+                    self._on_node(connection), silent_s)
+        self._leaving = asyncio.create_task(self._leave(link))
+
+    async def _leave(self, link: Any) -> None:
+        try:
+            # aiormq sends Connection.Close and waits 2 s at most for an answer that will not
+            # come; the robust connection then tries the next node.
+            with contextlib.suppress(Exception):
+                await link.close(ConnectionDropped("the node sent nothing for a publish "
+                                                   "deadline"))
+        finally:
+            self._leaving = None
 
     async def _publish_on_a_cluster(self, exchange: str, routing_key: str,
                                     message: aio_pika.Message) -> None:

@@ -105,3 +105,4 @@ async def system(
         RABBITMQ_MANAGEMENT_URL=cluster.nodes[0].management_url)
     yield started
     await started.stop_all()
+

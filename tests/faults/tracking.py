@@ -225,13 +225,18 @@ class TaskTracker:
         """While the scenario runs: read pending statuses in bulk every 0.2 s, and poll them
         over HTTP a few at a time, round-robin, as clients would."""
 
+        # Cancelling alone is not enough to stop them: PyMongo can turn a cancellation that
+        # lands inside a read into an error, which `read_model_round` counts and goes on from
+        # (tests/cluster saw a watcher outlive its scenario that way, and the scenario hang).
+        stopping = asyncio.Event()
+
         async def bulk() -> None:
-            while True:
+            while not stopping.is_set():
                 await self.read_model_round()
                 await asyncio.sleep(_BULK_INTERVAL_S)
 
         async def http() -> None:
-            while True:
+            while not stopping.is_set():
                 pending = self.pending()
                 for start in range(0, len(pending), _HTTP_POLLERS):
                     batch = pending[start:start + _HTTP_POLLERS]
@@ -242,6 +247,7 @@ class TaskTracker:
         try:
             yield
         finally:
+            stopping.set()
             for watcher in watchers:
                 watcher.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
