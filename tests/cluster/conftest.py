@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from devtools import namespaces
 from devtools.cluster import Node, Timings
 from devtools.namespaces import Host
 from tests.faults.system import System
-from tests.support.services import Backends
+from tests.support.services import Backends, drop_database
 
 # A test host of its own for processes beside the nodes (rows whose link to them is cut).
 PROCESS_HOST = Host(rabbit_cluster.SIZE + 1)
@@ -95,14 +96,20 @@ async def system(
     cluster: Cluster, services: Backends, log_dir: Path, request: pytest.FixtureRequest,
 ) -> AsyncIterator[System]:
     """A scenario's processes on the cluster (every node listed, the first first unless a
-    process is given another RABBITMQ_URL), the session's MongoDB database; stopped after."""
+    process is given another RABBITMQ_URL), a MongoDB database of its own; stopped after."""
     folder = log_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+    # A database of its own: a row stores ~1,500 tasks, and the session's database serves the
+    # other tiers, whose listings examine a bounded number of documents.
+    database = f"cluster_{uuid.uuid4().hex[:8]}"
     started = System(
-        services, folder, RABBITMQ_URL=cluster.url(),
+        services, folder, RABBITMQ_URL=cluster.url(), MONGODB_DATABASE=database,
         # The product's default: long enough for a quorum queue's election (broker.py).
         PUBLISH_TIMEOUT_S="5",
         # No management plugin on the test cluster: queue limits are skipped, with a warning.
         RABBITMQ_MANAGEMENT_URL=cluster.nodes[0].management_url)
-    yield started
-    await started.stop_all()
+    try:
+        yield started
+    finally:
+        await started.stop_all()
+        await asyncio.to_thread(drop_database, services.mongodb_url, database)
 

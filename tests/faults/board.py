@@ -25,6 +25,13 @@ from tests.support.receivers import WebhookReceiver
 from tests.support.services import Backends
 
 SCOREBOARD = pytest.StashKey[Scoreboard]()
+SCENARIO_TIERS = ("faults", "cluster")
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _is_scenario(path: Path) -> bool:
+    """Whether a test file is in one of the tiers whose tests are scoreboard scenarios."""
+    return path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in SCENARIO_TIERS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,7 +44,9 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     board = item.config.stash.get(SCOREBOARD, None)
-    if board is not None and report.failed:
+    # Only the scenarios' tiers have rows: a failure elsewhere is no scenario.
+    if board is not None and report.failed and (
+            board.rows_of(item.nodeid) or _is_scenario(item.path)):
         crash = getattr(report.longrepr, "reprcrash", None)
         message = getattr(crash, "message", None) or str(report.longrepr)
         # A scenario that failed before opening its row (in a fixture) still gets one.
@@ -94,7 +103,7 @@ async def tracker_for(
     receiver: WebhookReceiver, services: Backends, system: System,
 ) -> AsyncIterator[TrackerFactory]:
     """`tracker_for(row, gateway_url, mongodb_url=...)`: a TaskTracker reading the scenario's
-    read model (the session database, on the shared server unless told otherwise), its client
+    read model (its system's database, on the shared server unless told otherwise), its client
     sending the API key `system` made for that gateway. `system` is each tier's own fixture
     (tests/faults, tests/cluster)."""
     clients: list[httpx.AsyncClient] = []
@@ -110,7 +119,7 @@ async def tracker_for(
         clients.append(client)
         store = mongo_client(mongodb_url, timeout_s=2.0)
         mongo.append(store)
-        tasks = store[services.mongodb_database]["tasks"]
+        tasks = store[system.env["MONGODB_DATABASE"]]["tasks"]
         return TaskTracker(row, client, receiver, tasks)
 
     yield make

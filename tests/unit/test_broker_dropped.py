@@ -32,7 +32,7 @@ async def test_the_publishers_own_deadline_still_cancels_it() -> None:
         await publish()
 
 
-def test_aiormq_still_keeps_the_time_of_the_last_frame_a_connection_received() -> None:
+async def test_aiormq_still_keeps_the_time_of_the_last_frame_a_connection_received() -> None:
     # If an aiormq release renames it, a node cut off by a partition would be left only after
     # three missed heartbeats, not after one publish deadline.
     link = aiormq.Connection(URL("amqp://guest:guest@127.0.0.1:5672/"))

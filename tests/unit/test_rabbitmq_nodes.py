@@ -91,7 +91,7 @@ async def test_each_try_after_the_first_goes_to_the_next_node(
     assert tried == ["10.0.0.1:5672", "10.0.0.2:5672", "rabbit-3:5671", "10.0.0.1:5672"]
 
 
-def test_a_node_list_notices_a_silent_node_in_seconds_unless_its_urls_say_otherwise() -> None:
+async def test_a_node_list_notices_a_silent_node_in_seconds_unless_its_urls_say_otherwise() -> None:
     connection = NodeListConnection([URL(A), URL(f"{B}?heartbeat=20")])
 
     assert connection.reconnect_interval == 1.0
