@@ -305,7 +305,7 @@ class Broker:
         - A node that dies holds publishes awaiting their confirm: each is published again,
           as often as it takes, once the robust connection is on another node (the task id
           makes a duplicate harmless: the worker and the projection both tolerate one).
-        - A quorum queue nacks publishes while it elects a new leader (for ~0.2-1 s after its
+        - A quorum queue nacks publishes while it elects a new leader (for 0.2-1.7 s after its
           leader's node died; tests/cluster measured it), and on RabbitMQ 3.10 a channel whose
           first publish to that queue came during the election is nacked on every later one:
           a nack is tried again after a pause, on a fresh channel. A queue that is really full
@@ -341,8 +341,8 @@ class Broker:
                 if isinstance(channel, aio_pika.RobustChannel):
                     await channel.ready()
 
-    async def _renewed(self, nacked: AbstractChannel) -> AbstractChannel | None:
-        """The publishing channel that replaces `nacked`, or None if it stays.
+    async def _renewed(self, nacked: AbstractChannel) -> None:
+        """Replace the publishing channel `nacked` with a new one (`_publisher`).
 
         Once however many publishes it nacked together, and at most once a second: a full
         queue nacks every channel, and each renewal costs a channel until the old one closes."""
@@ -359,7 +359,6 @@ class Broker:
                 closing = asyncio.create_task(self._close_later(nacked))
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
-            return None if self._publisher is nacked else self._publisher
 
     async def _close_later(self, channel: AbstractChannel) -> None:
         """Close a replaced channel once the publishes still in flight on it have their answer

@@ -45,6 +45,16 @@ def others(cluster: Cluster, node: Node) -> list[Node]:
     return [other for other in cluster.nodes if other != node]
 
 
+async def start_on(system: System, cluster: Cluster, *, gateway: Node, worker: Node,
+                   projector: Node) -> str:
+    """A gateway, a sleep worker and a projector, each first on the node given; the gateway's
+    URL."""
+    url = await system.start_gateway(RABBITMQ_URL=cluster.url(first=gateway))
+    await system.start_worker("sleep", RABBITMQ_URL=cluster.url(first=worker))
+    await system.start_projector(RABBITMQ_URL=cluster.url(first=projector))
+    return url
+
+
 async def rejoined(cluster: Cluster, timeout_s: float = 90.0) -> float:
     """Seconds until all three nodes run as one cluster again (stopped ones started first)."""
     started = time.monotonic()
@@ -65,9 +75,8 @@ async def test_sigkill_of_the_gateways_node(
 ) -> None:
     row = new_row(f"14. SIGKILL the node the gateway is on (round {round_})")
     target, (worker_node, projector_node) = cluster.nodes[0], others(cluster, cluster.nodes[0])
-    url = await system.start_gateway(RABBITMQ_URL=cluster.url(first=target))
-    await system.start_worker("sleep", RABBITMQ_URL=cluster.url(first=worker_node))
-    await system.start_projector(RABBITMQ_URL=cluster.url(first=projector_node))
+    url = await start_on(system, cluster, gateway=target, worker=worker_node,
+                         projector=projector_node)
     tracker = tracker_for(row, url)
     async with Traffic(tracker) as traffic:
         await traffic.accepted(100)
@@ -117,9 +126,7 @@ async def test_sigkill_of_the_queues_leader_while_workers_run(
     assert (await queue_info(first, TASK_QUEUE)).leader == leader.name
     assert (await queue_info(first, names.PROJECTOR_EVENTS_QUEUE)).leader == leader.name
     # No process is on the leader's node: the fault is the queues' alone.
-    url = await system.start_gateway(RABBITMQ_URL=cluster.url(first=first))
-    await system.start_worker("sleep", RABBITMQ_URL=cluster.url(first=second))
-    await system.start_projector(RABBITMQ_URL=cluster.url(first=first))
+    url = await start_on(system, cluster, gateway=first, worker=second, projector=first)
     tracker = tracker_for(row, url)
     async with Traffic(tracker) as traffic:
         await traffic.accepted(100)
@@ -142,9 +149,8 @@ async def test_rolling_restart_of_every_node(
 ) -> None:
     row = new_row(f"16. rolling restart of the three nodes, one at a time (round {round_})")
     gateway_node, worker_node, projector_node = cluster.nodes
-    url = await system.start_gateway(RABBITMQ_URL=cluster.url(first=gateway_node))
-    await system.start_worker("sleep", RABBITMQ_URL=cluster.url(first=worker_node))
-    await system.start_projector(RABBITMQ_URL=cluster.url(first=projector_node))
+    url = await start_on(system, cluster, gateway=gateway_node, worker=worker_node,
+                         projector=projector_node)
     tracker = tracker_for(row, url)
     async with Traffic(tracker) as traffic:
         await traffic.accepted(100)
@@ -169,9 +175,8 @@ async def test_a_partition_cuts_one_node_off_and_heals(
                   f"(pause_minority; round {round_})")
     cut = cluster.nodes[round_ % len(cluster.nodes)]
     worker_node, projector_node = others(cluster, cut)
-    url = await system.start_gateway(RABBITMQ_URL=cluster.url(first=cut))
-    await system.start_worker("sleep", RABBITMQ_URL=cluster.url(first=worker_node))
-    await system.start_projector(RABBITMQ_URL=cluster.url(first=projector_node))
+    url = await start_on(system, cluster, gateway=cut, worker=worker_node,
+                         projector=projector_node)
     tracker = tracker_for(row, url)
     async with Traffic(tracker) as traffic:
         await traffic.accepted(100)
